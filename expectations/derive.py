@@ -1,0 +1,109 @@
+"""Row-level facts the expectations check, computed with polars before GX sees the batch.
+
+Some rules need context GX does not have (the instrument's tick rule from its definition, the set
+of instruments defined as of the record's date, flags that exempt a record) or are far cheaper
+vectorised in polars (duplicate detection over all columns). Each becomes a boolean column that a
+named GX expectation then checks, so the rule, its result and its unexpected rows stay in GX's
+report.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+UNDEF_PRICE = 2**63 - 1
+F_BAD_TS_RECV = 8
+FIXED = 1_000_000_000
+# CME equity-index options (NQ, ES): 0.05 at or below a premium of 5.00, 0.25 above.
+OPT_SMALL_TICK, OPT_LARGE_TICK, OPT_TICK_SWITCH = 50_000_000, 250_000_000, 5 * FIXED
+PRICED_ACTIONS = ("A", "M", "T", "F")
+
+
+def tick_table(instruments: pl.DataFrame) -> pl.DataFrame:
+    """Per instrument and definition date: the tick rule to apply (variable or fixed)."""
+    return instruments.select(
+        "instrument_id",
+        pl.col("date").alias("def_date"),
+        (
+            (pl.col("security_type") == "OOF")
+            & (
+                pl.col("min_price_increment").is_null()
+                | (pl.col("min_price_increment") == OPT_SMALL_TICK)
+            )
+        ).alias("variable_tick"),
+        pl.col("min_price_increment").alias("tick"),
+    )
+
+
+def _asof(df: pl.DataFrame, ticks: pl.DataFrame) -> pl.DataFrame:
+    """Attach the definition in force on each row's date (latest def_date ≤ date)."""
+    if ticks.height == 0:
+        return df.with_columns(
+            pl.lit(None, pl.Date).alias("def_date"),
+            pl.lit(None, pl.Boolean).alias("variable_tick"),
+            pl.lit(None, pl.Int64).alias("tick"),
+        )
+    ticks = ticks.unique(["instrument_id", "def_date"], keep="last").sort("def_date")
+    left = df.with_row_index("_row").sort("date")
+    out = left.join_asof(
+        ticks,
+        left_on="date",
+        right_on="def_date",
+        by="instrument_id",
+        strategy="backward",
+        check_sortedness=False,
+    )
+    return out.sort("_row").drop("_row")
+
+
+def on_grid(price: pl.Expr) -> pl.Expr:
+    variable = (
+        pl.when(price > OPT_TICK_SWITCH)
+        .then(price % OPT_LARGE_TICK == 0)
+        .otherwise(price % OPT_SMALL_TICK == 0)
+    )
+    fixed = pl.when(pl.col("tick").is_not_null() & (pl.col("tick") > 0)).then(
+        price % pl.col("tick") == 0
+    )
+    return pl.when(pl.col("variable_tick")).then(variable).otherwise(fixed)
+
+
+def with_checks(dataset: str, df: pl.DataFrame, ticks: pl.DataFrame) -> pl.DataFrame:
+    """The batch plus boolean check columns named ``chk_*`` (null = rule does not apply)."""
+    record_cols = [c for c in df.columns if c not in ("origin", "source_sha")]
+    dup = pl.struct(record_cols).is_duplicated()
+    if dataset == "mbo":
+        # Identical T/F records inside one event are separate matches (the real ESH4 sample fills
+        # one resting order twice in a packet), so only book actions can be true duplicates.
+        dup = dup & ~pl.col("action").is_in(["T", "F"])
+    out = df.with_columns(dup.alias("chk_duplicate"))
+    if dataset == "instruments":
+        return out.with_columns(
+            pl.when(pl.col("instrument_class").is_in(["C", "P"]))
+            .then(pl.col("strike_price").is_not_null() & (pl.col("expiration") > 0))
+            .alias("chk_option_fields"),
+        )
+    out = _asof(out, ticks).with_columns(pl.col("def_date").is_not_null().alias("chk_known"))
+    if "ts_recv" in out.columns:
+        ok = pl.col("ts_recv") >= pl.col("ts_event")
+        if "flags" in out.columns:
+            ok = ok | ((pl.col("flags") & F_BAD_TS_RECV) > 0)
+        out = out.with_columns(ok.alias("chk_ts_recv_ge_event"))
+    if dataset in ("mbo", "trades"):
+        priced = pl.col("price") != UNDEF_PRICE
+        if dataset == "mbo":
+            priced = priced & pl.col("action").is_in(PRICED_ACTIONS)
+        out = out.with_columns(pl.when(priced).then(on_grid(pl.col("price"))).alias("chk_on_grid"))
+    if dataset == "mbo":
+        out = out.with_columns(
+            pl.when(pl.col("action").is_in(["T", "F"]))
+            .then(pl.col("size") > 0)
+            .alias("chk_trade_size")
+        )
+    if dataset == "statistics":
+        out = out.with_columns(
+            pl.when(pl.col("stat_type") == 9)
+            .then(pl.col("quantity") >= 0)
+            .alias("chk_oi_nonnegative")
+        )
+    return out.drop("def_date", "variable_tick", "tick")

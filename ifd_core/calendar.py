@@ -1,0 +1,80 @@
+"""CME trading calendar and trade-date arithmetic.
+
+Wraps ``exchange_calendars`` (calendar "CMES", CME equity products) so that holidays and early
+closes come from a maintained library rather than a hand-written list. A CME Globex session opens
+at 18:00 America/New_York on the evening before its *trade date*; everything keyed by "date" in
+IFD (lake partitions, baselines, open interest) uses that trade date, never the calendar date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+NEW_YORK = ZoneInfo("America/New_York")
+UTC = dt.UTC
+NS = 1_000_000_000
+# Globex opens at 18:00 ET for the next trade date: shifting by 6 h maps the session onto one date.
+_SESSION_SHIFT = dt.timedelta(hours=6)
+
+
+@lru_cache(maxsize=1)
+def _calendar():
+    import exchange_calendars as xcals  # imported lazily: it pulls in pandas
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return xcals.get_calendar("CMES", start="2015-01-01")
+
+
+def is_trading_day(day: dt.date) -> bool:
+    """True when CME equity futures and options hold a session with this trade date."""
+    cal = _calendar()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bool(cal.is_session(day.isoformat()))
+
+
+def trading_days(start: dt.date, count: int) -> list[dt.date]:
+    """The first ``count`` trade dates on or after ``start``."""
+    if count <= 0:
+        return []
+    cal = _calendar()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = cal.date_to_session(start.isoformat(), direction="next")
+        sessions = cal.sessions_window(first, count)
+    return [s.date() for s in sessions]
+
+
+def previous_trading_day(day: dt.date) -> dt.date:
+    cal = _calendar()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return (
+            cal.date_to_session(day.isoformat(), direction="previous").date()
+            if not cal.is_session(day.isoformat())
+            else cal.previous_session(day.isoformat()).date()
+        )
+
+
+def trading_days_between(start: dt.date, end: dt.date) -> list[dt.date]:
+    """Trade dates in ``[start, end]`` inclusive."""
+    cal = _calendar()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [s.date() for s in cal.sessions_in_range(start.isoformat(), end.isoformat())]
+
+
+def trade_date_of_ns(ts_ns: int) -> dt.date:
+    """Trade date of an exchange timestamp (ns since the epoch, UTC)."""
+    ts = dt.datetime.fromtimestamp(ts_ns / NS, tz=UTC).astimezone(NEW_YORK)
+    return (ts + _SESSION_SHIFT).date()
+
+
+def et_to_ns(day: dt.date, hour: int, minute: int = 0, second: int = 0) -> int:
+    """Nanoseconds since the epoch of a wall-clock time in New York on ``day``."""
+    local = dt.datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=NEW_YORK)
+    return int(local.timestamp()) * NS

@@ -1,0 +1,360 @@
+"""The `ifd` command.
+
+The CLI is an edge of the system, like flows/: it composes ifd_core with the warehouse and the
+expectations, importing them lazily so that `ifd --help` stays fast.
+
+Exit codes (stable, for scripts):
+  0 success · 1 bad or rejected data (refused, quarantined) · 2 usage error
+  3 refused by the budget gate · 4 warehouse busy · 5 outside service failed
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_BUDGET, EXIT_BUSY, EXIT_SERVICE = 0, 1, 2, 3, 4, 5
+
+app = typer.Typer(
+    name="ifd",
+    help=(
+        "IFD: institutional flow detection in CME NQ futures options.\n\n"
+        "Exit codes: 0 ok, 1 bad or rejected data, 2 usage error, 3 refused by the budget gate, "
+        "4 warehouse busy, 5 outside service failed."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _settings(profile: str | None = None):
+    from ifd_core.settings import ProfileError, get_settings
+
+    try:
+        return get_settings(profile)
+    except ProfileError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+    except Exception as exc:  # pydantic validation: unknown key, wrong type
+        first = str(exc).splitlines()
+        raise _fail("invalid configuration: " + " ".join(first[:3]), EXIT_USAGE) from None
+
+
+def _lake(profile: str | None = None):
+    from warehouse.lake import Lake
+
+    return Lake(_settings(profile).data_dir)
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal,
+    )
+
+
+def print_frame(df, fmt: str = "table", title: str | None = None) -> None:
+    if fmt == "csv":
+        sys.stdout.write(df.write_csv())
+    elif fmt == "json":
+        sys.stdout.write(json.dumps(df.to_dicts(), default=str, indent=1) + "\n")
+    else:
+        table = Table(title=title, show_lines=False)
+        for c in df.columns:
+            table.add_column(c, overflow="fold")
+        for row in df.iter_rows():
+            table.add_row(*("" if v is None else str(v) for v in row))
+        out.print(table)
+
+
+# --------------------------------------------------------------------------- config
+@config_app.command("show")
+def config_show(
+    profile: Annotated[
+        str | None, typer.Option(help="Named profile from config/profiles/.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the effective settings (defaults → profile → .env → environment), secrets masked."""
+    from ifd_core.settings import available_profiles
+
+    s = _settings(profile)
+    payload = {"config_version": s.config_version(), **s.masked()}
+    if as_json:
+        typer.echo(json.dumps(payload, indent=2, default=str))
+        return
+    out.print(
+        f"[bold]profile[/]: {s.profile or '(none)'}   available: {', '.join(available_profiles())}"
+    )
+    out.print(f"[bold]config_version[/]: {payload['config_version']}")
+    _print_tree(payload, "")
+
+
+def _print_tree(d: dict, prefix: str) -> None:
+    for k, v in d.items():
+        if k == "config_version":
+            continue
+        if isinstance(v, dict):
+            _print_tree(v, f"{prefix}{k}.")
+        else:
+            out.print(f"  {prefix}{k} = {v}", highlight=False)
+
+
+# --------------------------------------------------------------------------- simulate
+@app.command()
+def simulate(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the DBN files.")],
+    days: Annotated[int, typer.Option(min=1, help="Trading days to simulate.")] = 21,
+    seed: Annotated[int, typer.Option(help="Random seed (output is deterministic per seed).")] = 7,
+    start: Annotated[str | None, typer.Option(help="First trade date, YYYY-MM-DD.")] = None,
+    scale: Annotated[
+        float, typer.Option(min=0.01, help="Activity multiplier (20 ≈ 5 M MBO/day).")
+    ] = 1.0,
+) -> None:
+    """Write a SYNTHETIC NQ futures-options market as standard Databento DBN files.
+
+    One file per trading day per schema (definition, statistics, mbo), planted institutional flows
+    and decoys, and ground_truth.json beside them. Everything is labelled synthetic.
+    """
+    from ifd_core.marketdata.simulator import simulate_market
+
+    start_date = _parse_date(start) if start else None
+    with _progress() as prog:
+        task = prog.add_task("simulating (synthetic)", total=days)
+        summary = simulate_market(
+            out_dir, days, seed, start=start_date, scale=scale,
+            progress=lambda done, total: prog.update(task, completed=done),
+        )  # fmt: skip
+    out.print(
+        f"SYNTHETIC market written to {summary.out_dir}: {len(summary.days)} trading days "
+        f"{summary.days[0]}..{summary.days[-1]}, {len(summary.files)} files, "
+        f"{summary.planted} planted flows, {summary.decoys} decoys; truth: {summary.truth_path}",
+        highlight=False,
+    )
+    for schema, n in sorted(summary.records_by_schema.items()):
+        out.print(f"  {schema}: {n:,} records", highlight=False)
+
+
+def _parse_date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise _fail(f"not a date: {value!r} (use YYYY-MM-DD)", EXIT_USAGE) from None
+
+
+# --------------------------------------------------------------------------- ingest
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="DBN files (.dbn, .dbn.zst) or directories.")],
+    origin: Annotated[
+        str | None,
+        typer.Option(
+            help="Record origin: synthetic, replay, historical, live, backfill (default: detected)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Load DBN files into the lake, validating every file (batch) before it is published.
+
+    Definitions are loaded first. A file that fails validation is quarantined whole under
+    data/quarantine/ with its reason; a file that cannot be read is refused. Re-ingesting a file
+    replaces exactly its own rows.
+    """
+    from warehouse.migrations import CatalogBusy
+
+    files = _expand(paths)
+    lake = _lake()
+    try:
+        report = _run_ingest(files, lake, origin)
+    except CatalogBusy as exc:
+        raise _fail(str(exc), EXIT_BUSY) from None
+    except ValueError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+    if as_json:
+        typer.echo(json.dumps(_report_json(report), indent=1, default=str))
+    else:
+        _print_ingest(report)
+    if not report.ok:
+        bad = [f for f in report.files if not f.ok]
+        for f in bad:
+            err.print(f"[red]{f.status}[/]: {f.reason}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_DATA)
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files += sorted(x for x in p.rglob("*") if x.name.endswith((".dbn", ".dbn.zst")))
+        else:
+            files.append(p)
+    if not files:
+        raise _fail("no DBN files found in the given paths", EXIT_USAGE)
+    return files
+
+
+def _run_ingest(files: list[Path], lake, origin: str | None):
+    from warehouse.ingest import ingest_files
+
+    with _progress() as prog:
+        task = prog.add_task("ingesting", total=len(files))
+        return ingest_files(files, lake, origin=origin, progress=lambda r: prog.advance(task))
+
+
+def _report_json(report) -> dict:
+    return {
+        "run_id": report.run_id,
+        "ok": report.ok,
+        "files": [
+            {"path": str(f.path), "status": f.status, "reason": f.reason, "schema": f.schema,
+             "origin": f.origin, "rows": f.rows, "dates": f.dates, "skipped": f.skipped,
+             "dq_failed": [r["expectation"] + ":" + r["column"] for r in f.dq if not r["success"]],
+             "quarantine": str(f.quarantine_dir) if f.quarantine_dir else None}
+            for f in report.files
+        ],
+    }  # fmt: skip
+
+
+def _print_ingest(report) -> None:
+    table = Table(title=f"ingest run {report.run_id}")
+    for c in ("file", "status", "schema", "origin", "rows", "dates", "checks"):
+        table.add_column(c, overflow="fold")
+    for f in report.files:
+        rows = ", ".join(f"{t} {n:,}" for t, n in f.rows.items())
+        passed = sum(r["success"] for r in f.dq)
+        checks = f"{passed}/{len(f.dq)} passed" if f.dq else "-"
+        dates = f"{f.dates[0]}..{f.dates[-1]}" if len(f.dates) > 1 else "".join(f.dates)
+        status = {"loaded": "[green]loaded[/]", "quarantined": "[red]quarantined[/]"}.get(
+            f.status, "[yellow]refused[/]"
+        )
+        table.add_row(f.path.name, status, f.schema or "", f.origin or "", rows, dates, checks)
+    out.print(table)
+    for f in report.files:
+        if f.skipped:
+            out.print(f"  {f.path.name}: skipped records of schemas IFD does not keep: {f.skipped}")
+
+
+# --------------------------------------------------------------------------- sql
+@app.command()
+def sql(
+    query: Annotated[
+        str, typer.Argument(help="A read-only query (SELECT, EXPLAIN) over the catalog.")
+    ],
+    csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
+) -> None:
+    """Run read-only SQL against the warehouse catalog (views over the lake).
+
+    Safe while flows ingest: the catalog is opened read-only and writers only add files.
+    Tables: mbo, trades, instruments, statistics, open_interest, settlements, bbo, ohlcv,
+    status, dq_results, dq_summary, ingest_log, cost_ledger; macros instruments_asof(d) and
+    open_interest_asof(d).
+    """
+    from warehouse.sql import SqlError
+    from warehouse.sql import query as run_query
+
+    if csv and as_json:
+        raise _fail("choose one of --csv and --json", EXIT_USAGE)
+    try:
+        df = run_query(_lake(), query)
+    except SqlError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+    print_frame(df, "csv" if csv else "json" if as_json else "table")
+
+
+# --------------------------------------------------------------------------- fetch
+@app.command()
+def fetch(
+    start: Annotated[str, typer.Option(help="Start (ISO date or datetime, UTC).")],
+    end: Annotated[str, typer.Option(help="End, exclusive (ISO date or datetime, UTC).")],
+    schema: Annotated[
+        str, typer.Option(help="Databento schema, e.g. mbo, definition, statistics.")
+    ],
+    symbols: Annotated[str, typer.Option(help="Comma-separated symbols, e.g. NQ.OPT,NQ.FUT.")],
+    stype: Annotated[
+        str, typer.Option("--stype", help="Symbology: raw_symbol, parent, ...")
+    ] = "raw_symbol",
+    approve: Annotated[
+        bool, typer.Option("--approve", help="Approve a quote that needs approval.")
+    ] = False,
+    no_ingest: Annotated[
+        bool, typer.Option("--no-ingest", help="Download only; don't ingest.")
+    ] = False,
+) -> None:
+    """Download from Databento Historical behind the budget gate, then ingest.
+
+    The request is quoted first (metadata.get_cost and record count); the quote and any spend go to
+    the cost ledger. Refused with the quote in the message when the budget gate says no.
+    """
+    from warehouse.cost_ledger import LakeCostLedger
+
+    from ifd_core.marketdata.historical import BudgetRefused, HistoricalError, fetch_historical
+    from warehouse.migrations import ensure_migrated
+
+    settings = _settings()
+    lake = _lake()
+    ensure_migrated(lake)
+    incoming = lake.root / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    try:
+        result = fetch_historical(
+            settings, LakeCostLedger(lake), start=start, end=end, schema=schema,
+            symbols=[s.strip() for s in symbols.split(",") if s.strip()], stype_in=stype,
+            approve=approve, out_dir=incoming,
+        )  # fmt: skip
+    except BudgetRefused as exc:
+        raise _fail(str(exc), EXIT_BUDGET) from None
+    except HistoricalError as exc:
+        raise _fail(str(exc), EXIT_SERVICE) from None
+    quote = f"{result.record_count:,} records, quoted ${result.quote_usd:.2f}"
+    out.print(f"downloaded {result.path} ({quote})", highlight=False)
+    if not no_ingest:
+        report = _run_ingest([result.path], lake, "historical")
+        _print_ingest(report)
+        if not report.ok:
+            raise typer.Exit(EXIT_DATA)
+
+
+# --------------------------------------------------------------------------- demo
+@app.command()
+def demo(
+    days: Annotated[int, typer.Option(min=1, help="Trading days to simulate.")] = 21,
+    seed: Annotated[int, typer.Option(help="Simulator seed.")] = 7,
+    scale: Annotated[float, typer.Option(min=0.01, help="Simulator activity multiplier.")] = 1.0,
+) -> None:
+    """The main job on embedded default data: simulate → ingest → summary of what landed."""
+    from flows.demo import run_demo
+
+    code = run_demo(_settings(), days=days, seed=seed, scale=scale, console=out, progress=_progress)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

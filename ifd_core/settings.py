@@ -1,0 +1,256 @@
+"""Typed settings for IFD, layered: defaults → profile file → .env → environment → explicit overrides.
+
+One schema (pydantic-settings) replaces the reference's two config managers. Unknown keys are
+errors everywhere (a typo in a profile must not be silently ignored), secrets come only from the
+environment or `.env`, and every resolved configuration has a stable hash (`config_version`) that
+derived rows carry so that a result can be traced to the parameters that produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROFILES_DIR = PROJECT_ROOT / "config" / "profiles"
+
+
+class _Group(BaseModel):
+    """Base for settings groups: unknown keys are rejected, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatabentoSettings(_Group):
+    api_key: SecretStr = SecretStr("")
+    dataset: str = "GLBX.MDP3"
+    historical_gateway: str | None = Field(
+        default=None, description="Historical API base URL; None means Databento's own."
+    )
+    live_gateway: str | None = None
+    live_port: int = 13000
+
+
+class WarehouseSettings(_Group):
+    data_dir: Path = Field(default=Path("data"), validate_default=True)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        # Catalog views hold absolute paths (relative ones resolve against the reader's CWD).
+        return v.expanduser().resolve()
+
+
+class BudgetSettings(_Group):
+    """Budget gate thresholds (platform.md §2.9); amounts in USD."""
+
+    monthly_budget: float = 175.0
+    auto_approve_max: float = 5.0
+    approval_above: float = 10.0
+    approval_share_of_remaining: float = 0.5
+    approval_post_utilization: float = 0.80
+    defer_post_utilization: float = 0.95
+    alert_levels: list[float] = Field(default_factory=lambda: [0.80, 0.95])
+
+
+class V3Settings(_Group):
+    """IFD v3 thresholds (algorithms.md §4.1, §17 ifd_v3_production)."""
+
+    min_pressure_ratio: float = 2.0
+    min_volume_concentration: float = 0.4
+    min_time_persistence: float = 0.5
+    min_trend_strength: float = 0.6
+    min_baseline_anomaly: float = 2.0
+    min_overall_confidence: float = 0.7
+    market_making_penalty: float = 0.4
+    lookback_days: int = 20
+    min_data_quality: float = 0.9
+    straddle_time_window_s: int = 300
+    max_market_making_probability: float = 0.3
+    pressure_weight: float = 0.4
+    baseline_weight: float = 0.3
+    market_making_weight: float = 0.2
+    coordination_weight: float = 0.1
+
+
+class V1Settings(_Group):
+    """Dead Simple v1 thresholds (algorithms.md §6, §17 v1 production)."""
+
+    min_vol_oi_ratio: float = 10.0
+    min_volume: int = 500
+    min_dollar_size: float = 100_000.0
+    max_distance_percent: float = 2.0
+    tier_extreme: float = 50.0
+    tier_very_high: float = 30.0
+    tier_high: float = 20.0
+    tier_moderate: float = 10.0
+
+
+class AnalysisSettings(_Group):
+    window_minutes: int = 5
+    watermark_grace_s: int = 30
+    baseline_min_samples: int = 5
+    contract_multiplier: float = 20.0
+    risk_free_rate: float = 0.04
+    v3: V3Settings = Field(default_factory=V3Settings)
+    v1: V1Settings = Field(default_factory=V1Settings)
+
+
+class RiskSettings(_Group):
+    max_position_size: int = 15
+    max_daily_trades: int = 30
+    stop_loss_percent: float = 12.0
+    min_signal_confidence: float = 0.0
+    daily_loss_stop: float = 2_000.0
+    max_drawdown_stop: float = 5_000.0
+
+
+class PaperSettings(_Group):
+    capital: float = 100_000.0
+    commission_per_contract: float = 2.0
+    slippage_ticks: float = 0.25
+    latency_ms: int = 50
+
+
+class ABSettings(_Group):
+    split_ratio: float = 0.5
+    comparison_period_hours: int = 24
+    min_signals_for_comparison: int = 10
+
+
+class IBSettings(_Group):
+    host: str = "127.0.0.1"
+    port: int = 4002
+    client_id: int = 17
+    account: str | None = None
+    live_trading_enabled: bool = False
+
+
+class Settings(BaseSettings):
+    """The whole effective configuration of one IFD process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="IFD_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    profile: str | None = None
+    env: Literal["dev", "test", "prod"] = "dev"
+    log_level: str = "INFO"
+    databento: DatabentoSettings = Field(default_factory=DatabentoSettings)
+    warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
+    paper: PaperSettings = Field(default_factory=PaperSettings)
+    ab: ABSettings = Field(default_factory=ABSettings)
+    ib: IBSettings = Field(default_factory=IBSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Highest priority first: explicit overrides, environment, .env, then the profile file.
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            ProfileSource(settings_cls, init_settings, env_settings, dotenv_settings),
+            file_secret_settings,
+        )
+
+    @property
+    def data_dir(self) -> Path:
+        return self.warehouse.data_dir
+
+    def config_version(self) -> str:
+        """Stable hash of everything that changes results (secrets and paths excluded)."""
+        payload = self.model_dump(
+            mode="json", exclude={"databento": {"api_key"}, "warehouse": True, "profile": True}
+        )
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings with secrets shown as '**********' (or '' when unset)."""
+        return _mask(self.model_dump(mode="python"))
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return "**********" if value.get_secret_value() else ""
+    if isinstance(value, dict):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+class ProfileError(ValueError):
+    """A profile that does not exist or does not fit the schema."""
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    path = PROFILES_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ProfileError(
+            f"unknown profile {name!r}; available: {', '.join(available_profiles()) or 'none'}"
+        )
+    data = tomllib.loads(path.read_text())
+    data.pop("description", None)
+    if "databento" in data and "api_key" in data["databento"]:
+        raise ProfileError(f"profile {name!r} holds a secret (databento.api_key); use the env")
+    return data
+
+
+class ProfileSource(PydanticBaseSettingsSource):
+    """Values of the profile named by the `profile` setting (override, env or .env)."""
+
+    def __init__(self, settings_cls, *higher: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._higher = higher
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused, required by ABC
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        name = None
+        for source in self._higher:
+            name = source().get("profile") or name
+            if name:
+                break
+        name = name or os.environ.get("IFD_PROFILE")
+        return load_profile(name) if name else {}
+
+
+def get_settings(profile: str | None = None, **overrides: Any) -> Settings:
+    """Build settings; a named profile overrides IFD_PROFILE from the environment."""
+    if profile is not None:
+        overrides["profile"] = profile
+    return Settings(**overrides)

@@ -1,0 +1,154 @@
+"""Versioned warehouse migrations, applied on first use.
+
+The catalog (``warehouse.duckdb``) holds only views over the lake plus bookkeeping; it is opened
+read-write for the few milliseconds a migration takes and read-only by everyone else. A migration
+is a function of (connection, lake); the versions applied are recorded in ``schema_migrations``,
+and the data root they were applied for in ``catalog_meta`` (views hold absolute paths, so a
+moved data root re-applies the view migrations).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+
+import duckdb
+
+from warehouse.lake import SEED_FILE, Lake
+from warehouse.tables import TABLES
+
+Migration = Callable[[duckdb.DuckDBPyConnection, Lake], None]
+
+
+def _view_sql(lake: Lake, table: str) -> str:
+    glob = lake.table_glob(table).replace("'", "''")
+    return (
+        f"CREATE OR REPLACE VIEW \"{table}\" AS SELECT * FROM read_parquet('{glob}', "
+        "union_by_name = true, hive_partitioning = false)"
+    )
+
+
+def _tables_and_views(tables: list[str]) -> Migration:
+    def apply(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+        for t in tables:
+            if not (lake.table_dir(t) / SEED_FILE).exists():
+                lake.write_seed(t)
+            con.execute(_view_sql(lake, t))
+
+    return apply
+
+
+def _point_in_time_macros(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    # The definition in force on a trade date: the latest one published on or before it.
+    con.execute(
+        """
+        CREATE OR REPLACE MACRO instruments_asof(d) AS TABLE
+        SELECT * EXCLUDE (rn) FROM (
+            SELECT *, row_number() OVER (PARTITION BY instrument_id
+                                         ORDER BY date DESC, ts_recv DESC) AS rn
+            FROM instruments WHERE date <= CAST(d AS DATE)) WHERE rn = 1
+        """
+    )
+    # Open interest known before the session of trade date d (never from the future).
+    con.execute(
+        """
+        CREATE OR REPLACE MACRO open_interest_asof(d) AS TABLE
+        SELECT * EXCLUDE (rn) FROM (
+            SELECT *, row_number() OVER (PARTITION BY instrument_id
+                                         ORDER BY ts_recv DESC) AS rn
+            FROM open_interest WHERE date <= CAST(d AS DATE)) WHERE rn = 1
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE VIEW dq_summary AS
+        SELECT run_id, dataset, source_file, any_value(batch_success) AS batch_success,
+               count(*) AS expectations, count(*) FILTER (WHERE NOT success) AS failed,
+               min(validated_at) AS validated_at
+        FROM dq_results GROUP BY ALL
+        """
+    )
+
+
+MIGRATIONS: list[tuple[int, str, Migration]] = [
+    (1, "market data, data quality and cost tables", _tables_and_views(list(TABLES))),
+    (2, "point-in-time macros and dq summary", _point_in_time_macros),
+]
+LATEST = MIGRATIONS[-1][0]
+
+
+class CatalogBusy(RuntimeError):
+    """Another process holds the catalog and the migration could not take it in time."""
+
+
+def _connect_rw(lake: Lake, timeout_s: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return duckdb.connect(str(lake.catalog_path))
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise CatalogBusy(
+                    f"the catalog {lake.catalog_path} is locked by another process and needs a "
+                    "migration; close open `ifd sql` sessions or notebooks and retry"
+                ) from exc
+            time.sleep(0.05)
+
+
+def _state(con: duckdb.DuckDBPyConnection) -> tuple[int, str | None]:
+    has = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+    ).fetchall()[0][0]
+    if not has:
+        return 0, None
+    version = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()
+    root = con.execute("SELECT value FROM catalog_meta WHERE key = 'data_root'").fetchall()
+    return int(version[0][0]), (root[0][0] if root else None)
+
+
+def current_state(lake: Lake) -> tuple[int, str | None]:
+    if not lake.catalog_path.exists():
+        return 0, None
+    try:
+        con = duckdb.connect(str(lake.catalog_path), read_only=True)
+    except duckdb.IOException:
+        return -1, None  # held read-write by a migrating process; the caller will wait for it
+    try:
+        return _state(con)
+    finally:
+        con.close()
+
+
+def ensure_migrated(lake: Lake, timeout_s: float = 30.0) -> list[int]:
+    """Apply every pending migration; returns the versions applied (empty when up to date)."""
+    lake.ensure_dirs()
+    version, root = current_state(lake)
+    if version == LATEST and root == str(lake.root):
+        return []
+    con = _connect_rw(lake, timeout_s)
+    try:
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+            "name VARCHAR, applied_at TIMESTAMPTZ)"
+        )
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS catalog_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
+        )
+        version, root = _state(con)
+        relocated = root is not None and root != str(lake.root)
+        applied = []
+        for v, name, fn in MIGRATIONS:
+            if v > version or relocated:
+                con.execute("BEGIN")
+                fn(con, lake)
+                con.execute(
+                    "INSERT OR REPLACE INTO schema_migrations VALUES (?, ?, ?)",
+                    [v, name, dt.datetime.now(dt.UTC)],
+                )
+                con.execute("COMMIT")
+                applied.append(v)
+        con.execute("INSERT OR REPLACE INTO catalog_meta VALUES ('data_root', ?)", [str(lake.root)])
+        return applied
+    finally:
+        con.close()

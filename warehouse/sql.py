@@ -1,0 +1,58 @@
+"""Read-only SQL over the catalog, safe to run while flows write the lake.
+
+The catalog file is opened ``read_only`` for the duration of one query (DuckDB 2.0 locks files
+exclusively, and the lake's writers never open it), and only statements that cannot change
+anything are accepted, so `ifd sql` can never alter the warehouse.
+"""
+
+from __future__ import annotations
+
+import time
+
+import duckdb
+import polars as pl
+
+from warehouse.lake import Lake
+from warehouse.migrations import ensure_migrated
+
+READ_ONLY_TYPES = {"SELECT", "EXPLAIN"}
+
+
+class SqlError(ValueError):
+    """A query that was refused or failed; the message is one line for the user."""
+
+
+def _check(query: str) -> None:
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as exc:
+        raise SqlError(f"SQL does not parse: {str(exc).splitlines()[0]}") from exc
+    if not statements:
+        raise SqlError("empty query")
+    for st in statements:
+        kind = st.type.name
+        if kind not in READ_ONLY_TYPES:
+            raise SqlError(f"only read-only queries are allowed (SELECT, EXPLAIN); got {kind}")
+
+
+def connect_read_only(lake: Lake, timeout_s: float = 10.0) -> duckdb.DuckDBPyConnection:
+    ensure_migrated(lake)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return duckdb.connect(str(lake.catalog_path), read_only=True)
+        except duckdb.IOException as exc:  # a migration holds it for a moment
+            if time.monotonic() > deadline:
+                raise SqlError(f"catalog busy: {str(exc).splitlines()[0]}") from exc
+            time.sleep(0.05)
+
+
+def query(lake: Lake, sql: str, params: list | None = None) -> pl.DataFrame:
+    _check(sql)
+    con = connect_read_only(lake)
+    try:
+        return con.execute(sql, params or []).pl()
+    except duckdb.Error as exc:
+        raise SqlError(str(exc).splitlines()[0]) from exc
+    finally:
+        con.close()

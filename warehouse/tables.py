@@ -1,0 +1,277 @@
+"""The lake's tables: one polars schema per table, the single source for files, views and docs.
+
+Every lake file carries all of its table's columns, the trade ``date`` included, so a view reads
+the files with ``union_by_name`` and needs no hive partitioning. Prices are DBN fixed-point
+integers (1e-9); timestamps are integer nanoseconds since the epoch, UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+U8, U16, U32, U64 = pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64
+I32, I64, F64, S, B = pl.Int32, pl.Int64, pl.Float64, pl.String, pl.Boolean
+
+# Columns every market-data row carries: where it came from and which raw file it was read from.
+PROVENANCE = {"origin": S, "source_sha": S}
+ORIGINS = ("synthetic", "replay", "historical", "live", "backfill")
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    grain: str
+    schema: dict[str, pl.DataType]
+    description: str
+
+    @property
+    def pl_schema(self) -> pl.Schema:
+        return pl.Schema(self.schema)
+
+    def empty(self) -> pl.DataFrame:
+        return pl.DataFrame(schema=self.pl_schema)
+
+
+def _t(name: str, grain: str, description: str, cols: dict, provenance: bool = True) -> Table:
+    schema = {"date": pl.Date, **cols, **(PROVENANCE if provenance else {})}
+    return Table(name, grain, schema, description)
+
+
+_MBO = {
+    "ts_recv": U64, "ts_event": U64, "instrument_id": U32, "publisher_id": U16,
+    "channel_id": U8, "order_id": U64, "action": S, "side": S, "price": I64, "size": U32,
+    "flags": U8, "ts_in_delta": I32, "sequence": U32,
+}  # fmt: skip
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in [
+        _t("mbo", "one MBO record", "Market-by-order records (A/C/M/R/T/F/N), as received.", _MBO),
+        _t(
+            "trades",
+            "one trade (the aggressor's T record, or one record of the trades/tbbo schemas)",
+            "Trades with the aggressor side: B buy, A sell, N none. Volume counts from here only.",
+            {
+                "ts_recv": U64,
+                "ts_event": U64,
+                "instrument_id": U32,
+                "price": I64,
+                "size": U32,
+                "side": S,
+                "flags": U8,
+                "sequence": U32,
+                "schema": S,
+            },
+        ),
+        _t(
+            "instruments",
+            "one instrument on one trade date (point in time: the definition in force that day)",
+            "Instrument master from definition records; strike and tick as fixed-point 1e-9.",
+            {
+                "instrument_id": U32,
+                "raw_symbol": S,
+                "asset": S,
+                "group": S,
+                "security_type": S,
+                "instrument_class": S,
+                "strike_price": I64,
+                "strike": F64,
+                "expiration": U64,
+                "underlying": S,
+                "underlying_id": U32,
+                "min_price_increment": I64,
+                "display_factor": I64,
+                "contract_multiplier": I32,
+                "unit_of_measure_qty": I64,
+                "tick_rule": U8,
+                "currency": S,
+                "exchange": S,
+                "security_update_action": S,
+                "ts_event": U64,
+                "ts_recv": U64,
+            },
+        ),
+        _t(
+            "statistics",
+            "one statistics record",
+            "Every statistics record as published (all stat types).",
+            {
+                "ts_recv": U64,
+                "ts_event": U64,
+                "ts_ref": U64,
+                "instrument_id": U32,
+                "stat_type": U16,
+                "price": I64,
+                "quantity": I64,
+                "sequence": U32,
+                "ts_in_delta": I32,
+                "channel_id": U16,
+                "update_action": U8,
+                "stat_flags": U8,
+            },
+        ),
+        _t(
+            "open_interest",
+            "one open-interest publication (stat_type 9) for one instrument",
+            "Open interest, published once a day for the previous session (ts_ref). Use it "
+            "point in time: only rows with ts_recv before the decision time.",
+            {
+                "ts_recv": U64,
+                "ts_event": U64,
+                "ts_ref": U64,
+                "instrument_id": U32,
+                "quantity": I64,
+                "stat_flags": U8,
+            },
+        ),
+        _t(
+            "settlements",
+            "one settlement-price publication (stat_type 3) for one instrument",
+            "Settlement prices; stat_flags bit 0 set = final, else preliminary.",
+            {
+                "ts_recv": U64,
+                "ts_event": U64,
+                "ts_ref": U64,
+                "instrument_id": U32,
+                "price": I64,
+                "stat_flags": U8,
+            },
+        ),
+        _t(
+            "bbo",
+            "one top-of-book record (mbp-1, tbbo, bbo-1s, bbo-1m)",
+            "Top of book; `schema` says which feed.",
+            {
+                "ts_recv": U64,
+                "ts_event": U64,
+                "instrument_id": U32,
+                "schema": S,
+                "price": I64,
+                "size": U32,
+                "action": S,
+                "side": S,
+                "flags": U8,
+                "sequence": U32,
+                "bid_px": I64,
+                "ask_px": I64,
+                "bid_sz": U32,
+                "ask_sz": U32,
+                "bid_ct": U32,
+                "ask_ct": U32,
+            },
+        ),
+        _t(
+            "ohlcv",
+            "one bar",
+            "OHLCV bars; `schema` gives the interval (ohlcv-1s, -1m, -1h, -1d, -eod).",
+            {
+                "ts_event": U64,
+                "instrument_id": U32,
+                "schema": S,
+                "open": I64,
+                "high": I64,
+                "low": I64,
+                "close": I64,
+                "volume": U64,
+            },
+        ),
+        _t(
+            "status",
+            "one trading-status record",
+            "Trading phase changes (pre-open, open, halt...).",
+            {
+                "ts_recv": U64,
+                "ts_event": U64,
+                "instrument_id": U32,
+                "action": U16,
+                "reason": U16,
+                "trading_event": U16,
+                "is_trading": S,
+                "is_quoting": S,
+                "is_short_sell_restricted": S,
+            },
+        ),
+        _t(
+            "dq_results",
+            "one expectation evaluated on one validated batch",
+            "Great Expectations results of every published batch.",
+            {
+                "run_id": S,
+                "validated_at": pl.Datetime("us", "UTC"),
+                "dataset": S,
+                "source_file": S,
+                "suite": S,
+                "expectation": S,
+                "column": S,
+                "success": B,
+                "element_count": I64,
+                "unexpected_count": I64,
+                "unexpected_percent": F64,
+                "partial_unexpected": S,
+                "batch_success": B,
+            },
+            provenance=False,
+        ),
+        _t(
+            "ingest_log",
+            "one raw file handled by one ingest run",
+            "What every ingest did with every file: loaded (rows per table), or why not.",
+            {
+                "run_id": S,
+                "ingested_at": pl.Datetime("us", "UTC"),
+                "source_file": S,
+                "raw_path": S,
+                "sha256": S,
+                "dataset": S,
+                "schema": S,
+                "dbn_version": U8,
+                "status": S,
+                "reason": S,
+                "rows": S,
+                "dates": S,
+            },
+            provenance=False,
+        ),
+        _t(
+            "cost_ledger",
+            "one cost event (quote, spend, fee) in USD",
+            "Every data-cost quote and spend, and fees; the budget gate's decisions.",
+            {
+                "entry_id": S,
+                "ts": pl.Datetime("us", "UTC"),
+                "month": S,
+                "entry_type": S,
+                "category": S,
+                "amount_usd": F64,
+                "status": S,
+                "decision": S,
+                "reason": S,
+                "dataset": S,
+                "schema": S,
+                "symbols": S,
+                "stype_in": S,
+                "range_start": S,
+                "range_end": S,
+                "record_count": I64,
+                "billable_bytes": I64,
+                "request_id": S,
+            },
+            provenance=False,
+        ),
+    ]
+}
+
+MARKET_TABLES = ("mbo", "trades", "instruments", "statistics", "open_interest", "settlements",
+                 "bbo", "ohlcv", "status")  # fmt: skip
+
+
+def conform(table: str, df: pl.DataFrame) -> pl.DataFrame:
+    """Cast and order ``df`` to the table's schema; a missing or extra column is a bug, so raise."""
+    schema = TABLES[table].schema
+    missing = set(schema) - set(df.columns)
+    extra = set(df.columns) - set(schema)
+    if missing or extra:
+        raise ValueError(f"{table}: missing columns {sorted(missing)}, extra {sorted(extra)}")
+    return df.select([pl.col(c).cast(t, strict=True) for c, t in schema.items()])
