@@ -67,7 +67,14 @@ def validate(
 ) -> Validation:
     checked = with_checks(dataset, df, ticks)
     needed = {kw["column"] for _, kw in SUITES[dataset] if "column" in kw}
-    pdf = checked.select(sorted(needed)).to_pandas()
+    # GX's increasing check diffs the column: on uint64 a decrease wraps to a huge positive step
+    # and passes (seen with GX 1.24 + pandas 3), so unsigned columns are checked as int64.
+    frame = checked.select(sorted(needed))
+    unsigned = (pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
+    frame = frame.with_columns(
+        pl.col(c).cast(pl.Int64) for c, t in frame.schema.items() if t in unsigned
+    )
+    pdf = frame.to_pandas()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = _definition(dataset).run(

@@ -51,7 +51,8 @@ def query(lake: Lake, sql: str, params: list | None = None) -> pl.DataFrame:
     _check(sql)
     con = connect_read_only(lake)
     try:
-        return con.execute(sql, params or []).pl()
+        rel = con.sql(sql, params=params) if params else con.sql(sql)
+        return rel.pl() if rel is not None else pl.DataFrame()
     except duckdb.Error as exc:
         raise SqlError(str(exc).splitlines()[0]) from exc
     finally:

@@ -1,0 +1,45 @@
+"""Shared fixtures: every test gets its own data root and a clean IFD_ environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "databento-samples"
+NT = SAMPLES / "nautilus_trader" / "tests" / "test_data" / "databento"
+DBPY = SAMPLES / "databento-python" / "tests" / "data"
+
+
+def pytest_configure(config):
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path):
+    for key in list(os.environ):
+        if key.startswith("IFD_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("IFD_WAREHOUSE__DATA_DIR", str(tmp_path / "data"))
+    # A developer's .env must not leak into tests: run from a directory without one.
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def lake(data_dir):
+    from warehouse.lake import Lake
+
+    return Lake(data_dir)
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    if not SAMPLES.exists():
+        pytest.skip(f"sample DBN files not found at {SAMPLES}")
+    return SAMPLES
