@@ -100,6 +100,13 @@ def with_checks(dataset: str, df: pl.DataFrame, ticks: pl.DataFrame) -> pl.DataF
             .then(pl.col("size") > 0)
             .alias("chk_trade_size")
         )
+    if dataset == "ohlcv":
+        # A bar carries its interval's start as ts_event and is sent at its end, so a stream of
+        # mixed intervals is ordered only per (interval, instrument).
+        prev = pl.col("ts_event").shift(1).over(["schema", "instrument_id"])
+        out = out.with_columns(
+            (prev.is_null() | (pl.col("ts_event") >= prev)).alias("chk_bar_order")
+        )
     if dataset == "statistics":
         out = out.with_columns(
             pl.when(pl.col("stat_type") == 9)

@@ -18,11 +18,11 @@ def _true(col: str) -> Rule:
     return ("ExpectColumnValuesToBeInSet", {"column": col, "value_set": [True]})
 
 
-def _common(ts: str = "ts_recv") -> list[Rule]:
+def _common() -> list[Rule]:
     return [
         ("ExpectColumnValuesToNotBeNull", {"column": "instrument_id"}),
         _true("chk_known"),
-        ("ExpectColumnValuesToBeIncreasing", {"column": ts, "strictly": False}),
+        ("ExpectColumnValuesToBeIncreasing", {"column": "ts_recv", "strictly": False}),
         ("ExpectColumnValuesToBeInSet", {"column": "chk_duplicate", "value_set": [False]}),
     ]
 
@@ -53,7 +53,7 @@ SUITES: dict[str, list[Rule]] = {
                 "column": "instrument_class",
                 "value_set": ["B", "C", "F", "K", "M", "P", "S", "T", "X"],
             },
-        ),  # fmt: skip
+        ),
         _true("chk_option_fields"),
         ("ExpectColumnValuesToBeInSet", {"column": "chk_duplicate", "value_set": [False]}),
     ],
@@ -65,7 +65,7 @@ SUITES: dict[str, list[Rule]] = {
     ],
     "bbo": [_true("chk_ts_recv_ge_event"), *_common()],
     "status": [_true("chk_ts_recv_ge_event"), *_common()],
-    "ohlcv": _common("ts_event"),
+    "ohlcv": [_true("chk_bar_order"), *[r for r in _common() if r[1].get("column") != "ts_recv"]],
 }
 # Derived tables (trades from mbo, open interest and settlements from statistics) are checked
 # through the dataset they are derived from, except trades, which real trade files also feed.

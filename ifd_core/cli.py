@@ -145,9 +145,13 @@ def simulate(
     with _progress() as prog:
         task = prog.add_task("simulating (synthetic)", total=days)
         summary = simulate_market(
-            out_dir, days, seed, start=start_date, scale=scale,
+            out_dir,
+            days,
+            seed,
+            start=start_date,
+            scale=scale,
             progress=lambda done, total: prog.update(task, completed=done),
-        )  # fmt: skip
+        )
     out.print(
         f"SYNTHETIC market written to {summary.out_dir}: {len(summary.days)} trading days "
         f"{summary.days[0]}..{summary.days[-1]}, {len(summary.files)} files, "
@@ -229,13 +233,23 @@ def _report_json(report) -> dict:
         "run_id": report.run_id,
         "ok": report.ok,
         "files": [
-            {"path": str(f.path), "status": f.status, "reason": f.reason, "schema": f.schema,
-             "origin": f.origin, "rows": f.rows, "dates": f.dates, "skipped": f.skipped,
-             "dq_failed": [r["expectation"] + ":" + r["column"] for r in f.dq if not r["success"]],
-             "quarantine": str(f.quarantine_dir) if f.quarantine_dir else None}
+            {
+                "path": str(f.path),
+                "status": f.status,
+                "reason": f.reason,
+                "schema": f.schema,
+                "origin": f.origin,
+                "rows": f.rows,
+                "dates": f.dates,
+                "skipped": f.skipped,
+                "dq_failed": [
+                    r["expectation"] + ":" + r["column"] for r in f.dq if not r["success"]
+                ],
+                "quarantine": str(f.quarantine_dir) if f.quarantine_dir else None,
+            }
             for f in report.files
         ],
-    }  # fmt: skip
+    }
 
 
 def _print_ingest(report) -> None:
@@ -309,9 +323,8 @@ def fetch(
     The request is quoted first (metadata.get_cost and record count); the quote and any spend go to
     the cost ledger. Refused with the quote in the message when the budget gate says no.
     """
-    from warehouse.cost_ledger import LakeCostLedger
-
     from ifd_core.marketdata.historical import BudgetRefused, HistoricalError, fetch_historical
+    from warehouse.cost_ledger import LakeCostLedger
     from warehouse.migrations import ensure_migrated
 
     settings = _settings()
@@ -321,10 +334,16 @@ def fetch(
     incoming.mkdir(parents=True, exist_ok=True)
     try:
         result = fetch_historical(
-            settings, LakeCostLedger(lake), start=start, end=end, schema=schema,
-            symbols=[s.strip() for s in symbols.split(",") if s.strip()], stype_in=stype,
-            approve=approve, out_dir=incoming,
-        )  # fmt: skip
+            settings,
+            LakeCostLedger(lake),
+            start=start,
+            end=end,
+            schema=schema,
+            symbols=[s.strip() for s in symbols.split(",") if s.strip()],
+            stype_in=stype,
+            approve=approve,
+            out_dir=incoming,
+        )
     except BudgetRefused as exc:
         raise _fail(str(exc), EXIT_BUDGET) from None
     except HistoricalError as exc:

@@ -1,4 +1,4 @@
-"""Typed settings for IFD, layered: defaults → profile file → .env → environment → explicit overrides.
+"""Typed settings for IFD, layered: defaults → profile → .env → environment → overrides.
 
 One schema (pydantic-settings) replaces the reference's two config managers. Unknown keys are
 errors everywhere (a typo in a profile must not be silently ignored), secrets come only from the

@@ -35,14 +35,18 @@ def ingest_fails(path, data_dir, before, expect: str) -> str:
 
 
 def test_truncated_file(tmp_path, data_dir, loaded):
-    good = f.mbo_file(tmp_path / "x.mbo.dbn.zst", f.simple_book_rows(5001) * 50, {"NQM6 C21000": 5001})
+    good = f.mbo_file(
+        tmp_path / "x.mbo.dbn.zst", f.simple_book_rows(5001) * 50, {"NQM6 C21000": 5001}
+    )
     cut = tmp_path / "cut.mbo.dbn.zst"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size - 40])
     ingest_fails(cut, data_dir, loaded, "truncated")
 
 
 def test_truncated_uncompressed_file(tmp_path, data_dir, loaded):
-    good = f.mbo_file(tmp_path / "x.mbo.dbn", f.simple_book_rows(5001), {"NQM6 C21000": 5001}, compress=False)
+    good = f.mbo_file(
+        tmp_path / "x.mbo.dbn", f.simple_book_rows(5001), {"NQM6 C21000": 5001}, compress=False
+    )
     cut = tmp_path / "cut.mbo.dbn"
     cut.write_bytes(good.read_bytes()[:-10])
     ingest_fails(cut, data_dir, loaded, "truncated")
@@ -55,11 +59,15 @@ def test_non_dbn_file(tmp_path, data_dir, loaded):
 
 
 def test_unsupported_dataset(data_dir, loaded):
-    ingest_fails(DBPY / "OPRA.PILLAR/test_data.trades.dbn.zst", data_dir, loaded, "IFD handles CME Globex")
+    ingest_fails(
+        DBPY / "OPRA.PILLAR/test_data.trades.dbn.zst", data_dir, loaded, "IFD handles CME Globex"
+    )
 
 
 def test_unsupported_schema(data_dir, loaded):
-    ingest_fails(DBPY / "GLBX.MDP3/test_data.mbp-10.dbn.zst", data_dir, loaded, "schema mbp-10 is not kept")
+    ingest_fails(
+        DBPY / "GLBX.MDP3/test_data.mbp-10.dbn.zst", data_dir, loaded, "schema mbp-10 is not kept"
+    )
 
 
 def test_mbo_without_definition(tmp_path, data_dir, loaded):

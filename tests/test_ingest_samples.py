@@ -48,10 +48,11 @@ def test_every_sample_is_loaded_or_refused_with_one_line(lake, samples):
 def test_reingest_leaves_exactly_the_same_rows(lake):
     files = [
         NT / "order_book_deltas_catalog/databento/orderbooks_definition.dbn.zst",
-        NT / "order_book_deltas_catalog/databento/orderbooks_mbo_2024-05-08T00-00-00_2024-05-08T00-00-02.dbn.zst",
+        NT
+        / "order_book_deltas_catalog/databento/orderbooks_mbo_2024-05-08T00-00-00_2024-05-08T00-00-02.dbn.zst",
         DBPY / "GLBX.MDP3/test_data.definition.dbn.zst",
         DBPY / "GLBX.MDP3/test_data.statistics.dbn.zst",
-    ]  # fmt: skip
+    ]
     assert ingest_files(files, lake).ok
     tables = ("mbo", "trades", "instruments", "statistics")
     first = {t: count(lake, t) for t in tables}
@@ -59,7 +60,10 @@ def test_reingest_leaves_exactly_the_same_rows(lake):
     assert first == {"mbo": 13796, "trades": 5, "instruments": 2, "statistics": 4}
     assert ingest_files(files, lake).ok
     assert {t: count(lake, t) for t in tables} == first
-    assert query(lake, "SELECT sum(hash(ts_recv, order_id, price, size)) AS h FROM mbo")["h"][0] == digest
+    assert (
+        query(lake, "SELECT sum(hash(ts_recv, order_id, price, size)) AS h FROM mbo")["h"][0]
+        == digest
+    )
     # The raw file is kept once, and both runs are in the ingest log.
     assert len(list((lake.raw / "GLBX.MDP3" / "mbo").iterdir())) == 1
     assert count(lake, "ingest_log") == 8
@@ -68,12 +72,16 @@ def test_reingest_leaves_exactly_the_same_rows(lake):
 def test_rows_carry_origin_and_trade_date(lake):
     files = [
         NT / "order_book_deltas_catalog/databento/orderbooks_definition.dbn.zst",
-        NT / "order_book_deltas_catalog/databento/orderbooks_mbo_2024-05-08T00-00-00_2024-05-08T00-00-02.dbn.zst",
-    ]  # fmt: skip
+        NT
+        / "order_book_deltas_catalog/databento/orderbooks_mbo_2024-05-08T00-00-00_2024-05-08T00-00-02.dbn.zst",
+    ]
     assert ingest_files(files, lake).ok
     rows = query(lake, "SELECT DISTINCT origin, date::VARCHAR AS d FROM mbo")
     assert rows.to_dicts() == [{"origin": "historical", "d": "2024-05-08"}]
-    dq = query(lake, "SELECT dataset, bool_and(success) AS ok, count(*) AS n FROM dq_results GROUP BY 1 ORDER BY 1")
+    dq = query(
+        lake,
+        "SELECT dataset, bool_and(success) AS ok, count(*) AS n FROM dq_results GROUP BY 1 ORDER BY 1",
+    )
     assert dq.to_dicts() == [
         {"dataset": "instruments", "ok": True, "n": 5},
         {"dataset": "mbo", "ok": True, "n": 9},
@@ -84,10 +92,13 @@ def test_globex_evening_records_belong_to_the_next_trade_date(lake):
     # ESU4 trades 2024-07-01 23:58 UTC (19:58 New York) are in the session of trade date 07-02.
     files = [
         NT / "historical_bars_catalog/databento/futures_definition.dbn.zst",
-        NT / "historical_bars_catalog/databento/futures_trades_2024-07-01T23-58_2024-07-02T00-02.dbn.zst",
-    ]  # fmt: skip
+        NT
+        / "historical_bars_catalog/databento/futures_trades_2024-07-01T23-58_2024-07-02T00-02.dbn.zst",
+    ]
     assert ingest_files(files, lake).ok
-    assert query(lake, "SELECT DISTINCT date::VARCHAR AS d FROM trades")["d"].to_list() == ["2024-07-02"]
+    assert query(lake, "SELECT DISTINCT date::VARCHAR AS d FROM trades")["d"].to_list() == [
+        "2024-07-02"
+    ]
 
 
 def test_open_interest_and_settlements_split_from_statistics(lake):

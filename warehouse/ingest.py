@@ -141,11 +141,21 @@ def _ingest_one(path: Path, lake: Lake, run_id: str, origin, known: _Known, vali
         batch_origin = _origin_of(batch, origin)
     except DbnFileError as exc:
         return FileResult(path, "refused", str(exc))
-    result = FileResult(path, "loaded", schema=batch.schema or "mixed", origin=batch_origin,
-                        sha256=batch.sha256, skipped=dict(batch.skipped))  # fmt: skip
+    result = FileResult(
+        path,
+        "loaded",
+        schema=batch.schema or "mixed",
+        origin=batch_origin,
+        sha256=batch.sha256,
+        skipped=dict(batch.skipped),
+    )
     if batch.record_count == 0:
-        return FileResult(path, "refused", f"{path.name}: holds no records; nothing to ingest",
-                          sha256=batch.sha256)  # fmt: skip
+        return FileResult(
+            path,
+            "refused",
+            f"{path.name}: holds no records; nothing to ingest",
+            sha256=batch.sha256,
+        )
 
     frames: dict[str, list[pl.DataFrame]] = {}
     for schema, arr in batch.arrays.items():
@@ -193,15 +203,26 @@ def _ingest_one(path: Path, lake: Lake, run_id: str, origin, known: _Known, vali
     result.dates = sorted({str(d) for df in tables.values() for d in df["date"].unique().to_list()})
     today = dt.datetime.now(dt.UTC).date()
     if result.dq:
-        lake.write("dq_results", pl.DataFrame(result.dq).with_columns(pl.lit(today).alias("date")),
-                   key=f"{run_id}-{batch.sha256[:16]}")  # fmt: skip
+        lake.write(
+            "dq_results",
+            pl.DataFrame(result.dq).with_columns(pl.lit(today).alias("date")),
+            key=f"{run_id}-{batch.sha256[:16]}",
+        )
     log = {
-        "date": today, "run_id": run_id, "ingested_at": dt.datetime.now(dt.UTC),
-        "source_file": str(path), "raw_path": str(raw_path), "sha256": batch.sha256,
-        "dataset": batch.dataset, "schema": batch.schema or "mixed", "dbn_version": batch.version,
-        "status": "loaded", "reason": json.dumps(batch.skipped) if batch.skipped else "",
-        "rows": json.dumps(result.rows), "dates": json.dumps(result.dates),
-    }  # fmt: skip
+        "date": today,
+        "run_id": run_id,
+        "ingested_at": dt.datetime.now(dt.UTC),
+        "source_file": str(path),
+        "raw_path": str(raw_path),
+        "sha256": batch.sha256,
+        "dataset": batch.dataset,
+        "schema": batch.schema or "mixed",
+        "dbn_version": batch.version,
+        "status": "loaded",
+        "reason": json.dumps(batch.skipped) if batch.skipped else "",
+        "rows": json.dumps(result.rows),
+        "dates": json.dumps(result.dates),
+    }
     lake.write("ingest_log", pl.DataFrame([log]), key=f"{run_id}-{batch.sha256[:16]}")
     return result
 

@@ -40,10 +40,20 @@ def _t(name: str, grain: str, description: str, cols: dict, provenance: bool = T
 
 
 _MBO = {
-    "ts_recv": U64, "ts_event": U64, "instrument_id": U32, "publisher_id": U16,
-    "channel_id": U8, "order_id": U64, "action": S, "side": S, "price": I64, "size": U32,
-    "flags": U8, "ts_in_delta": I32, "sequence": U32,
-}  # fmt: skip
+    "ts_recv": U64,
+    "ts_event": U64,
+    "instrument_id": U32,
+    "publisher_id": U16,
+    "channel_id": U8,
+    "order_id": U64,
+    "action": S,
+    "side": S,
+    "price": I64,
+    "size": U32,
+    "flags": U8,
+    "ts_in_delta": I32,
+    "sequence": U32,
+}
 
 TABLES: dict[str, Table] = {
     t.name: t
@@ -263,8 +273,17 @@ TABLES: dict[str, Table] = {
     ]
 }
 
-MARKET_TABLES = ("mbo", "trades", "instruments", "statistics", "open_interest", "settlements",
-                 "bbo", "ohlcv", "status")  # fmt: skip
+MARKET_TABLES = (
+    "mbo",
+    "trades",
+    "instruments",
+    "statistics",
+    "open_interest",
+    "settlements",
+    "bbo",
+    "ohlcv",
+    "status",
+)
 
 
 def conform(table: str, df: pl.DataFrame) -> pl.DataFrame:

@@ -43,11 +43,24 @@ SCHEMA_TABLE = {
 }
 # rtype → schema for files that mix schemas (live captures): the first schema of each rtype.
 RTYPE_SCHEMA = {
-    0xA0: "mbo", 0x00: "trades", 0x01: "mbp-1", 0x0A: "mbp-10", 0xC3: "bbo-1s", 0xC4: "bbo-1m",
-    0x20: "ohlcv-1s", 0x21: "ohlcv-1m", 0x22: "ohlcv-1h", 0x23: "ohlcv-1d", 0x24: "ohlcv-eod",
-    0x13: "definition", 0x18: "statistics", 0x12: "status", 0x16: "symbol_mapping",
-    0x15: "error", 0x17: "system",
-}  # fmt: skip
+    0xA0: "mbo",
+    0x00: "trades",
+    0x01: "mbp-1",
+    0x0A: "mbp-10",
+    0xC3: "bbo-1s",
+    0xC4: "bbo-1m",
+    0x20: "ohlcv-1s",
+    0x21: "ohlcv-1m",
+    0x22: "ohlcv-1h",
+    0x23: "ohlcv-1d",
+    0x24: "ohlcv-eod",
+    0x13: "definition",
+    0x18: "statistics",
+    0x12: "status",
+    0x16: "symbol_mapping",
+    0x15: "error",
+    0x17: "system",
+}
 _CONTROL_SCHEMAS = {"symbol_mapping", "error", "system"}
 _CHUNK = 1_000_000
 

@@ -56,9 +56,20 @@ def _base(a: np.ndarray, names: list[str]) -> dict[str, np.ndarray | pl.Series]:
 def mbo_frame(a: np.ndarray) -> pl.DataFrame:
     cols = _base(
         a,
-        ["ts_recv", "ts_event", "instrument_id", "publisher_id", "channel_id", "order_id",
-         "price", "size", "flags", "ts_in_delta", "sequence"],
-    )  # fmt: skip
+        [
+            "ts_recv",
+            "ts_event",
+            "instrument_id",
+            "publisher_id",
+            "channel_id",
+            "order_id",
+            "price",
+            "size",
+            "flags",
+            "ts_in_delta",
+            "sequence",
+        ],
+    )
     cols["action"] = _char1(a["action"])
     cols["side"] = _char1(a["side"])
     return pl.DataFrame(cols).with_columns(trade_date("ts_recv"))
@@ -78,7 +89,7 @@ def trades_from_mbo(mbo: pl.DataFrame) -> pl.DataFrame:
             "side",
             "flags",
             "sequence",
-        )  # fmt: skip
+        )
         .with_columns(pl.lit("mbo").alias("schema"))
     )
 
@@ -98,8 +109,14 @@ def bbo_frame(a: np.ndarray, schema: str) -> pl.DataFrame:
     cols["action"] = (
         _char1(a["action"]) if "action" in names else pl.Series([None] * n, dtype=pl.String)
     )
-    for ours, theirs in [("bid_px", "bid_px_00"), ("ask_px", "ask_px_00"), ("bid_sz", "bid_sz_00"),
-                         ("ask_sz", "ask_sz_00"), ("bid_ct", "bid_ct_00"), ("ask_ct", "ask_ct_00")]:  # fmt: skip
+    for ours, theirs in [
+        ("bid_px", "bid_px_00"),
+        ("ask_px", "ask_px_00"),
+        ("bid_sz", "bid_sz_00"),
+        ("ask_sz", "ask_sz_00"),
+        ("bid_ct", "bid_ct_00"),
+        ("ask_ct", "ask_ct_00"),
+    ]:
         cols[ours] = a[theirs]
     return pl.DataFrame(cols).with_columns(trade_date("ts_recv"), pl.lit(schema).alias("schema"))
 
@@ -119,9 +136,21 @@ def status_frame(a: np.ndarray) -> pl.DataFrame:
 def statistics_frame(a: np.ndarray) -> pl.DataFrame:
     cols = _base(
         a,
-        ["ts_recv", "ts_event", "ts_ref", "instrument_id", "stat_type", "price", "quantity",
-         "sequence", "ts_in_delta", "channel_id", "update_action", "stat_flags"],
-    )  # fmt: skip
+        [
+            "ts_recv",
+            "ts_event",
+            "ts_ref",
+            "instrument_id",
+            "stat_type",
+            "price",
+            "quantity",
+            "sequence",
+            "ts_in_delta",
+            "channel_id",
+            "update_action",
+            "stat_flags",
+        ],
+    )
     return pl.DataFrame(cols).with_columns(trade_date("ts_recv"))
 
 

@@ -1,0 +1,129 @@
+"""Catalog migrations, read-only SQL, and SQL while another process ingests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from ifd_core.cli import EXIT_USAGE, app
+from tests.conftest import NT
+from tests.fixtures import dbn_factory as f
+from warehouse.lake import Lake
+from warehouse.migrations import LATEST, MIGRATIONS, ensure_migrated
+from warehouse.sql import SqlError, query
+from warehouse.tables import TABLES
+
+runner = CliRunner()
+
+
+def test_migrations_apply_once_and_create_every_view(lake):
+    assert ensure_migrated(lake) == [v for v, _, _ in MIGRATIONS]
+    assert ensure_migrated(lake) == []
+    con = duckdb.connect(str(lake.catalog_path), read_only=True)
+    views = {
+        r[0]
+        for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+    }
+    versions = con.execute("SELECT max(version) FROM schema_migrations").fetchall()[0][0]
+    con.close()
+    assert set(TABLES) | {"dq_summary"} <= views
+    assert versions == LATEST
+    for table in TABLES:  # every view answers, with the table's columns, before any data exists
+        df = query(lake, f"SELECT * FROM {table}")
+        assert df.height == 0 and df.columns == list(TABLES[table].schema)
+
+
+def test_moved_data_root_gets_new_views(tmp_path):
+    a = Lake(tmp_path / "a")
+    ensure_migrated(a)
+    os.rename(tmp_path / "a", tmp_path / "b")
+    b = Lake(tmp_path / "b")
+    assert ensure_migrated(b) == [v for v, _, _ in MIGRATIONS]
+    assert query(b, "SELECT count(*) AS n FROM mbo")["n"][0] == 0
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["DELETE FROM mbo", "CREATE TABLE x (a INT)", "COPY (SELECT 1) TO 'x.csv'", "ATTACH 'y.db'"],
+)
+def test_sql_is_read_only(lake, sql):
+    with pytest.raises(SqlError, match="only read-only"):
+        query(lake, sql)
+
+
+def test_sql_command_formats(data_dir):
+    res = runner.invoke(app, ["sql", "SELECT 42 AS answer, 'NQ' AS root", "--json"])
+    assert res.exit_code == 0 and '"answer": 42' in res.output
+    res = runner.invoke(app, ["sql", "SELECT 42 AS answer", "--csv"])
+    assert res.output.strip().splitlines() == ["answer", "42"]
+    res = runner.invoke(app, ["sql", "DROP VIEW mbo"])
+    assert res.exit_code == EXIT_USAGE and "read-only" in res.stderr
+    res = runner.invoke(app, ["sql", "SELECT * FROM no_such_table"])
+    assert res.exit_code == EXIT_USAGE and "no_such_table" in res.stderr
+
+
+def _ingest_script(paths: list[Path], data_dir: Path, rounds: int) -> list[str]:
+    code = (
+        "import sys; from warehouse.lake import Lake; from warehouse.ingest import ingest_files\n"
+        f"paths = {[str(p) for p in paths]!r}\n"
+        f"for _ in range({rounds}):\n"
+        f"    assert ingest_files(paths, Lake({str(data_dir)!r})).ok\n"
+        "print('writer done')\n"
+    )
+    return [sys.executable, "-c", code]
+
+
+@pytest.mark.slow
+def test_sql_works_while_another_process_ingests(tmp_path, data_dir):
+    ensure_migrated(Lake(data_dir))
+    mbo = (
+        NT
+        / "order_book_deltas_catalog/databento/orderbooks_mbo_2024-05-08T00-00-00_2024-05-08T00-00-02.dbn.zst"
+    )
+    defs = NT / "order_book_deltas_catalog/databento/orderbooks_definition.dbn.zst"
+    extra = [f.definition_file(tmp_path / "d.dbn.zst", {"NQM6 C21000": (5001, 21000.0)})]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    writer = subprocess.Popen(
+        _ingest_script([defs, mbo, *extra], data_dir, 6),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    counts, errors = [], []
+    try:
+        while writer.poll() is None:
+            reader = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "ifd_core.cli",
+                    "sql",
+                    "SELECT count(*) AS n FROM mbo",
+                    "--csv",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if reader.returncode:
+                errors.append(reader.stderr)
+            else:
+                counts.append(int(reader.stdout.split()[-1]))
+            time.sleep(0.05)
+    finally:
+        out, err = writer.communicate(timeout=300)
+    assert writer.returncode == 0, err
+    assert not errors, errors[:3]
+    assert len(counts) >= 2
+    assert set(counts) <= {0, 13796}  # a reader sees the whole file or none of it, never a part
+    assert counts[-1] in (0, 13796)
+    assert query(Lake(data_dir), "SELECT count(*) AS n FROM mbo")["n"][0] == 13796
