@@ -73,6 +73,8 @@ def validate(
     unsigned = (pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
     frame = frame.with_columns(
         pl.col(c).cast(pl.Int64) for c, t in frame.schema.items() if t in unsigned
+    ).with_columns(  # enums as pandas categoricals: set membership on codes, not on strings
+        pl.col(c).cast(pl.Categorical) for c, t in frame.schema.items() if t == pl.String
     )
     pdf = frame.to_pandas()
     with warnings.catch_warnings():
@@ -123,8 +125,8 @@ def _describe(dataset: str, row: dict, checked: pl.DataFrame) -> str:
         "chk_duplicate": "duplicate records",
         "chk_ts_recv_ge_event": "records with ts_recv before ts_event",
         "chk_trade_size": "trades or fills with size 0",
-        "ts_recv": "records out of ts_recv order",
-        "ts_event": "records out of ts_event order",
+        "chk_sorted": "records out of ts_recv order",
+        "chk_bar_order": "bars out of ts_event order",
     }.get(col, f"unexpected values in {col}")
     detail = f" (e.g. {row['partial_unexpected']})" if not col.startswith("chk_") else ""
     return f"{dataset}: {n} {what}{detail} [{row['expectation']}]"

@@ -72,7 +72,7 @@ def test_ts_recv_before_ts_event(tmp_path, lake, defined):
 def test_records_out_of_order(tmp_path, lake, defined):
     rows = f.simple_book_rows(5001)
     rows[1]["ts"], rows[2]["ts"] = 50_000, 40_000
-    assert "ts_recv" in failed_columns(run(tmp_path, lake, rows))
+    assert "chk_sorted" in failed_columns(run(tmp_path, lake, rows))
 
 
 def test_duplicate_book_record(tmp_path, lake, defined):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import zstandard
+from databento.common.constants import SCHEMA_STRUCT_MAP
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZSTD_SKIPPABLE = range(0x184D2A50, 0x184D2A60)
@@ -180,11 +181,12 @@ def read_dbn(path: Path | str, *, check_dataset: bool = True) -> DbnBatch:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            store = db.DBNStore.from_bytes(raw)
+            # Header only: DBNStore reprs its whole buffer on construction (seconds for 5 M records).
+            header = db.DBNStore.from_bytes(raw[: 8 + meta_len])
         except Exception as exc:  # the decoder's own message, on one line
             raise DbnFileError(f"{name}: cannot decode DBN metadata ({exc})") from exc
-        dataset = store.metadata.dataset
-        schema = str(store.schema) if store.schema is not None else None
+        dataset = header.metadata.dataset
+        schema = str(header.schema) if header.schema is not None else None
         if check_dataset and dataset != SUPPORTED_DATASET:
             raise DbnFileError(
                 f"{name}: dataset {dataset} is not supported; IFD handles CME Globex, "
@@ -202,9 +204,21 @@ def read_dbn(path: Path | str, *, check_dataset: bool = True) -> DbnBatch:
             dataset=dataset,
             schema=schema,
             version=version,
-            symbols=list(store.metadata.symbols or []),
-            start_ns=int(store.metadata.start or 0),
+            symbols=list(header.metadata.symbols or []),
+            start_ns=int(header.metadata.start or 0),
         )
+        if schema is not None and version == 3:
+            # Current-version records are read in place: the body is an array of fixed records.
+            dtype = np.dtype(SCHEMA_STRUCT_MAP[schema]._dtypes)
+            if body and dtype.itemsize != body[0] * 4:
+                raise DbnFileError(
+                    f"{name}: {schema} records of {body[0] * 4} bytes, expected {dtype.itemsize}"
+                )
+            batch.arrays[schema] = np.frombuffer(body, dtype=dtype)
+            return batch
+        store = db.DBNStore.from_file(
+            path
+        )  # older versions and mixed files: databento upgrades them
         if schema is not None:
             batch.arrays[schema] = _to_array(store, None)
         else:
