@@ -127,3 +127,9 @@ def test_sql_works_while_another_process_ingests(tmp_path, data_dir):
     assert set(counts) <= {0, 13796}  # a reader sees the whole file or none of it, never a part
     assert counts[-1] in (0, 13796)
     assert query(Lake(data_dir), "SELECT count(*) AS n FROM mbo")["n"][0] == 13796
+
+
+def test_warehouse_readme_lists_every_table_as_the_code_defines_it():
+    from warehouse.docs import README, render
+
+    assert README.read_text() == render(), "run: uv run python -m warehouse.docs"

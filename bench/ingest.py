@@ -1,0 +1,94 @@
+"""Ingest throughput: IFD's end-to-end path against databento's own decoding paths, same run.
+
+Builds one SYNTHETIC simulated trading day of at least 5 million MBO records (`--scale`), then
+times on the same file:
+  ifd ingest      decode → frames → Great Expectations validation → Parquet lake (end to end)
+  ifd decode      decode → frames only (no validation, no write)
+  (a) to_df       databento DBNStore.to_df() with defaults
+  (b) objects     iterating the records as Python objects (for r in store), keeping 6 fields
+and prints records per second and ratios. Usage: uv run python bench/ingest.py [--scale 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t0, result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=20.0)
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore")
+
+    import databento as db
+
+    from ifd_core.marketdata.dbn_files import read_dbn
+    from ifd_core.marketdata.frames import tables_of
+    from ifd_core.marketdata.simulator import simulate_market
+    from warehouse.ingest import ingest_files
+    from warehouse.lake import Lake
+
+    work = Path(tempfile.mkdtemp(prefix="ifd-bench-"))
+    t_sim, summary = timed(lambda: simulate_market(work / "sim", 1, args.seed, scale=args.scale))
+    mbo = next(p for p in summary.files if p.name.endswith(".mbo.dbn.zst"))
+    others = [p for p in summary.files if p != mbo]
+    n = summary.records_by_schema["mbo"]
+    print(
+        f"simulated 1 SYNTHETIC day: {n:,} MBO records ({mbo.stat().st_size / 1e6:.0f} MB) in {t_sim:.1f}s"
+    )
+    if n < 5_000_000:
+        print("warning: fewer than 5 M records; raise --scale")
+
+    lake = Lake(work / "data")
+    assert ingest_files(others, lake).ok  # definitions and statistics first, not timed
+    t_ingest, report = timed(lambda: ingest_files([mbo], lake))
+    assert report.ok, report.files[0].reason
+    t_decode, _ = timed(lambda: tables_of("mbo", read_dbn(mbo).arrays["mbo"]))
+    store = db.DBNStore.from_file(mbo)
+    t_df, df = timed(lambda: store.to_df())
+    assert len(df) == n
+
+    def objects():
+        rows = []
+        for r in db.DBNStore.from_file(mbo):
+            rows.append((r.ts_recv, r.instrument_id, r.action, r.side, r.price, r.size))
+        return rows
+
+    t_obj, rows = timed(objects)
+    assert len(rows) == n
+
+    results = {
+        "records": n,
+        "ifd_ingest_end_to_end_s": t_ingest,
+        "ifd_decode_to_frames_s": t_decode,
+        "databento_to_df_defaults_s": t_df,
+        "python_objects_s": t_obj,
+    }
+    rate = {k: n / v for k, v in results.items() if k.endswith("_s")}
+    print(f"\n{'path':42} {'seconds':>8} {'records/s':>12} {'vs objects':>10}")
+    for k, v in results.items():
+        if k.endswith("_s"):
+            print(f"{k:42} {v:8.2f} {rate[k]:12,.0f} {rate[k] / rate['python_objects_s']:9.1f}x")
+    out = Path("bench/out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ingest.json").write_text(json.dumps({**results, "rates": rate}, indent=1))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Render warehouse/README.md from the table definitions, so the doc cannot drift from the code.
+
+Run `uv run python -m warehouse.docs` after changing tables or migrations; a test fails when the
+committed README differs from what this renders.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from warehouse.migrations import MIGRATIONS
+from warehouse.tables import TABLES
+
+README = Path(__file__).with_name("README.md")
+
+HEADER = """# The IFD warehouse
+
+A Parquet lake plus a DuckDB catalog of views over it (see ../shared/DESIGN.md, "Warehouse").
+
+* Data root: `./data` by default, `IFD_WAREHOUSE__DATA_DIR` to move it. Inside it: `raw/` (immutable
+  DBN files, `<dataset>/<schema>/<sha16>-<name>`), `lake/<table>/date=YYYY-MM-DD/<key>.parquet`,
+  `warehouse.duckdb` (the catalog), `quarantine/` (failed batches with `reason.txt`), `staging/`
+  (files being written; never read), `incoming/` (downloads of `ifd fetch`), `reports/`.
+* Writers never open the catalog: they write under `staging/` and publish with an atomic rename.
+  A file's key is `<schema>-<sha256 of the raw file, 16 hex>`, so re-ingesting a file replaces
+  exactly its own rows. Readers (`ifd sql`, notebooks) open the catalog read-only.
+* Every lake file carries all its table's columns, `date` (the CME Globex trade date: a session
+  opening at 18:00 New York belongs to the next date) included. Prices are DBN fixed-point
+  integers (1e-9); timestamps are integer nanoseconds since the epoch, UTC.
+* Market rows carry `origin` (synthetic, replay, historical, live, backfill) and `source_sha`
+  (the raw file they came from).
+* `trades` holds MBO `T` records (`schema = 'mbo'`) and records of trades/tbbo files: when both
+  were ingested for the same instruments and day, filter on `schema` to avoid counting twice.
+
+## Migrations
+
+Applied on first use by any command (`warehouse/migrations.py`); recorded in `schema_migrations`.
+
+| version | what |
+|---|---|
+"""
+
+
+def render() -> str:
+    lines = [HEADER.rstrip("\n")]
+    lines += [f"| {v} | {name} |" for v, name, _ in MIGRATIONS]
+    lines += ["", "## Views over lake tables", ""]
+    for t in TABLES.values():
+        lines += [f"### `{t.name}`", "", f"{t.description} Grain: {t.grain}.", ""]
+        lines += ["| column | type |", "|---|---|"]
+        lines += [f"| {c} | {dtype} |" for c, dtype in t.schema.items()]
+        lines.append("")
+    lines += [
+        "## Other views and macros",
+        "",
+        "* `dq_summary`: one row per validated batch: run, dataset, file, expectations, failed.",
+        "* `instruments_asof(d)`: table macro, the definition in force on trade date `d` for each",
+        "  instrument (latest definition published on or before `d`).",
+        "* `open_interest_asof(d)`: table macro, the latest open interest published on or before",
+        "  trade date `d` (it refers to the prior session: `ts_ref`). Never from the future.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    README.write_text(render())
+    print(f"wrote {README}")
