@@ -348,6 +348,8 @@ def fetch(
         raise _fail(str(exc), EXIT_BUDGET) from None
     except HistoricalError as exc:
         raise _fail(str(exc), EXIT_SERVICE) from None
+    except FileExistsError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
     quote = f"{result.record_count:,} records, quoted ${result.quote_usd:.2f}"
     out.print(f"downloaded {result.path} ({quote})", highlight=False)
     if not no_ingest:

@@ -168,6 +168,37 @@ def _wrap(action: str, gateway: str, call: Callable[[], T], *, retries: int = 0)
             ) from exc
 
 
+def _close(store: databento.DBNStore) -> None:
+    """Release the file handle ``get_range(path=...)`` leaves open in the store it returns.
+
+    ``DBNStore`` has no close(); its ``reader`` wraps the open file in a zstd stream reader that
+    closes the file with itself. Closing it lets the partial file be unlinked (also on Windows)
+    and avoids a ResourceWarning per download.
+    """
+    try:
+        store.reader.close()
+    except Exception:  # pragma: no cover - best effort; the GC closes it otherwise
+        log.debug("could not close the downloaded DBNStore", exc_info=True)
+
+
+def _publish(partial: Path, target: Path) -> None:
+    """Give the downloaded file its final name, never overwriting an existing file."""
+    try:
+        os.link(partial, target)  # atomic and fails if target exists
+    except FileExistsError as exc:
+        raise FileExistsError(
+            f"{target} appeared during the download; the paid-for data is kept in {partial}"
+        ) from exc
+    except OSError:  # a filesystem without hard links: check, then rename
+        if target.exists():
+            raise FileExistsError(
+                f"{target} appeared during the download; the paid-for data is kept in {partial}"
+            ) from None
+        os.replace(partial, target)
+        return
+    partial.unlink()
+
+
 def make_client(settings: Settings) -> databento.Historical:
     """A ``databento.Historical`` for the configured key and gateway (Databento's by default)."""
     key = settings.databento.api_key.get_secret_value().strip()
@@ -204,33 +235,28 @@ def quote_request(
     )
     gw = str(client.gateway)
     cost = _wrap("cost quote", gw, lambda: client.metadata.get_cost(**params), retries=1)
-    count = _wrap(
-        "record count", gw, lambda: client.metadata.get_record_count(**params), retries=1
-    )
+    count = _wrap("record count", gw, lambda: client.metadata.get_record_count(**params), retries=1)
     size = _wrap(
         "billable size", gw, lambda: client.metadata.get_billable_size(**params), retries=1
     )
     return Quote(cost_usd=float(cost), record_count=int(count), billable_bytes=int(size))
 
 
-def _refusal(auth: Authorization, quote: Quote, what: str, budget: float) -> str:
-    head = (
-        f"{what} quoted at ${quote.cost_usd:,.2f} for {quote.record_count:,} records: "
-        f"{auth.decision.value}"
-    )
+def _refusal(auth: Authorization, quote: Quote, what: str) -> str:
+    """One line: the quote, the verdict with its numbers, and what the user can do."""
     if auth.decision is Decision.REQUIRE_APPROVAL:
         todo = "rerun with --approve (approve=True) to spend it"
     elif auth.decision is Decision.DEFER:
-        todo = (
-            f"${auth.spent:,.2f} of ${budget:,.2f} already spent this month, this would reach "
-            f"{auth.post_utilization * 100:.1f} %; schedule it for next month or narrow it"
-        )
+        todo = "alternatively narrow it (fewer symbols or days, a lighter schema)"
     else:
         todo = (
-            f"only ${max(auth.remaining, 0.0):,.2f} of the ${budget:,.2f} monthly budget is left "
-            "(IFD_BUDGET__MONTHLY_BUDGET); narrow the request or wait for next month"
+            "narrow the request or wait for next month "
+            "(the monthly budget is IFD_BUDGET__MONTHLY_BUDGET)"
         )
-    return f"{head} ({auth.reason.rstrip('.')}); {todo}; nothing was downloaded"
+    return (
+        f"{what} quoted at ${quote.cost_usd:,.2f} for {quote.record_count:,} records: "
+        f"{auth.decision.value}: {auth.reason.rstrip('.')}; {todo}; nothing was downloaded"
+    )
 
 
 def fetch_historical(
@@ -267,6 +293,8 @@ def fetch_historical(
     if not symbols:
         raise ValueError("symbols must name at least one symbol (an empty list means ALL_SYMBOLS)")
 
+    if filename is not None and (Path(filename).name != filename or filename.startswith(".")):
+        raise ValueError(f"filename {filename!r} must be a plain file name, not a path")
     out_dir = Path(out_dir)
     target = out_dir / (filename or file_name(dataset, schema, t0, t1))
     if target.exists():
@@ -280,7 +308,8 @@ def fetch_historical(
     # The same normalized strings go to the quote and to the download, so what was priced is
     # exactly what is fetched.
     start_s, end_s = t0.isoformat(), t1.isoformat()
-    what = f"{dataset} {schema} {','.join(symbols)} [{start_s}, {end_s})"
+    shown = ",".join(symbols[:5]) + (f",… ({len(symbols)} symbols)" if len(symbols) > 5 else "")
+    what = f"{dataset} {schema} {shown} [{start_s}, {end_s})"
     quote = quote_request(
         client, dataset=dataset, start=start_s, end=end_s, schema=schema,
         symbols=symbols, stype_in=stype_in,
@@ -309,7 +338,7 @@ def fetch_historical(
     ledger.append([{**row, "entry_type": "historical_quote", "status": "quoted"}])
     if auth.decision is not Decision.APPROVE:
         raise BudgetRefused(
-            _refusal(auth, quote, what, gate.monthly_budget),
+            _refusal(auth, quote, what),
             authorization=auth,
             quote_usd=quote.cost_usd,
             record_count=quote.record_count,
@@ -320,7 +349,7 @@ def fetch_historical(
     out_dir.mkdir(parents=True, exist_ok=True)
     partial = out_dir / f".{target.name}.{request_id}.partial"
     try:
-        _wrap(
+        store = _wrap(
             "download",
             str(client.gateway),
             lambda: client.timeseries.get_range(
@@ -328,26 +357,19 @@ def fetch_historical(
                 stype_in=stype_in, path=partial,
             ),
         )  # fmt: skip
-        os.link(partial, target)
     except BaseException as exc:
-        # A failed download is booked at $0 with the error; if Databento billed it anyway the
-        # invoice reconciliation will show it.
-        ledger.append(
-            [
-                {
-                    **row,
-                    "entry_type": "historical_spend",
-                    "status": "failed",
-                    "amount_usd": 0.0,
-                    "reason": _one_line(f"download failed: {exc}")[:500],
-                }
-            ]
-        )
-        raise
-    finally:
         partial.unlink(missing_ok=True)
-
+        # Booked at $0 with the error; if Databento billed a cut stream anyway, the invoice
+        # reconciliation will show it.
+        failed = {**row, "entry_type": "historical_spend", "status": "failed", "amount_usd": 0.0}
+        failed["reason"] = _one_line(f"download failed: {exc}")[:500]
+        ledger.append([failed])
+        raise
+    _close(store)
+    # The stream completed, so the money is spent whatever happens to the file next.
     ledger.append([{**row, "entry_type": "historical_spend", "status": "spent"}])
+    _publish(partial, target)
+
     alerts = gate.alerts_crossed(spent, spent + quote.cost_usd)
     if alerts:
         log.warning(

@@ -155,9 +155,9 @@ class BudgetGate:
         if post > s.defer_post_utilization:
             return Authorization(
                 Decision.DEFER,
-                f"{what} would bring this month's utilization to {_pct(post)} of {_usd(budget)} "
-                f"(above {_pct(s.defer_post_utilization)}; {_usd(spent_this_month)} spent): "
-                "schedule it for next month.",
+                f"{what} with {_usd(spent_this_month)} of {_usd(budget)} already spent this "
+                f"month would bring utilization to {_pct(post)} (above "
+                f"{_pct(s.defer_post_utilization)}): schedule it for next month.",
                 **common,
             )
 
