@@ -16,6 +16,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,29 +174,23 @@ def _ingest_one(path: Path, lake: Lake, run_id: str, origin, known: _Known, vali
         pending.add(tables["instruments"])
     ticks = pending.ticks()
 
-    checks = []
-    for table, df in tables.items():
-        from expectations.suites import SUITES
-
-        derived_trades = table == "trades" and batch.schema == "mbo"
-        if table in SUITES and not derived_trades and df.height:
-            checks.append(validate(table, df, ticks, run_id, path.name))
+    # Parquet is written to staging (outside every table's glob) while GX validates: polars
+    # releases the GIL, so the two overlap on two cores; staged files are discarded on failure.
+    key = f"{(batch.schema or 'mixed')}-{batch.sha256[:16]}"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        staging = pool.submit(_stage_all, lake, tables, key)
+        try:
+            checks = _validate_all(tables, batch, ticks, run_id, path.name, validate)
+        finally:
+            staged = staging.result()
     result.dq = [row for v in checks for row in v.rows]
     failures = [v for v in checks if not v.success]
     if failures:
+        lake.discard(staged)
         result.status = "quarantined"
         result.reason = f"{path.name}: failed validation: " + "; ".join(v.reason for v in failures)
         result.quarantine_dir = _quarantine(lake, path, batch.sha256, result)
         return result
-
-    key = f"{(batch.schema or 'mixed')}-{batch.sha256[:16]}"
-    staged = []
-    try:
-        for table, df in tables.items():
-            staged += lake.stage_partitions(table, df, key)
-    except Exception:
-        lake.discard(staged)
-        raise
     raw_path = _keep_raw(lake, path, batch)
     lake.publish(staged)
     known.add(tables["instruments"]) if "instruments" in tables else None
@@ -225,6 +220,29 @@ def _ingest_one(path: Path, lake: Lake, run_id: str, origin, known: _Known, vali
     }
     lake.write("ingest_log", pl.DataFrame([log]), key=f"{run_id}-{batch.sha256[:16]}")
     return result
+
+
+def _stage_all(lake: Lake, tables: dict[str, pl.DataFrame], key: str) -> list:
+    staged: list = []
+    try:
+        for table, df in tables.items():
+            staged += lake.stage_partitions(table, df, key)
+    except Exception:
+        lake.discard(staged)
+        raise
+    return staged
+
+
+def _validate_all(tables, batch: DbnBatch, ticks, run_id: str, name: str, validate) -> list:
+    from expectations.suites import SUITES
+
+    checks = []
+    for table, df in tables.items():
+        # trades derived from mbo are the T records already checked in the mbo suite
+        derived_trades = table == "trades" and batch.schema == "mbo"
+        if table in SUITES and not derived_trades and df.height:
+            checks.append(validate(table, df, ticks, run_id, name))
+    return checks
 
 
 def _keep_raw(lake: Lake, path: Path, batch: DbnBatch) -> Path:
