@@ -71,10 +71,12 @@ def historical_ingest(
             raise FileNotFoundError(f"no DBN files for {trade_date} in {folder}")
     else:
         raise ValueError("give either paths or trade_date")
-    order = {"definition": 0, "statistics": 1}
-    files.sort(key=lambda p: next((v for k, v in order.items() if f".{k}." in p.name), 2))
+    from warehouse.ingest import ingest_order
+
     rows = []
-    for path in files:  # sequential: definitions must land before the data they define
+    for path in ingest_order(
+        files
+    ):  # sequential: definitions must land before the data they define
         rows.append(ingest_file(path, data_dir, origin))
         logger.info("%s: %s", path.name, rows[-1]["status"])
     create_table_artifact(

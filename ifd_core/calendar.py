@@ -2,7 +2,8 @@
 
 Wraps ``exchange_calendars`` (calendar "CMES", CME equity products) so that holidays and early
 closes come from a maintained library rather than a hand-written list. A CME Globex session opens
-at 18:00 America/New_York on the evening before its *trade date*; everything keyed by "date" in
+at 18:00 America/New_York on the evening before its *trade date* (the hour after the 17:00 close
+is its pre-open); everything keyed by "date" in
 IFD (lake partitions, baselines, open interest) uses that trade date, never the calendar date.
 """
 
@@ -16,8 +17,9 @@ from zoneinfo import ZoneInfo
 NEW_YORK = ZoneInfo("America/New_York")
 UTC = dt.UTC
 NS = 1_000_000_000
-# Globex opens at 18:00 ET for the next trade date: shifting by 6 h maps the session onto one date.
-_SESSION_SHIFT = dt.timedelta(hours=6)
+# Globex closes at 17:00 ET; what follows belongs to the next trade date (shift 7 h, then snap
+# to a session).
+_SESSION_SHIFT = dt.timedelta(hours=7)
 
 
 @lru_cache(maxsize=1)
@@ -49,15 +51,23 @@ def trading_days(start: dt.date, count: int) -> list[dt.date]:
     return [s.date() for s in sessions]
 
 
-def previous_trading_day(day: dt.date) -> dt.date:
+@lru_cache(maxsize=4096)
+def next_session(day: dt.date) -> dt.date:
+    """``day`` if it is a CME session, else the first session after it."""
     cal = _calendar()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return (
-            cal.date_to_session(day.isoformat(), direction="previous").date()
-            if not cal.is_session(day.isoformat())
-            else cal.previous_session(day.isoformat()).date()
-        )
+        return cal.date_to_session(day.isoformat(), direction="next").date()
+
+
+def previous_trading_day(day: dt.date) -> dt.date:
+    """The last session strictly before ``day``."""
+    cal = _calendar()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if cal.is_session(day.isoformat()):
+            return cal.previous_session(day.isoformat()).date()
+        return cal.date_to_session(day.isoformat(), direction="previous").date()
 
 
 def trading_days_between(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -71,7 +81,7 @@ def trading_days_between(start: dt.date, end: dt.date) -> list[dt.date]:
 def trade_date_of_ns(ts_ns: int) -> dt.date:
     """Trade date of an exchange timestamp (ns since the epoch, UTC)."""
     ts = dt.datetime.fromtimestamp(ts_ns / NS, tz=UTC).astimezone(NEW_YORK)
-    return (ts + _SESSION_SHIFT).date()
+    return next_session((ts + _SESSION_SHIFT).date())
 
 
 def et_to_ns(day: dt.date, hour: int, minute: int = 0, second: int = 0) -> int:

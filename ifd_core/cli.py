@@ -188,7 +188,10 @@ def ingest(
     replaces exactly its own rows.
     """
     from warehouse.migrations import CatalogBusy
+    from warehouse.tables import ORIGINS
 
+    if origin is not None and origin not in ORIGINS:
+        raise _fail(f"--origin must be one of {', '.join(ORIGINS)}", EXIT_USAGE)
     files = _expand(paths)
     lake = _lake()
     try:
@@ -287,6 +290,7 @@ def sql(
     status, dq_results, dq_summary, ingest_log, cost_ledger; macros instruments_asof(d) and
     open_interest_asof(d).
     """
+    from warehouse.migrations import CatalogBusy
     from warehouse.sql import SqlError
     from warehouse.sql import query as run_query
 
@@ -295,7 +299,10 @@ def sql(
     try:
         df = run_query(_lake(), query)
     except SqlError as exc:
-        raise _fail(str(exc), EXIT_USAGE) from None
+        code = EXIT_BUSY if str(exc).startswith("catalog busy") else EXIT_USAGE
+        raise _fail(str(exc), code) from None
+    except CatalogBusy as exc:
+        raise _fail(str(exc), EXIT_BUSY) from None
     print_frame(df, "csv" if csv else "json" if as_json else "table")
 
 

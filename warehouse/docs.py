@@ -29,8 +29,9 @@ A Parquet lake plus a DuckDB catalog of views over it (see ../shared/DESIGN.md, 
   integers (1e-9); timestamps are integer nanoseconds since the epoch, UTC.
 * Market rows carry `origin` (synthetic, replay, historical, live, backfill) and `source_sha`
   (the raw file they came from).
-* `trades` holds MBO `T` records (`schema = 'mbo'`) and records of trades/tbbo files: when both
-  were ingested for the same instruments and day, filter on `schema` to avoid counting twice.
+* The `trades` lake table holds MBO `T` records (`schema = 'mbo'`) and records of trades/tbbo files.
+  The `trades` view keeps one source per (date, instrument): mbo, else trades, else tbbo, so the
+  same prints are never counted twice; `trades_all` shows every row.
 
 ## Migrations
 
@@ -56,8 +57,11 @@ def render() -> str:
         "* `dq_summary`: one row per validated batch: run, dataset, file, expectations, failed.",
         "* `instruments_asof(d)`: table macro, the definition in force on trade date `d` for each",
         "  instrument (latest definition published on or before `d`).",
-        "* `open_interest_asof(d)`: table macro, the latest open interest published on or before",
-        "  trade date `d` (it refers to the prior session: `ts_ref`). Never from the future.",
+        "* `open_interest_asof(t)`: table macro, per instrument the latest open interest published",
+        "  (`ts_recv`) at or before instant `t` (a TIMESTAMPTZ); it refers to the prior session",
+        "  (`ts_ref`). Never from the future.",
+        "* `trades_all`: every trade row of every source; `trades` is one source per date and",
+        "  instrument (see above).",
         "",
     ]
     return "\n".join(lines)

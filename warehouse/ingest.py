@@ -68,6 +68,11 @@ class IngestReport:
         return total
 
 
+def ingest_order(paths: Iterable[Path | str]) -> list[Path]:
+    """Definitions first, then statistics, then market data: what is defined loads first."""
+    return sorted((Path(p) for p in paths), key=lambda p: _ORDER.get(_peek_schema(p), 2))
+
+
 def _peek_schema(path: Path) -> str:
     try:
         import databento as db
@@ -123,13 +128,19 @@ def ingest_files(
     """Ingest files in dependency order (definitions, statistics, then market data)."""
     from expectations.runner import validate
 
+    if origin is not None and origin not in ORIGINS:
+        raise ValueError(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
     ensure_migrated(lake)
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-    ordered = sorted((Path(p) for p in paths), key=lambda p: _ORDER.get(_peek_schema(p), 2))
     known = _Known(lake)
     results = []
-    for path in ordered:
-        result = _ingest_one(path, lake, run_id, origin, known, validate)
+    for path in ingest_order(paths):
+        try:
+            result = _ingest_one(path, lake, run_id, origin, known, validate)
+        except Exception as exc:  # never a traceback mid-run: this file fails, the others go on
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            reason = f"{path.name}: could not be ingested ({type(exc).__name__}: {first})"
+            result = FileResult(path, "refused", reason)
         results.append(result)
         if progress:
             progress(result)
@@ -165,7 +176,15 @@ def _ingest_one(path: Path, lake: Lake, run_id: str, origin, known: _Known, vali
                 pl.lit(batch_origin).alias("origin"), pl.lit(batch.sha256[:16]).alias("source_sha")
             )
             frames.setdefault(table, []).append(conform(table, df))
-    tables = {t: pl.concat(dfs, how="vertical") for t, dfs in frames.items()}
+    # A live capture feeds one table from several schemas: merge them back into stream order.
+    tables = {
+        t: dfs[0]
+        if len(dfs) == 1
+        else pl.concat(dfs).sort(
+            "ts_recv" if "ts_recv" in dfs[0].columns else "ts_event", maintain_order=True
+        )
+        for t, dfs in frames.items()
+    }
 
     # Definitions in this very file count as known for its own records (live captures).
     pending = _Known.__new__(_Known)
@@ -176,7 +195,9 @@ def _ingest_one(path: Path, lake: Lake, run_id: str, origin, known: _Known, vali
 
     # Parquet is written to staging (outside every table's glob) while GX validates: polars
     # releases the GIL, so the two overlap on two cores; staged files are discarded on failure.
-    key = f"{(batch.schema or 'mixed')}-{batch.sha256[:16]}"
+    # Keyed by the decoded records, not the file's bytes: the same data as .dbn or .dbn.zst, in
+    # DBN v1, v2 or v3, or downloaded again, replaces itself instead of loading twice.
+    key = f"{(batch.schema or 'mixed')}-{batch.content_key()}"
     with ThreadPoolExecutor(max_workers=1) as pool:
         staging = pool.submit(_stage_all, lake, tables, key)
         try:
@@ -192,7 +213,7 @@ def _ingest_one(path: Path, lake: Lake, run_id: str, origin, known: _Known, vali
         result.quarantine_dir = _quarantine(lake, path, batch.sha256, result)
         return result
     raw_path = _keep_raw(lake, path, batch)
-    lake.publish(staged)
+    lake.publish(staged, key=key)
     known.add(tables["instruments"]) if "instruments" in tables else None
     result.rows = {t: df.height for t, df in tables.items()}
     result.dates = sorted({str(d) for df in tables.values() for d in df["date"].unique().to_list()})

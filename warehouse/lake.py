@@ -80,19 +80,44 @@ class Lake:
             pairs.append((self._stage(part), self.partition_path(table, day, key)))
         return pairs
 
-    @staticmethod
-    def publish(pairs: Iterable[tuple[Path, Path]]) -> list[Path]:
-        published = []
-        for staged, final in pairs:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged, final)
-            published.append(final)
+    def publish(self, pairs: list[tuple[Path, Path]], key: str | None = None) -> list[Path]:
+        """Rename staged files into place; on any error, put every replaced file back.
+
+        With ``key``, files of the same key in partitions the new batch no longer covers (a
+        re-ingest whose dates changed) are retired too, so a key's rows are exactly the batch's.
+        """
+        finals = {final for _, final in pairs}
+        stale = []
+        if key:
+            tables = {final.parent.parent for _, final in pairs}
+            stale = [p for t in tables for p in t.glob(f"date=*/{key}.parquet") if p not in finals]
+        backups: list[tuple[Path, Path]] = []  # (backup, original place)
+        published: list[Path] = []
+        try:
+            for old in [*(f for f in finals if f.exists()), *stale]:
+                backup = self.staging / f"{uuid.uuid4().hex}.parquet.replaced"
+                os.replace(old, backup)
+                backups.append((backup, old))
+            for staged, final in pairs:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, final)
+                published.append(final)
+        except BaseException:
+            for final in published:
+                final.unlink(missing_ok=True)
+            for backup, original in backups:
+                os.replace(backup, original)
+            self.discard(pairs)
+            raise
+        for backup, _ in backups:
+            backup.unlink(missing_ok=True)
         return published
 
     @staticmethod
     def discard(pairs: Iterable[tuple[Path, Path]]) -> None:
         for staged, _ in pairs:
-            staged.unlink(missing_ok=True)
+            if staged.exists():
+                staged.unlink()
 
     def write(self, table: str, df: pl.DataFrame, key: str) -> list[Path]:
         """Stage and publish at once: for append-only tables such as dq_results or cost_ledger."""

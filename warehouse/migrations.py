@@ -50,14 +50,14 @@ def _point_in_time_macros(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
             FROM instruments WHERE date <= CAST(d AS DATE)) WHERE rn = 1
         """
     )
-    # Open interest known before the session of trade date d (never from the future).
+    # Open interest as known at instant t (TIMESTAMPTZ): published (ts_recv) at or before t.
     con.execute(
         """
-        CREATE OR REPLACE MACRO open_interest_asof(d) AS TABLE
+        CREATE OR REPLACE MACRO open_interest_asof(t) AS TABLE
         SELECT * EXCLUDE (rn) FROM (
             SELECT *, row_number() OVER (PARTITION BY instrument_id
                                          ORDER BY ts_recv DESC) AS rn
-            FROM open_interest WHERE date <= CAST(d AS DATE)) WHERE rn = 1
+            FROM open_interest WHERE ts_recv <= epoch_ns(CAST(t AS TIMESTAMPTZ))) WHERE rn = 1
         """
     )
     con.execute(
@@ -71,9 +71,33 @@ def _point_in_time_macros(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     )
 
 
+def _trades_one_source(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """`trades` keeps one source per (date, instrument): mbo T records, else trades, else tbbo.
+
+    The same prints arrive through several schemas; summing them all would double the volume.
+    `trades_all` keeps every row for audits.
+    """
+    glob = lake.table_glob("trades").replace("'", "''")
+    con.execute(
+        f"CREATE OR REPLACE VIEW trades_all AS SELECT * FROM read_parquet('{glob}', "
+        "union_by_name = true, hive_partitioning = false)"
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE VIEW trades AS
+        SELECT * EXCLUDE (src_rank, best_rank) FROM (
+            SELECT *, min(src_rank) OVER (PARTITION BY date, instrument_id) AS best_rank
+            FROM (SELECT *, CASE schema WHEN 'mbo' THEN 0 WHEN 'trades' THEN 1 ELSE 2 END
+                            AS src_rank FROM trades_all))
+        WHERE src_rank = best_rank
+        """
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "market data, data quality and cost tables", _tables_and_views(list(TABLES))),
     (2, "point-in-time macros and dq summary", _point_in_time_macros),
+    (3, "trades from one source per date and instrument; trades_all", _trades_one_source),
 ]
 LATEST = MIGRATIONS[-1][0]
 
@@ -123,7 +147,16 @@ def current_state(lake: Lake) -> tuple[int, str | None]:
 def ensure_migrated(lake: Lake, timeout_s: float = 30.0) -> list[int]:
     """Apply every pending migration; returns the versions applied (empty when up to date)."""
     lake.ensure_dirs()
+    deadline = time.monotonic() + timeout_s
     version, root = current_state(lake)
+    while version == -1:  # another process is migrating right now: wait for it, don't race it
+        if time.monotonic() > deadline:
+            raise CatalogBusy(
+                f"the catalog {lake.catalog_path} is held read-write by another process "
+                "(a migration); retry in a moment"
+            )
+        time.sleep(0.05)
+        version, root = current_state(lake)
     if version == LATEST and root == str(lake.root):
         return []
     con = _connect_rw(lake, timeout_s)

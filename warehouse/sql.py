@@ -7,6 +7,7 @@ anything are accepted, so `ifd sql` can never alter the warehouse.
 
 from __future__ import annotations
 
+import re
 import time
 
 import duckdb
@@ -33,6 +34,12 @@ def _check(query: str) -> None:
         kind = st.type.name
         if kind not in READ_ONLY_TYPES:
             raise SqlError(f"only read-only queries are allowed (SELECT, EXPLAIN); got {kind}")
+        if kind == "EXPLAIN":
+            # EXPLAIN ANALYZE runs what it wraps (a COPY would write files): only plain SELECTs.
+            inner = re.sub(r"^\s*EXPLAIN\s+(ANALYZE\s+)?", "", st.query, flags=re.IGNORECASE)
+            if re.match(r"^\s*EXPLAIN\s+ANALYZE", st.query, flags=re.IGNORECASE):
+                raise SqlError("EXPLAIN ANALYZE executes its statement; use EXPLAIN (read-only)")
+            _check(inner)
 
 
 def connect_read_only(lake: Lake, timeout_s: float = 10.0) -> duckdb.DuckDBPyConnection:

@@ -88,6 +88,14 @@ class DbnBatch:
     def synthetic(self) -> bool:
         return SYNTHETIC_MARKER in self.symbols
 
+    def content_key(self) -> str:
+        """Hash of the decoded records (v3 layout), independent of compression and DBN version."""
+        h = hashlib.blake2b(digest_size=8)
+        for schema in sorted(self.arrays):
+            h.update(schema.encode())
+            h.update(np.ascontiguousarray(self.arrays[schema]).data)
+        return h.hexdigest()
+
     @property
     def record_count(self) -> int:
         return sum(len(a) for a in self.arrays.values())
@@ -181,7 +189,7 @@ def read_dbn(path: Path | str, *, check_dataset: bool = True) -> DbnBatch:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            # Header only: DBNStore reprs its whole buffer on construction (seconds for 5 M records).
+            # Header only: DBNStore reprs its whole buffer when built (seconds for 5 M records).
             header = db.DBNStore.from_bytes(raw[: 8 + meta_len])
         except Exception as exc:  # the decoder's own message, on one line
             raise DbnFileError(f"{name}: cannot decode DBN metadata ({exc})") from exc

@@ -2,9 +2,9 @@
 
 Vectorised end to end: numpy structured arrays become polars columns without per-record Python.
 The trade date of each row is computed from ``ts_recv`` (``ts_event`` for bars, which have no
-receive time) with the Globex convention: a session opening at 18:00 New York belongs to the next
-date. Definition records are dated by ``ts_recv`` because their ``ts_event`` is the exchange's
-last update of the instrument, possibly months old.
+receive time) with the Globex convention: after the 17:00 New York close a record belongs to the
+next CME session (weekends and holidays skipped). Definition records are dated by ``ts_recv``
+because their ``ts_event`` is the exchange's last update of the instrument, possibly months old.
 """
 
 from __future__ import annotations
@@ -21,17 +21,32 @@ F_LAST, F_TOB, F_SNAPSHOT, F_MBP, F_BAD_TS_RECV, F_MAYBE_BAD_BOOK = 128, 64, 32,
 NY = "America/New_York"
 
 
-def trade_date(col: str) -> pl.Expr:
-    """Globex trade date of an ns-since-epoch UTC column.
-
-    Time-zone conversion is costly per row, so it runs on whole minutes (a trade date changes only
-    on a minute boundary) and the few distinct minutes are mapped back.
-    """
+def _calendar_date(col: str) -> pl.Expr:
+    # Globex closes at 17:00 New York; everything after (the 17:00-18:00 pre-open included)
+    # belongs to the next session. Converted per whole minute: far fewer time-zone lookups.
     minute = (pl.col(col).cast(pl.Int64) // 60_000_000_000) * 60_000_000_000
-    to_date = (
-        minute.cast(pl.Datetime("ns", "UTC")).dt.convert_time_zone(NY).dt.offset_by("6h").dt.date()
+    return (
+        minute.cast(pl.Datetime("ns", "UTC")).dt.convert_time_zone(NY).dt.offset_by("7h").dt.date()
     )
-    return to_date.alias("date")
+
+
+def trade_date(col: str) -> pl.Expr:
+    """Placeholder column: ``_finish_dates`` snaps it to a CME session after the frame is built."""
+    return _calendar_date(col).alias("date")
+
+
+def _finish_dates(df: pl.DataFrame) -> pl.DataFrame:
+    """Snap dates that are not CME sessions (weekends, holidays) to the next session.
+
+    A Sunday-evening record belongs to Monday's session, and one on the eve of a holiday to the
+    session after it. Only the few distinct dates go through the calendar.
+    """
+    from ifd_core.calendar import next_session
+
+    if df.height == 0:
+        return df
+    mapping = {d: next_session(d) for d in df["date"].unique().to_list() if d is not None}
+    return df.with_columns(pl.col("date").replace_strict(mapping, return_dtype=pl.Date))
 
 
 def _chars(a: np.ndarray) -> np.ndarray:
@@ -202,7 +217,11 @@ def instruments_frame(a: np.ndarray) -> pl.DataFrame:
 
 
 def tables_of(schema: str, a: np.ndarray) -> dict[str, pl.DataFrame]:
-    """Every lake table a decoded array of ``schema`` feeds."""
+    """Every lake table a decoded array of ``schema`` feeds, each row on its CME trade date."""
+    return {t: _finish_dates(df) for t, df in _tables_of(schema, a).items()}
+
+
+def _tables_of(schema: str, a: np.ndarray) -> dict[str, pl.DataFrame]:
     if schema == "mbo":
         mbo = mbo_frame(a)
         return {"mbo": mbo, "trades": trades_from_mbo(mbo)}
