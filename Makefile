@@ -1,13 +1,16 @@
 # IFD — the two commands a new machine needs are `make demo` and `make test`.
 SHELL := /bin/bash
-UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
-PY := python3.11
+# uv from PATH, else a private copy in .tools/ installed from PyPI into its own venv (works where
+# the system Python refuses `pip install`, PEP 668).
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(CURDIR)/.tools/bin/uv")
+PY ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 
 .PHONY: setup demo test test-fast lint bench clean
 
 # Install uv if missing (from PyPI), then the locked environment (uv.lock, --frozen: never re-resolve).
 setup:
-	@command -v uv >/dev/null 2>&1 || [ -x "$(HOME)/.local/bin/uv" ] || $(PY) -m pip install --user --quiet uv
+	@[ -x "$(UV)" ] || command -v uv >/dev/null 2>&1 || \
+	  { $(PY) -m venv .tools && .tools/bin/pip install --quiet uv; }
 	@$(UV) sync --frozen --quiet
 	@echo "environment ready: $$($(UV) run python --version), ifd $$($(UV) run python -c 'import importlib.metadata as m; print(m.version("ifd"))')"
 
@@ -15,9 +18,9 @@ setup:
 demo: setup
 	$(UV) run ifd demo
 
-# The whole test suite (slow tests included, as in CI).
+# The whole test suite (slow tests included, as in CI). pytest's exit 5 (no tests) is a failure.
 test: setup
-	$(UV) run pytest -q
+	@$(UV) run pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests were collected"; exit 1; fi; exit $$rc
 
 test-fast: setup
 	$(UV) run pytest -q -m "not slow"
@@ -28,5 +31,6 @@ lint: setup
 bench: setup
 	$(UV) run python bench/ingest.py
 
+# Removes caches and benchmark output only; data/ holds raw files and paid downloads: never here.
 clean:
-	rm -rf data/ bench/out/ .pytest_cache
+	rm -rf bench/out/ .pytest_cache .ruff_cache

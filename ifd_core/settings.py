@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -150,6 +150,10 @@ class Settings(BaseSettings):
     )
 
     profile: str | None = None
+    data_dir: Path | None = Field(
+        default=None,
+        description="IFD_DATA_DIR, the data root named in DESIGN.md; same as warehouse.data_dir.",
+    )
     env: Literal["dev", "test", "prod"] = "dev"
     log_level: str = "INFO"
     databento: DatabentoSettings = Field(default_factory=DatabentoSettings)
@@ -179,14 +183,24 @@ class Settings(BaseSettings):
             file_secret_settings,
         )
 
-    @property
-    def data_dir(self) -> Path:
-        return self.warehouse.data_dir
+    @model_validator(mode="after")
+    def _one_data_root(self) -> Settings:
+        # Two names for one setting: IFD_DATA_DIR wins when given, and both always agree after.
+        if self.data_dir is not None:
+            self.warehouse.data_dir = self.data_dir
+        object.__setattr__(self, "data_dir", self.warehouse.data_dir)
+        return self
 
     def config_version(self) -> str:
         """Stable hash of everything that changes results (secrets and paths excluded)."""
         payload = self.model_dump(
-            mode="json", exclude={"databento": {"api_key"}, "warehouse": True, "profile": True}
+            mode="json",
+            exclude={
+                "databento": {"api_key"},
+                "warehouse": True,
+                "profile": True,
+                "data_dir": True,
+            },
         )
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -74,3 +74,9 @@ def test_config_show_unknown_profile_exits_with_usage_error():
     res = CliRunner().invoke(app, ["config", "show", "--profile", "nope"])
     assert res.exit_code == EXIT_USAGE
     assert "unknown profile 'nope'" in res.stderr
+
+
+def test_ifd_data_dir_names_the_data_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("IFD_DATA_DIR", str(tmp_path / "elsewhere"))
+    s = st.get_settings()
+    assert s.data_dir == s.warehouse.data_dir == (tmp_path / "elsewhere").resolve()
