@@ -73,7 +73,7 @@ def run_demo(settings, *, days: int, seed: int, scale: float, console: Console, 
         console.print(f"[red]{f.status}[/] {f.reason}", highlight=False)
     console.print(
         f"\nAll of this is SYNTHETIC. Ground truth: {summary.truth_path}\n"
-        f'Try: ifd sql "SELECT date, count(*) FROM trades GROUP BY 1 ORDER BY 1"',
+        f'Try: uv run ifd sql "SELECT date, count(*) FROM trades GROUP BY 1 ORDER BY 1"',
         highlight=False,
     )
     return 1 if bad else 0
