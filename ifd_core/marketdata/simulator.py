@@ -1,0 +1,157 @@
+"""Deterministic NQ futures-and-options market simulator writing standard Databento DBN files.
+
+``simulate_market`` writes, for each CME trade date, the three files a Databento batch download
+of GLBX.MDP3 would hold (definition, statistics, mbo) plus ``ground_truth.json`` (the planted
+institutional flows and decoys) and ``IFD_SYNTHETIC.json`` (provenance and file hashes). Every
+DBN file also names ``IFD.SYNTHETIC`` among its metadata symbols, so no synthetic file can pass
+for real data.
+
+Simplifications, on purpose: only the regular session (09:30-16:00 ET) is simulated, also on
+early-close days; market makers quote a ladder of 3-5 levels with a fixed set of order sizes;
+option quotes are reviewed every few minutes, so they lag a fast future slightly.
+
+Output is a pure function of ``(days, seed, start, scale)``: the same arguments give
+byte-identical files.
+
+Module map: ``sim_contracts`` (listing calendar), ``sim_chain`` (instruments, ids, definitions),
+``sim_path`` (prices), ``sim_pricing`` (Black-76, tick grids), ``sim_book`` (ladders, quote tape),
+``sim_requotes``/``sim_trades``/``sim_churn`` (MBO events), ``sim_noise`` (background trading),
+``sim_plant`` (ground truth), ``sim_events`` (merge into DBN records), ``sim_stats`` (OI,
+settlements), ``sim_dbn`` (files), ``sim_day`` (one session).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ifd_core.calendar import trading_days
+from ifd_core.marketdata.sim_day import DayResult, MarketState, simulate_day
+from ifd_core.marketdata.sim_dbn import (
+    file_name,
+    metadata,
+    sha256_file,
+    write_dbn,
+    write_text,
+)
+from ifd_core.marketdata.sim_plant import BASELINE_SESSIONS
+
+DEFAULT_START = dt.date(2026, 3, 2)  # fixed, not today, so that output is reproducible
+GENERATOR = "ifd simulate"
+TRUTH_FILE = "ground_truth.json"
+PROVENANCE_FILE = "IFD_SYNTHETIC.json"
+SCHEMA_ORDER = ("definition", "statistics", "mbo")
+
+__all__ = [
+    "BASELINE_SESSIONS",
+    "DEFAULT_START",
+    "PROVENANCE_FILE",
+    "TRUTH_FILE",
+    "SimulationSummary",
+    "simulate_market",
+]
+
+
+@dataclass(frozen=True)
+class SimulationSummary:
+    out_dir: Path
+    days: list[dt.date]
+    files: list[Path]
+    truth_path: Path
+    records_by_schema: dict[str, int]
+    planted: int
+    decoys: int
+
+
+def simulate_market(
+    out_dir: Path,
+    days: int,
+    seed: int,
+    start: dt.date | None = None,
+    scale: float = 1.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> SimulationSummary:
+    """Simulate ``days`` CME trade dates from ``start`` (default 2026-03-02) into ``out_dir``.
+
+    ``scale`` multiplies activity (book churn, re-quotes, noise trades). The listing and the price
+    path do not depend on it, and planted flows only through the guard that keeps them >= 6x an
+    option's normal volume (in practice they are the same at any scale). ``progress(done,
+    total)`` is called after each day's files are written.
+    """
+    if days < 1:
+        raise ValueError(f"days must be at least 1, got {days}")
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sessions = trading_days(start or DEFAULT_START, days)
+    state = MarketState()
+    files: list[Path] = []
+    hashes: dict[str, str] = {}
+    counts = dict.fromkeys(SCHEMA_ORDER, 0)
+    events: list[dict] = []
+    for index, day in enumerate(sessions):
+        result = simulate_day(seed, index, len(sessions), day, state, scale)
+        for schema, path, digest, n in _write_day(out_dir, result):
+            files.append(path)
+            hashes[path.name] = digest
+            counts[schema] += n
+        events += result.truth
+        del result  # keep memory to one day: the next day is generated before reassignment
+        if progress is not None:
+            progress(index + 1, len(sessions))
+
+    truth_path = out_dir / TRUTH_FILE
+    truth = {
+        "origin": "synthetic",
+        "seed": seed,
+        "scale": scale,
+        "start": sessions[0].isoformat(),
+        "days": [d.isoformat() for d in sessions],
+        "baseline_sessions": BASELINE_SESSIONS,
+        "events": events,
+    }
+    write_text(truth_path, json.dumps(truth, indent=2) + "\n")
+    hashes[TRUTH_FILE] = sha256_file(truth_path)
+    provenance = {
+        "origin": "synthetic",
+        "generator": GENERATOR,
+        "seed": seed,
+        "scale": scale,
+        "files": hashes,
+    }
+    write_text(out_dir / PROVENANCE_FILE, json.dumps(provenance, indent=2) + "\n")
+    planted = sum(1 for e in events if e["kind"] == "institutional")
+    return SimulationSummary(
+        out_dir=out_dir,
+        days=sessions,
+        files=files,
+        truth_path=truth_path,
+        records_by_schema=counts,
+        planted=planted,
+        decoys=len(events) - planted,
+    )
+
+
+def _write_day(out_dir: Path, result: DayResult) -> list[tuple[str, Path, str, int]]:
+    symbols = {i.raw_symbol: i.instrument_id for i in result.chain.instruments}
+    bodies = {
+        "definition": (
+            [b"".join(bytes(r) for r in result.definitions)],
+            len(result.definitions),
+        ),
+        "statistics": ([b"".join(bytes(r) for r in result.statistics)], len(result.statistics)),
+        "mbo": (result.mbo.chunks(), len(result.mbo)),
+    }
+    out = []
+    for schema in SCHEMA_ORDER:
+        chunks, n = bodies[schema]
+        path = out_dir / file_name(result.day, schema)
+        meta = metadata(result.day, schema, result.start_ns, result.end_ns, symbols)
+        out.append((schema, path, write_dbn(path, meta, chunks), n))
+    return out
