@@ -145,14 +145,17 @@ def simulate(
     start_date = _parse_date(start) if start else None
     with _progress() as prog:
         task = prog.add_task("simulating (synthetic)", total=days)
-        summary = simulate_market(
-            out_dir,
-            days,
-            seed,
-            start=start_date,
-            scale=scale,
-            progress=lambda done, total: prog.update(task, completed=done),
-        )
+        try:
+            summary = simulate_market(
+                out_dir,
+                days,
+                seed,
+                start=start_date,
+                scale=scale,
+                progress=lambda done, total: prog.update(task, completed=done),
+            )
+        except (FileExistsError, ValueError) as exc:
+            raise _fail(str(exc), EXIT_USAGE) from None
     out.print(
         f"SYNTHETIC market written to {summary.out_dir}: {len(summary.days)} trading days "
         f"{summary.days[0]}..{summary.days[-1]}, {len(summary.files)} files, "

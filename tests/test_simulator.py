@@ -124,6 +124,17 @@ def test_rejects_bad_arguments(tmp_path: Path) -> None:
         simulate_market(tmp_path, 1, 1, scale=0)
 
 
+def test_refuses_to_mix_with_another_run(tmp_path: Path) -> None:
+    stale = tmp_path / "glbx-mdp3-20250102.mbo.dbn.zst"
+    stale.write_bytes(b"")
+    with pytest.raises(FileExistsError, match="another simulation"):
+        simulate_market(tmp_path, 1, 1, scale=0.05)
+    stale.unlink()
+    first = simulate_market(tmp_path, 1, 1, scale=0.05)
+    again = simulate_market(tmp_path, 1, 1, scale=0.05)  # the same files may be rewritten
+    assert first.files == again.files
+
+
 # --- DBN files -----------------------------------------------------------------------------------
 
 

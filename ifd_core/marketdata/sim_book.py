@@ -32,7 +32,7 @@ from ifd_core.marketdata.sim_pricing import (
     option_grid_price_fixed,
 )
 
-LMAX = 5  # most price levels per side of any ladder
+LMAX = 4  # most price levels per side of any ladder (array dimension)
 KMAX = 3  # most orders per level
 SIZE_TABLE = 32
 BID, ASK = 0, 1

@@ -6,6 +6,7 @@ import databento_dbn as dbn
 import numpy as np
 
 from ifd_core.marketdata.sim_chain import DayChain
+from ifd_core.marketdata.sim_contracts import FUTURE_ROOT
 from ifd_core.marketdata.sim_path import DayPath
 from ifd_core.marketdata.sim_pricing import (
     FUTURE_TICK_FIXED,
@@ -17,7 +18,9 @@ from ifd_core.marketdata.sim_pricing import (
 from ifd_core.marketdata.sim_trades import Executed
 
 OI_FROM_NET_VOLUME = 0.3  # share of the prior session's net one-sided volume that becomes OI
-NEW_LISTING_OI_SHARE = 0.2  # a listing's first OI, as a share of a seasoned strike's
+# First OI of a listing, relative to a seasoned strike: quarterly options were listed long before
+# they become the front series (full OI); a new weekly or a new strike starts lower.
+NEW_WEEKLY_OI_SHARE = 0.4
 _OI_WINGS = 150.0
 _OI_ATM = 2_800.0
 _OI_WIDTH = 0.035
@@ -60,6 +63,7 @@ class OpenInterestLedger:
         """OI records for options listed in the previous session and still listed today.
 
         On the first simulated day every listed option is taken as pre-existing (seasoned OI).
+        Options that expired at today's open are not published: they have no definition today.
         """
         seasoned = seasoned_oi(chain, path)
         out = []
@@ -71,8 +75,9 @@ class OpenInterestLedger:
                 oi = int(round(seasoned[n] * rng.uniform(0.7, 1.3)))
             elif iid in self._prev_listed:
                 base = self._oi.get(iid)
-                if base is None:
-                    base = int(round(seasoned[n] * NEW_LISTING_OI_SHARE))
+                if base is None:  # first OI of a listing: see NEW_WEEKLY_OI_SHARE
+                    share = 1.0 if inst.root == FUTURE_ROOT else NEW_WEEKLY_OI_SHARE
+                    base = int(round(seasoned[n] * share * rng.uniform(0.7, 1.3)))
                 total = self._prev_total.get(iid, 0)
                 change = OI_FROM_NET_VOLUME * self._prev_net.get(iid, 0)
                 change += rng.normal(0.0, 1.0 + 0.1 * total)

@@ -6,9 +6,17 @@ institutional flows and decoys) and ``IFD_SYNTHETIC.json`` (provenance and file 
 DBN file also names ``IFD.SYNTHETIC`` among its metadata symbols, so no synthetic file can pass
 for real data.
 
+What the files contain that code reading them must expect (as in real data): during roll week
+two NQ futures are listed and traded (the expiring front and the next quarterly); weekly options
+(roots QN1..QN5) settle into the *next* quarterly, so a weekly may name a future that is not the
+front; a weekly whose Friday is a CME holiday expires the trading day before; options that expire
+at the day's 09:30 open (the quarterly on its expiry Friday) are gone from that day's files,
+including its open-interest records.
+
 Simplifications, on purpose: only the regular session (09:30-16:00 ET) is simulated, also on
-early-close days; market makers quote a ladder of 3-5 levels with a fixed set of order sizes;
-option quotes are reviewed every few minutes, so they lag a fast future slightly.
+early-close days; market makers quote a ladder of 3-4 levels (2-3 orders each) with a fixed set
+of order sizes; option quotes are reviewed every few minutes (more often at larger ``scale``), so
+they lag a fast future; the future's price moves in steps every ~8 s on average.
 
 Output is a pure function of ``(days, seed, start, scale)``: the same arguments give
 byte-identical files.
@@ -90,6 +98,7 @@ def simulate_market(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sessions = trading_days(start or DEFAULT_START, days)
+    _refuse_foreign_files(out_dir, {file_name(d, s) for d in sessions for s in SCHEMA_ORDER})
     state = MarketState()
     files: list[Path] = []
     hashes: dict[str, str] = {}
@@ -155,3 +164,15 @@ def _write_day(out_dir: Path, result: DayResult) -> list[tuple[str, Path, str, i
         meta = metadata(result.day, schema, result.start_ns, result.end_ns, symbols)
         out.append((schema, path, write_dbn(path, meta, chunks), n))
     return out
+
+
+def _refuse_foreign_files(out_dir: Path, planned: set[str]) -> None:
+    """Refuse to mix runs: DBN files this run would not overwrite would sit beside its output,
+    and anything that globs the folder (ingestion) would read two markets as one."""
+    foreign = sorted(p.name for p in out_dir.glob("glbx-mdp3-*.dbn.zst") if p.name not in planned)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+        raise FileExistsError(
+            f"{out_dir} already holds {len(foreign)} DBN file(s) from another simulation "
+            f"({shown}); use an empty directory or remove them first"
+        )
