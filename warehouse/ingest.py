@@ -112,10 +112,13 @@ class _Known:
     def add(self, instruments: pl.DataFrame) -> None:
         self.frame = pl.concat([self.frame, instruments.select(self.frame.columns)]).unique()
 
-    def ticks(self) -> pl.DataFrame:
+    def ticks(self, extra: pl.DataFrame | None = None) -> pl.DataFrame:
         from expectations.derive import tick_table
 
-        return tick_table(self.frame)
+        frame = self.frame
+        if extra is not None:
+            frame = pl.concat([frame, extra.select(frame.columns)]).unique()
+        return tick_table(frame)
 
 
 def ingest_files(
@@ -187,11 +190,7 @@ def _ingest_one(path: Path, lake: Lake, run_id: str, origin, known: _Known, vali
     }
 
     # Definitions in this very file count as known for its own records (live captures).
-    pending = _Known.__new__(_Known)
-    pending.frame = known.frame
-    if "instruments" in tables:
-        pending.add(tables["instruments"])
-    ticks = pending.ticks()
+    ticks = known.ticks(extra=tables.get("instruments"))
 
     # Parquet is written to staging (outside every table's glob) while GX validates: polars
     # releases the GIL, so the two overlap on two cores; staged files are discarded on failure.
@@ -202,8 +201,11 @@ def _ingest_one(path: Path, lake: Lake, run_id: str, origin, known: _Known, vali
         staging = pool.submit(_stage_all, lake, tables, key)
         try:
             checks = _validate_all(tables, batch, ticks, run_id, path.name, validate)
-        finally:
-            staged = staging.result()
+        except BaseException:
+            if staging.exception() is None:
+                lake.discard(staging.result())
+            raise
+        staged = staging.result()
     result.dq = [row for v in checks for row in v.rows]
     failures = [v for v in checks if not v.success]
     if failures:
