@@ -1,0 +1,172 @@
+"""Pressure windows: aggressor-signed option volume per instrument and 5-minute window.
+
+Event time only (algorithms.md §2.3 PROPOSAL): a window [start, start + W) closes when the
+watermark — the largest ``ts_event`` seen minus a grace period — passes its end, or at the end
+of the stream. Every closed window is emitted exactly once, in (window_start, instrument_id)
+order, and only windows that saw a trade exist. The state is the trades of still-open windows,
+so memory is bounded by the window length, not by the day, and feeding the same trades in one
+batch or in many chunks emits identical windows (tested).
+
+Input trades are polars frames with ``ts_event`` (ns), ``instrument_id``, ``price`` (fixed 1e-9),
+``size`` and ``aggressor`` ('B' buy aggressor, 'A' sell aggressor, anything else unsigned).
+Volume is counted from trades only: MBO 'F' records are the passive side of the same print.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+FIXED = 1_000_000_000
+NS = 1_000_000_000
+TRADE_COLUMNS = {
+    "ts_event": pl.UInt64,
+    "instrument_id": pl.UInt32,
+    "price": pl.Int64,
+    "size": pl.UInt32,
+    "aggressor": pl.String,
+}
+
+
+@dataclass(frozen=True)
+class WindowParams:
+    window_s: int = 300
+    grace_s: int = 30
+    multiplier: float = 20.0  # $ per index point per contract (NQ options)
+    large_print: int = 50  # contracts; a print at least this large counts as large
+    ratio_cap: float = 100.0  # the legacy B/S ratio, never infinite
+    alpha: float = 1.0  # contracts added to both sides of the log ratio
+    dominance: float = 0.2  # |imbalance| above which a side dominates
+    confidence_trades: int = 20  # trades for full sample-size confidence
+
+
+class PressureWindows:
+    """Streaming aggregator; call ``add`` per batch, ``flush`` at the end of the stream."""
+
+    def __init__(self, params: WindowParams | None = None) -> None:
+        self.p = params or WindowParams()
+        self._open = pl.DataFrame(schema=TRADE_COLUMNS)
+        self._max_ts: int | None = None
+        self._closed_before: int | None = None  # windows starting before this are emitted
+        self.late_trades = pl.DataFrame(schema=TRADE_COLUMNS)
+
+    @property
+    def watermark(self) -> int | None:
+        return None if self._max_ts is None else self._max_ts - self.p.grace_s * NS
+
+    def add(self, trades: pl.DataFrame) -> pl.DataFrame:
+        """Take a batch of trades; return the windows this batch closed."""
+        if trades.height:
+            trades = trades.select([pl.col(c).cast(t) for c, t in TRADE_COLUMNS.items()])
+            trades = self._drop_late(trades)
+            self._open = pl.concat([self._open, trades])
+            batch_max = int(trades["ts_event"].max()) if trades.height else None
+            if batch_max is not None:
+                self._max_ts = batch_max if self._max_ts is None else max(self._max_ts, batch_max)
+        wm = self.watermark
+        if wm is None:
+            return self._aggregate(self._open.clear())
+        w = self.p.window_s * NS
+        # A window [s, s + W) is closed once s + W <= watermark.
+        cutoff = ((wm // w) * w) if wm >= 0 else 0
+        return self._emit_before(cutoff)
+
+    def flush(self) -> pl.DataFrame:
+        """End of stream: every open window closes."""
+        w = self.p.window_s * NS
+        if self._open.height == 0:
+            return self._aggregate(self._open)
+        last = int(self._open["ts_event"].max())
+        return self._emit_before((last // w + 1) * w)
+
+    def _drop_late(self, trades: pl.DataFrame) -> pl.DataFrame:
+        # A trade for a window already emitted cannot be added without changing published
+        # output: it is kept aside and counted, never silently merged or dropped.
+        if self._closed_before is None:
+            return trades
+        late = pl.col("ts_event") < self._closed_before
+        n_late = trades.select(late.sum()).item()
+        if n_late:
+            self.late_trades = pl.concat([self.late_trades, trades.filter(late)])
+            trades = trades.filter(~late)
+        return trades
+
+    def _emit_before(self, cutoff: int) -> pl.DataFrame:
+        if self._closed_before is not None and cutoff <= self._closed_before:
+            return self._aggregate(self._open.clear())
+        self._closed_before = cutoff
+        done = self._open.filter(pl.col("ts_event") < cutoff)
+        self._open = self._open.filter(pl.col("ts_event") >= cutoff)
+        return self._aggregate(done)
+
+    def _aggregate(self, trades: pl.DataFrame) -> pl.DataFrame:
+        return aggregate_windows(trades, self.p)
+
+
+def aggregate_windows(trades: pl.DataFrame, p: WindowParams) -> pl.DataFrame:
+    """Closed windows of ``trades`` (all of whose windows are complete)."""
+    w = p.window_s * NS
+    px = pl.col("price").cast(pl.Float64) / FIXED
+    size = pl.col("size").cast(pl.Int64)
+    buy = pl.col("aggressor") == "B"
+    sell = pl.col("aggressor") == "A"
+    unsigned = ~(buy | sell)
+    premium = px * size * p.multiplier
+    out = (
+        trades.with_columns(((pl.col("ts_event") // w) * w).alias("window_start"))
+        .group_by("window_start", "instrument_id")
+        .agg(
+            size.filter(buy).sum().alias("buy_volume"),
+            size.filter(sell).sum().alias("sell_volume"),
+            size.filter(unsigned).sum().alias("unsigned_volume"),
+            buy.sum().cast(pl.Int64).alias("buy_trades"),
+            sell.sum().cast(pl.Int64).alias("sell_trades"),
+            unsigned.sum().cast(pl.Int64).alias("unsigned_trades"),
+            premium.filter(buy).sum().alias("buy_premium"),
+            premium.filter(sell).sum().alias("sell_premium"),
+            size.max().alias("max_print"),
+            (size >= p.large_print).sum().cast(pl.Int64).alias("large_prints"),
+            (size >= p.large_print).filter(buy).sum().cast(pl.Int64).alias("large_buy_prints"),
+            (size >= p.large_print).filter(sell).sum().cast(pl.Int64).alias("large_sell_prints"),
+            ((px * size).sum() / size.sum()).alias("vwap"),
+            pl.col("ts_event").min().alias("first_trade_ts"),
+            pl.col("ts_event").max().alias("last_trade_ts"),
+        )
+    )
+    b = pl.col("buy_volume").cast(pl.Float64)
+    s = pl.col("sell_volume").cast(pl.Float64)
+    signed = b + s
+    imbalance = pl.when(signed > 0).then((b - s) / signed).otherwise(0.0)
+    trades_n = pl.col("buy_trades") + pl.col("sell_trades") + pl.col("unsigned_trades")
+    return (
+        out.with_columns(
+            (pl.col("window_start") + w).alias("window_end"),
+            trades_n.alias("trades"),
+            imbalance.alias("imbalance"),
+            pl.when(signed > 0).then(b / signed).otherwise(0.5).alias("buy_share"),
+            ((b + p.alpha) / (s + p.alpha)).log().alias("log_ratio"),
+            pl.when(s > 0)
+            .then(pl.min_horizontal(b / s, pl.lit(p.ratio_cap)))
+            .when(b > 0)
+            .then(pl.lit(p.ratio_cap))
+            .otherwise(1.0)
+            .alias("pressure_ratio"),
+        )
+        .with_columns(
+            pl.when(pl.col("imbalance") > p.dominance)
+            .then(pl.lit("BUY"))
+            .when(pl.col("imbalance") < -p.dominance)
+            .then(pl.lit("SELL"))
+            .otherwise(pl.lit("NEUTRAL"))
+            .alias("dominant_side"),
+            (
+                pl.min_horizontal(pl.col("trades") / p.confidence_trades, pl.lit(1.0))
+                * pl.col("imbalance").abs()
+            ).alias("confidence"),
+            (pl.col("buy_volume") + pl.col("sell_volume") + pl.col("unsigned_volume")).alias(
+                "volume"
+            ),
+        )
+        .sort("window_start", "instrument_id")
+    )
