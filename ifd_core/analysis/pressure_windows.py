@@ -52,6 +52,11 @@ class PressureWindows:
         self.late_trades = pl.DataFrame(schema=TRADE_COLUMNS)
 
     @property
+    def closed_before(self) -> int | None:
+        """Windows starting before this instant have been emitted."""
+        return self._closed_before
+
+    @property
     def watermark(self) -> int | None:
         return None if self._max_ts is None else self._max_ts - self.p.grace_s * NS
 
