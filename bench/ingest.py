@@ -47,9 +47,8 @@ def main() -> None:
     mbo = next(p for p in summary.files if p.name.endswith(".mbo.dbn.zst"))
     others = [p for p in summary.files if p != mbo]
     n = summary.records_by_schema["mbo"]
-    print(
-        f"simulated 1 SYNTHETIC day: {n:,} MBO records ({mbo.stat().st_size / 1e6:.0f} MB) in {t_sim:.1f}s"
-    )
+    size_mb = mbo.stat().st_size / 1e6
+    print(f"simulated 1 SYNTHETIC day: {n:,} MBO records ({size_mb:.0f} MB) in {t_sim:.1f}s")
     if n < 5_000_000:
         print("warning: fewer than 5 M records; raise --scale")
 

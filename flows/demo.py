@@ -14,7 +14,6 @@ from rich.console import Console
 
 def run_demo(settings, *, days: int, seed: int, scale: float, console: Console, progress) -> int:
     from ifd_core.marketdata.simulator import simulate_market
-
     from warehouse.ingest import ingest_files
     from warehouse.lake import Lake
     from warehouse.sql import query

@@ -115,7 +115,9 @@ def test_open_interest_and_settlements_split_from_statistics(lake):
 def test_same_records_in_another_encoding_load_once(lake):
     base = SAMPLES_DBN = DBPY.parents[2] / "dbn" / "tests" / "data"
     defs = DBPY / "GLBX.MDP3/test_data.definition.dbn.zst"
-    files = [base / f"test_data.mbo.{v}" for v in ("v1.dbn.zst", "v2.dbn.zst", "v3.dbn", "v3.dbn.zst")]
+    files = [
+        base / f"test_data.mbo.{v}" for v in ("v1.dbn.zst", "v2.dbn.zst", "v3.dbn", "v3.dbn.zst")
+    ]
     assert SAMPLES_DBN.exists()
     report = ingest_files([defs, *files], lake)
     assert report.ok
@@ -126,7 +128,8 @@ def test_same_records_in_another_encoding_load_once(lake):
 def test_failed_publish_rolls_back_every_table(lake, monkeypatch):
     files = [
         NT / "order_book_deltas_catalog/databento/orderbooks_definition.dbn.zst",
-        NT / "order_book_deltas_catalog/databento/orderbooks_mbo_2024-05-08T00-00-00_2024-05-08T00-00-02.dbn.zst",
+        NT
+        / "order_book_deltas_catalog/databento/orderbooks_mbo_2024-05-08T00-00-00_2024-05-08T00-00-02.dbn.zst",
     ]
     assert ingest_files(files[:1], lake).ok
     import os

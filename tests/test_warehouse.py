@@ -140,7 +140,11 @@ def test_trades_view_counts_each_print_once(lake):
     from warehouse.ingest import ingest_files
 
     g = DBPY / "GLBX.MDP3"
-    files = [g / "test_data.definition.dbn.zst", g / "test_data.trades.dbn.zst", g / "test_data.tbbo.dbn.zst"]
+    files = [
+        g / "test_data.definition.dbn.zst",
+        g / "test_data.trades.dbn.zst",
+        g / "test_data.tbbo.dbn.zst",
+    ]
     assert ingest_files(files, lake).ok
     both = query(lake, "SELECT schema, count(*) AS n FROM trades_all GROUP BY 1 ORDER BY 1")
     assert both.to_dicts() == [{"schema": "tbbo", "n": 4}, {"schema": "trades", "n": 4}]
@@ -153,6 +157,12 @@ def test_open_interest_asof_never_sees_the_future(lake):
 
     assert ingest_files([DBPY / "LIVE/test_data.live.dbn.zst"], lake).ok
     published = query(lake, "SELECT min(ts_recv) AS t FROM open_interest")["t"][0]
-    before = query(lake, f"SELECT count(*) AS n FROM open_interest_asof(make_timestamptz({published // 1000 - 1}))")
-    after = query(lake, f"SELECT count(*) AS n FROM open_interest_asof(make_timestamptz({published // 1000 + 1}))")
+    before = query(
+        lake,
+        f"SELECT count(*) AS n FROM open_interest_asof(make_timestamptz({published // 1000 - 1}))",
+    )
+    after = query(
+        lake,
+        f"SELECT count(*) AS n FROM open_interest_asof(make_timestamptz({published // 1000 + 1}))",
+    )
     assert before["n"][0] == 0 and after["n"][0] == 1
