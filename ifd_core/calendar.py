@@ -15,11 +15,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 NEW_YORK = ZoneInfo("America/New_York")
-UTC = dt.UTC
 NS = 1_000_000_000
-# Globex closes at 17:00 ET; what follows belongs to the next trade date (shift 7 h, then snap
-# to a session).
-_SESSION_SHIFT = dt.timedelta(hours=7)
 
 
 @lru_cache(maxsize=1)
@@ -68,20 +64,6 @@ def previous_trading_day(day: dt.date) -> dt.date:
         if cal.is_session(day.isoformat()):
             return cal.previous_session(day.isoformat()).date()
         return cal.date_to_session(day.isoformat(), direction="previous").date()
-
-
-def trading_days_between(start: dt.date, end: dt.date) -> list[dt.date]:
-    """Trade dates in ``[start, end]`` inclusive."""
-    cal = _calendar()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return [s.date() for s in cal.sessions_in_range(start.isoformat(), end.isoformat())]
-
-
-def trade_date_of_ns(ts_ns: int) -> dt.date:
-    """Trade date of an exchange timestamp (ns since the epoch, UTC)."""
-    ts = dt.datetime.fromtimestamp(ts_ns / NS, tz=UTC).astimezone(NEW_YORK)
-    return next_session((ts + _SESSION_SHIFT).date())
 
 
 def et_to_ns(day: dt.date, hour: int, minute: int = 0, second: int = 0) -> int:

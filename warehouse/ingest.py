@@ -134,6 +134,7 @@ def ingest_files(
     if origin is not None and origin not in ORIGINS:
         raise ValueError(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
     ensure_migrated(lake)
+    lake.clean_staging()  # files a crashed writer left behind (older than an hour)
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     known = _Known(lake)
     results = []
