@@ -70,3 +70,15 @@ def et_to_ns(day: dt.date, hour: int, minute: int = 0, second: int = 0) -> int:
     """Nanoseconds since the epoch of a wall-clock time in New York on ``day``."""
     local = dt.datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=NEW_YORK)
     return int(local.timestamp()) * NS
+
+
+def sessions_before(day: dt.date, count: int) -> list[dt.date]:
+    """The ``count`` sessions strictly before ``day``, oldest first (a baseline's lookback)."""
+    if count <= 0:
+        return []
+    cal = _calendar()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        last = previous_trading_day(day)
+        sessions = cal.sessions_window(last.isoformat(), -count)
+    return [s.date() for s in sessions]

@@ -26,9 +26,10 @@ def day(tmp_path_factory):
 def run(files, batch_records: int) -> tuple[pl.DataFrame, FlowEngine]:
     engine = FlowEngine()
     parts = [
-        engine.process(b) for b in FileReplaySource(files, batch_records=batch_records).batches()
+        engine.process(b).windows
+        for b in FileReplaySource(files, batch_records=batch_records).batches()
     ]
-    parts.append(engine.finish())
+    parts.append(engine.finish().windows)
     return pl.concat(parts, how="diagonal_relaxed"), engine
 
 
@@ -72,3 +73,25 @@ def test_one_batch_and_small_chunks_give_identical_windows(day):
     whole, _ = run(day.files, 10_000_000)
     chunked, _ = run(day.files, 7_777)
     assert whole.equals(chunked)
+
+
+def test_trades_carry_black76_deltas_and_delta_signed_volume(day):
+    windows, _ = run(day.files, 50_000)
+    # every signed contract got a delta (the underlying trades from the first minutes on)
+    assert windows["delta_unknown_volume"].sum() == 0
+    calls = windows.filter(pl.col("right") == "C")
+    puts = windows.filter(pl.col("right") == "P")
+    # |delta| <= 1, so |delta-signed volume| <= signed volume; and its sign follows right × side
+    signed = (pl.col("buy_volume") - pl.col("sell_volume")).cast(pl.Float64)
+    assert windows.select(
+        (
+            pl.col("delta_volume").abs() <= (pl.col("buy_volume") + pl.col("sell_volume")) + 1e-9
+        ).all()
+    ).item()
+    assert calls.filter(signed != 0).select(((pl.col("delta_volume") * signed) >= 0).all()).item()
+    assert puts.filter(signed != 0).select(((pl.col("delta_volume") * signed) <= 0).all()).item()
+    # the planted flows: a BUY of calls or a SELL of puts is bullish delta
+    truth = json.loads(day.truth_path.read_text())
+    for e in (e for e in truth["events"] if e["kind"] == "institutional"):
+        w = windows.filter(pl.col("instrument_id") == e["instrument_ids"][0])
+        assert (w["delta_volume"].sum() > 0) == (e["view"] == "BULLISH")

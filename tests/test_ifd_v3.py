@@ -12,7 +12,9 @@ W = 300_000_000_000
 EXP = T0 + 5 * 86_400_000_000_000
 
 
-def win(iid, right, buy, sell, *, strike=21000.0, k=0, z=4.0, unsigned=0, base=True, price=10.0):
+def win(
+    iid, right, buy, sell, *, strike=21000.0, k=0, z=4.0, unsigned=0, base=True, price=10.0, delta=None
+):
     vol = buy + sell + unsigned
     imb = (buy - sell) / (buy + sell) if buy + sell else 0.0
     row = {
@@ -38,6 +40,11 @@ def win(iid, right, buy, sell, *, strike=21000.0, k=0, z=4.0, unsigned=0, base=T
     for kind in ("instrument", "bucket"):
         row[f"{kind}_z_log_volume"] = z if base else None
         row[f"{kind}_z_imbalance"] = (z if imb >= 0 else -z) if base else None
+        # the dominant side's volume is z standard deviations above its baseline
+        row[f"{kind}_z_buy_volume"] = (z if buy >= sell else 0.0) if base else None
+        row[f"{kind}_z_sell_volume"] = (z if sell > buy else 0.0) if base else None
+    if delta is not None:
+        row["delta_volume"] = (buy - sell) * delta
     return row
 
 
@@ -56,6 +63,24 @@ def test_views_follow_aggressor_side_and_right():
         2: "BUY",
         3: "SELL",
     }
+
+
+def test_view_is_the_sign_of_delta_signed_volume():
+    # algorithms.md §4.5 [proposal]: 500 puts bought (delta −0.4) → BEARISH; the same on calls
+    # (+0.4) → BULLISH; 500 puts sold → BULLISH.
+    out = run(
+        [
+            win(1, "P", 500, 0, delta=-0.4),
+            win(2, "C", 500, 0, strike=21500, delta=0.4),
+            win(3, "P", 0, 500, strike=20500, delta=-0.4),
+        ]
+    )
+    assert dict(zip(out["instrument_id"], out["view"], strict=True)) == {
+        1: "BEARISH",
+        2: "BULLISH",
+        3: "BULLISH",
+    }
+    assert out.sort("instrument_id")["delta_volume"].to_list() == [-200.0, 200.0, 200.0]
 
 
 def test_constructed_extreme_case_reaches_the_top_tier():

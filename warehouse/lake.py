@@ -123,6 +123,18 @@ class Lake:
         """Stage and publish at once: for append-only tables such as dq_results or cost_ledger."""
         return self.publish(self.stage_partitions(table, df, key))
 
+    def replace_day(self, table: str, day: dt.date, df: pl.DataFrame, key: str) -> list[Path]:
+        """Make ``df`` the rows of ``key`` on ``day``: published atomically, or — when ``df`` is
+        empty — the key's file removed, so an empty result replaces an old non-empty one. Other
+        dates' files of the same key are left alone (unlike ``publish(key=...)``)."""
+        if df.height:
+            dates = set(df["date"].unique().to_list())
+            if dates != {day}:
+                raise ValueError(f"{table}: rows for {sorted(dates)} given to replace {day}")
+            return self.publish(self.stage_partitions(table, df, key))
+        self.partition_path(table, day, key).unlink(missing_ok=True)
+        return []
+
     def files(self, table: str, day: dt.date | None = None) -> list[Path]:
         base = self.table_dir(table)
         pattern = f"date={day.isoformat()}/*.parquet" if day else "date=*/*.parquet"

@@ -94,10 +94,38 @@ def _trades_one_source(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     )
 
 
+ANALYTICS_TABLES = [
+    "pressure_windows",
+    "option_flow_daily",
+    "engine_runs",
+    "baselines",
+    "signals",
+    "signal_outcomes",
+]
+
+
+def _analytics(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """The engine's and detectors' tables, and signals joined with their outcomes."""
+    _tables_and_views(ANALYTICS_TABLES)(con, lake)
+    con.execute(
+        """
+        CREATE OR REPLACE VIEW signals_with_outcomes AS
+        SELECT s.*, o.label, o.ref_price, o.barrier_points, o.horizon_s, o.resolved_ts,
+               o.move_at_horizon, o.max_favorable, o.max_adverse
+        FROM signals s LEFT JOIN signal_outcomes o USING (signal_id)
+        """
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
-    (1, "market data, data quality and cost tables", _tables_and_views(list(TABLES))),
+    (
+        1,
+        "market data, data quality and cost tables",
+        _tables_and_views([t for t in TABLES if t not in ANALYTICS_TABLES]),
+    ),
     (2, "point-in-time macros and dq summary", _point_in_time_macros),
     (3, "trades from one source per date and instrument; trades_all", _trades_one_source),
+    (4, "flow engine, baselines, signals and outcomes", _analytics),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -55,6 +55,60 @@ _MBO = {
     "sequence": U32,
 }
 
+_BASELINE_METRICS = ("log_volume", "buy_volume", "sell_volume", "imbalance")
+
+_FLOW = {
+    "buy_volume": I64,
+    "sell_volume": I64,
+    "unsigned_volume": I64,
+    "volume": I64,
+    "buy_trades": I64,
+    "sell_trades": I64,
+    "unsigned_trades": I64,
+    "trades": I64,
+    "buy_premium": F64,
+    "sell_premium": F64,
+    "max_print": I64,
+    "large_prints": I64,
+    "large_buy_prints": I64,
+    "large_sell_prints": I64,
+    "vwap": F64,
+    "first_trade_ts": U64,
+    "last_trade_ts": U64,
+    "imbalance": F64,
+    "buy_share": F64,
+    "log_ratio": F64,
+    "pressure_ratio": F64,
+    "dominant_side": S,
+    "delta_volume": F64,
+    "delta_unknown_volume": I64,
+}
+_CONTRACT = {
+    "instrument_id": U32,
+    "raw_symbol": S,
+    "root": S,
+    "right": S,
+    "strike": F64,
+    "expiration": U64,
+    "underlying_id": U32,
+}
+_WINDOW_COLS = {
+    "window_start": U64,
+    "window_end": U64,
+    **_CONTRACT,
+    "underlying_price": F64,
+    **_FLOW,
+    "confidence": F64,
+    "engine_version": S,
+}
+_ROLLUP_COLS = {
+    **_CONTRACT,
+    "windows": I64,
+    **{k: v for k, v in _FLOW.items() if k not in ("max_print", "dominant_side", "buy_share")},
+    "max_print": I64,
+    "last_underlying_price": F64,
+}
+
 TABLES: dict[str, Table] = {
     t.name: t
     for t in [
@@ -269,6 +323,117 @@ TABLES: dict[str, Table] = {
                 "request_id": S,
             },
             provenance=False,
+        ),
+        _t(
+            "pressure_windows",
+            "one option instrument in one 5-minute window that saw at least one trade",
+            "Aggressor-signed option flow per window (FlowEngine), with the contract keys, the "
+            "underlying future's price at the window's end and delta-signed volume. Recomputed "
+            "from the raw zone when the raw files of its date change (source_sha).",
+            _WINDOW_COLS,
+        ),
+        _t(
+            "option_flow_daily",
+            "one option (root, expiration, strike, right) on one trade date",
+            "Rollup of pressure_windows over the session: the day's signed volume and premium.",
+            _ROLLUP_COLS,
+        ),
+        _t(
+            "engine_runs",
+            "one FlowEngine run over the raw files of one trade date",
+            "What the engine read and produced: records, trades, windows, late trades, book "
+            "anomalies and hidden fills, so a day's windows can be audited and kept fresh.",
+            {
+                "run_at": pl.Datetime("us", "UTC"),
+                "engine_version": S,
+                "source_files": S,
+                "records": I64,
+                "option_trades": I64,
+                "underlying_trades": I64,
+                "late_trades": I64,
+                "windows": I64,
+                "hidden_fills": I64,
+                "book_anomalies": S,
+                "seconds": F64,
+                "detectors": S,
+            },
+        ),
+        _t(
+            "baselines",
+            "one baseline key (a bucket or an instrument) for judging one session",
+            "Mean and floored sample std of window metrics over the previous N sessions (never "
+            "the session judged); `sessions_used` lists them; `has_baseline` false below the "
+            "minimum sample count.",
+            {
+                "kind": S,
+                "moneyness_bucket": S,
+                "dte_bucket": S,
+                "right": S,
+                "time_bucket": I32,
+                "instrument_id": U32,
+                "n": I64,
+                "sessions_used": S,
+                **{f"{s}_{m}": F64 for m in _BASELINE_METRICS for s in ("mean", "std")},
+                "has_baseline": B,
+                "data_quality": F64,
+                "lookback_sessions": I32,
+                "built_at": pl.Datetime("us", "UTC"),
+            },
+            provenance=False,
+        ),
+        _t(
+            "signals",
+            "one signal of one algorithm (v1 or v3) on one trade date",
+            "Detector output with a stable contract: the option, the aggressor direction in it, "
+            "the view on the underlying, the window, confidence, tier and the features (JSON).",
+            {
+                "signal_id": S,
+                "algo": S,
+                "config_version": S,
+                "instrument_id": U32,
+                "raw_symbol": S,
+                "root": S,
+                "expiration": pl.Date,
+                "expiration_ts": U64,
+                "strike": F64,
+                "option_type": S,
+                "direction": S,
+                "view": S,
+                "window_start": U64,
+                "window_end": U64,
+                "decision_ts": U64,
+                "confidence": F64,
+                "tier": S,
+                "underlying_id": U32,
+                "underlying_price": F64,
+                "volume": I64,
+                "premium": F64,
+                "features": S,
+                "detected_at": pl.Datetime("us", "UTC"),
+            },
+        ),
+        _t(
+            "signal_outcomes",
+            "one signal labelled once (triple barrier on the underlying future)",
+            "Whether the underlying moved `barrier_points` in the signal's view before moving "
+            "as much against it, within `horizon_s` of the decision: correct, incorrect, neutral "
+            "(neither barrier by the horizon) or unresolved (the data does not reach the horizon).",
+            {
+                "signal_id": S,
+                "algo": S,
+                "view": S,
+                "decision_ts": U64,
+                "underlying_id": U32,
+                "ref_price": F64,
+                "barrier_points": F64,
+                "horizon_s": I64,
+                "label": S,
+                "resolved_ts": U64,
+                "move_at_horizon": F64,
+                "max_favorable": F64,
+                "max_adverse": F64,
+                "labelled_at": pl.Datetime("us", "UTC"),
+            },
         ),
     ]
 }

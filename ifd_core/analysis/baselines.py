@@ -12,7 +12,7 @@ own baseline. Every window of those sessions is a sample (not one row per day). 
 Statistics are the mean and the sample standard deviation, floored so that a quiet history
 cannot make any tiny move look extreme; fewer than ``min_samples`` windows is "no baseline",
 said explicitly, never replaced by invented numbers. Each baseline row carries the sessions it
-used, and ``data_quality`` = sessions with data / N.
+used, and ``data_quality`` = sessions of the lookback with any data / N.
 """
 
 from __future__ import annotations
@@ -112,13 +112,18 @@ def build_baselines(
     if session in sessions:
         raise ValueError(f"the baseline for {session} cannot include {session} itself")
     used = history.filter(pl.col("date").is_in(sessions))
+    # Data quality is about the data, not the key: the share of the lookback's sessions the
+    # warehouse has windows for. A bucket that simply saw no trades on a session is a smaller
+    # sample (``n``, ``min_samples``), not missing data.
+    with_data = set(used["date"].unique().to_list()) if used.height else set()
+    quality = len(with_data) / max(len(sessions), 1)
     out = {}
     for kind, keys in (("bucket", list(BUCKET_KEYS)), ("instrument", ["instrument_id"])):
         stats = _stats(used, keys, p)
         out[kind] = stats.with_columns(
             pl.lit(session).alias("session"),
             (pl.col("n") >= p.min_samples).alias("has_baseline"),
-            (pl.col("sessions_used").list.len() / max(len(sessions), 1)).alias("data_quality"),
+            pl.lit(quality).alias("data_quality"),
             pl.lit(len(sessions)).alias("lookback_sessions"),
         )
     return out

@@ -7,21 +7,37 @@ pressure windows. Closed windows come out enriched with the option's contract ke
 expiration, strike, right — from the definition, never from the symbol) and the underlying
 future's last trade price at the window's end.
 
-This is the first slice of issue #3: baselines are built from its windows by
-``ifd_core.analysis.baselines``; detectors, analyzers and signals come next.
+Each option trade also gets its Black-76 delta: the volatility implied by the trade's own price
+against the underlying future's last trade *received before it* (stream order, so any chunking
+gives the same answer), falling back to the instrument's last good implied volatility, else
+unknown (null — counted per window, never guessed). Windows then carry delta-signed volume, the
+v3 detector's view.
+
+Windows carry their CME trade ``date`` (the session of ``window_start``). Baselines are built
+from windows by ``ifd_core.analysis.baselines``; detectors run in ``ifd_core.detect``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import polars as pl
 
+from ifd_core.analysis import black76
+from ifd_core.analysis.detectors import EngineContext, empty_signals
 from ifd_core.analysis.order_book import BookSet
 from ifd_core.analysis.pressure_windows import PressureWindows, WindowParams
 from ifd_core.analysis.trade_sign import TradeSigner
-from ifd_core.marketdata.frames import instruments_frame
+from ifd_core.marketdata.frames import (
+    _finish_dates,
+    instruments_frame,
+    open_interest_frame,
+    statistics_frame,
+    trade_date,
+)
 from ifd_core.marketdata.record_source import RecordBatch
 
 FIXED = 1_000_000_000
@@ -37,41 +53,73 @@ INSTRUMENT_COLS = [
 ]
 
 
+class Detector(Protocol):
+    name: str
+
+    def on_windows(self, closed: pl.DataFrame, context: EngineContext) -> pl.DataFrame: ...
+
+
+class EngineOutput(NamedTuple):
+    """What one call produced: the windows it closed and the signals they raised."""
+
+    windows: pl.DataFrame
+    signals: pl.DataFrame
+
+
 @dataclass
 class EngineStats:
     records: int = 0
     option_trades: int = 0
     underlying_trades: int = 0
     other_trades: int = 0  # trades of instruments that are neither an option nor an underlying
+    signals: dict[str, int] = field(default_factory=dict)
 
 
 class FlowEngine:
-    """Feed ``process`` every batch of a stream, then ``finish``; both return closed windows."""
+    """Feed ``process`` every batch of a stream, then ``finish``; both return an
+    ``EngineOutput`` (closed windows and the signals the detectors raised on them)."""
 
-    def __init__(self, window_params: WindowParams | None = None) -> None:
-        self.books = BookSet()
+    def __init__(
+        self,
+        window_params: WindowParams | None = None,
+        book: str = "python",
+        detectors: Sequence[Detector] = (),
+    ) -> None:
+        self.books = _make_books(book)
         self.signer = TradeSigner()
         self.windows = PressureWindows(window_params)
         self.instruments = pl.DataFrame(schema={c: t for c, t in _instrument_schema().items()})
         self._option_ids: set[int] = set()
         self._underlying_ids: set[int] = set()
         self._tape: list[pl.DataFrame] = []  # underlying trades (ts_event, underlying_id, price)
+        # The underlying's last trade received so far (stream position, price in points).
+        self._last_under = pl.DataFrame(schema=_LAST_UNDER)
+        self._last_iv = pl.DataFrame(schema={"instrument_id": pl.UInt32, "iv": pl.Float64})
         self.stats = EngineStats()
+        self.detectors = list(detectors)
+        self._oi = pl.DataFrame(
+            schema={"instrument_id": pl.UInt32, "ts_recv": pl.UInt64, "quantity": pl.Int64}
+        )
+        self.context = EngineContext(lambda: self._oi)
 
     # ------------------------------------------------------------------ feed
-    def process(self, batch: RecordBatch) -> pl.DataFrame:
+    def process(self, batch: RecordBatch) -> EngineOutput:
         self.stats.records += len(batch)
         if batch.schema == "definition":
             self._define(batch.records)
-            return self._enrich(self.windows.add(_empty_trades()))
+            return self._closed(self.windows.add(_empty_trades()))
+        if batch.schema == "statistics":
+            self._statistics(batch.records)
+            return self._closed(self.windows.add(_empty_trades()))
         if batch.schema != "mbo":
-            return self._enrich(self.windows.add(_empty_trades()))
+            return self._closed(self.windows.add(_empty_trades()))
         pre = self.books.apply(batch.records, pre_trade=True)
         if pre is None or len(pre) == 0:
-            return self._enrich(self.windows.add(_empty_trades()))
+            return self._closed(self.windows.add(_empty_trades()))
         signed = self.signer.classify(pre)
         trades = pl.DataFrame(
             {
+                "index": pre["index"],
                 "ts_event": pre["ts_event"],
                 "instrument_id": pre["instrument_id"],
                 "price": pre["price"],
@@ -90,13 +138,102 @@ class FlowEngine:
             self._tape.append(
                 under.select("ts_event", pl.col("instrument_id").alias("underlying_id"), "price")
             )
-        return self._enrich(self.windows.add(options))
+        options = self._with_delta(options, under)
+        return self._closed(self.windows.add(options.drop("index")))
 
-    def finish(self) -> pl.DataFrame:
+    def finish(self) -> EngineOutput:
         self.books.flush()
-        return self._enrich(self.windows.flush())
+        return self._closed(self.windows.flush())
+
+    def _closed(self, raw_windows: pl.DataFrame) -> EngineOutput:
+        windows = self._enrich(raw_windows)
+        if windows.height == 0 or not self.detectors:
+            return EngineOutput(windows, empty_signals())
+        signals = [d.on_windows(windows, self.context) for d in self.detectors]
+        for d, sig in zip(self.detectors, signals, strict=True):
+            self.stats.signals[d.name] = self.stats.signals.get(d.name, 0) + sig.height
+        out = pl.concat(signals)
+        return EngineOutput(windows, out)
+
+    # ------------------------------------------------------------------ greeks
+    def _with_delta(self, options: pl.DataFrame, under: pl.DataFrame) -> pl.DataFrame:
+        """Add each option trade's Black-76 delta (see the module docstring)."""
+        seen = pl.concat(
+            [
+                self._last_under,
+                under.select(
+                    "index",
+                    pl.col("instrument_id").alias("underlying_id"),
+                    (pl.col("price").cast(pl.Float64) / FIXED).alias("forward"),
+                ).cast(_LAST_UNDER),
+            ]
+        )
+        self._last_under = (
+            seen.sort("index").group_by("underlying_id").last().select(list(_LAST_UNDER))
+        )
+        if options.height == 0:
+            return options.with_columns(pl.lit(None, pl.Float64).alias("delta"))
+        o = (
+            options.join(
+                self.instruments.select(
+                    "instrument_id", "underlying_id", "strike", "expiration", "instrument_class"
+                ),
+                on="instrument_id",
+                how="left",
+            )
+            .sort("index")
+            .join_asof(
+                seen.sort("index"),
+                on="index",
+                by="underlying_id",
+                strategy="backward",
+                check_sortedness=False,
+            )
+        )
+        px = (o["price"].cast(pl.Float64) / FIXED).to_numpy()
+        f = o["forward"].fill_null(np.nan).to_numpy()
+        k = o["strike"].fill_null(np.nan).to_numpy()
+        tau = black76.tau_years(
+            o["expiration"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+            o["ts_event"].cast(pl.Float64).to_numpy(),
+        )
+        call = (o["instrument_class"] == "C").to_numpy()
+        with np.errstate(invalid="ignore"):
+            iv = black76.implied_vol(px, f, k, tau, call, iterations=40)
+        o = o.with_columns(pl.Series("iv_trade", iv, pl.Float64).fill_nan(None))
+        # The instrument's last good IV *before* this trade: previous batches, then this one.
+        o = o.join(self._last_iv.rename({"iv": "iv_prev"}), on="instrument_id", how="left")
+        o = o.with_columns(
+            pl.coalesce(
+                "iv_trade",
+                pl.col("iv_trade").forward_fill().shift(1).over("instrument_id"),
+                "iv_prev",
+            ).alias("iv")
+        )
+        latest = (
+            o.filter(pl.col("iv_trade").is_not_null())
+            .group_by("instrument_id")
+            .agg(pl.col("iv_trade").last().alias("iv"))
+        )
+        self._last_iv = (
+            pl.concat([self._last_iv, latest.cast(self._last_iv.schema)])
+            .group_by("instrument_id", maintain_order=True)
+            .last()
+        )
+        d = black76.delta(f, k, tau, o["iv"].fill_null(np.nan).to_numpy(), call)
+        o = o.with_columns(pl.Series("delta", d, pl.Float64).fill_nan(None))
+        return o.select(*options.columns, "delta")
 
     # ------------------------------------------------------------------ state
+    def _statistics(self, records: np.ndarray) -> None:
+        """Open interest as published (stat_type 9), kept with its receive time so a decision
+        only ever sees what was known at that instant."""
+        oi = open_interest_frame(statistics_frame(records))
+        if oi.height:
+            self._oi = pl.concat(
+                [self._oi, oi.select("instrument_id", "ts_recv", "quantity").cast(self._oi.schema)]
+            )
+
     def _define(self, records: np.ndarray) -> None:
         defs = instruments_frame(records).select(INSTRUMENT_COLS)
         self.instruments = pl.concat([self.instruments, defs.cast(_instrument_schema())]).unique(
@@ -120,7 +257,10 @@ class FlowEngine:
         if self._tape:
             self._tape = [_trim(tape, self.windows.closed_before)]
         if out.height == 0:
-            return out.with_columns(pl.lit(None, pl.Float64).alias("underlying_price"))
+            return out.with_columns(
+                pl.lit(None, pl.Float64).alias("underlying_price"),
+                pl.lit(None, pl.Date).alias("date"),
+            )
         under = tape.select(
             "underlying_id",
             pl.col("ts_event").cast(pl.Int64).alias("tape_ts"),
@@ -140,7 +280,7 @@ class FlowEngine:
             .drop("_end", "tape_ts")
             .sort("window_start", "instrument_id")
         )
-        return out
+        return _finish_dates(out.with_columns(trade_date("window_start")))
 
 
 def _trim(tape: pl.DataFrame, closed_before: int | None) -> pl.DataFrame:
@@ -151,6 +291,20 @@ def _trim(tape: pl.DataFrame, closed_before: int | None) -> pl.DataFrame:
     old = pl.col("ts_event") < closed_before
     last_old = tape.filter(old).group_by("underlying_id", maintain_order=True).last()
     return pl.concat([last_old.select(tape.columns), tape.filter(~old)]).sort("ts_event")
+
+
+_LAST_UNDER = {"index": pl.Int64, "underlying_id": pl.UInt32, "forward": pl.Float64}
+
+
+def _make_books(kind: str):
+    """``fast``: the compiled book (numba); ``python``: the plain-dict reference book."""
+    if kind == "python":
+        return BookSet()
+    if kind == "fast":
+        from ifd_core.analysis.order_book_fast import FastBookSet
+
+        return FastBookSet()
+    raise ValueError(f"unknown book kind {kind!r}: 'fast' or 'python'")
 
 
 def _instrument_schema() -> dict[str, pl.DataType]:

@@ -4,14 +4,20 @@ Input: windows scored against their baselines (``baselines.score``) and enriched
 For each window:
 
 1. Gates: volume, trade count, |imbalance|, premium.
-2. View: the underlying direction of the aggressor flow — calls bought or puts sold BULLISH,
-   calls sold or puts bought BEARISH (the sign of aggressor volume × delta; per window the delta's
-   sign is the right's). ``direction`` is the aggressor side in the option itself (BUY/SELL).
+2. View: the underlying direction of the aggressor flow — the sign of the window's delta-signed
+   volume Σ aggressor sign × size × Black-76 delta (calls bought or puts sold BULLISH, calls
+   sold or puts bought BEARISH); where no trade had a known delta, the right's delta sign.
+   ``direction`` is the aggressor side in the option itself (BUY/SELL).
 3. Features in [0, 1]: size (normal CDF of the log-volume z-score), imbalance anomaly in the
-   flow's own direction, persistence (share of the instrument's last k windows with a same-sign
-   gated imbalance), trend (the imbalance moving further in the flow's direction), premium
+   flow's own direction (normal CDF of the z-score of the dominant side's volume — bought
+   contracts for a buying flow — times |imbalance|; the z-score of the imbalance ratio itself
+   says little, since most windows are a print or two and sit at ±1), persistence (share of
+   the instrument's last k windows with a same-sign gated imbalance), trend (the imbalance
+   moving further in the flow's direction), premium
    concentration within the expiry's window, cross-strike coordination (other strikes of the same
-   expiry and window with the same view), and data quality (baseline sessions present / N).
+   expiry and window with the same view), and data quality (baseline sessions present / N). Data
+   quality is read from the bucket baseline, which spans the whole lookback; an instrument's own
+   history is short by nature for a weekly listed days ago, which says nothing about the data.
 4. Score: a weighted mean of the features (weights sum to 1), times (1 − market-making
    likelihood) and the data-quality factor. Market making / volatility trades: the same strike's
    other right traded in the same window with a similar size and the *opposite* view (a
@@ -47,12 +53,12 @@ class V3Params:
     no_baseline_quality: float = 0.5
     weights: dict[str, float] = field(
         default_factory=lambda: {
-            "size": 0.30,
-            "imbalance": 0.25,
-            "persistence": 0.15,
+            "size": 0.35,
+            "imbalance": 0.30,
+            "persistence": 0.10,
             "trend": 0.05,
             "concentration": 0.05,
-            "coordination": 0.20,
+            "coordination": 0.15,
         }
     )
 
@@ -71,11 +77,15 @@ def score_v3(windows: pl.DataFrame, p: V3Params | None = None) -> pl.DataFrame:
     right_sign = pl.when(pl.col("right") == "C").then(1).otherwise(-1)
     flow_sign = pl.when(net > 0).then(1).when(net < 0).then(-1).otherwise(0)
     premium = pl.col("buy_premium") + pl.col("sell_premium")
+    dv = pl.col("delta_volume") if "delta_volume" in windows.columns else pl.lit(None, pl.Float64)
+    delta_sign = pl.when(dv > 0).then(1).when(dv < 0).then(-1).otherwise(None)
     w = windows.sort("window_start", "instrument_id").with_columns(
         premium.alias("premium"),
         flow_sign.alias("flow_sign"),
-        (flow_sign * right_sign).alias("view_sign"),
-        (net * right_sign).alias("delta_sign_volume"),
+        pl.when(flow_sign == 0)
+        .then(0)
+        .otherwise(pl.coalesce(delta_sign, flow_sign * right_sign))
+        .alias("view_sign"),
     )
     gated = (
         (pl.col("volume") >= p.min_total_volume)
@@ -93,17 +103,20 @@ def score_v3(windows: pl.DataFrame, p: V3Params | None = None) -> pl.DataFrame:
 
     has_base = pl.col("instrument_has_baseline") | pl.col("bucket_has_baseline")
     quality = pl.coalesce(
+        pl.when(pl.col("bucket_has_baseline")).then(pl.col("bucket_data_quality").cast(pl.Float64)),
         pl.when(pl.col("instrument_has_baseline")).then(
             pl.col("instrument_data_quality").cast(pl.Float64)
         ),
-        pl.when(pl.col("bucket_has_baseline")).then(pl.col("bucket_data_quality").cast(pl.Float64)),
         pl.lit(p.no_baseline_quality),
     )
     w = w.with_columns(
         pl.when(has_base).then(_phi(z("log_volume"))).otherwise(0.5).alias("f_size"),
         pl.when(has_base)
-        .then(_phi(z("imbalance") * pl.col("flow_sign")))
-        .otherwise(0.5)
+        .then(
+            _phi(pl.when(pl.col("flow_sign") > 0).then(z("buy_volume")).otherwise(z("sell_volume")))
+            * pl.col("imbalance").abs()
+        )
+        .otherwise(0.5 * pl.col("imbalance").abs())
         .alias("f_imbalance"),
         quality.clip(0.0, 1.0).alias("data_quality"),
     )

@@ -1,0 +1,99 @@
+"""Signal outcome labelling: the triple barrier on the underlying future (platform.md §3.2).
+
+A signal predicts the underlying's direction (its ``view``: BULLISH = up, BEARISH = down). From
+the reference price at the decision — the underlying's last trade at or before ``decision_ts`` —
+the label is:
+
+* ``correct`` if the future first trades ``barrier`` points or more in the predicted direction,
+* ``incorrect`` if it first trades ``barrier`` points or more against it,
+* ``neutral`` if neither happens within the horizon,
+* ``unresolved`` if the data stops before the horizon ends and no barrier was hit (the label is
+  not known yet; a later run labels it), or when there is no reference price at all.
+
+Trades, not quotes, drive it: the lake holds the future's MBO trades for every day ingested, and
+a barrier touched by a trade is a price someone actually dealt at. A tie inside one nanosecond
+cannot happen on one instrument's trade stream (one price per trade). Defaults: 5 points (20 NQ
+ticks) and 30 minutes; both are stored with each label. The same function labels live signals
+(run at ``decision_ts + horizon``) and backtests, so they agree by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+NS = 1_000_000_000
+
+OUTCOME_SCHEMA = {
+    "signal_id": pl.String,
+    "algo": pl.String,
+    "view": pl.String,
+    "decision_ts": pl.UInt64,
+    "underlying_id": pl.UInt32,
+    "ref_price": pl.Float64,
+    "barrier_points": pl.Float64,
+    "horizon_s": pl.Int64,
+    "label": pl.String,
+    "resolved_ts": pl.UInt64,
+    "move_at_horizon": pl.Float64,
+    "max_favorable": pl.Float64,
+    "max_adverse": pl.Float64,
+}
+
+
+@dataclass(frozen=True)
+class BarrierParams:
+    barrier_points: float = 5.0
+    horizon_s: int = 1800
+
+
+def label_signals(
+    signals: pl.DataFrame, tape: pl.DataFrame, p: BarrierParams | None = None
+) -> pl.DataFrame:
+    """One outcome per signal.
+
+    ``signals``: ``signal_id, algo, view, decision_ts, underlying_id``.
+    ``tape``: the underlying's trades — ``instrument_id, ts_event`` (ns) and ``price`` (points,
+    float) — covering at least [decision, decision + horizon] for a resolved label.
+    """
+    p = p or BarrierParams()
+    rows = []
+    h = p.horizon_s * NS
+    tapes = {
+        iid: (part["ts_event"].to_numpy(), part["price"].to_numpy())
+        for (iid,), part in tape.sort("ts_event").group_by(["instrument_id"])
+    }
+    for s in signals.iter_rows(named=True):
+        ts, px = tapes.get(s["underlying_id"], (np.empty(0, np.uint64), np.empty(0)))
+        rows.append(_one(s, ts, px, h, p))
+    return pl.DataFrame(rows, schema=OUTCOME_SCHEMA, orient="row")
+
+
+def _one(s: dict, ts: np.ndarray, px: np.ndarray, h: int, p: BarrierParams) -> tuple:
+    sign = 1.0 if s["view"] == "BULLISH" else -1.0
+    t0 = int(s["decision_ts"])
+    head = (s["signal_id"], s["algo"], s["view"], t0, s["underlying_id"])
+    i0 = int(np.searchsorted(ts, t0, side="right"))  # trades at or before the decision: [0, i0)
+    if i0 == 0:
+        return (*head, None, p.barrier_points, p.horizon_s, "unresolved", None, None, None, None)
+    ref = float(px[i0 - 1])
+    i1 = int(np.searchsorted(ts, t0 + h, side="right"))
+    move = (px[i0:i1] - ref) * sign
+    fav = float(move.max()) if move.size else 0.0
+    adv = float(-move.min()) if move.size else 0.0
+    hit_up = np.flatnonzero(move >= p.barrier_points)
+    hit_dn = np.flatnonzero(move <= -p.barrier_points)
+    first_up = hit_up[0] if hit_up.size else None
+    first_dn = hit_dn[0] if hit_dn.size else None
+    at_h = float(move[-1]) if move.size else 0.0
+    if first_up is not None and (first_dn is None or first_up < first_dn):
+        label, when = "correct", int(ts[i0 + first_up])
+    elif first_dn is not None:
+        label, when = "incorrect", int(ts[i0 + first_dn])
+    elif i1 < len(ts) or (len(ts) and int(ts[-1]) >= t0 + h):
+        label, when = "neutral", t0 + h
+    else:
+        label, when = "unresolved", None
+    return (*head, ref, p.barrier_points, p.horizon_s, label, when, at_h, fav, adv)

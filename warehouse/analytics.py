@@ -1,0 +1,389 @@
+"""Running the FlowEngine over the lake: windows, baselines, signals and outcomes per trade date.
+
+Everything here reads the lake and its raw zone and writes lake tables; the market logic is the
+FlowEngine's (ifd_core). A trade date is the unit of work:
+
+* ``ensure_windows``: the pressure windows of a date, recomputed from the raw DBN files the
+  ingest log says hold that date, whenever those files (their hashes) or the engine version
+  changed; otherwise the stored ones are kept. The raw files are the warehouse's immutable copy,
+  so this reads exactly the records that were ingested.
+* ``refresh_baselines``: the baselines for judging a date, from the windows of the N sessions
+  before it (never the date itself), stored with the sessions used. The baseline-refresh flow
+  calls this.
+* ``detect_day``: the engine over the date with the v3 and v1 detectors, writing windows, the
+  day's rollup, signals and the engine-run record, then labelling the signals.
+
+Re-running a date replaces its files (lake keys), so every step is idempotent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from ifd_core.analysis.baselines import BaselineParams, add_bucket_keys, build_baselines
+from ifd_core.analysis.detectors import V1Detector, V3Detector
+from ifd_core.analysis.flow_engine import FlowEngine
+from ifd_core.analysis.ifd_v3 import V3Params
+from ifd_core.analysis.pressure_windows import WindowParams
+from ifd_core.calendar import sessions_before
+from ifd_core.marketdata.record_source import FileReplaySource
+from ifd_core.settings import Settings
+from ifd_core.trading.labels import BarrierParams, label_signals
+from warehouse.lake import Lake
+from warehouse.migrations import ensure_migrated
+from warehouse.tables import TABLES
+
+# Bump when the engine's windows would change for the same records.
+ENGINE_VERSION = "engine-2"
+FIXED = 1_000_000_000
+ALGOS = ("v3", "v1")
+
+
+class NoDataForDate(LookupError):
+    """The warehouse has no market data for the requested trade date."""
+
+
+@dataclass
+class DayRun:
+    day: dt.date
+    windows: pl.DataFrame
+    signals: pl.DataFrame
+    outcomes: pl.DataFrame
+    records: int
+    seconds: float
+    baseline_sessions: list[dt.date]
+
+
+# ---------------------------------------------------------------------- inputs
+def raw_files_for(lake: Lake, day: dt.date) -> list[Path]:
+    """Raw files whose records fall on ``day``: its data and statistics, and the definitions
+    in force (those covering the day, else the latest earlier ones)."""
+    log = (
+        lake.scan("ingest_log")
+        .filter(pl.col("status") == "loaded")
+        .select("raw_path", "schema", "dates", "sha256", "ingested_at")
+        .collect()
+    )
+    if log.height == 0:
+        return []
+    log = log.with_columns(
+        pl.col("dates").str.json_decode(pl.List(pl.String)).alias("dates")
+    ).unique("sha256", keep="last")
+    iso = day.isoformat()
+    covers = log.filter(pl.col("dates").list.contains(iso))
+    data = covers.filter(pl.col("schema") != "definition")
+    if data.filter(pl.col("schema") == "mbo").height == 0:
+        return []
+    defs = covers.filter(pl.col("schema") == "definition")
+    if defs.height == 0:
+        earlier = log.filter(
+            (pl.col("schema") == "definition") & (pl.col("dates").list.min() <= iso)
+        )
+        defs = earlier.sort(pl.col("dates").list.max()).tail(1)
+    return sorted({Path(p) for p in [*defs["raw_path"], *data["raw_path"]]})
+
+
+def source_key(paths: Iterable[Path]) -> str:
+    """What a date's derived rows were computed from: raw file names (hash-prefixed) + engine."""
+    h = hashlib.sha256(ENGINE_VERSION.encode())
+    for p in sorted(Path(x).name for x in paths):
+        h.update(p.encode())
+    return h.hexdigest()[:24]
+
+
+def _stored_key(lake: Lake, table: str, day: dt.date) -> str | None:
+    files = lake.files(table, day)
+    if not files:
+        return None
+    keys = pl.scan_parquet([str(f) for f in files]).select("source_sha").unique().collect()
+    return keys["source_sha"][0] if keys.height == 1 else None
+
+
+def _origin(lake: Lake, day: dt.date) -> str:
+    o = lake.scan("mbo").filter(pl.col("date") == day).select("origin").head(1).collect()
+    return o["origin"][0] if o.height else "unknown"
+
+
+# ---------------------------------------------------------------------- engine runs
+def _engine_params(settings: Settings) -> tuple[WindowParams, V3Params, BaselineParams]:
+    a = settings.analysis
+    wp = WindowParams(
+        window_s=a.window_minutes * 60,
+        grace_s=a.watermark_grace_s,
+        multiplier=a.contract_multiplier,
+    )
+    r = a.v3.min_pressure_ratio
+    v3 = V3Params(
+        min_imbalance=(r - 1.0) / (r + 1.0),  # B/S ≥ r  ⇔  (B − S)/(B + S) ≥ (r − 1)/(r + 1)
+        min_confidence=a.v3.min_overall_confidence,
+    )
+    bp = BaselineParams(lookback_sessions=a.v3.lookback_days, min_samples=a.baseline_min_samples)
+    return wp, v3, bp
+
+
+def run_engine(
+    lake: Lake,
+    day: dt.date,
+    settings: Settings,
+    baselines: dict[str, pl.DataFrame] | None = None,
+    algos: Iterable[str] = (),
+    batch_records: int = 250_000,
+) -> DayRun:
+    """One engine pass over the raw files of ``day``; writes windows, rollup and the run log."""
+    algos = tuple(algos)
+    paths = raw_files_for(lake, day)
+    if not paths:
+        raise NoDataForDate(f"no ingested MBO data for trade date {day}")
+    wp, v3p, _ = _engine_params(settings)
+    detectors = []
+    for algo in algos:
+        if algo == "v3":
+            detectors.append(V3Detector(lambda d: baselines if d == day else None, v3p, wp.grace_s))
+        elif algo == "v1":
+            detectors.append(V1Detector(settings.analysis.v1, wp.grace_s))
+        else:
+            raise ValueError(f"unknown algorithm {algo!r}: v1 or v3")
+    engine = FlowEngine(wp, detectors=detectors)
+    t0 = time.perf_counter()
+    wins, sigs = [], []
+    for batch in FileReplaySource(paths, batch_records=batch_records).batches():
+        out = engine.process(batch)
+        wins.append(out.windows)
+        sigs.append(out.signals)
+    out = engine.finish()
+    wins.append(out.windows)
+    sigs.append(out.signals)
+    seconds = time.perf_counter() - t0
+    windows = pl.concat(wins, how="diagonal_relaxed").filter(pl.col("date") == day)
+    signals = pl.concat(sigs).filter(pl.col("date") == day)
+    key = source_key(paths)
+    origin = _origin(lake, day)
+    _write_windows(lake, day, windows, key, origin)
+    stats = engine.books.stats()
+    run = pl.DataFrame(
+        {
+            "date": [day],
+            "run_at": [dt.datetime.now(dt.UTC)],
+            "engine_version": [ENGINE_VERSION],
+            "source_files": [json.dumps([p.name for p in paths])],
+            "records": [engine.stats.records],
+            "option_trades": [engine.stats.option_trades],
+            "underlying_trades": [engine.stats.underlying_trades],
+            "late_trades": [engine.windows.late_trades.height],
+            "windows": [windows.height],
+            "hidden_fills": [int(stats.get("hidden_fills", 0))],
+            "book_anomalies": [json.dumps(stats.get("anomalies", {}), sort_keys=True)],
+            "seconds": [seconds],
+            "detectors": [",".join(algos)],
+            "origin": [origin],
+            "source_sha": [key],
+        }
+    )
+    lake.replace_day("engine_runs", day, run, "-".join(["engine", *algos]))
+    return DayRun(day, windows, signals, pl.DataFrame(), engine.stats.records, seconds, [])
+
+
+def _write_windows(lake: Lake, day: dt.date, windows: pl.DataFrame, key: str, origin: str) -> None:
+    cols = TABLES["pressure_windows"].schema
+    w = windows.with_columns(
+        pl.lit(ENGINE_VERSION).alias("engine_version"),
+        pl.lit(origin).alias("origin"),
+        pl.lit(key).alias("source_sha"),
+    ).select(list(cols))
+    lake.replace_day("pressure_windows", day, w, "windows")
+    lake.replace_day("option_flow_daily", day, rollup(w), "flow")
+
+
+def rollup(windows: pl.DataFrame) -> pl.DataFrame:
+    """The day per option (root, expiration, strike, right): sums of the windows."""
+    keys = ["date", "instrument_id", "raw_symbol", "root", "right", "strike", "expiration"]
+    sums = [
+        "buy_volume",
+        "sell_volume",
+        "unsigned_volume",
+        "volume",
+        "buy_trades",
+        "sell_trades",
+        "unsigned_trades",
+        "trades",
+        "buy_premium",
+        "sell_premium",
+        "large_prints",
+        "large_buy_prints",
+        "large_sell_prints",
+        "delta_volume",
+        "delta_unknown_volume",
+    ]
+    b, s = pl.col("buy_volume").cast(pl.Float64), pl.col("sell_volume").cast(pl.Float64)
+    out = (
+        windows.sort("window_start")
+        .group_by(keys, maintain_order=True)
+        .agg(
+            pl.col("underlying_id").first(),
+            pl.len().cast(pl.Int64).alias("windows"),
+            *[pl.col(c).sum() for c in sums],
+            pl.col("max_print").max(),
+            ((pl.col("vwap") * pl.col("volume")).sum() / pl.col("volume").sum()).alias("vwap"),
+            pl.col("first_trade_ts").min(),
+            pl.col("last_trade_ts").max(),
+            pl.col("underlying_price").last().alias("last_underlying_price"),
+            pl.col("origin").first(),
+            pl.col("source_sha").first(),
+        )
+        .with_columns(
+            pl.when(b + s > 0).then((b - s) / (b + s)).otherwise(0.0).alias("imbalance"),
+            ((b + 1.0) / (s + 1.0)).log().alias("log_ratio"),
+            pl.when(s > 0)
+            .then(pl.min_horizontal(b / s, pl.lit(100.0)))
+            .when(b > 0)
+            .then(100.0)
+            .otherwise(1.0)
+            .alias("pressure_ratio"),
+        )
+    )
+    return out.select(list(TABLES["option_flow_daily"].schema))
+
+
+def ensure_windows(
+    lake: Lake,
+    days: Iterable[dt.date],
+    settings: Settings,
+    progress: Callable[[dt.date], None] | None = None,
+) -> list[dt.date]:
+    """Compute the windows of each day whose stored windows are missing or stale; returns the
+    days that have windows (days without ingested data are skipped, not invented)."""
+    have = []
+    for day in days:
+        paths = raw_files_for(lake, day)
+        if paths:
+            if _stored_key(lake, "pressure_windows", day) != source_key(paths):
+                run_engine(lake, day, settings)
+            have.append(day)
+        if progress:
+            progress(day)
+    return have
+
+
+# ---------------------------------------------------------------------- baselines
+def refresh_baselines(
+    lake: Lake,
+    day: dt.date,
+    settings: Settings,
+    progress: Callable[[dt.date], None] | None = None,
+) -> tuple[dict[str, pl.DataFrame], list[dt.date]]:
+    """Baselines for judging ``day`` from the N sessions before it; stored in ``baselines``."""
+    _, _, bp = _engine_params(settings)
+    sessions = sessions_before(day, bp.lookback_sessions)
+    present = ensure_windows(lake, sessions, settings, progress)
+    history = (
+        lake.scan("pressure_windows")
+        .filter(pl.col("date").is_in(present))
+        .collect()
+        .filter(pl.col("underlying_price").is_not_null())
+    )
+    keyed = add_bucket_keys(history) if history.height else history
+    base = build_baselines(keyed, day, sessions, bp) if history.height else None
+    if base is not None:
+        _store_baselines(lake, day, base)
+    return (base, present)
+
+
+def _store_baselines(lake: Lake, day: dt.date, base: dict[str, pl.DataFrame]) -> None:
+    schema = TABLES["baselines"].schema
+    now = dt.datetime.now(dt.UTC)
+    parts = []
+    for kind, df in base.items():
+        d = df.with_columns(
+            pl.lit(kind).alias("kind"),
+            pl.col("session").alias("date"),
+            pl.col("sessions_used").list.eval(pl.element().cast(pl.String)).list.join(","),
+            pl.lit(now).alias("built_at"),
+        )
+        parts.append(
+            d.select(
+                [
+                    pl.col(c).cast(t) if c in d.columns else pl.lit(None, t).alias(c)
+                    for c, t in schema.items()
+                ]
+            )
+        )
+    lake.publish(lake.stage_partitions("baselines", pl.concat(parts), "baselines"), key="baselines")
+
+
+# ---------------------------------------------------------------------- detection
+def detect_day(
+    lake: Lake,
+    day: dt.date,
+    settings: Settings,
+    algos: Iterable[str] = ALGOS,
+    progress: Callable[[dt.date], None] | None = None,
+) -> DayRun:
+    """Baselines from earlier sessions, then the engine with the detectors over ``day``;
+    writes signals (one file per algorithm) and their outcomes."""
+    ensure_migrated(lake)
+    algos = tuple(algos)
+    if not raw_files_for(lake, day):
+        raise NoDataForDate(f"no ingested MBO data for trade date {day}")
+    base, present = refresh_baselines(lake, day, settings, progress)
+    run = run_engine(lake, day, settings, base, algos)
+    run.baseline_sessions = present
+    now = dt.datetime.now(dt.UTC)
+    origin = _origin(lake, day)
+    key = source_key(raw_files_for(lake, day))
+    for algo in algos:
+        sig = run.signals.filter(pl.col("algo") == algo).with_columns(
+            pl.lit(settings.config_version()).alias("config_version"),
+            pl.lit(now).alias("detected_at"),
+            pl.lit(origin).alias("origin"),
+            pl.lit(key).alias("source_sha"),
+        )
+        lake.replace_day("signals", day, sig.select(list(TABLES["signals"].schema)), algo)
+    run.outcomes = label_day(lake, day, run.signals)
+    return run
+
+
+def label_day(
+    lake: Lake, day: dt.date, signals: pl.DataFrame, p: BarrierParams | None = None
+) -> pl.DataFrame:
+    """Triple-barrier outcomes of ``signals`` from the underlying's trades in the lake."""
+    if signals.height == 0:
+        lake.replace_day("signal_outcomes", day, pl.DataFrame(), "outcomes")
+        return pl.DataFrame(schema=TABLES["signal_outcomes"].pl_schema)
+    under = signals["underlying_id"].unique().to_list()
+    tape = (
+        lake.scan("trades")
+        .filter(pl.col("instrument_id").is_in(under) & (pl.col("date") >= day))
+        .select("instrument_id", "ts_event", (pl.col("price").cast(pl.Float64) / FIXED))
+        .collect()
+    )
+    out = label_signals(signals, tape, p).with_columns(
+        pl.lit(day).alias("date"),
+        pl.lit(dt.datetime.now(dt.UTC)).alias("labelled_at"),
+        pl.lit(_origin(lake, day)).alias("origin"),
+        pl.lit(source_key(raw_files_for(lake, day))).alias("source_sha"),
+    )
+    out = out.select(list(TABLES["signal_outcomes"].schema))
+    lake.replace_day("signal_outcomes", day, out, "outcomes")
+    return out
+
+
+def stored_signals(lake: Lake, day: dt.date, algo: str) -> pl.DataFrame | None:
+    """The signals of ``day`` and ``algo`` if detection ran on the current raw data (possibly
+    none were raised), else None: never ran, or the raw data changed since."""
+    paths = raw_files_for(lake, day)
+    runs = (
+        lake.scan("engine_runs")
+        .filter((pl.col("date") == day) & pl.col("detectors").str.split(",").list.contains(algo))
+        .collect()
+    )
+    if not paths or runs.height == 0 or runs["source_sha"][-1] != source_key(paths):
+        return None
+    return lake.scan("signals").filter((pl.col("date") == day) & (pl.col("algo") == algo)).collect()
