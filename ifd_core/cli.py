@@ -384,10 +384,14 @@ def _iso_ns(ns: int | None) -> str | None:
     if ns is None:
         return None
     return (
-        dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC).replace(
-            microsecond=(ns % 1_000_000_000) // 1000
+        (
+            dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC).replace(
+                microsecond=(ns % 1_000_000_000) // 1000
+            )
         )
-    ).isoformat().replace("+00:00", "Z")
+        .isoformat()
+        .replace("+00:00", "Z")
+    )
 
 
 def signal_json(row: dict) -> dict:
@@ -531,6 +535,69 @@ def evaluate(
         )
         if r["flows"]:
             print_frame(pl.DataFrame(r["flows"]), title=f"planted flows — {r['algo']}")
+
+
+@app.command()
+def chain(
+    date: Annotated[str, typer.Option(help="Trade date, YYYY-MM-DD.")],
+    at: Annotated[
+        str, typer.Option(help="New York time of the snapshot, HH:MM (windows closed by then).")
+    ] = "16:00",
+    top: Annotated[int, typer.Option(min=1, help="Signals to show.")] = 15,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the signals as JSON.")] = False,
+) -> None:
+    """Chain analyzers on one point-in-time snapshot: volume shock / dealer hedge, expiration
+    pin map, risk (premium at stake, dealer gamma), expected value — combined and ranked.
+
+    Scores are not probabilities: every analyzer is uncalibrated until fitted on history, and
+    says so (probability null, trade plans only with a positive expected value net of costs).
+    """
+    from ifd_core.analysis.chain.pipeline import run_chain_analyzers
+    from ifd_core.calendar import et_to_ns
+    from warehouse.analytics import NoDataForDate, chain_snapshot
+
+    day = _parse_date(date)
+    try:
+        hh, mm = (int(x) for x in at.split(":"))
+    except ValueError:
+        raise _fail(f"--at must be HH:MM, got {at!r}", EXIT_USAGE) from None
+    settings = _settings()
+    from warehouse.lake import Lake
+
+    try:
+        snap, state = chain_snapshot(Lake(settings.data_dir), day, et_to_ns(day, hh, mm), settings)
+    except NoDataForDate as exc:
+        raise _fail(str(exc), EXIT_DATA) from None
+    signals = run_chain_analyzers(snap, state=state)
+    rows = [s.as_dict() for s in signals[:top]]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1, default=str))
+        return
+    import polars as pl
+
+    out.print(
+        f"{day} {at} ET: underlying {snap.underlying_id} at {snap.underlying_price:,.2f}, "
+        f"{snap.chain.height} options; data quality flags: {list(snap.data_quality) or 'none'}",
+        highlight=False,
+    )
+    if not rows:
+        out.print("no chain signals", highlight=False)
+        return
+    table = pl.DataFrame(
+        [
+            {
+                "source": r["source"],
+                "direction": r["direction"],
+                "strikes": ", ".join(f"{k:g}" for k in r["strikes"]),
+                "horizon_s": r["horizon_s"],
+                "score": round(r["score"], 4),
+                "expected_move": r["expected_move"],
+                "probability": r["probability"],
+            }
+            for r in rows
+        ]
+    )
+    print_frame(table, title="Chain signals, ranked (uncalibrated scores)")
 
 
 # --------------------------------------------------------------------------- demo

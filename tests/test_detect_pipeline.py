@@ -197,3 +197,17 @@ def test_one_batch_and_random_small_chunks_give_identical_windows_and_signals(en
     assert whole_s.height > 0
     assert whole_w.equals(chunk_w)
     assert whole_s.equals(chunk_s)
+
+
+def test_chain_analyzers_run_on_a_point_in_time_snapshot(env):
+    res = cli(env, "chain", "--date", env["last"].isoformat(), "--at", "15:30", "--json")
+    assert res.exit_code == 0, res.output + str(res.exception)
+    signals = json.loads(res.output)
+    assert signals, "a full session of flow gives the chain analyzers something to say"
+    for s in signals:
+        assert s["direction"] in ("BULLISH", "BEARISH", "NEUTRAL_VOL")
+        assert 0.0 <= s["score"] <= 1.0
+        assert s["probability"] is None  # uncalibrated, and it says so
+        assert s["event_time_ns"] <= int(
+            dt.datetime(*env["last"].timetuple()[:3], 19, 30, tzinfo=dt.UTC).timestamp() * 1e9
+        )

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -45,6 +46,7 @@ from warehouse.tables import TABLES
 ENGINE_VERSION = "engine-2"
 FIXED = 1_000_000_000
 ALGOS = ("v3", "v1")
+_NY = ZoneInfo("America/New_York")
 
 
 class NoDataForDate(LookupError):
@@ -387,3 +389,91 @@ def stored_signals(lake: Lake, day: dt.date, algo: str) -> pl.DataFrame | None:
     if not paths or runs.height == 0 or runs["source_sha"][-1] != source_key(paths):
         return None
     return lake.scan("signals").filter((pl.col("date") == day) & (pl.col("algo") == algo)).collect()
+
+
+# ---------------------------------------------------------------------- chain analyzers
+def chain_snapshot(lake: Lake, day: dt.date, as_of_ns: int, settings: Settings):
+    """The option chain of ``day`` as known at ``as_of_ns`` (windows closed by then, open
+    interest and settlements received by then, the underlying's last trade by then), with the
+    same-time-of-day volume baseline of the sessions before, for the chain analyzers."""
+    from ifd_core.analysis.chain.pipeline import ChainState
+    from ifd_core.analysis.chain.snapshot import build_snapshot
+    from ifd_core.analysis.chain.volume_shock import time_of_day_baseline
+    from ifd_core.calendar import et_to_ns
+
+    ensure_migrated(lake)
+    if not ensure_windows(lake, [day], settings):
+        raise NoDataForDate(f"no ingested MBO data for trade date {day}")
+    windows = lake.scan("pressure_windows").filter(pl.col("date") == day).collect()
+    windows = windows.filter(pl.col("window_end") <= as_of_ns)
+    if windows.height == 0:
+        raise NoDataForDate(f"no option window of {day} closed by the requested time")
+    # The most active future of the chain so far is the snapshot's underlying.
+    uid = (
+        windows.group_by("underlying_id")
+        .agg(pl.col("volume").sum())
+        .sort("volume", descending=True)["underlying_id"][0]
+    )
+    fut = (
+        lake.scan("trades")
+        .filter((pl.col("instrument_id") == uid) & (pl.col("ts_event") <= as_of_ns))
+        .filter(pl.col("date") <= day)
+        .select("ts_event", "price", "size")
+        .collect()
+        .sort("ts_event")
+    )
+    if fut.height == 0:
+        raise NoDataForDate(f"no trade of the underlying future {uid} by the requested time")
+    price = fut["price"][-1] / FIXED
+    recent = fut.filter(pl.col("ts_event") > as_of_ns - 300 * 1_000_000_000)["size"].sum()
+    oi = (
+        lake.scan("open_interest")
+        .filter(pl.col("ts_recv") <= as_of_ns)
+        .select("instrument_id", "ts_recv", pl.col("quantity").alias("open_interest"))
+        .collect()
+    )
+    settle = (
+        lake.scan("settlements")
+        .filter(pl.col("ts_recv") <= as_of_ns)
+        .select(
+            "instrument_id",
+            "ts_recv",
+            (pl.col("price").cast(pl.Float64) / FIXED).alias("settlement"),
+        )
+        .collect()
+    )
+    instruments = (
+        lake.scan("instruments")
+        .filter((pl.col("date") <= day) & pl.col("instrument_class").is_in(["C", "P"]))
+        .filter(pl.col("underlying_id") == uid)
+        .sort("date", "ts_recv")
+        .collect()
+        .unique("instrument_id", keep="last")
+        .filter(pl.col("expiration").cast(pl.Int64) > as_of_ns)
+        .select(
+            "instrument_id",
+            pl.col("asset").alias("root"),
+            pl.col("instrument_class").alias("right"),
+            "strike",
+            "expiration",
+            "underlying_id",
+        )
+    )
+    snap = build_snapshot(
+        windows,
+        oi,
+        settle,
+        as_of_ns,
+        underlying_price=float(price),
+        futures_volume=int(recent),
+        underlying_id=int(uid),
+        instruments=instruments,
+    )
+    # Same time of day on earlier sessions that have windows.
+    et = dt.datetime.fromtimestamp(as_of_ns / 1e9, dt.UTC).astimezone(_NY)
+    sessions = sessions_before(day, 20)
+    present = ensure_windows(lake, sessions, settings)
+    history = lake.scan("pressure_windows").filter(pl.col("date").is_in(present)).collect()
+    instants = [et_to_ns(d, et.hour, et.minute, et.second) for d in present]
+    baseline = time_of_day_baseline(history, instants, as_of_ns)
+    return snap, ChainState(volume_baseline=baseline)
