@@ -13,7 +13,18 @@ EXP = T0 + 5 * 86_400_000_000_000
 
 
 def win(
-    iid, right, buy, sell, *, strike=21000.0, k=0, z=4.0, unsigned=0, base=True, price=10.0, delta=None
+    iid,
+    right,
+    buy,
+    sell,
+    *,
+    strike=21000.0,
+    k=0,
+    z=4.0,
+    unsigned=0,
+    base=True,
+    price=10.0,
+    delta=None,
 ):
     vol = buy + sell + unsigned
     imb = (buy - sell) / (buy + sell) if buy + sell else 0.0
@@ -125,3 +136,10 @@ def test_weights_must_sum_to_one():
 def test_deterministic():
     rows = [win(1, "C", 500, 0), win(2, "P", 300, 20, strike=20900)]
     assert run(rows).equals(run(list(reversed(rows))))
+
+
+def test_min_data_quality_gates_signals():
+    row = win(1, "C", 500, 0)
+    row["bucket_data_quality"] = 0.8
+    assert run([row], min_confidence=0.5)["signal"][0]
+    assert not run([row], min_confidence=0.5, min_data_quality=0.9)["signal"][0]

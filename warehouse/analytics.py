@@ -126,6 +126,7 @@ def _engine_params(settings: Settings) -> tuple[WindowParams, V3Params, Baseline
     v3 = V3Params(
         min_imbalance=(r - 1.0) / (r + 1.0),  # B/S ≥ r  ⇔  (B − S)/(B + S) ≥ (r − 1)/(r + 1)
         min_confidence=a.v3.min_overall_confidence,
+        min_data_quality=a.v3.min_data_quality,
     )
     bp = BaselineParams(lookback_sessions=a.v3.lookback_days, min_samples=a.baseline_min_samples)
     return wp, v3, bp

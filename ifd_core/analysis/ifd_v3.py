@@ -45,6 +45,7 @@ class V3Params:
     min_imbalance: float = 0.33
     min_premium: float = 0.0
     min_confidence: float = 0.7
+    min_data_quality: float = 0.0  # below it no signal at all (profiles: 0.85-0.95)
     persistence_windows: int = 3
     coordination_band_pct: float = 0.5
     coordination_full_count: int = 3
@@ -170,9 +171,12 @@ def score_v3(windows: pl.DataFrame, p: V3Params | None = None) -> pl.DataFrame:
         .then(pl.lit("BUY"))
         .otherwise(pl.lit("SELL"))
         .alias("direction"),
-        (pl.col("passes_gates") & (score >= p.min_confidence) & (pl.col("view_sign") != 0)).alias(
-            "signal"
-        ),
+        (
+            pl.col("passes_gates")
+            & (score >= p.min_confidence)
+            & (pl.col("view_sign") != 0)
+            & (pl.col("data_quality") >= p.min_data_quality)
+        ).alias("signal"),
     ).drop("_signed_hit")
 
 
