@@ -230,8 +230,18 @@ class FlowEngine:
         only ever sees what was known at that instant."""
         oi = open_interest_frame(statistics_frame(records))
         if oi.height:
-            self._oi = pl.concat(
-                [self._oi, oi.select("instrument_id", "ts_recv", "quantity").cast(self._oi.schema)]
+            # Decisions are about windows closing now, so the latest few publications per
+            # instrument are all a decision can need; a long-running engine stays bounded.
+            self._oi = (
+                pl.concat(
+                    [
+                        self._oi,
+                        oi.select("instrument_id", "ts_recv", "quantity").cast(self._oi.schema),
+                    ]
+                )
+                .sort("ts_recv")
+                .group_by("instrument_id", maintain_order=True)
+                .tail(3)
             )
 
     def _define(self, records: np.ndarray) -> None:
