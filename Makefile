@@ -30,6 +30,7 @@ lint: setup
 
 bench: setup
 	$(UV) run python bench/ingest.py
+	$(UV) run python bench/engine.py
 
 # Removes caches and benchmark output only; data/ holds raw files and paid downloads: never here.
 clean:

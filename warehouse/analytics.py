@@ -138,7 +138,7 @@ def run_engine(
     settings: Settings,
     baselines: dict[str, pl.DataFrame] | None = None,
     algos: Iterable[str] = (),
-    batch_records: int = 250_000,
+    batch_records: int = 500_000,
 ) -> DayRun:
     """One engine pass over the raw files of ``day``; writes windows, rollup and the run log."""
     algos = tuple(algos)

@@ -82,7 +82,7 @@ class FlowEngine:
     def __init__(
         self,
         window_params: WindowParams | None = None,
-        book: str = "python",
+        book: str = "fast",
         detectors: Sequence[Detector] = (),
     ) -> None:
         self.books = _make_books(book)
