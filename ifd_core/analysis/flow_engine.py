@@ -14,7 +14,8 @@ unknown (null — counted per window, never guessed). Windows then carry delta-s
 v3 detector's view.
 
 Windows carry their CME trade ``date`` (the session of ``window_start``). Baselines are built
-from windows by ``ifd_core.analysis.baselines``; detectors run in ``ifd_core.detect``.
+from windows by ``ifd_core.analysis.baselines``; detectors (``ifd_core.analysis.detectors``)
+are given to the engine and run on every set of windows it closes.
 """
 
 from __future__ import annotations
