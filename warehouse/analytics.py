@@ -33,7 +33,7 @@ from ifd_core.analysis.baselines import BaselineParams, add_bucket_keys, build_b
 from ifd_core.analysis.detectors import V1Detector, V3Detector
 from ifd_core.analysis.flow_engine import FlowEngine
 from ifd_core.analysis.ifd_v3 import V3Params
-from ifd_core.analysis.pressure_windows import WindowParams
+from ifd_core.analysis.pressure_windows import WindowParams, pressure_measures
 from ifd_core.calendar import sessions_before
 from ifd_core.marketdata.record_source import FileReplaySource
 from ifd_core.settings import Settings
@@ -205,7 +205,7 @@ def _write_windows(lake: Lake, day: dt.date, windows: pl.DataFrame, key: str, or
     lake.replace_day("option_flow_daily", day, rollup(w), "flow")
 
 
-def rollup(windows: pl.DataFrame) -> pl.DataFrame:
+def rollup(windows: pl.DataFrame, params: WindowParams | None = None) -> pl.DataFrame:
     """The day per option (root, expiration, strike, right): sums of the windows."""
     keys = ["date", "instrument_id", "raw_symbol", "root", "right", "strike", "expiration"]
     sums = [
@@ -225,7 +225,6 @@ def rollup(windows: pl.DataFrame) -> pl.DataFrame:
         "delta_volume",
         "delta_unknown_volume",
     ]
-    b, s = pl.col("buy_volume").cast(pl.Float64), pl.col("sell_volume").cast(pl.Float64)
     out = (
         windows.sort("window_start")
         .group_by(keys, maintain_order=True)
@@ -241,16 +240,7 @@ def rollup(windows: pl.DataFrame) -> pl.DataFrame:
             pl.col("origin").first(),
             pl.col("source_sha").first(),
         )
-        .with_columns(
-            pl.when(b + s > 0).then((b - s) / (b + s)).otherwise(0.0).alias("imbalance"),
-            ((b + 1.0) / (s + 1.0)).log().alias("log_ratio"),
-            pl.when(s > 0)
-            .then(pl.min_horizontal(b / s, pl.lit(100.0)))
-            .when(b > 0)
-            .then(100.0)
-            .otherwise(1.0)
-            .alias("pressure_ratio"),
-        )
+        .with_columns(*pressure_measures(params or WindowParams()))
     )
     return out.select(list(TABLES["option_flow_daily"].schema))
 

@@ -117,6 +117,24 @@ class PressureWindows:
         return aggregate_windows(trades, self.p)
 
 
+def pressure_measures(p: WindowParams) -> list[pl.Expr]:
+    """Finite, symmetric pressure from ``buy_volume`` and ``sell_volume`` (§2.3 PROPOSAL):
+    imbalance in [−1, 1], the log ratio with ``alpha`` contracts added to both sides, and the
+    legacy B/S ratio capped at ``ratio_cap`` (never infinite)."""
+    b = pl.col("buy_volume").cast(pl.Float64)
+    s = pl.col("sell_volume").cast(pl.Float64)
+    return [
+        pl.when(b + s > 0).then((b - s) / (b + s)).otherwise(0.0).alias("imbalance"),
+        ((b + p.alpha) / (s + p.alpha)).log().alias("log_ratio"),
+        pl.when(s > 0)
+        .then(pl.min_horizontal(b / s, pl.lit(p.ratio_cap)))
+        .when(b > 0)
+        .then(pl.lit(p.ratio_cap))
+        .otherwise(1.0)
+        .alias("pressure_ratio"),
+    ]
+
+
 def aggregate_windows(trades: pl.DataFrame, p: WindowParams) -> pl.DataFrame:
     """Closed windows of ``trades`` (all of whose windows are complete)."""
     w = p.window_s * NS
@@ -154,21 +172,13 @@ def aggregate_windows(trades: pl.DataFrame, p: WindowParams) -> pl.DataFrame:
     b = pl.col("buy_volume").cast(pl.Float64)
     s = pl.col("sell_volume").cast(pl.Float64)
     signed = b + s
-    imbalance = pl.when(signed > 0).then((b - s) / signed).otherwise(0.0)
     trades_n = pl.col("buy_trades") + pl.col("sell_trades") + pl.col("unsigned_trades")
     return (
         out.with_columns(
             (pl.col("window_start") + w).alias("window_end"),
             trades_n.alias("trades"),
-            imbalance.alias("imbalance"),
             pl.when(signed > 0).then(b / signed).otherwise(0.5).alias("buy_share"),
-            ((b + p.alpha) / (s + p.alpha)).log().alias("log_ratio"),
-            pl.when(s > 0)
-            .then(pl.min_horizontal(b / s, pl.lit(p.ratio_cap)))
-            .when(b > 0)
-            .then(pl.lit(p.ratio_cap))
-            .otherwise(1.0)
-            .alias("pressure_ratio"),
+            *pressure_measures(p),
         )
         .with_columns(
             pl.when(pl.col("imbalance") > p.dominance)
