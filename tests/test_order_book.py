@@ -1,4 +1,8 @@
-"""L3 book rebuilt from MBO: every action by hand, F_LAST batching, chunking, real ES samples."""
+"""L3 book rebuilt from MBO: record helpers, level churn, chunking, real ES samples.
+
+The hand-written case per action (A/C/M/R/T/F, F_LAST batching, hidden fills, anomalies, the
+pre-trade BBO) lives in test_order_book_fast.py, where it runs on both books.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,6 @@ import numpy as np
 import pytest
 
 from ifd_core.analysis.order_book import (
-    BBO,
-    PRE_TRADE_DTYPE,
     UNDEF_PRICE,
     BookSet,
     replay,
@@ -62,169 +64,7 @@ def p(x: float) -> int:
 # ----- each action -------------------------------------------------------------------------------
 
 
-def test_add_builds_levels_and_bbo():
-    b = run(
-        ("A", "B", 1, 100.0, 5),
-        ("A", "B", 2, 100.0, 3),
-        ("A", "B", 3, 99.75, 10),
-        ("A", "A", 4, 100.5, 2),
-        ("A", "A", 5, 100.25, 7),
-    )
-    assert b.bbo(IID) == BBO(p(100.0), 8, 2, p(100.25), 7, 1)
-    bids, asks = b.depth(IID, 5)
-    assert bids == [(p(100.0), 8, 2), (p(99.75), 10, 1)]
-    assert asks == [(p(100.25), 7, 1), (p(100.5), 2, 1)]
-    assert not b.is_crossed(IID)
-    assert b.bbo(999) is None
-
-
-def test_cancel_full_and_partial_and_best_repair():
-    b = run(
-        ("A", "B", 1, 100.0, 5),
-        ("A", "B", 2, 99.5, 4),
-        ("A", "B", 3, 99.0, 1),
-        ("C", "B", 1, 100.0, 2),  # partial: 3 left
-    )
-    assert b.bbo(IID)[:3] == (p(100.0), 3, 1)
-    b.apply(mbo(("C", "B", 1, 100.0, 3)))  # rest of it: best level empties
-    assert b.bbo(IID)[:3] == (p(99.5), 4, 1)
-    b.apply(mbo(("C", "B", 2, 99.5, 4), ("C", "B", 3, 99.0, 1)))
-    assert b.bbo(IID) == BBO(UNDEF_PRICE, 0, 0, UNDEF_PRICE, 0, 0)
-    assert b.stats()["anomalies"] == {}
-
-
-def test_modify_size_keeps_level_and_modify_price_moves_order():
-    b = run(("A", "A", 1, 101.0, 5), ("A", "A", 2, 101.0, 5), ("A", "A", 3, 102.0, 1))
-    b.apply(mbo(("M", "A", 1, 101.0, 2)))  # size down
-    assert b.bbo(IID)[3:] == (p(101.0), 7, 2)
-    b.apply(mbo(("M", "A", 1, 101.0, 9)))  # size up
-    assert b.bbo(IID)[3:] == (p(101.0), 14, 2)
-    b.apply(mbo(("M", "A", 1, 100.5, 9)))  # price improves: new best
-    assert b.depth(IID, 3)[1] == [(p(100.5), 9, 1), (p(101.0), 5, 1), (p(102.0), 1, 1)]
-    b.apply(mbo(("M", "A", 1, 103.0, 9)))  # away from best: best repaired
-    assert b.depth(IID, 4)[1] == [(p(101.0), 5, 1), (p(102.0), 1, 1), (p(103.0), 9, 1)]
-    assert b.book(IID).orders[1] == (False, p(103.0), 9)
-
-
-def test_clear_empties_only_that_instrument():
-    b = run(
-        ("A", "B", 1, 100.0, 5, LAST, 1),
-        ("A", "A", 2, 101.0, 5, LAST, 1),
-        ("A", "B", 3, 50.0, 5, LAST, 2),
-        ("R", "N", 0, None, 0, LAST, 1),
-    )
-    assert b.bbo(1) == BBO(UNDEF_PRICE, 0, 0, UNDEF_PRICE, 0, 0)
-    assert b.book(1).orders == {}
-    assert b.bbo(2)[:3] == (p(50.0), 5, 1)
-    b.apply(mbo(("A", "B", 4, 99.0, 1, LAST, 1)))  # the cleared book rebuilds
-    assert b.bbo(1)[:3] == (p(99.0), 1, 1)
-    assert b.stats()["clears"] == 1
-
-
-def test_trade_and_fill_leave_book_unchanged():
-    b = run(("A", "B", 1, 100.0, 5), ("A", "A", 2, 100.25, 5))
-    before = (b.bbo(IID), b.depth(IID, 5), dict(b.book(IID).orders))
-    b.apply(mbo(("T", "A", 99, 100.0, 2, 0), ("F", "B", 1, 100.0, 2, LAST)))
-    assert (b.bbo(IID), b.depth(IID, 5), dict(b.book(IID).orders)) == before
-    s = b.stats()
-    assert (s["trades"], s["fills"], s["hidden_fills"], s["anomalies"]) == (1, 1, 0, {})
-    # The book moves only with the C/M that follow the fill, as on CME.
-    b.apply(mbo(("C", "B", 1, 100.0, 2, 0), ("N", "N", 0, None, 0, LAST)))
-    assert b.bbo(IID)[:3] == (p(100.0), 3, 1)
-
-
-def test_fill_of_unknown_order_is_hidden_fill_not_an_order():
-    b = run(("A", "A", 2, 100.25, 5), ("T", "B", 50, 100.25, 3, 0), ("F", "A", 77, 100.25, 3))
-    s = b.stats()
-    assert s["hidden_fills"] == 1
-    assert s["instruments"][IID]["hidden_fill_size"] == 3
-    assert 77 not in b.book(IID).orders
-    assert b.bbo(IID)[3:] == (p(100.25), 5, 1)
-    assert s["anomalies"] == {}
-
-
-def test_unknown_ids_and_bad_records_are_anomalies_not_errors():
-    b = run(
-        ("A", "B", 1, 100.0, 5),
-        ("C", "B", 42, 100.0, 5),  # unknown cancel
-        ("M", "B", 43, 100.0, 5),  # unknown modify
-        ("C", "B", 1, 100.0, 8),  # larger than the order: removed, not negative
-        ("A", "N", 2, 100.0, 1),  # no side
-        ("A", "B", 3, None, 1),  # no price
-        ("A", "B", 4, 99.0, 2),
-        ("A", "B", 4, 98.0, 3),  # duplicate id: the newest wins
-        ("X", "B", 5, 98.0, 3),  # unknown action
-    )
-    assert b.stats()["anomalies"] == {
-        "cancel_unknown_id": 1,
-        "modify_unknown_id": 1,
-        "cancel_oversize": 1,
-        "add_no_side": 1,
-        "add_bad_price_or_size": 1,
-        "add_duplicate_id": 1,
-        "unknown_action": 1,
-    }
-    assert b.depth(IID, 5) == ([(p(98.0), 3, 1)], [])
-    assert b.book(IID).orders == {4: (True, p(98.0), 3)}
-
-
 # ----- F_LAST batching -------------------------------------------------------------------------
-
-
-def test_changes_apply_only_at_f_last():
-    b = BookSet()
-    b.apply(mbo(("A", "B", 1, 100.0, 5), ("A", "A", 2, 100.5, 5)))
-    # One event: an ask added through the bid (crossed intermediate), then the bid taken out.
-    b.apply(mbo(("A", "A", 3, 99.75, 1, 0), ("A", "B", 4, 99.5, 1, 0)))
-    assert b.bbo(IID) == BBO(p(100.0), 5, 1, p(100.5), 5, 1)  # nothing visible yet
-    assert b.stats()["pending"] == 2
-    b.apply(mbo(("C", "B", 1, 100.0, 5, LAST)))
-    assert b.bbo(IID) == BBO(p(99.5), 1, 1, p(99.75), 1, 1)
-    assert not b.is_crossed(IID)
-    assert b.stats()["pending"] == 0
-
-
-def test_f_last_is_per_instrument():
-    b = BookSet()
-    b.apply(
-        mbo(
-            ("A", "B", 1, 100.0, 5, 0, 1),  # event of instrument 1, still open
-            ("A", "B", 2, 50.0, 5, LAST, 2),  # instrument 2's F_LAST must not apply it
-        )
-    )
-    assert b.bbo(1) == BBO(UNDEF_PRICE, 0, 0, UNDEF_PRICE, 0, 0)
-    assert b.bbo(2)[:3] == (p(50.0), 5, 1)
-    b.apply(mbo(("N", "N", 0, None, 0, LAST, 1)))
-    assert b.bbo(1)[:3] == (p(100.0), 5, 1)
-
-
-def test_flush_applies_a_cut_off_event():
-    b = BookSet()
-    b.apply(mbo(("A", "B", 1, 100.0, 5, 0)))
-    assert b.bbo(IID)[0] == UNDEF_PRICE
-    b.flush()
-    assert b.bbo(IID)[:3] == (p(100.0), 5, 1)
-
-
-def test_pre_trade_bbo_is_the_last_event_boundary():
-    b = BookSet()
-    b.apply(mbo(("A", "B", 1, 100.0, 5), ("A", "A", 2, 100.25, 4)))
-    out = b.apply(
-        mbo(
-            ("A", "A", 3, 100.0, 1, 0),  # same event as the trade: not yet visible
-            ("T", "N", 0, 100.0, 1, 0),
-            ("F", "B", 1, 100.0, 1, 0),
-            ("C", "A", 3, 100.0, 1, 0),
-            ("C", "B", 1, 100.0, 1, LAST),
-        ),
-        pre_trade=True,
-    )
-    assert out.dtype == PRE_TRADE_DTYPE and len(out) == 1
-    r = out[0]
-    assert (r["index"], r["price"], r["size"], r["side"]) == (3, p(100.0), 1, b"N")
-    assert (r["bid_px"], r["bid_sz"], r["bid_ct"]) == (p(100.0), 5, 1)
-    assert (r["ask_px"], r["ask_sz"], r["ask_ct"]) == (p(100.25), 4, 1)
-    assert b.bbo(IID) == BBO(p(100.0), 4, 1, p(100.25), 4, 1)
 
 
 def test_best_price_survives_many_level_churns():
@@ -339,12 +179,3 @@ def test_esh4_never_crossed_outside_the_pre_open(esh4):
                 a[0] += sz
                 a[1] += 1
         assert agg == levels
-
-
-def test_esm4_clear_then_snapshot_never_crossed(esm4):
-    books, seen = _walk(esm4)
-    assert not any(c or lk for _, c, lk in seen)
-    s = books.stats()
-    assert s["clears"] == 1 and s["anomalies"] == {} and s["hidden_fills"] == 0
-    bbo = books.bbo(5602)
-    assert bbo.bid_px < bbo.ask_px and bbo.bid_sz > 0 and bbo.ask_sz > 0
