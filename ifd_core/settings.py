@@ -137,6 +137,52 @@ class IBSettings(_Group):
     live_trading_enabled: bool = False
 
 
+class LiveSettings(_Group):
+    """The live deployment: session policy, liveness, flushing, reconnects and backfill.
+
+    platform.md §2.1-§2.2 and §4.8-§4.9. ``session_policy`` is a setting, not a constant, because
+    ``always_on`` (the whole Globex session) suits flat-rate live licensing while ``rth_only``
+    (09:30-16:00 ET) limits what is recorded; both follow the exchange calendar.
+    """
+
+    session_policy: Literal["always_on", "rth_only"] = "always_on"
+    stale_after_s: float = Field(
+        default=10.0, description="In session, no record or heartbeat for this long is an incident."
+    )
+    heartbeat_interval_s: int = Field(
+        default=10, description="Heartbeat interval asked of the live gateway (Databento Live)."
+    )
+    flush_every_s: float = 5.0
+    flush_every_records: int = 500_000
+    reconnect_max_attempts: int = 10
+    reconnect_base_delay_s: float = 0.5
+    reconnect_max_delay_s: float = 30.0
+    replay_margin_s: float = 10.0
+    max_buffer_bytes: int = 256 * 1024 * 1024
+    backfill_enabled: bool = True
+    min_backfill_gap_s: float = Field(
+        default=30.0, description="Shorter gaps are not backfilled; their windows are incomplete."
+    )
+    option_roots: list[str] = Field(
+        default_factory=lambda: ["NQ"],
+        description="Option roots subscribed besides those discovered from NQ definitions.",
+    )
+    future_root: str = "NQ"
+
+
+LIVE_OPERATIONAL = (
+    "stale_after_s",
+    "heartbeat_interval_s",
+    "flush_every_s",
+    "flush_every_records",
+    "reconnect_max_attempts",
+    "reconnect_base_delay_s",
+    "reconnect_max_delay_s",
+    "replay_margin_s",
+    "max_buffer_bytes",
+)
+
+
 class Settings(BaseSettings):
     """The whole effective configuration of one IFD process."""
 
@@ -164,6 +210,7 @@ class Settings(BaseSettings):
     paper: PaperSettings = Field(default_factory=PaperSettings)
     ab: ABSettings = Field(default_factory=ABSettings)
     ib: IBSettings = Field(default_factory=IBSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -198,6 +245,9 @@ class Settings(BaseSettings):
             exclude={
                 "databento": {"api_key"},
                 "warehouse": True,
+                # How the live run operates, not what it computes: a signal streamed with a
+                # different flush cadence or reconnect policy is the same signal.
+                "live": set(LIVE_OPERATIONAL),
                 "profile": True,
                 "data_dir": True,
             },

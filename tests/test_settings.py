@@ -61,6 +61,15 @@ def test_config_version_is_stable_and_sensitive():
     )
 
 
+def test_config_version_ignores_how_the_live_run_operates():
+    base = st.get_settings().config_version()
+    assert (
+        st.get_settings(live={"flush_every_s": 0.2, "reconnect_max_attempts": 3}).config_version()
+        == base
+    )
+    assert st.get_settings(live={"session_policy": "rth_only"}).config_version() != base
+
+
 def test_secret_is_masked_and_never_in_profiles(monkeypatch):
     monkeypatch.setenv("IFD_DATABENTO__API_KEY", "db-supersecretkey")
     res = CliRunner().invoke(app, ["config", "show", "--json"])
@@ -80,3 +89,32 @@ def test_ifd_data_dir_names_the_data_root(monkeypatch, tmp_path):
     monkeypatch.setenv("IFD_DATA_DIR", str(tmp_path / "elsewhere"))
     s = st.get_settings()
     assert s.data_dir == s.warehouse.data_dir == (tmp_path / "elsewhere").resolve()
+
+
+def test_live_group_defaults():
+    live = st.get_settings().live
+    assert live.session_policy == "always_on"
+    assert live.stale_after_s == 10.0
+    assert live.heartbeat_interval_s == 10
+    assert live.flush_every_s == 5.0
+    assert live.flush_every_records == 500_000
+    assert live.reconnect_max_attempts == 10
+    assert live.reconnect_base_delay_s == 0.5
+    assert live.reconnect_max_delay_s == 30.0
+    assert live.replay_margin_s == 10.0
+    assert live.max_buffer_bytes == 256 * 1024 * 1024
+    assert live.backfill_enabled is True
+    assert live.min_backfill_gap_s == 30.0
+    assert live.option_roots == ["NQ"]
+    assert live.future_root == "NQ"
+
+
+def test_live_group_environment_override_and_validation(monkeypatch):
+    monkeypatch.setenv("IFD_LIVE__SESSION_POLICY", "rth_only")
+    monkeypatch.setenv("IFD_LIVE__OPTION_ROOTS", '["NQ", "QN1"]')
+    s = st.get_settings()
+    assert s.live.session_policy == "rth_only"
+    assert s.live.option_roots == ["NQ", "QN1"]
+    monkeypatch.setenv("IFD_LIVE__SESSION_POLICY", "sometimes")
+    with pytest.raises(Exception, match="session_policy"):
+        st.get_settings()
