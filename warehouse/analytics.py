@@ -67,7 +67,7 @@ class DayRun:
 # ---------------------------------------------------------------------- inputs
 def raw_files_for(lake: Lake, day: dt.date) -> list[Path]:
     """Raw files whose records fall on ``day``: its data and statistics, and the definitions
-    in force (those covering the day, else the latest earlier ones)."""
+    in force (those covering the day or carried in a live capture, else the latest earlier)."""
     log = (
         lake.scan("ingest_log")
         .filter(pl.col("status") == "loaded")
@@ -81,11 +81,12 @@ def raw_files_for(lake: Lake, day: dt.date) -> list[Path]:
     ).unique("sha256", keep="last")
     iso = day.isoformat()
     covers = log.filter(pl.col("dates").list.contains(iso))
+    # A live capture is one "mixed" file: market data, statistics and definitions together.
     data = covers.filter(pl.col("schema") != "definition")
-    if data.filter(pl.col("schema") == "mbo").height == 0:
+    if data.filter(pl.col("schema").is_in(["mbo", "mixed"])).height == 0:
         return []
     defs = covers.filter(pl.col("schema") == "definition")
-    if defs.height == 0:
+    if defs.height == 0 and data.filter(pl.col("schema") == "mixed").height == 0:
         earlier = log.filter(
             (pl.col("schema") == "definition") & (pl.col("dates").list.min() <= iso)
         )
@@ -132,6 +133,25 @@ def _engine_params(settings: Settings) -> tuple[WindowParams, V3Params, Baseline
     return wp, v3, bp
 
 
+def make_detectors(
+    settings: Settings,
+    day: dt.date,
+    baselines: dict[str, pl.DataFrame] | None,
+    algos: Iterable[str],
+) -> list:
+    """The detectors of ``algos`` for judging ``day`` (v3 with that day's baselines)."""
+    wp, v3p, _ = _engine_params(settings)
+    detectors = []
+    for algo in algos:
+        if algo == "v3":
+            detectors.append(V3Detector(lambda d: baselines if d == day else None, v3p, wp.grace_s))
+        elif algo == "v1":
+            detectors.append(V1Detector(settings.analysis.v1, wp.grace_s))
+        else:
+            raise ValueError(f"unknown algorithm {algo!r}: v1 or v3")
+    return detectors
+
+
 def run_engine(
     lake: Lake,
     day: dt.date,
@@ -145,16 +165,8 @@ def run_engine(
     paths = raw_files_for(lake, day)
     if not paths:
         raise NoDataForDate(f"no ingested MBO data for trade date {day}")
-    wp, v3p, _ = _engine_params(settings)
-    detectors = []
-    for algo in algos:
-        if algo == "v3":
-            detectors.append(V3Detector(lambda d: baselines if d == day else None, v3p, wp.grace_s))
-        elif algo == "v1":
-            detectors.append(V1Detector(settings.analysis.v1, wp.grace_s))
-        else:
-            raise ValueError(f"unknown algorithm {algo!r}: v1 or v3")
-    engine = FlowEngine(wp, detectors=detectors)
+    wp, _, _ = _engine_params(settings)
+    engine = FlowEngine(wp, detectors=make_detectors(settings, day, baselines, algos))
     t0 = time.perf_counter()
     wins, sigs = [], []
     for batch in FileReplaySource(paths, batch_records=batch_records).batches():
@@ -194,13 +206,21 @@ def run_engine(
     return DayRun(day, windows, signals, pl.DataFrame(), engine.stats.records, seconds, [])
 
 
-def _write_windows(lake: Lake, day: dt.date, windows: pl.DataFrame, key: str, origin: str) -> None:
+def window_rows(windows: pl.DataFrame, key: str, origin: str) -> pl.DataFrame:
+    """Engine windows as ``pressure_windows`` rows. ``complete`` is true unless the live path
+    marks a window that overlaps an unrecovered feed gap."""
     cols = TABLES["pressure_windows"].schema
-    w = windows.with_columns(
+    extra = [] if "complete" in windows.columns else [pl.lit(True).alias("complete")]
+    return windows.with_columns(
         pl.lit(ENGINE_VERSION).alias("engine_version"),
         pl.lit(origin).alias("origin"),
         pl.lit(key).alias("source_sha"),
+        *extra,
     ).select(list(cols))
+
+
+def _write_windows(lake: Lake, day: dt.date, windows: pl.DataFrame, key: str, origin: str) -> None:
+    w = window_rows(windows, key, origin)
     lake.replace_day("pressure_windows", day, w, "windows")
     lake.replace_day("option_flow_daily", day, rollup(w), "flow")
 

@@ -117,15 +117,25 @@ def _analytics(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     )
 
 
+LIVE_TABLES = ["gaps", "incidents", "signal_latency"]
+
+
+def _live(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """The live path's tables; the windows' seed file is rewritten for its new column."""
+    lake.write_seed("pressure_windows")
+    _tables_and_views(["pressure_windows", *LIVE_TABLES])(con, lake)
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (
         1,
         "market data, data quality and cost tables",
-        _tables_and_views([t for t in TABLES if t not in ANALYTICS_TABLES]),
+        _tables_and_views([t for t in TABLES if t not in ANALYTICS_TABLES + LIVE_TABLES]),
     ),
     (2, "point-in-time macros and dq summary", _point_in_time_macros),
     (3, "trades from one source per date and instrument; trades_all", _trades_one_source),
     (4, "flow engine, baselines, signals and outcomes", _analytics),
+    (5, "live path: gaps, incidents, signal latency; windows carry `complete`", _live),
 ]
 LATEST = MIGRATIONS[-1][0]
 

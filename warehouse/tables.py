@@ -100,6 +100,7 @@ _WINDOW_COLS = {
     **_FLOW,
     "confidence": F64,
     "engine_version": S,
+    "complete": B,
 }
 _ROLLUP_COLS = {
     **_CONTRACT,
@@ -434,6 +435,68 @@ TABLES: dict[str, Table] = {
                 "max_adverse": F64,
                 "labelled_at": pl.Datetime("us", "UTC"),
             },
+        ),
+        _t(
+            "gaps",
+            "one disconnect of the live feed",
+            "Every live-feed gap [start_ns, end_ns) in exchange time (last ts_event before the "
+            "drop, first new ts_event after the reconnect) and how it was closed: "
+            "recovered_replay (intraday replay, duplicates at the seam removed), backfilled "
+            "(Historical, behind the budget gate), unrecovered or skipped_budget (windows that "
+            "overlap it are marked incomplete).",
+            {
+                "run_id": S,
+                "gap_id": I64,
+                "start_ns": U64,
+                "end_ns": U64,
+                "disconnected_at": pl.Datetime("us", "UTC"),
+                "reconnected_at": pl.Datetime("us", "UTC"),
+                "reason": S,
+                "status": S,
+                "replay_start_ns": U64,
+                "duplicates_removed": I64,
+                "attempts": I64,
+                "backfill_records": I64,
+                "detail": S,
+            },
+        ),
+        _t(
+            "incidents",
+            "one episode of one incident kind (opened, and resolved when it ends)",
+            "Operational incidents of the live path: feed staleness (no record or heartbeat for "
+            "N seconds in session), consumer stalls (backpressure on the feed), failed data "
+            "quality on a micro-batch, gaps left unrecovered. One row per episode and state.",
+            {
+                "run_id": S,
+                "kind": S,
+                "state": S,
+                "severity": S,
+                "opened_at": pl.Datetime("us", "UTC"),
+                "resolved_at": pl.Datetime("us", "UTC"),
+                "detail": S,
+            },
+            provenance=False,
+        ),
+        _t(
+            "signal_latency",
+            "one signal emitted by the live path",
+            "Timing of each live signal: the triggering record's ts_event and ts_recv, its local "
+            "receive time (the oldest record of the chunk it came in: an upper bound on the "
+            "platform's own latency) and the emit time; decision latency = emit - local receive.",
+            {
+                "run_id": S,
+                "signal_id": S,
+                "algo": S,
+                "trigger_ts_event": U64,
+                "trigger_ts_recv": U64,
+                "local_recv_ns": I64,
+                "emit_ns": I64,
+                "decision_latency_ns": I64,
+                "feed_latency_ns": I64,
+                "exchange_to_signal_ns": I64,
+                "window_close_latency_ns": I64,
+            },
+            provenance=False,
         ),
     ]
 }

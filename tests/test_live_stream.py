@@ -1,0 +1,193 @@
+"""The live path end to end, with the real Databento Live client and the replay gateway on
+loopback: a SYNTHETIC simulated day streamed through `ifd live` yields exactly the windows and
+signals batch `ifd detect` yields for it; with five dropped connections too (five recovered gaps,
+nothing lost or counted twice); a run stopped mid-day resumes from its checkpoint; clear errors
+for a wrong key, an unknown dataset and an unknown symbol."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from ifd_core.cli import app
+from ifd_core.marketdata.dbn_files import read_dbn
+from ifd_core.marketdata.replay_gateway import ReplayGateway
+from ifd_core.marketdata.simulator import simulate_market
+from ifd_core.settings import get_settings
+from warehouse.analytics import label_day
+from warehouse.ingest import ingest_files
+from warehouse.lake import Lake
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+KEY = "db-IFDREPLAYTESTKEY0000000000000"
+# Columns that say when and from which files a row was made, not what it holds.
+VOLATILE = {"source_sha", "detected_at", "origin"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("live")
+    summary = simulate_market(root / "sim", 21, 23, scale=0.2)
+    day = summary.days[-1]
+    before = [p for p in summary.files if f"{day:%Y%m%d}" not in p.name]
+    todays = [p for p in summary.files if f"{day:%Y%m%d}" in p.name]
+    base = Lake(root / "base")
+    assert ingest_files(before, base).ok
+    # Batch: the same 20 sessions plus the day itself, then `ifd detect`.
+    batch = Lake(root / "batch")
+    shutil.copytree(base.root, batch.root)
+    assert ingest_files(todays, batch).ok
+    env = {"IFD_WAREHOUSE__DATA_DIR": str(batch.root)}
+    res = runner.invoke(app, ["detect", "--date", day.isoformat(), "--algo", "both"], env=env)
+    assert res.exit_code == 0, res.output
+    # Label the batch signals as the live run labels its own at the end of the date.
+    label_day(batch, day, batch.scan("signals").filter(pl.col("date") == day).collect())
+    return {"root": root, "sim": root / "sim", "day": day, "base": base, "batch": batch}
+
+
+def fresh_lake(world, name: str) -> Lake:
+    lake = Lake(world["root"] / name)
+    shutil.copytree(world["base"].root, lake.root)
+    return lake
+
+
+def live_cli(lake: Lake, port: int, day, *extra: str, key: str = KEY, env_extra=None):
+    env = {"IFD_WAREHOUSE__DATA_DIR": str(lake.root), "IFD_DATABENTO__API_KEY": key}
+    env.update(env_extra or {})
+    args = ["live", "--gateway", f"127.0.0.1:{port}", "--date", day.isoformat()]
+    return runner.invoke(app, [*args, "--exit-on-end", "--json", *extra], env=env)
+
+
+def table(lake: Lake, name: str, day) -> pl.DataFrame:
+    df = lake.scan(name).filter(pl.col("date") == day).collect()
+    return df.drop([c for c in df.columns if c in VOLATILE])
+
+
+def assert_same_as_batch(world, lake: Lake) -> None:
+    day, batch = world["day"], world["batch"]
+    keys = ["window_start", "instrument_id"]
+    live_w, batch_w = table(lake, "pressure_windows", day), table(batch, "pressure_windows", day)
+    assert live_w.height == batch_w.height > 0
+    assert live_w.sort(keys).equals(batch_w.sort(keys))
+    live_s, batch_s = table(lake, "signals", day), table(batch, "signals", day)
+    assert batch_s.height > 0, "the scenario should raise signals"
+    assert live_s.sort("signal_id").equals(batch_s.sort("signal_id"))
+    # Labelled from the ingested capture exactly as from the original files.
+    cols = ["signal_id", "label", "ref_price", "resolved_ts"]
+    lo = table(lake, "signal_outcomes", day).select(cols).sort("signal_id")
+    bo = table(batch, "signal_outcomes", day).select(cols).sort("signal_id")
+    assert lo.equals(bo)
+
+
+def test_a_streamed_day_equals_batch_detection(world):
+    lake = fresh_lake(world, "plain")
+    with ReplayGateway(world["sim"], [KEY]) as gw:
+        res = live_cli(lake, gw.port, world["day"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["ended"] and doc["days"][0]["finalized"]
+    assert doc["gaps"] == []
+    assert_same_as_batch(world, lake)
+    # Every signal has its latency row.
+    lat = lake.scan("signal_latency").collect()
+    sig = lake.scan("signals").filter(pl.col("date") == world["day"]).collect()
+    assert set(lat["signal_id"]) == set(sig["signal_id"])
+    assert (lat["decision_latency_ns"] >= 0).all()
+
+
+def drop_every_for(start: int, n: int, drops: int) -> int:
+    """A --drop-every N whose multiples fall exactly ``drops`` times inside [start, start+n)."""
+    for every in range(n // (drops + 1), n // drops + 1):
+        inside = (start + n - 1) // every - (start - 1) // every
+        if inside == drops and (start + n - 1) % every > every // 10:
+            return every
+    raise AssertionError("no drop interval found")
+
+
+def test_five_drops_are_five_recovered_gaps_and_change_nothing(world):
+    lake = fresh_lake(world, "drops")
+    # The gateway's stream is every file's records in ts_recv order; the day is its tail.
+    counts = {p: read_dbn(p).record_count for p in world["sim"].glob("*.dbn.zst")}
+    n_day = sum(c for p, c in counts.items() if f"{world['day']:%Y%m%d}" in p.name)
+    start = sum(counts.values()) - n_day
+    every = drop_every_for(start, n_day, 5)
+    with ReplayGateway(world["sim"], [KEY], drop_every=every) as gw:
+        res = live_cli(lake, gw.port, world["day"])
+        assert gw.stats.drops == 5
+    assert res.exit_code == 0, res.output
+    gaps = lake.scan("gaps").filter(pl.col("date") == world["day"]).collect()
+    assert gaps.height == 5
+    assert set(gaps["status"]) == {"recovered_replay"}
+    assert (gaps["duplicates_removed"] > 0).all()
+    assert_same_as_batch(world, lake)
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint(world, monkeypatch):
+    """Stop (as SIGTERM does) right after a mid-day checkpoint; the same command again resumes
+    from the checkpoint and the day ends exactly as batch detection has it."""
+    import warehouse.live as live_mod
+
+    lake = fresh_lake(world, "resume")
+    settings = get_settings(
+        warehouse={"data_dir": lake.root},
+        databento={"api_key": KEY},
+        live={"flush_every_s": 0.2, "flush_every_records": 20_000},
+    )
+    real_checkpoint = live_mod._DayState.checkpoint
+    armed = {"runner": None}
+
+    def checkpoint_then_stop(self, finalized: bool) -> None:
+        real_checkpoint(self, finalized)
+        runner = armed["runner"]
+        if runner is not None and not finalized and self.records_fed > 50_000:
+            armed["runner"] = None
+            runner.stop()
+
+    monkeypatch.setattr(live_mod._DayState, "checkpoint", checkpoint_then_stop)
+    with ReplayGateway(world["sim"], [KEY]) as gw:
+        opts = live_mod.LiveOptions("127.0.0.1", gw.port, day=world["day"], exit_on_end=True)
+        first = live_mod.LiveRunner(lake, settings, opts)
+        armed["runner"] = first
+        s1 = first.run()
+        assert s1.stopped and not s1.days[0].finalized
+        ck = json.loads((lake.root / "live" / f"checkpoint-{world['day']}.json").read_text())
+        assert ck["records_fed"] > 50_000 and not ck["finalized"]
+        s2 = live_mod.LiveRunner(lake, settings, opts).run()
+    assert s2.resumed_from == ck["records_fed"]
+    assert s2.days[0].finalized and not s2.stopped
+    assert_same_as_batch(world, lake)
+
+
+def test_wrong_key_is_refused_clearly(world):
+    lake = fresh_lake(world, "badkey")
+    with ReplayGateway(world["sim"], [KEY]) as gw:
+        res = live_cli(lake, gw.port, world["day"], key="db-WRONGKEY00000000000000000000000")
+    assert res.exit_code == 5
+    assert "refused the API key" in res.output and "IFD_DATABENTO__API_KEY" in res.output
+
+
+def test_unknown_dataset_is_refused_clearly(world):
+    lake = fresh_lake(world, "baddataset")
+    with ReplayGateway(world["sim"], [KEY]) as gw:
+        res = live_cli(
+            lake, gw.port, world["day"], env_extra={"IFD_DATABENTO__DATASET": "XNAS.ITCH"}
+        )
+    assert res.exit_code == 5
+    assert "XNAS.ITCH" in res.output
+
+
+def test_unknown_symbol_is_refused_clearly(world):
+    from ifd_core.marketdata.live_source import LiveFeedError, LiveParams, LiveSource, Subscription
+
+    with ReplayGateway(world["sim"], [KEY]) as gw:
+        src = LiveSource(
+            LiveParams("127.0.0.1", gw.port, KEY, reconnect_max_attempts=1),
+            [Subscription("mbo", ("ZZZ.OPT",))],
+        )
+        with pytest.raises(LiveFeedError, match="ZZZ.OPT"):
+            list(src.batches())

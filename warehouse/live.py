@@ -1,0 +1,812 @@
+"""The live run: the Live feed through the FlowEngine into the lake, in micro-batches, restartable.
+
+``LiveRunner.run`` is what ``ifd live`` and the Prefect ``live_stream`` flow call. For one trade
+date at a time it:
+
+* subscribes to the NQ option chain (every option root whose underlying is an NQ future: the
+  configured roots plus those the stored definitions name), their definitions and statistics,
+  and the NQ futures, with intraday replay from the start of the trade date so the books are
+  whole even when started mid-session;
+* feeds every batch to the same FlowEngine and detectors ``ifd detect`` uses, with the same
+  baselines (the 20 sessions before the date);
+* writes the stream it consumed, duplicates removed, to a capture DBN file, then every few
+  seconds appends the closed windows, the signals, their latency, the data-quality results of
+  the micro-batch, gaps and incidents to the lake (new files, atomic renames: DESIGN.md's
+  warehouse rules; this run is the only writer of its files), and then checkpoints;
+* at the end of the date, flushes the engine, ingests the capture (when the date has no raw
+  files yet) and consolidates the day's files into the same files batch detection writes, then
+  labels the signals.
+
+A restart of the same date resumes from the checkpoint: the capture is replayed through a fresh
+engine (outputs already written are not written again), then the feed resumes from the capture's
+last record, so nothing is lost or counted twice. SIGTERM (``stop``) flushes and checkpoints.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ifd_core.analysis.flow_engine import FlowEngine
+from ifd_core.calendar import et_to_ns, previous_trading_day
+from ifd_core.marketdata.dbn_files import SYNTHETIC_MARKER
+from ifd_core.marketdata.dbn_stream import parse_records, ts_recv_of
+from ifd_core.marketdata.live_source import (
+    Gap,
+    LiveParams,
+    LiveSource,
+    Stall,
+    Subscription,
+)
+from ifd_core.marketdata.record_source import RecordBatch
+from ifd_core.ops.liveness import FeedLiveness, Incident
+from ifd_core.settings import Settings
+from warehouse.analytics import (
+    ALGOS,
+    ENGINE_VERSION,
+    label_day,
+    make_detectors,
+    raw_files_for,
+    refresh_baselines,
+    rollup,
+    source_key,
+    window_rows,
+)
+from warehouse.lake import Lake
+from warehouse.migrations import ensure_migrated
+from warehouse.tables import TABLES
+
+log = logging.getLogger(__name__)
+NS = 1_000_000_000
+LIVE_KEY = "live-"
+MBO_RECORD_BYTES = 56
+SESSION_GRACE_NS = 60 * NS  # late records after a real-time session's close still count
+# CME product codes of the options on NQ futures: quarterly/serial (NQ), end-of-month (QNE) and
+# the weeklies by weekday and week of month. Stored definitions add any others.
+NQ_OPTION_ROOTS = (
+    "NQ",
+    "QNE",
+    *[f"QN{w}" for w in range(1, 6)],
+    *[f"Q{w}{d}" for d in "ABCD" for w in range(1, 6)],
+)
+
+
+@dataclass
+class LiveOptions:
+    host: str
+    port: int
+    day: dt.date | None = None
+    exit_on_end: bool = False
+    algos: tuple[str, ...] = ALGOS
+    validate: bool = True
+    one_session: bool = False  # real-time mode: stop after the current (or next) session
+
+
+@dataclass
+class DayResult:
+    day: dt.date
+    records: int = 0
+    windows: int = 0
+    signals: int = 0
+    incomplete_windows: int = 0
+    finalized: bool = False
+    ingested: str = ""
+
+
+@dataclass
+class LiveSummary:
+    run_id: str
+    days: list[DayResult] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
+    incidents: int = 0
+    ended: bool = False
+    stopped: bool = False
+    resumed_from: int = 0  # records replayed from the capture after a restart
+    decision_latency_ns: list[int] = field(default_factory=list)
+
+
+def session_bounds(day: dt.date) -> tuple[int, int]:
+    """[start, end) in ns of the records of trade date ``day``: from the previous session's
+    17:00 New York close (the pre-open belongs to the next date) to this one's."""
+    return et_to_ns(previous_trading_day(day), 17), et_to_ns(day, 17)
+
+
+def subscriptions_for(lake: Lake, settings: Settings) -> list[Subscription]:
+    """Definitions, statistics and MBO for every NQ option root and the NQ futures."""
+    roots = set(NQ_OPTION_ROOTS) | set(settings.live.option_roots)
+    known = (
+        lake.scan("instruments")
+        .filter(pl.col("instrument_class").is_in(["C", "P"]))
+        .select("asset", "underlying_id")
+        .unique()
+        .collect()
+    )
+    futures = (
+        lake.scan("instruments")
+        .filter(
+            (pl.col("instrument_class") == "F") & (pl.col("asset") == settings.live.future_root)
+        )
+        .select("instrument_id")
+        .unique()
+        .collect()
+    )
+    fut_ids = set(futures["instrument_id"].to_list())
+    roots |= {a for a, u in known.iter_rows() if u in fut_ids and a}
+    symbols = tuple(sorted(f"{r}.OPT" for r in roots)) + (f"{settings.live.future_root}.FUT",)
+    return [Subscription(s, symbols, "parent") for s in ("definition", "statistics", "mbo")]
+
+
+def live_params(settings: Settings, host: str, port: int) -> LiveParams:
+    key = settings.databento.api_key.get_secret_value()
+    if not key:
+        raise ValueError(
+            "no Databento API key: set IFD_DATABENTO__API_KEY (the replay gateway accepts the "
+            "key in the settings it was started with)"
+        )
+    lv = settings.live
+    return LiveParams(
+        host=host,
+        port=port,
+        key=key,
+        dataset=settings.databento.dataset,
+        heartbeat_interval_s=lv.heartbeat_interval_s,
+        reconnect_max_attempts=lv.reconnect_max_attempts,
+        reconnect_base_delay_s=lv.reconnect_base_delay_s,
+        reconnect_max_delay_s=lv.reconnect_max_delay_s,
+        replay_margin_s=lv.replay_margin_s,
+        max_buffer_records=max(1000, lv.max_buffer_bytes // MBO_RECORD_BYTES),
+    )
+
+
+# ---------------------------------------------------------------------- capture + checkpoint
+class Capture:
+    """The consumed stream of one trade date as an uncompressed DBN file (header, then records
+    appended in stream order). Uncompressed so a crash leaves at most a cut-off last record,
+    which ``open`` trims."""
+
+    def __init__(self, path: Path, dataset: str, start_ns: int, synthetic: bool) -> None:
+        import databento_dbn as dbn
+
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            symbols = ["NQ.OPT"] + ([SYNTHETIC_MARKER] if synthetic else [])
+            meta = dbn.Metadata(
+                dataset=dataset,
+                start=start_ns,
+                stype_in=dbn.SType.PARENT,
+                stype_out=dbn.SType.INSTRUMENT_ID,
+                schema=None,
+                symbols=symbols,
+                partial=[],
+                not_found=[],
+                mappings=[],
+            )
+            path.write_bytes(bytes(meta))
+        self._trim()
+        self._fh = path.open("ab")
+        self.records = self._count()
+
+    def _header_len(self, data: bytes) -> int:
+        return 8 + int.from_bytes(data[4:8], "little")
+
+    def _trim(self) -> None:
+        data = self.path.read_bytes()
+        body = data[self._header_len(data) :]
+        parsed_len = parse_records(body, "capture").consumed
+        if parsed_len != len(body):
+            with self.path.open("r+b") as fh:
+                fh.truncate(self._header_len(data) + parsed_len)
+
+    def _count(self) -> int:
+        return sum(len(b) for b in self.read())
+
+    def read(self) -> list[RecordBatch]:
+        data = self.path.read_bytes()
+        return parse_records(data[self._header_len(data) :], "capture").batches
+
+    def write(self, batch: RecordBatch) -> None:
+        self._fh.write(batch.records.tobytes())
+        self.records += len(batch)
+
+    def sync(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def compress(self, target: Path) -> Path:
+        import zstandard
+
+        self.sync()
+        tmp = target.with_suffix(target.suffix + ".inprogress")
+        with self.path.open("rb") as src, tmp.open("wb") as dst:
+            zstandard.ZstdCompressor(level=3).copy_stream(src, dst)
+        os.replace(tmp, target)
+        return target
+
+
+def _write_json_atomic(path: Path, value: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=1))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------- the run
+class LiveRunner:
+    def __init__(
+        self,
+        lake: Lake,
+        settings: Settings,
+        options: LiveOptions,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.lake = lake
+        self.settings = settings
+        self.options = options
+        self.progress = progress or (lambda msg: None)
+        self._stop = threading.Event()
+        self._source: LiveSource | None = None
+        self._deadline_ns: int | None = None  # wall clock end of the day in real-time mode
+        self.live_dir = lake.root / "live"
+
+    def stop(self) -> None:
+        """Flush, checkpoint and return as soon as the records already received are processed."""
+        self._stop.set()
+        if self._source is not None:
+            self._source.stop()
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> LiveSummary:
+        ensure_migrated(self.lake)
+        params = live_params(self.settings, self.options.host, self.options.port)
+        opts = self.options
+        summary = LiveSummary(run_id="")
+        while not self._stop.is_set():
+            if opts.day is not None:
+                day, self._deadline_ns = opts.day, None
+            else:
+                day = self._wait_for_session()
+                if day is None:
+                    break
+            result, ended = self._run_day(day, params, summary)
+            summary.days.append(result)
+            summary.ended = ended
+            if (
+                (ended and opts.exit_on_end)
+                or self._stop.is_set()
+                or opts.day is not None
+                or opts.one_session
+            ):
+                break
+        summary.stopped = self._stop.is_set()
+        return summary
+
+    def _wait_for_session(self) -> dt.date | None:
+        """Real-time mode: the trade date of the session open now, else of the next one after
+        waiting for its open (the exchange calendar's, under ``live.session_policy``). The day
+        is over at the period's close plus a grace for late records, by the wall clock."""
+        from ifd_core.marketdata.sessions import next_period
+
+        period = next_period(time.time_ns(), self.settings.live.session_policy)
+        wait_s = (period.open_ns - time.time_ns()) / NS
+        if wait_s > 0:
+            opens = dt.datetime.fromtimestamp(period.open_ns / NS, dt.UTC).isoformat()
+            self.progress(f"{period.trade_date}: waiting {wait_s / 60:.0f} min, opens {opens}")
+            if self._stop.wait(wait_s):
+                return None
+        self._deadline_ns = period.close_ns + SESSION_GRACE_NS
+        return period.trade_date
+
+    def _run_day(
+        self, day: dt.date, params: LiveParams, summary: LiveSummary
+    ) -> tuple[DayResult, bool]:
+        lo, hi = session_bounds(day)
+        ckpt_path = self.live_dir / f"checkpoint-{day.isoformat()}.json"
+        ckpt = json.loads(ckpt_path.read_text()) if ckpt_path.exists() else None
+        if ckpt and ckpt.get("finalized"):
+            ckpt = None  # a finished date streamed again starts over
+        run_id = ckpt["run_id"] if ckpt else _new_run_id(day)
+        summary.run_id = run_id
+        day_state = _DayState(self, day, run_id, ckpt_path, ckpt)
+        subs = subscriptions_for(self.lake, self.settings)
+        self.progress(f"{day}: baselines from the sessions before")
+        base, _present = refresh_baselines(self.lake, day, self.settings)
+        detectors = make_detectors(self.settings, day, base, self.options.algos)
+        wp = day_state.window_params
+        engine = FlowEngine(wp, detectors=detectors)
+        day_state.engine = engine
+
+        source = LiveSource(
+            params,
+            subs,
+            start_ns=lo,
+            backfiller=self._backfiller() if self.settings.live.backfill_enabled else None,
+            min_backfill_gap_s=self.settings.live.min_backfill_gap_s,
+            on_gap=day_state.on_gap,
+            on_stall=day_state.on_stall,
+            on_heartbeat=day_state.liveness.on_heartbeat,
+        )
+        self._source = source
+        if self._stop.is_set():
+            source.stop()
+        # A restart: the capture is the stream consumed so far; replay it through the engine.
+        capture_path = self.live_dir / day.isoformat() / f"capture-{run_id}.dbn"
+        synthetic_hint = bool(ckpt and ckpt.get("origin") == "synthetic")
+        capture: Capture | None = (
+            Capture(capture_path, params.dataset, lo, synthetic_hint) if ckpt else None
+        )
+        if capture is not None:
+            summary.resumed_from = day_state.replay_capture(capture, source)
+            self.progress(f"{day}: resumed after {summary.resumed_from:,} captured records")
+
+        monitor = threading.Thread(target=day_state.monitor, daemon=True, name="ifd-liveness")
+        monitor.start()
+        day_done = False
+        gen = source.batches()
+        try:
+            for batch in gen:
+                if self._deadline_ns is not None and time.time_ns() >= self._deadline_ns:
+                    day_done = True  # the session closed (real time) and its grace is over
+                    break
+                if len(batch) == 0:
+                    day_state.maybe_flush()
+                    continue
+                if capture is None:
+                    day_state.origin = source.origin
+                    capture = Capture(
+                        capture_path, params.dataset, lo, source.origin == "synthetic"
+                    )
+                    day_state.capture = capture
+                ts = ts_recv_of(batch)
+                if ts[0] < lo:  # the previous date's tail, asked for by the replay start
+                    batch = RecordBatch(batch.schema, batch.records[ts >= lo], batch.origin)
+                    ts = ts[ts >= lo]
+                    if len(batch) == 0:
+                        continue
+                if ts[-1] >= hi:
+                    head = RecordBatch(batch.schema, batch.records[ts < hi], batch.origin)
+                    if len(head):
+                        day_state.feed(head, source.last_receive_ns)
+                    day_done = True
+                    break
+                day_state.feed(batch, source.last_receive_ns)
+                day_state.liveness.on_record(time.time_ns())
+                day_state.maybe_flush()
+        finally:
+            gen.close()
+            day_state.stop_monitor()
+            monitor.join(timeout=5)
+        ended = source.ended
+        summary.gaps.extend(source.gaps)
+        result = day_state.result
+        if capture is None:  # nothing arrived at all
+            day_state.flush(force=True)
+            return result, ended
+        if (day_done or ended) and not self._stop.is_set():
+            day_state.finish(capture)
+        else:
+            day_state.flush(force=True)
+            self.progress(f"{day}: stopped; run the same command again to resume")
+        summary.incidents += day_state.incident_count
+        summary.decision_latency_ns.extend(day_state.decision_latencies)
+        return result, ended
+
+    def _backfiller(self):
+        from warehouse.live_backfill import HistoricalBackfiller
+
+        return HistoricalBackfiller(self.lake, self.settings)
+
+
+class _DayState:
+    """Everything of one trade date's live run: engine, pending outputs, capture, checkpoint."""
+
+    def __init__(self, runner: LiveRunner, day, run_id, ckpt_path: Path, ckpt: dict | None):
+        from warehouse.analytics import _engine_params
+
+        self.runner = runner
+        self.lake = runner.lake
+        self.settings = runner.settings
+        self.day = day
+        self.run_id = run_id
+        self.ckpt_path = ckpt_path
+        self.seq = int(ckpt["flush_seq"]) if ckpt else 0
+        self.origin = ckpt.get("origin", "live") if ckpt else "live"
+        self.window_params = _engine_params(self.settings)[0]
+        self.engine: FlowEngine | None = None
+        self.capture: Capture | None = None
+        self.result = DayResult(day)
+        self.records_fed = 0
+        self._windows: list[pl.DataFrame] = []
+        self._signals: list[pl.DataFrame] = []
+        self._latency: list[dict] = []
+        self._mbo: list[np.ndarray] = []
+        self._gaps: list[Gap] = []
+        self.all_gaps: list[Gap] = list(_gaps_from(ckpt))
+        self._incidents: list[Incident] = []
+        self._lock = threading.Lock()
+        self.incident_count = 0
+        self.decision_latencies: list[int] = []
+        self.liveness = FeedLiveness(stale_after_s=self.settings.live.stale_after_s)
+        self._last_flush = time.monotonic()
+        self._since_flush = 0
+        self._monitor_stop = threading.Event()
+        self._ticks: pl.DataFrame | None = None
+        self._defs: list[np.ndarray] = []
+        self._defs_seen = -1
+
+    # -- feeding
+    def replay_capture(self, capture: Capture, source: LiveSource) -> int:
+        """Rebuild the engine from the capture; outputs of records already checkpointed are
+        dropped (they are in the lake), the rest are kept. Returns the records replayed."""
+        self.capture = capture
+        done = int(json.loads(self.ckpt_path.read_text())["records_fed"])
+        n = 0
+        last: RecordBatch | None = None
+        for batch in capture.read():
+            cut = min(max(done - n, 0), len(batch))  # records of this batch already written
+            if cut:
+                self._remember(batch)
+                self.engine.process(RecordBatch(batch.schema, batch.records[:cut], batch.origin))
+            if cut < len(batch):
+                tail = RecordBatch(batch.schema, batch.records[cut:], batch.origin)
+                self._remember(tail)
+                self._collect(tail, self.engine.process(tail), None)
+            n += len(batch)
+            self.records_fed = n
+            last = batch
+        if last is not None:
+            ts = ts_recv_of(last)
+            at = np.flatnonzero(ts == ts[-1])
+            seam = [last.records[i : i + 1].tobytes() for i in at.tolist()]
+            source.resume_after(int(ts[-1]), int(last.records["ts_event"][-1]), seam)
+        self.result.records = n
+        # Everything regenerated from the capture beyond the checkpoint is written now, under
+        # the next sequence number: a superset of anything a crash left half-written.
+        self.flush(force=True)
+        return n
+
+    def _remember(self, batch: RecordBatch) -> None:
+        if batch.schema == "definition":
+            self._defs.append(batch.records)
+
+    def feed(self, batch: RecordBatch, local_recv_ns: int) -> None:
+        self.capture.write(batch)
+        self._remember(batch)
+        out = self.engine.process(batch)
+        self._collect(batch, out, local_recv_ns)
+        self.records_fed += len(batch)
+        self.result.records += len(batch)
+        self._since_flush += len(batch)
+
+    def _collect(self, batch: RecordBatch, out, local_recv_ns: int | None) -> None:
+        emit_ns = time.time_ns()
+        if batch.schema == "mbo":
+            self._mbo.append(batch.records)
+        if out.windows.height:
+            self._windows.append(out.windows)
+        if out.signals.height:
+            self._signals.append(out.signals)
+            if local_recv_ns:
+                self._latency += _latency_rows(batch, out.signals, local_recv_ns, emit_ns, self)
+
+    def maybe_flush(self) -> None:
+        lv = self.settings.live
+        if (
+            self._since_flush >= lv.flush_every_records
+            or time.monotonic() - self._last_flush >= lv.flush_every_s
+        ):
+            self.flush()
+
+    # -- gaps, stalls, incidents (called from the feed's threads: lock)
+    def on_gap(self, gap: Gap) -> None:
+        with self._lock:
+            self._gaps.append(gap)
+            self.all_gaps.append(gap)
+            if gap.status in ("unrecovered", "skipped_budget"):
+                self._incidents.append(
+                    Incident(
+                        kind="gap_unrecovered",
+                        state="open",
+                        opened_ns=gap.disconnected_wall_ns,
+                        resolved_ns=None,
+                        detail=f"gap {gap.gap_id} [{gap.start_ns}, {gap.end_ns}): {gap.detail}",
+                        severity="critical",
+                    )
+                )
+
+    def on_stall(self, stall: Stall) -> None:
+        with self._lock:
+            self._incidents.extend(
+                self.liveness.on_stall(
+                    stall.start_wall_ns, stall.end_wall_ns, stall.buffered_records
+                )
+            )
+
+    def monitor(self) -> None:
+        from ifd_core.marketdata.sessions import SessionPolicy, period_at
+
+        policy = SessionPolicy(self.settings.live.session_policy)
+        while not self._monitor_stop.wait(1.0):
+            now = time.time_ns()
+            replaying = self.runner.options.day is not None
+            in_session = replaying or period_at(now, policy) is not None
+            found = self.liveness.check(now, in_session)
+            if found:
+                with self._lock:
+                    self._incidents.extend(found)
+
+    def stop_monitor(self) -> None:
+        self._monitor_stop.set()
+
+    # -- writing
+    def flush(self, force: bool = False) -> None:
+        if self.capture is not None:
+            self.capture.sync()  # the capture first: a restart replays it
+        with self._lock:
+            gaps, self._gaps = self._gaps, []
+            incidents, self._incidents = self._incidents, []
+        windows = pl.concat(self._windows, how="diagonal_relaxed") if self._windows else None
+        signals = pl.concat(self._signals) if self._signals else None
+        latency, mbo = self._latency, self._mbo
+        self._windows, self._signals, self._latency, self._mbo = [], [], [], []
+        if not any([windows is not None, signals is not None, gaps, incidents, mbo]) and not force:
+            self._last_flush = time.monotonic()
+            return
+        self.seq += 1
+        key = f"{LIVE_KEY}{self.run_id}-{self.seq:06d}"
+        lake, day = self.lake, self.day
+        if windows is not None:
+            w = windows.filter(pl.col("date") == day)
+            w = _mark_incomplete(w, self.all_gaps)
+            self.result.windows += w.height
+            self.result.incomplete_windows += int((~w["complete"]).sum())
+            lake.write(
+                "pressure_windows", window_rows(w, f"{LIVE_KEY}{self.run_id}", self.origin), key
+            )
+        if signals is not None:
+            s = self._signal_rows(signals.filter(pl.col("date") == day))
+            self.result.signals += s.height
+            lake.write("signals", s, key)
+        if latency:
+            lat = pl.DataFrame(latency).with_columns(pl.lit(day).alias("date"))
+            lake.write("signal_latency", lat.select(list(TABLES["signal_latency"].schema)), key)
+            self.decision_latencies += [r["decision_latency_ns"] for r in latency]
+        if mbo and self.runner.options.validate:
+            incidents += self._validate(np.concatenate(mbo), key)
+        if gaps:
+            lake.write("gaps", _gap_rows(gaps, self.run_id, day, self.origin), key)
+        if incidents:
+            self.incident_count += len(incidents)
+            lake.write("incidents", _incident_rows(incidents, self.run_id, day), key)
+        self.checkpoint(finalized=False)
+        self._last_flush = time.monotonic()
+        self._since_flush = 0
+
+    def _signal_rows(self, sig: pl.DataFrame) -> pl.DataFrame:
+        return sig.with_columns(
+            pl.lit(self.settings.config_version()).alias("config_version"),
+            pl.lit(dt.datetime.now(dt.UTC)).alias("detected_at"),
+            pl.lit(self.origin).alias("origin"),
+            pl.lit(f"{LIVE_KEY}{self.run_id}").alias("source_sha"),
+        ).select(list(TABLES["signals"].schema))
+
+    def _validate(self, mbo: np.ndarray, key: str) -> list[Incident]:
+        """The mbo suite on the micro-batch; failures become incidents (the data was already
+        received: it cannot be refused, only flagged)."""
+        from expectations.runner import validate
+        from ifd_core.marketdata.frames import instruments_frame, mbo_frame
+        from warehouse.ingest import _Known
+
+        if self._ticks is None or len(self._defs) != self._defs_seen:
+            extra = instruments_frame(np.concatenate(self._defs)) if self._defs else None
+            self._ticks = _Known(self.lake).ticks(extra=extra)
+            self._defs_seen = len(self._defs)
+        df = mbo_frame(mbo)
+        v = validate("mbo", df, self._ticks, self.run_id, key)
+        self.lake.write(
+            "dq_results",
+            pl.DataFrame(v.rows).with_columns(pl.lit(self.day).alias("date")),
+            key,
+        )
+        if v.success:
+            return []
+        now = time.time_ns()
+        return [Incident("dq_failed", "open", now, None, f"{key}: {v.reason}", "warning")]
+
+    def checkpoint(self, finalized: bool) -> None:
+        self.ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(
+            self.ckpt_path,
+            {
+                "day": self.day.isoformat(),
+                "run_id": self.run_id,
+                "capture": str(self.capture.path) if self.capture else None,
+                "records_fed": self.records_fed,
+                "flush_seq": self.seq,
+                "origin": self.origin,
+                "finalized": finalized,
+                "gaps": [g.__dict__ for g in self.all_gaps],
+                "written_at": dt.datetime.now(dt.UTC).isoformat(),
+            },
+        )
+
+    # -- end of the date
+    def finish(self, capture: Capture) -> None:
+        out = self.engine.finish()
+        self._collect(RecordBatch("end", np.empty(0, np.uint8), self.origin), out, None)
+        self.flush(force=True)
+        lake, day = self.lake, self.day
+        raw = raw_files_for(lake, day)
+        if not raw:
+            from warehouse.ingest import ingest_files
+
+            target = capture.compress(
+                capture.path.with_name(f"glbx-mdp3-{day:%Y%m%d}.live-{self.run_id}.dbn.zst")
+            )
+            report = ingest_files([target], lake, origin=self.origin)
+            self.result.ingested = "; ".join(f.reason or f.status for f in report.files)
+            if not report.ok:  # said plainly: the day's signals stand, the raw data did not load
+                self.runner.progress(f"{day}: the capture was not ingested: {self.result.ingested}")
+            raw = raw_files_for(lake, day)
+        self._consolidate(raw)
+        self.result.finalized = True
+        self.checkpoint(finalized=True)
+        capture.close()
+
+    def _consolidate(self, raw: list[Path]) -> None:
+        """The day's live micro-batch files become the files batch detection writes."""
+        lake, day = self.lake, self.day
+        sha = source_key(raw) if raw else f"{LIVE_KEY}{self.run_id}"
+
+        def live_rows(table: str) -> pl.DataFrame:
+            files = [f for f in lake.files(table, day) if f.name.startswith(LIVE_KEY)]
+            if not files:
+                return TABLES[table].empty()
+            return pl.read_parquet([str(f) for f in files])
+
+        w = live_rows("pressure_windows").with_columns(pl.lit(sha).alias("source_sha"))
+        s = live_rows("signals").with_columns(pl.lit(sha).alias("source_sha"))
+        lake.replace_day("pressure_windows", day, w, "windows")
+        lake.replace_day("option_flow_daily", day, rollup(w) if w.height else w.head(0), "flow")
+        algos = self.runner.options.algos
+        for algo in algos:
+            lake.replace_day("signals", day, s.filter(pl.col("algo") == algo), algo)
+        for table in ("pressure_windows", "signals"):
+            for f in lake.files(table, day):
+                if f.name.startswith(LIVE_KEY):
+                    f.unlink()
+        stats = self.engine.books.stats()
+        run = pl.DataFrame(
+            {
+                "date": [day],
+                "run_at": [dt.datetime.now(dt.UTC)],
+                "engine_version": [ENGINE_VERSION],
+                "source_files": [json.dumps([p.name for p in raw])],
+                "records": [self.engine.stats.records],
+                "option_trades": [self.engine.stats.option_trades],
+                "underlying_trades": [self.engine.stats.underlying_trades],
+                "late_trades": [self.engine.windows.late_trades.height],
+                "windows": [w.height],
+                "hidden_fills": [int(stats.get("hidden_fills", 0))],
+                "book_anomalies": [json.dumps(stats.get("anomalies", {}), sort_keys=True)],
+                "seconds": [0.0],
+                "detectors": [",".join(algos)],
+                "origin": [self.origin],
+                "source_sha": [sha],
+            }
+        )
+        lake.replace_day("engine_runs", day, run, "-".join(["engine", *algos]))
+        if raw:
+            label_day(lake, day, s)
+
+
+# ---------------------------------------------------------------------- helpers
+def _latency_rows(batch, signals: pl.DataFrame, local_recv_ns: int, emit_ns: int, state):
+    rec = batch.records
+    ts_event = rec["ts_event"].astype(np.int64)
+    ts_recv = ts_recv_of(batch).astype(np.int64)
+    grace = int(state.window_params.grace_s * NS)
+    rows = []
+    for sid, algo, decision, wend in signals.select(
+        "signal_id", "algo", "decision_ts", "window_end"
+    ).iter_rows():
+        hit = np.flatnonzero(ts_event >= int(decision))
+        i = int(hit[0]) if len(hit) else len(rec) - 1
+        rows.append(
+            {
+                "run_id": state.run_id,
+                "signal_id": sid,
+                "algo": algo,
+                "trigger_ts_event": int(ts_event[i]),
+                "trigger_ts_recv": int(ts_recv[i]),
+                "local_recv_ns": local_recv_ns,
+                "emit_ns": emit_ns,
+                "decision_latency_ns": emit_ns - local_recv_ns,
+                "feed_latency_ns": local_recv_ns - int(ts_recv[i]),
+                "exchange_to_signal_ns": emit_ns - int(ts_event[i]),
+                "window_close_latency_ns": emit_ns - (int(wend) + grace),
+            }
+        )
+    return rows
+
+
+def _mark_incomplete(w: pl.DataFrame, gaps: list[Gap]) -> pl.DataFrame:
+    bad = [
+        (g.start_ns, g.end_ns or 2**63 - 1)
+        for g in gaps
+        if g.status not in ("recovered_replay", "backfilled")
+    ]
+    complete = pl.lit(True)
+    for a, b in bad:
+        overlaps = (pl.col("window_start") < b) & (pl.col("window_end") > a)
+        complete = complete & ~overlaps
+    return w.with_columns(complete.alias("complete"))
+
+
+def _gap_rows(gaps: list[Gap], run_id: str, day: dt.date, origin: str) -> pl.DataFrame:
+    def ts(ns):
+        return dt.datetime.fromtimestamp(ns / NS, dt.UTC) if ns else None
+
+    rows = [
+        {
+            "date": day,
+            "run_id": run_id,
+            "gap_id": g.gap_id,
+            "start_ns": g.start_ns,
+            "end_ns": g.end_ns,
+            "disconnected_at": ts(g.disconnected_wall_ns),
+            "reconnected_at": ts(g.reconnected_wall_ns),
+            "reason": g.reason,
+            "status": g.status,
+            "replay_start_ns": g.replay_start_ns,
+            "duplicates_removed": g.duplicates_removed,
+            "attempts": g.attempts,
+            "backfill_records": g.backfill_records,
+            "detail": g.detail,
+            "origin": origin,
+            "source_sha": f"{LIVE_KEY}{run_id}",
+        }
+        for g in gaps
+    ]
+    return pl.DataFrame(rows, schema=TABLES["gaps"].pl_schema)
+
+
+def _incident_rows(incidents: list[Incident], run_id: str, day: dt.date) -> pl.DataFrame:
+    def ts(ns):
+        return dt.datetime.fromtimestamp(ns / NS, dt.UTC) if ns else None
+
+    rows = [
+        {
+            "date": day,
+            "run_id": run_id,
+            "kind": i.kind,
+            "state": i.state,
+            "severity": i.severity,
+            "opened_at": ts(i.opened_ns),
+            "resolved_at": ts(i.resolved_ns),
+            "detail": i.detail,
+        }
+        for i in incidents
+    ]
+    return pl.DataFrame(rows, schema=TABLES["incidents"].pl_schema)
+
+
+def _gaps_from(ckpt: dict | None) -> list[Gap]:
+    return [Gap(**g) for g in (ckpt or {}).get("gaps", [])]
+
+
+def _new_run_id(day: dt.date) -> str:
+    return f"{day:%Y%m%d}-{uuid.uuid4().hex[:8]}"
