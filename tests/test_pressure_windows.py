@@ -121,3 +121,16 @@ def test_one_batch_and_random_chunks_give_identical_windows():
     got = pl.concat(parts)
     assert got.equals(expected)
     assert expected["volume"].sum() == df["size"].sum()
+
+
+def test_a_window_is_priced_the_same_in_a_one_trade_batch_and_in_a_big_one():
+    """polars divides a short column exactly and a long one by the reciprocal; prices are
+    converted by multiplication so a live micro-batch of one trade and a whole day agree."""
+    alone = trades([(10, 15, 3, "B")], iid=7)  # 0.15 x 3 contracts
+    others = trades([(10 + i, 1250, 1, "A") for i in range(20)], iid=8)
+    pw1, pw2 = PressureWindows(), PressureWindows()
+    w1 = pl.concat([pw1.add(alone), pw1.flush()])
+    w2 = pl.concat([pw2.add(pl.concat([alone, others]).sort("ts_event")), pw2.flush()])
+    w2 = w2.filter(pl.col("instrument_id") == 7)
+    for col in ("vwap", "buy_premium"):
+        assert w1[col].to_list() == w2[col].to_list()

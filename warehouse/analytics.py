@@ -35,6 +35,7 @@ from ifd_core.analysis.flow_engine import FlowEngine
 from ifd_core.analysis.ifd_v3 import V3Params
 from ifd_core.analysis.pressure_windows import WindowParams, pressure_measures
 from ifd_core.calendar import sessions_before
+from ifd_core.marketdata.frames import PRICE_UNIT, fixed_price
 from ifd_core.marketdata.record_source import FileReplaySource
 from ifd_core.settings import Settings
 from ifd_core.trading.labels import BarrierParams, label_signals
@@ -44,7 +45,6 @@ from warehouse.tables import TABLES
 
 # Bump when the engine's windows would change for the same records.
 ENGINE_VERSION = "engine-2"
-FIXED = 1_000_000_000
 ALGOS = ("v3", "v1")
 _NY = ZoneInfo("America/New_York")
 
@@ -374,7 +374,7 @@ def label_day(
     tape = (
         lake.scan("trades")
         .filter(pl.col("instrument_id").is_in(under) & (pl.col("date") >= day))
-        .select("instrument_id", "ts_event", (pl.col("price").cast(pl.Float64) / FIXED))
+        .select("instrument_id", "ts_event", fixed_price("price"))
         .collect()
     )
     out = label_signals(signals, tape, p).with_columns(
@@ -435,7 +435,7 @@ def chain_snapshot(lake: Lake, day: dt.date, as_of_ns: int, settings: Settings):
     )
     if fut.height == 0:
         raise NoDataForDate(f"no trade of the underlying future {uid} by the requested time")
-    price = fut["price"][-1] / FIXED
+    price = fut["price"][-1] * PRICE_UNIT
     recent = fut.filter(pl.col("ts_event") > as_of_ns - 300 * 1_000_000_000)["size"].sum()
     oi = (
         lake.scan("open_interest")
@@ -449,7 +449,7 @@ def chain_snapshot(lake: Lake, day: dt.date, as_of_ns: int, settings: Settings):
         .select(
             "instrument_id",
             "ts_recv",
-            (pl.col("price").cast(pl.Float64) / FIXED).alias("settlement"),
+            fixed_price("price").alias("settlement"),
         )
         .collect()
     )

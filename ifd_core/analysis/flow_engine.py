@@ -34,6 +34,7 @@ from ifd_core.analysis.pressure_windows import PressureWindows, WindowParams
 from ifd_core.analysis.trade_sign import TradeSigner
 from ifd_core.marketdata.frames import (
     _finish_dates,
+    fixed_price,
     instruments_frame,
     open_interest_frame,
     statistics_frame,
@@ -41,7 +42,6 @@ from ifd_core.marketdata.frames import (
 )
 from ifd_core.marketdata.record_source import RecordBatch
 
-FIXED = 1_000_000_000
 OPTION_CLASSES = ("C", "P")
 INSTRUMENT_COLS = [
     "instrument_id",
@@ -165,7 +165,7 @@ class FlowEngine:
                 under.select(
                     "index",
                     pl.col("instrument_id").alias("underlying_id"),
-                    (pl.col("price").cast(pl.Float64) / FIXED).alias("forward"),
+                    fixed_price("price").alias("forward"),
                 ).cast(_LAST_UNDER),
             ]
         )
@@ -191,7 +191,7 @@ class FlowEngine:
                 check_sortedness=False,
             )
         )
-        px = (o["price"].cast(pl.Float64) / FIXED).to_numpy()
+        px = o.select(fixed_price("price"))["price"].to_numpy()
         f = o["forward"].fill_null(np.nan).to_numpy()
         k = o["strike"].fill_null(np.nan).to_numpy()
         tau = black76.tau_years(
@@ -275,7 +275,7 @@ class FlowEngine:
         under = tape.select(
             "underlying_id",
             pl.col("ts_event").cast(pl.Int64).alias("tape_ts"),
-            (pl.col("price").cast(pl.Float64) / FIXED).alias("underlying_price"),
+            fixed_price("price").alias("underlying_price"),
         )
         out = (
             out.with_columns(pl.col("window_end").cast(pl.Int64).alias("_end"))

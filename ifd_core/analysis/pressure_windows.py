@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-FIXED = 1_000_000_000
+from ifd_core.marketdata.frames import fixed_price
+
 NS = 1_000_000_000
 TRADE_COLUMNS = {
     "ts_event": pl.UInt64,
@@ -138,7 +139,7 @@ def pressure_measures(p: WindowParams) -> list[pl.Expr]:
 def aggregate_windows(trades: pl.DataFrame, p: WindowParams) -> pl.DataFrame:
     """Closed windows of ``trades`` (all of whose windows are complete)."""
     w = p.window_s * NS
-    px = pl.col("price").cast(pl.Float64) / FIXED
+    px = fixed_price("price")
     size = pl.col("size").cast(pl.Int64)
     buy = pl.col("aggressor") == "B"
     sell = pl.col("aggressor") == "A"

@@ -19,6 +19,18 @@ STAT_OPEN_INTEREST = 9
 STAT_SETTLEMENT = 3
 F_LAST, F_TOB, F_SNAPSHOT, F_MBP, F_BAD_TS_RECV, F_MAYBE_BAD_BOOK = 128, 64, 32, 16, 8, 4
 NY = "America/New_York"
+# One unit of a fixed-point price (DBN prices are integers of 1e-9).
+PRICE_UNIT = 1e-9
+
+
+def fixed_price(col: str) -> pl.Expr:
+    """A fixed-point price column as float, by multiplying by ``PRICE_UNIT``.
+
+    Not ``/ 1e9``: polars divides a column by a literal exactly when it is short and by
+    multiplying with the reciprocal when it is longer, so the same trade priced in a small live
+    micro-batch and in a whole day's batch came out one ulp apart (0.15 vs 0.15000000000000002).
+    A multiplication is one IEEE operation whatever the length: live and batch agree exactly."""
+    return pl.col(col).cast(pl.Float64) * PRICE_UNIT
 
 
 def _calendar_date(col: str) -> pl.Expr:
@@ -211,9 +223,7 @@ def instruments_frame(a: np.ndarray) -> pl.DataFrame:
         "ts_recv": a["ts_recv"],
     }
     df = pl.DataFrame(cols)
-    return df.with_columns(
-        (pl.col("strike_price").cast(pl.Float64) / 1e9).alias("strike"), trade_date("ts_recv")
-    )
+    return df.with_columns(fixed_price("strike_price").alias("strike"), trade_date("ts_recv"))
 
 
 def tables_of(schema: str, a: np.ndarray) -> dict[str, pl.DataFrame]:
