@@ -11,11 +11,23 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import threading
+import time
+from typing import Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from ifd_core.marketdata.sessions import next_period
 from ifd_core.settings import get_settings
+
+
+def session_to_stream(now_ns: int, policy: str, max_wait_s: float) -> tuple[dt.date, float] | None:
+    """The trade date whose streaming period is open now or opens within ``max_wait_s``, and
+    the seconds until it opens; None when the next period is further away (a holiday: the
+    scheduled run is skipped, not run on an empty market)."""
+    period = next_period(now_ns, policy)
+    wait_s = max(0.0, (period.open_ns - now_ns) / 1e9)
+    return (period.trade_date, wait_s) if wait_s <= max_wait_s else None
 
 
 @flow(name="live_stream", log_prints=True)
@@ -24,15 +36,34 @@ def live_stream(
     gateway_port: int = 13000,
     trade_date: dt.date | None = None,
     exit_on_end: bool = True,
-    algo: str = "both",
+    algo: Literal["both", "v3", "v1"] = "both",
+    max_wait_for_open_s: float = 3 * 3600.0,
 ) -> dict:
-    """Stream the NQ option chain from a Databento live gateway (or the replay gateway) through
-    the FlowEngine; `trade_date` replays one stored date and stops after it."""
+    """Stream one session of the NQ option chain from a Databento live gateway (or the replay
+    gateway) through the FlowEngine into the lake.
+
+    `trade_date` streams that date from its session start (a stored date through the replay
+    gateway, or today's session from its start by intraday replay). Left empty, as the
+    scheduled deployment leaves it, the run takes the session open now or opening within
+    `max_wait_for_open_s` on the CME calendar, waits for its open, streams it to its close and
+    ends; when no session is that near (a holiday) it ends at once, saying so."""
     from warehouse.lake import Lake
     from warehouse.live import LiveOptions, LiveRunner
 
     logger = get_run_logger()
     settings = get_settings()
+    if trade_date is None:
+        found = session_to_stream(time.time_ns(), settings.live.session_policy, max_wait_for_open_s)
+        if found is None:
+            nxt = next_period(time.time_ns(), settings.live.session_policy)
+            msg = f"no CME session opens within {max_wait_for_open_s:.0f} s; next {nxt.trade_date}"
+            logger.info(msg)
+            create_markdown_artifact(key="live-stream-summary", markdown=f"# Live stream\n\n{msg}")
+            return {"run_id": None, "days": [], "gaps": [], "stopped": False, "skipped": msg}
+        trade_date, wait_s = found
+        if wait_s > 0:
+            logger.info("waiting %.0f s for the %s session to open", wait_s, trade_date)
+            time.sleep(wait_s)
     algos = ("v3", "v1") if algo == "both" else (algo,)
     opts = LiveOptions(gateway_host, gateway_port, trade_date, exit_on_end, algos)
     runner = LiveRunner(Lake(settings.data_dir), settings, opts, progress=logger.info)
@@ -61,4 +92,10 @@ def live_stream(
         *[f"- gap {g['gap']}: {g['status']} {g['detail']}" for g in gaps],
     ]
     create_markdown_artifact(key="live-stream-summary", markdown="\n".join(md))
-    return {"run_id": summary.run_id, "days": rows, "gaps": gaps, "stopped": summary.stopped}
+    return {
+        "run_id": summary.run_id,
+        "days": rows,
+        "gaps": gaps,
+        "stopped": summary.stopped,
+        "skipped": None,
+    }

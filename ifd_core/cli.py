@@ -669,7 +669,11 @@ def gateway(
 def live(
     gateway: Annotated[str, typer.Option("--gateway", help="Live gateway HOST:PORT.")],
     date: Annotated[
-        str | None, typer.Option(help="Replay this trade date (YYYY-MM-DD) and stop after it.")
+        str | None,
+        typer.Option(
+            help="Stream this trade date (YYYY-MM-DD) from its session start and stop after it. "
+            "Without it the run follows the feed, date after date."
+        ),
     ] = None,
     exit_on_end: Annotated[
         bool, typer.Option(help="Stop when the gateway ends the session.")
@@ -683,7 +687,8 @@ def live(
     The stream is captured to a DBN file per trade date and the lake is written in micro-batches
     with a checkpoint after each; SIGTERM or Ctrl-C flushes and exits, and the same command
     resumes from the checkpoint without losing or repeating anything. At the end of a date the
-    capture is ingested and the day's files are the ones `ifd detect` would write.
+    capture is ingested and the day's files are the ones `ifd detect` would write. Against the
+    replay gateway (`ifd gateway`), --exit-on-end stops when it has served all its days.
     """
     import signal
 

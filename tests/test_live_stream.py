@@ -6,6 +6,7 @@ for a wrong key, an unknown dataset and an unknown symbol."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 
@@ -161,6 +162,47 @@ def test_a_stopped_run_resumes_from_its_checkpoint(world, monkeypatch):
     assert s2.resumed_from == ck["records_fed"]
     assert s2.days[0].finalized and not s2.stopped
     assert_same_as_batch(world, lake)
+
+
+def test_following_the_feed_finishes_each_served_day_like_batch(world, tmp_path):
+    """No --date: the run follows what the gateway serves (here the last two simulated days,
+    with drops), splits it into trade dates itself, and each date ends as batch detection has
+    it. This is `ifd gateway --data DIR --drop-every N` + `ifd live --gateway H:P --exit-on-end`."""
+    days = sorted({p.name.split(".")[0][-8:] for p in world["sim"].glob("*.dbn.zst")})[-2:]
+    served = tmp_path / "served"
+    served.mkdir()
+    for p in world["sim"].glob("*.dbn.zst"):
+        if p.name.split(".")[0][-8:] in days:
+            (served / p.name).symlink_to(p)
+    prior = [p for p in world["sim"].glob("*.dbn.zst") if p.name.split(".")[0][-8:] < days[0]]
+    lake = Lake(world["root"] / "follow")
+    assert ingest_files(prior, lake).ok
+    # Batch: the earlier of the two days detected on the batch lake too (it holds all 21).
+    d0 = world["day"]
+    first = dt.date.fromisoformat(f"{days[0][:4]}-{days[0][4:6]}-{days[0][6:]}")
+    env = {"IFD_WAREHOUSE__DATA_DIR": str(world["batch"].root)}
+    res = runner.invoke(app, ["detect", "--date", first.isoformat(), "--algo", "both"], env=env)
+    assert res.exit_code == 0, res.output
+    with ReplayGateway(served, [KEY], drop_every=70_000) as gw:
+        env = {"IFD_WAREHOUSE__DATA_DIR": str(lake.root), "IFD_DATABENTO__API_KEY": KEY}
+        args = ["live", "--gateway", f"127.0.0.1:{gw.port}", "--exit-on-end", "--json"]
+        res = runner.invoke(app, args, env=env)
+        drops = gw.stats.drops
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert [d["date"] for d in doc["days"]] == [first.isoformat(), d0.isoformat()]
+    assert all(d["finalized"] for d in doc["days"])
+    assert drops >= 2 and len(doc["gaps"]) == drops
+    assert {g["status"] for g in doc["gaps"]} == {"recovered_replay"}
+    assert_same_as_batch(world, lake)  # the later day, windows, signals and outcomes
+    keys = ["window_start", "instrument_id"]
+    lw, bw = (
+        table(lake, "pressure_windows", first),
+        table(world["batch"], "pressure_windows", first),
+    )
+    assert lw.height == bw.height > 0 and lw.sort(keys).equals(bw.sort(keys))
+    ls, bs = table(lake, "signals", first), table(world["batch"], "signals", first)
+    assert ls.sort("signal_id").equals(bs.sort("signal_id"))
 
 
 def test_wrong_key_is_refused_clearly(world):

@@ -1,12 +1,14 @@
 """The live run: the Live feed through the FlowEngine into the lake, in micro-batches, restartable.
 
-``LiveRunner.run`` is what ``ifd live`` and the Prefect ``live_stream`` flow call. For one trade
-date at a time it:
+``LiveRunner.run`` is what ``ifd live`` and the Prefect ``live_stream`` flow call. Two modes:
+a given date (``--date``: intraday replay from the start of its session, so the books are whole
+even when started mid-session; done at its close), or following the feed from where it is (no
+date: each record goes to its trade date by the lake's rule, a date is done when the stream
+passes its close, or in real time when the clock passes it plus a grace). For each date it:
 
 * subscribes to the NQ option chain (every option root whose underlying is an NQ future: the
   configured roots plus those the stored definitions name), their definitions and statistics,
-  and the NQ futures, with intraday replay from the start of the trade date so the books are
-  whole even when started mid-session;
+  and the NQ futures;
 * feeds every batch to the same FlowEngine and detectors ``ifd detect`` uses, with the same
   baselines (the 20 sessions before the date);
 * writes the stream it consumed, duplicates removed, to a capture DBN file, then every few
@@ -24,6 +26,7 @@ last record, so nothing is lost or counted twice. SIGTERM (``stop``) flushes and
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -50,6 +53,7 @@ from ifd_core.marketdata.live_source import (
     Subscription,
 )
 from ifd_core.marketdata.record_source import RecordBatch
+from ifd_core.marketdata.sessions import trade_date_of
 from ifd_core.ops.liveness import FeedLiveness, Incident
 from ifd_core.settings import Settings
 from warehouse.analytics import (
@@ -70,8 +74,8 @@ from warehouse.tables import TABLES
 log = logging.getLogger(__name__)
 NS = 1_000_000_000
 LIVE_KEY = "live-"
-MBO_RECORD_BYTES = 56
-SESSION_GRACE_NS = 60 * NS  # late records after a real-time session's close still count
+SESSION_GRACE_NS = 60 * NS
+RECONNECT_AFTER_END_S = 5.0  # late records after a real-time session's close still count
 # CME product codes of the options on NQ futures: quarterly/serial (NQ), end-of-month (QNE) and
 # the weeklies by weekday and week of month. Stored definitions add any others.
 NQ_OPTION_ROOTS = (
@@ -90,7 +94,6 @@ class LiveOptions:
     exit_on_end: bool = False
     algos: tuple[str, ...] = ALGOS
     validate: bool = True
-    one_session: bool = False  # real-time mode: stop after the current (or next) session
 
 
 @dataclass
@@ -165,7 +168,8 @@ def live_params(settings: Settings, host: str, port: int) -> LiveParams:
         reconnect_base_delay_s=lv.reconnect_base_delay_s,
         reconnect_max_delay_s=lv.reconnect_max_delay_s,
         replay_margin_s=lv.replay_margin_s,
-        max_buffer_records=max(1000, lv.max_buffer_bytes // MBO_RECORD_BYTES),
+        max_buffer_bytes=lv.max_buffer_bytes,
+        raw_tap=lv.raw_tap,
     )
 
 
@@ -259,7 +263,8 @@ class LiveRunner:
         self.progress = progress or (lambda msg: None)
         self._stop = threading.Event()
         self._source: LiveSource | None = None
-        self._deadline_ns: int | None = None  # wall clock end of the day in real-time mode
+        self._day: _DayState | None = None
+        self._orphan_gaps: list[Gap] = []
         self.live_dir = lake.root / "live"
 
     def stop(self) -> None:
@@ -270,139 +275,140 @@ class LiveRunner:
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> LiveSummary:
+        """Stream until the date is done (``--date``), the gateway ends the session
+        (``exit_on_end``), or ``stop``. Without a date the run follows the feed: each record
+        belongs to its trade date by the lake's rule, and a date is finished when the stream
+        passes its close (or, in real time, when its close plus a grace has passed)."""
         ensure_migrated(self.lake)
         params = live_params(self.settings, self.options.host, self.options.port)
-        opts = self.options
         summary = LiveSummary(run_id="")
-        while not self._stop.is_set():
-            if opts.day is not None:
-                day, self._deadline_ns = opts.day, None
-            else:
-                day = self._wait_for_session()
-                if day is None:
-                    break
-            result, ended = self._run_day(day, params, summary)
-            summary.days.append(result)
+        while True:
+            ended = self._stream(params, summary)
             summary.ended = ended
-            if (
-                (ended and opts.exit_on_end)
-                or self._stop.is_set()
-                or opts.day is not None
-                or opts.one_session
-            ):
+            if self._stop.is_set() or self.options.day is not None:
+                break
+            if ended and self.options.exit_on_end:
+                break
+            if not ended:
+                break  # the source returned without an end: it was stopped
+            self.progress("the gateway ended the session; reconnecting for the next one")
+            if self._stop.wait(RECONNECT_AFTER_END_S):
                 break
         summary.stopped = self._stop.is_set()
         return summary
 
-    def _wait_for_session(self) -> dt.date | None:
-        """Real-time mode: the trade date of the session open now, else of the next one after
-        waiting for its open (the exchange calendar's, under ``live.session_policy``). The day
-        is over at the period's close plus a grace for late records, by the wall clock."""
-        from ifd_core.marketdata.sessions import next_period
+    def _stream(self, params: LiveParams, summary: LiveSummary) -> bool:
+        """One LiveSource from the date's start (date mode) or from where the feed is (follow
+        mode, resuming an unfinished checkpoint first); returns whether the feed ended."""
+        fixed = self.options.day
+        subs = subscriptions_for(self.lake, self.settings)
+        source = LiveSource(
+            params,
+            subs,
+            start_ns=session_bounds(fixed)[0] if fixed else None,
+            backfiller=self._backfiller() if self.settings.live.backfill_enabled else None,
+            min_backfill_gap_s=self.settings.live.min_backfill_gap_s,
+            on_gap=lambda g: self._day.on_gap(g) if self._day else self._orphan_gaps.append(g),
+            on_stall=lambda st: self._day.on_stall(st) if self._day else None,
+            on_heartbeat=lambda ns: self._day.liveness.on_heartbeat(ns) if self._day else None,
+        )
+        self._source = source
+        if self._stop.is_set():
+            source.stop()
+        resume = fixed or _unfinished_day(self.live_dir)
+        if resume is not None:
+            self._open_day(resume, params, summary, source)
+        gen = source.batches()
+        date_done = False
+        try:
+            for batch in gen:
+                ds = self._day
+                if ds is not None and ds.deadline_ns and time.time_ns() >= ds.deadline_ns:
+                    self._close_day(summary, complete=True)  # real time: the close has passed
+                    if fixed:
+                        date_done = True
+                        break
+                if len(batch) == 0:
+                    if self._day is not None:
+                        self._day.maybe_flush()
+                    continue
+                if self._route(batch, params, summary, source):
+                    date_done = True
+                    break
+        finally:
+            gen.close()
+        summary.gaps.extend(source.gaps)
+        if self._day is not None:
+            complete = (date_done or source.ended) and not self._stop.is_set()
+            self._close_day(summary, complete=complete)
+        return source.ended
 
-        period = next_period(time.time_ns(), self.settings.live.session_policy)
-        wait_s = (period.open_ns - time.time_ns()) / NS
-        if wait_s > 0:
-            opens = dt.datetime.fromtimestamp(period.open_ns / NS, dt.UTC).isoformat()
-            self.progress(f"{period.trade_date}: waiting {wait_s / 60:.0f} min, opens {opens}")
-            if self._stop.wait(wait_s):
-                return None
-        self._deadline_ns = period.close_ns + SESSION_GRACE_NS
-        return period.trade_date
+    def _route(self, batch: RecordBatch, params, summary, source: LiveSource) -> bool:
+        """Feed ``batch`` to the date(s) it belongs to; True when the fixed date is done."""
+        ts = ts_recv_of(batch)
+        while len(batch):
+            if self._day is None:
+                self._open_day(trade_date_of(int(ts[0])), params, summary, source)
+            ds = self._day
+            lo, hi = ds.bounds
+            if ts[0] < lo:  # the previous date's tail, asked for by the replay start
+                keep = ts >= lo
+                batch = RecordBatch(batch.schema, batch.records[keep], batch.origin)
+                ts = ts[keep]
+                continue
+            n = len(ts) if ts[-1] < hi else int(np.searchsorted(ts, hi))
+            if n:
+                ds.ensure_capture(params, source.origin)
+                ds.feed(RecordBatch(batch.schema, batch.records[:n], batch.origin), source)
+            if n == len(ts):
+                return False
+            self._close_day(summary, complete=True)
+            if self.options.day is not None:
+                return True
+            batch = RecordBatch(batch.schema, batch.records[n:], batch.origin)
+            ts = ts[n:]
+        return False
 
-    def _run_day(
-        self, day: dt.date, params: LiveParams, summary: LiveSummary
-    ) -> tuple[DayResult, bool]:
-        lo, hi = session_bounds(day)
+    def _open_day(self, day: dt.date, params: LiveParams, summary, source: LiveSource) -> None:
         ckpt_path = self.live_dir / f"checkpoint-{day.isoformat()}.json"
         ckpt = json.loads(ckpt_path.read_text()) if ckpt_path.exists() else None
         if ckpt and ckpt.get("finalized"):
             ckpt = None  # a finished date streamed again starts over
         run_id = ckpt["run_id"] if ckpt else _new_run_id(day)
         summary.run_id = run_id
-        day_state = _DayState(self, day, run_id, ckpt_path, ckpt)
-        subs = subscriptions_for(self.lake, self.settings)
+        ds = _DayState(self, day, run_id, ckpt_path, ckpt)
+        for g in self._orphan_gaps:  # a drop before the first record of this date
+            ds.on_gap(g)
+        self._orphan_gaps = []
+        lo, hi = ds.bounds
+        if hi > time.time_ns():  # streaming in real time: the date ends by the clock too
+            ds.deadline_ns = hi + SESSION_GRACE_NS
         self.progress(f"{day}: baselines from the sessions before")
         base, _present = refresh_baselines(self.lake, day, self.settings)
-        detectors = make_detectors(self.settings, day, base, self.options.algos)
-        wp = day_state.window_params
-        engine = FlowEngine(wp, detectors=detectors)
-        day_state.engine = engine
-
-        source = LiveSource(
-            params,
-            subs,
-            start_ns=lo,
-            backfiller=self._backfiller() if self.settings.live.backfill_enabled else None,
-            min_backfill_gap_s=self.settings.live.min_backfill_gap_s,
-            on_gap=day_state.on_gap,
-            on_stall=day_state.on_stall,
-            on_heartbeat=day_state.liveness.on_heartbeat,
+        ds.engine = FlowEngine(
+            ds.window_params, detectors=make_detectors(self.settings, day, base, self.options.algos)
         )
-        self._source = source
-        if self._stop.is_set():
-            source.stop()
-        # A restart: the capture is the stream consumed so far; replay it through the engine.
-        capture_path = self.live_dir / day.isoformat() / f"capture-{run_id}.dbn"
-        synthetic_hint = bool(ckpt and ckpt.get("origin") == "synthetic")
-        capture: Capture | None = (
-            Capture(capture_path, params.dataset, lo, synthetic_hint) if ckpt else None
-        )
-        if capture is not None:
-            summary.resumed_from = day_state.replay_capture(capture, source)
+        if ckpt:  # a restart: the capture is the stream consumed so far; replay it
+            synthetic = ckpt.get("origin") == "synthetic"
+            capture = Capture(ds.capture_path, params.dataset, lo, synthetic)
+            summary.resumed_from = ds.replay_capture(capture, source)
             self.progress(f"{day}: resumed after {summary.resumed_from:,} captured records")
+        ds.start_monitor()
+        self._day = ds
 
-        monitor = threading.Thread(target=day_state.monitor, daemon=True, name="ifd-liveness")
-        monitor.start()
-        day_done = False
-        gen = source.batches()
-        try:
-            for batch in gen:
-                if self._deadline_ns is not None and time.time_ns() >= self._deadline_ns:
-                    day_done = True  # the session closed (real time) and its grace is over
-                    break
-                if len(batch) == 0:
-                    day_state.maybe_flush()
-                    continue
-                if capture is None:
-                    day_state.origin = source.origin
-                    capture = Capture(
-                        capture_path, params.dataset, lo, source.origin == "synthetic"
-                    )
-                    day_state.capture = capture
-                ts = ts_recv_of(batch)
-                if ts[0] < lo:  # the previous date's tail, asked for by the replay start
-                    batch = RecordBatch(batch.schema, batch.records[ts >= lo], batch.origin)
-                    ts = ts[ts >= lo]
-                    if len(batch) == 0:
-                        continue
-                if ts[-1] >= hi:
-                    head = RecordBatch(batch.schema, batch.records[ts < hi], batch.origin)
-                    if len(head):
-                        day_state.feed(head, source.last_receive_ns)
-                    day_done = True
-                    break
-                day_state.feed(batch, source.last_receive_ns)
-                day_state.liveness.on_record(time.time_ns())
-                day_state.maybe_flush()
-        finally:
-            gen.close()
-            day_state.stop_monitor()
-            monitor.join(timeout=5)
-        ended = source.ended
-        summary.gaps.extend(source.gaps)
-        result = day_state.result
-        if capture is None:  # nothing arrived at all
-            day_state.flush(force=True)
-            return result, ended
-        if (day_done or ended) and not self._stop.is_set():
-            day_state.finish(capture)
+    def _close_day(self, summary: LiveSummary, complete: bool) -> None:
+        ds, self._day = self._day, None
+        ds.stop_monitor()
+        summary.days.append(ds.result)
+        if ds.capture is None:  # nothing arrived for this date
+            ds.flush(force=True)
+        elif complete:
+            ds.finish(ds.capture)
         else:
-            day_state.flush(force=True)
-            self.progress(f"{day}: stopped; run the same command again to resume")
-        summary.incidents += day_state.incident_count
-        summary.decision_latency_ns.extend(day_state.decision_latencies)
-        return result, ended
+            ds.flush(force=True)
+            self.progress(f"{ds.day}: stopped; run the same command again to resume")
+        summary.incidents += ds.incident_count
+        summary.decision_latency_ns.extend(ds.decision_latencies)
 
     def _backfiller(self):
         from warehouse.live_backfill import HistoricalBackfiller
@@ -425,6 +431,10 @@ class _DayState:
         self.seq = int(ckpt["flush_seq"]) if ckpt else 0
         self.origin = ckpt.get("origin", "live") if ckpt else "live"
         self.window_params = _engine_params(self.settings)[0]
+        self.bounds = session_bounds(day)
+        self.deadline_ns: int | None = None  # wall-clock end of a date streamed in real time
+        self.capture_path = runner.live_dir / day.isoformat() / f"capture-{run_id}.dbn"
+        self._monitor_thread: threading.Thread | None = None
         self.engine: FlowEngine | None = None
         self.capture: Capture | None = None
         self.result = DayResult(day)
@@ -482,14 +492,24 @@ class _DayState:
         if batch.schema == "definition":
             self._defs.append(batch.records)
 
-    def feed(self, batch: RecordBatch, local_recv_ns: int) -> None:
+    def ensure_capture(self, params: LiveParams, origin: str) -> None:
+        """The capture file starts with this date's first record (its origin known by then)."""
+        if self.capture is None:
+            self.origin = origin
+            self.capture = Capture(
+                self.capture_path, params.dataset, self.bounds[0], origin == "synthetic"
+            )
+
+    def feed(self, batch: RecordBatch, source: LiveSource) -> None:
         self.capture.write(batch)
         self._remember(batch)
         out = self.engine.process(batch)
-        self._collect(batch, out, local_recv_ns)
+        self._collect(batch, out, source.last_receive_ns)
         self.records_fed += len(batch)
         self.result.records += len(batch)
         self._since_flush += len(batch)
+        self.liveness.on_record(time.time_ns())
+        self.maybe_flush()
 
     def _collect(self, batch: RecordBatch, out, local_recv_ns: int | None) -> None:
         emit_ns = time.time_ns()
@@ -531,25 +551,35 @@ class _DayState:
         with self._lock:
             self._incidents.extend(
                 self.liveness.on_stall(
-                    stall.start_wall_ns, stall.end_wall_ns, stall.buffered_records
+                    stall.start_wall_ns, stall.end_wall_ns, stall.buffered_bytes
                 )
             )
 
-    def monitor(self) -> None:
+    def _monitor(self) -> None:
         from ifd_core.marketdata.sessions import SessionPolicy, period_at
 
         policy = SessionPolicy(self.settings.live.session_policy)
         while not self._monitor_stop.wait(1.0):
             now = time.time_ns()
-            replaying = self.runner.options.day is not None
-            in_session = replaying or period_at(now, policy) is not None
+            # In real time the exchange calendar says when silence matters; a replayed date is
+            # "in session" throughout (a paced replay still sends heartbeats).
+            realtime = self.deadline_ns is not None
+            in_session = period_at(now, policy) is not None if realtime else True
             found = self.liveness.check(now, in_session)
             if found:
                 with self._lock:
                     self._incidents.extend(found)
 
+    def start_monitor(self) -> None:
+        self._monitor_thread = threading.Thread(
+            target=self._monitor, daemon=True, name=f"ifd-liveness-{self.day}"
+        )
+        self._monitor_thread.start()
+
     def stop_monitor(self) -> None:
         self._monitor_stop.set()
+        if self._monitor_thread is not None:
+            self._monitor_thread.join(timeout=5)
 
     # -- writing
     def flush(self, force: bool = False) -> None:
@@ -806,6 +836,16 @@ def _incident_rows(incidents: list[Incident], run_id: str, day: dt.date) -> pl.D
 
 def _gaps_from(ckpt: dict | None) -> list[Gap]:
     return [Gap(**g) for g in (ckpt or {}).get("gaps", [])]
+
+
+def _unfinished_day(live_dir: Path) -> dt.date | None:
+    """The latest date whose checkpoint is not finalized: a follow-mode restart resumes it."""
+    pending = []
+    for path in live_dir.glob("checkpoint-*.json"):
+        with contextlib.suppress(ValueError, OSError):
+            if not json.loads(path.read_text()).get("finalized"):
+                pending.append(dt.date.fromisoformat(path.stem.removeprefix("checkpoint-")))
+    return max(pending) if pending else None
 
 
 def _new_run_id(day: dt.date) -> str:
