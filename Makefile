@@ -31,6 +31,7 @@ lint: setup
 bench: setup
 	$(UV) run python bench/ingest.py
 	$(UV) run python bench/engine.py
+	$(UV) run python bench/live.py
 
 # Removes caches and benchmark output only; data/ holds raw files and paid downloads: never here.
 clean:

@@ -94,10 +94,16 @@ def test_the_sdk_client_sees_metadata_mappings_and_every_record(sim_day):
     assert gw.stats.sessions_completed == 1 and gw.stats.records_sent == total
 
 
-def test_a_simulated_day_streams_in_batch_order_and_is_marked_synthetic(sim_day):
+# Both ways records leave the SDK: the raw tap (bytes from its protocol, the default) and
+# add_stream (one SDK object per record, re-encoded).
+TAPS = pytest.mark.parametrize("raw_tap", [True, False], ids=["raw-tap", "add-stream"])
+
+
+@TAPS
+def test_a_simulated_day_streams_in_batch_order_and_is_marked_synthetic(sim_day, raw_tap):
     expected = b"".join(b for _, b in file_stream(sim_day.glob("*.dbn.zst")))
     with ReplayGateway(sim_day, [KEY]) as gw:
-        source = live_source(gw.port)
+        source = live_source(gw.port, raw_tap=raw_tap)
         got = list(source.batches())
     assert joined(got) == expected
     assert source.origin == "synthetic" and all(b.origin == "synthetic" for b in got)
@@ -116,12 +122,13 @@ def test_intraday_replay_serves_records_from_the_start_ts_event(sim_day):
     assert sum(len(r) for r in recs) == want > 0
 
 
+@TAPS
 @pytest.mark.parametrize("every", [9_000, 20_000])
-def test_drops_are_injected_and_the_client_recovers_every_record(sim_day, every):
+def test_drops_are_injected_and_the_client_recovers_every_record(sim_day, every, raw_tap):
     expected = b"".join(b for _, b in file_stream(sim_day.glob("*.dbn.zst")))
     total = sum(len(b) for b in FileReplaySource(list(sim_day.glob("*.dbn.zst"))).batches())
     with ReplayGateway(sim_day, [KEY], drop_every=every) as gw:
-        source = live_source(gw.port, reconnect_base_delay_s=0.01)
+        source = live_source(gw.port, reconnect_base_delay_s=0.01, raw_tap=raw_tap)
         got = list(source.batches())
         assert gw.stats.drops == (total - 1) // every
         assert gw.stats.drop_indices == [every * k for k in range(1, gw.stats.drops + 1)]
@@ -153,14 +160,19 @@ def test_a_refused_replay_leaves_an_unrecovered_gap_not_a_silent_hole(sim_day):
     assert any("replay window" in r for r in gw.stats.refusals)
 
 
-def test_a_stalled_consumer_gets_backpressure_and_loses_nothing(sim_day):
+@TAPS
+def test_a_stalled_consumer_gets_backpressure_and_loses_nothing(sim_day, raw_tap):
     """The consumer sleeps; the bounded buffer fills, the SDK's reader blocks, TCP pushes back
     on the gateway. Every record still arrives, in order, and the stall is reported."""
     expected = b"".join(b for _, b in file_stream(sim_day.glob("*.dbn.zst")))
     stalls = []
     with ReplayGateway(sim_day, [KEY]) as gw:
         source = live_source(
-            gw.port, max_buffer_records=500, stall_report_s=0.2, on_stall=stalls.append
+            gw.port,
+            max_buffer_bytes=500 * 56,
+            stall_report_s=0.2,
+            on_stall=stalls.append,
+            raw_tap=raw_tap,
         )
         got = []
         for i, batch in enumerate(source.batches()):
@@ -269,9 +281,10 @@ def test_the_live_source_explains_a_refused_key_and_an_unknown_dataset(sim_day):
             list(other.batches())
 
 
-def test_unknown_symbols_refuse_the_session_or_are_reported(sim_day):
+@TAPS
+def test_unknown_symbols_refuse_the_session_or_are_reported(sim_day, raw_tap):
     with ReplayGateway(sim_day, [KEY]) as gw:
-        nothing = live_source(gw.port, symbols=("ZZZ.OPT", "ESZ9"))
+        nothing = live_source(gw.port, symbols=("ZZZ.OPT", "ESZ9"), raw_tap=raw_tap)
         with pytest.raises(LiveFeedError, match="ZZZ.OPT, ESZ9|ESZ9, ZZZ.OPT"):
             list(nothing.batches())
         some = live_source(gw.port, symbols=("ZZZ.OPT", "NQ.FUT"))

@@ -47,6 +47,7 @@ from ifd_core.marketdata.dbn_stream import (
     SYSTEM_END_OF_INTERVAL,
     SYSTEM_HEARTBEAT,
     ControlRecord,
+    DbnStreamError,
     parse_records,
     ts_recv_of,
 )
@@ -86,7 +87,8 @@ class LiveParams:
     reconnect_base_delay_s: float = 0.5
     reconnect_max_delay_s: float = 30.0
     replay_margin_s: float = 10.0
-    max_buffer_records: int = 2_000_000
+    max_buffer_bytes: int = 256 * 1024 * 1024
+    raw_tap: bool = True  # bytes from the SDK's protocol (fast) or its add_stream (per record)
     stall_report_s: float = 1.0
     take_timeout_s: float = 0.05
     idle_yield_s: float = 1.0
@@ -117,7 +119,7 @@ class Stall:
 
     start_wall_ns: int
     end_wall_ns: int
-    buffered_records: int
+    buffered_bytes: int
 
 
 @dataclass
@@ -135,15 +137,21 @@ Backfiller = Callable[[Gap, Sequence[Subscription]], list[RecordBatch]]
 
 
 class _Sink:
-    """The writable stream the SDK writes every record into (its reader thread).
+    """Where the client's bytes land (on the SDK's event-loop thread), for the consumer to take.
 
-    One ``write`` per record; a deque is appended to without a lock. ``take`` hands everything
-    buffered to the consumer together with the wall time of the oldest record in it (the
-    conservative local receive time used for decision latency)."""
+    Two feeds: ``write`` (one record per call, the SDK's ``add_stream`` hook) and ``write_raw``
+    (whole socket reads from the raw tap, the DBN metadata header first). A deque of byte
+    strings is appended to without a lock. The buffer is bounded in bytes: a write that finds
+    it full blocks the SDK's loop, so the socket is not read and TCP holds the gateway back;
+    a block longer than ``stall_report_s`` becomes a ``Stall``. ``take`` hands everything
+    buffered to the consumer with the wall time the oldest of it arrived (the conservative local
+    receive time used for decision latency)."""
 
-    def __init__(self, max_records: int, stall_report_s: float) -> None:
+    def __init__(self, max_bytes: int, stall_report_s: float) -> None:
         self._q: deque[bytes] = deque()
-        self._max = max_records
+        self._max = max_bytes
+        self._bytes = 0
+        self._head = b""
         self._room = threading.Event()
         self._room.set()
         self._first_ns: int | None = None
@@ -171,20 +179,37 @@ class _Sink:
         if self.metadata is None and b[:3] == b"DBN":
             self.metadata = bytes(b)
             return len(b)
-        q = self._q
-        if len(q) >= self._max:
-            self._wait_for_room(len(q))
+        if self._bytes >= self._max:
+            self._wait_for_room()
         if self._first_ns is None:
             self._first_ns = time.time_ns()
-        q.append(b)
+        self._q.append(b)
+        self._bytes += len(b)
         if self._waiting:
             self._wake.set()
         return len(b)
 
-    def _wait_for_room(self, buffered: int) -> None:
+    def write_raw(self, data: bytes) -> None:
+        """A socket read of the DBN stream: the metadata header (once), then records."""
+        if self.metadata is None:
+            self._head += data
+            if len(self._head) < 8:
+                return
+            if self._head[:3] != b"DBN":
+                raise DbnStreamError("the live stream does not start with a DBN header")
+            end = 8 + int.from_bytes(self._head[4:8], "little")
+            if len(self._head) < end:
+                return
+            self.metadata, data, self._head = self._head[:end], self._head[end:], b""
+            if not data:
+                return
+        self.write(data)
+
+    def _wait_for_room(self) -> None:
         t0 = time.time_ns()
+        buffered = self._bytes
         self._room.clear()
-        while len(self._q) >= self._max and not self.closed:
+        while self._bytes >= self._max and not self.closed:
             self._room.wait(0.1)
         t1 = time.time_ns()
         if t1 - t0 >= self._stall_report_ns:
@@ -201,10 +226,36 @@ class _Sink:
             self._waiting = False
         n = len(q)
         items = [q.popleft() for _ in range(n)]
+        self._bytes -= sum(len(b) for b in items)
         first = self._first_ns or time.time_ns()
         self._first_ns = None if not q else time.time_ns()
         self._room.set()
         return items, first
+
+
+def _tap(client, sink: _Sink) -> None:
+    """Take the session's DBN bytes straight from the SDK's protocol, before it decodes them.
+
+    The SDK turns every record into a Python object (then, for ``add_stream``, back into bytes):
+    about 0.5-0.75 M records/s on our machines, below what the engine takes. The connection,
+    authentication, subscriptions, session start, heartbeat timeout and close stay the SDK's;
+    only ``_process_dbn`` (the method its protocol hands every DBN read to) is replaced on this
+    connection's protocol. It is private, so its absence is an error naming the switch back."""
+    session = getattr(client, "_session", None)
+    proto = getattr(session, "_protocol", None)
+    if proto is None or not hasattr(proto, "_process_dbn") or not hasattr(proto, "_loop"):
+        raise LiveFeedError(
+            "this databento version no longer exposes the protocol hook the raw tap uses; set "
+            "IFD_LIVE__RAW_TAP=false to take records through the SDK's add_stream instead"
+        )
+    loop = proto._loop
+
+    def process_dbn(data: bytes) -> None:
+        proto._last_msg_loop_time = loop.time()  # the SDK's heartbeat timeout watches this
+        sink.write_raw(data)
+        proto._last_msg_loop_time = loop.time()  # a stall (backpressure) is not a silence
+
+    proto._process_dbn = process_dbn
 
 
 class LiveSource:
@@ -239,6 +290,7 @@ class LiveSource:
         self.stats = LiveStats()
         self.symbology: dict[int, str] = {}
         self.not_found: list[str] = []
+        self._gateway_errors: list[str] = []
         self.origin = "live"
         self.ended = False
         self.last_receive_ns = 0  # wall time of the oldest record of the last batch handed out
@@ -309,6 +361,9 @@ class LiveSource:
                 yield batch
             self._report_stalls(sink)
             outcome = sink.outcome
+            if self._gateway_errors:  # the gateway said why it closed: not a mere drop
+                text, self._gateway_errors = ", ".join(self._gateway_errors), []
+                outcome = LiveFeedError(_explain(text, self.params))
             if self.ended or self._stop.is_set():
                 if gap is not None:  # stopped while reconnecting: the gap stays open
                     gap.status = "unrecovered"
@@ -414,10 +469,11 @@ class LiveSource:
         from databento.common.error import BentoError
 
         p = self.params
-        sink = _Sink(p.max_buffer_records, p.stall_report_s)
+        sink = _Sink(p.max_buffer_bytes, p.stall_report_s)
         client = self._new_client()
         try:
-            client.add_stream(sink)
+            if not p.raw_tap:
+                client.add_stream(sink)
             for sub in self.subscriptions:
                 client.subscribe(
                     dataset=p.dataset,
@@ -426,6 +482,8 @@ class LiveSource:
                     stype_in=sub.stype_in,
                     start=start,
                 )
+            if p.raw_tap:  # connected by the first subscribe; nothing is read before start
+                _tap(client, sink)
             client.start()
         except BentoError as exc:
             text = _one_line(exc)
@@ -518,6 +576,8 @@ class LiveSource:
                 self.stats.system_messages.append(c.text)
                 if "not found" in c.text.lower():
                     self.not_found.append(c.text)
+        elif c.kind == "error":  # with the raw tap the SDK does not see these: we do
+            self._gateway_errors.append(c.text)
 
     # ------------------------------------------------------------------ seam
     def _dedup_mask(self, batch: RecordBatch) -> np.ndarray:
