@@ -550,9 +550,7 @@ class _DayState:
     def on_stall(self, stall: Stall) -> None:
         with self._lock:
             self._incidents.extend(
-                self.liveness.on_stall(
-                    stall.start_wall_ns, stall.end_wall_ns, stall.buffered_bytes
-                )
+                self.liveness.on_stall(stall.start_wall_ns, stall.end_wall_ns, stall.buffered_bytes)
             )
 
     def _monitor(self) -> None:

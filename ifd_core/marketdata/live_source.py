@@ -150,7 +150,10 @@ class _Sink:
     def __init__(self, max_bytes: int, stall_report_s: float) -> None:
         self._q: deque[bytes] = deque()
         self._max = max_bytes
-        self._bytes = 0
+        # Bytes written (only the SDK's thread adds) and taken (only the consumer adds): each
+        # has a single writer, so their difference is exact without a lock.
+        self._in = 0
+        self._out = 0
         self._head = b""
         self._room = threading.Event()
         self._room.set()
@@ -179,12 +182,12 @@ class _Sink:
         if self.metadata is None and b[:3] == b"DBN":
             self.metadata = bytes(b)
             return len(b)
-        if self._bytes >= self._max:
+        if self._in - self._out >= self._max:
             self._wait_for_room()
         if self._first_ns is None:
             self._first_ns = time.time_ns()
         self._q.append(b)
-        self._bytes += len(b)
+        self._in += len(b)
         if self._waiting:
             self._wake.set()
         return len(b)
@@ -207,9 +210,9 @@ class _Sink:
 
     def _wait_for_room(self) -> None:
         t0 = time.time_ns()
-        buffered = self._bytes
+        buffered = self._in - self._out
         self._room.clear()
-        while self._bytes >= self._max and not self.closed:
+        while self._in - self._out >= self._max and not self.closed:
             self._room.wait(0.1)
         t1 = time.time_ns()
         if t1 - t0 >= self._stall_report_ns:
@@ -226,7 +229,7 @@ class _Sink:
             self._waiting = False
         n = len(q)
         items = [q.popleft() for _ in range(n)]
-        self._bytes -= sum(len(b) for b in items)
+        self._out += sum(len(b) for b in items)
         first = self._first_ns or time.time_ns()
         self._first_ns = None if not q else time.time_ns()
         self._room.set()
