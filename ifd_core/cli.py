@@ -657,12 +657,18 @@ def gateway(
         err.print(f"replay gateway serving {data} on {host}:{bound} (speed {speed})")
 
     try:
-        run_gateway(
+        stats = run_gateway(
             data, [key], host, port, pace, drop_after, drop_every, replay_window_s, outage_s,
             on_ready=ready,
         )  # fmt: skip
     except (OSError, ValueError) as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
+    err.print(
+        f"replay gateway stopped: {stats.connections} connections, {stats.sessions_completed} "
+        f"sessions served to the end, {stats.records_sent:,} records, {stats.drops} drops, "
+        f"{stats.auth_failures} refused keys",
+        highlight=False,
+    )
 
 
 @app.command()
