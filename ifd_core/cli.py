@@ -754,6 +754,7 @@ def _print_live(summary, as_json: bool) -> None:
             for g in summary.gaps
         ],  # fmt: skip
         "incidents": summary.incidents,
+        "late_records": summary.late_records,
         "decision_latency_ms": {
             "signals": len(lat),
             "p50": float(np.percentile(lat, 50)) if len(lat) else None,

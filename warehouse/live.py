@@ -116,6 +116,7 @@ class LiveSummary:
     ended: bool = False
     stopped: bool = False
     resumed_from: int = 0  # records replayed from the capture after a restart
+    late_records: int = 0  # records of a date that arrived after it was finished (counted)
     decision_latency_ns: list[int] = field(default_factory=list)
 
 
@@ -264,6 +265,7 @@ class LiveRunner:
         self._stop = threading.Event()
         self._source: LiveSource | None = None
         self._day: _DayState | None = None
+        self._closed: set[dt.date] = set()  # dates finished by this run: never reopened
         self._orphan_gaps: list[Gap] = []
         self.live_dir = lake.root / "live"
 
@@ -335,9 +337,13 @@ class LiveRunner:
                 if self._route(batch, params, summary, source):
                     date_done = True
                     break
+        except BaseException:
+            if self._day is not None:  # flush what is done and checkpoint; a restart resumes
+                self._close_day(summary, complete=False)
+            raise
         finally:
             gen.close()
-        summary.gaps.extend(source.gaps)
+            summary.gaps.extend(source.gaps)
         if self._day is not None:
             complete = (date_done or source.ended) and not self._stop.is_set()
             self._close_day(summary, complete=complete)
@@ -348,7 +354,15 @@ class LiveRunner:
         ts = ts_recv_of(batch)
         while len(batch):
             if self._day is None:
-                self._open_day(trade_date_of(int(ts[0])), params, summary, source)
+                day = trade_date_of(int(ts[0]))
+                if day in self._closed:  # records after a real-time close plus its grace
+                    late = ts < session_bounds(day)[1]
+                    summary.late_records += int(late.sum())
+                    self.progress(f"{day}: {int(late.sum())} records after its close, not used")
+                    batch = RecordBatch(batch.schema, batch.records[~late], batch.origin)
+                    ts = ts[~late]
+                    continue
+                self._open_day(day, params, summary, source)
             ds = self._day
             lo, hi = ds.bounds
             if ts[0] < lo:  # the previous date's tail, asked for by the replay start
@@ -399,6 +413,8 @@ class LiveRunner:
     def _close_day(self, summary: LiveSummary, complete: bool) -> None:
         ds, self._day = self._day, None
         ds.stop_monitor()
+        if complete:
+            self._closed.add(ds.day)
         summary.days.append(ds.result)
         if ds.capture is None:  # nothing arrived for this date
             ds.flush(force=True)
