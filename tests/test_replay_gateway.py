@@ -25,6 +25,7 @@ from ifd_core.marketdata.live_source import LiveFeedError, LiveParams, LiveSourc
 from ifd_core.marketdata.record_source import FileReplaySource
 from ifd_core.marketdata.replay_gateway import GatewayError, ReplayGateway
 from ifd_core.marketdata.simulator import simulate_market
+from ifd_core.settings import get_settings
 
 KEY = "db-IFDREPLAYTESTKEY0000000000000"
 SUBS = ("definition", "statistics", "mbo")
@@ -298,3 +299,40 @@ def test_the_gateway_refuses_to_start_without_data_or_keys(tmp_path, sim_day):
         ReplayGateway(tmp_path, [KEY])
     with pytest.raises(GatewayError, match="API key"):
         ReplayGateway(sim_day, [""])
+
+
+def test_a_gap_replay_cannot_cover_is_backfilled_through_historical(sim_day, tmp_path, monkeypatch):
+    """Replay refused and a minute missed on reconnect: the real Historical client (against the
+    loopback Historical server, behind the budget gate, booked in the cost ledger) fills exactly
+    the records between the last one seen and the first live one after the gap."""
+    from tests.fixtures.historical_server import HistoricalServer
+    from warehouse.lake import Lake
+    from warehouse.live_backfill import HistoricalBackfiller
+
+    served = tmp_path / "historical"
+    served.mkdir()
+    for p in sim_day.glob("*.dbn.zst"):  # the Historical fixture serves test_data.<schema>...
+        (served / f"test_data.{p.name.split('.')[1]}.dbn.zst").symlink_to(p)
+    expected = b"".join(b for _, b in file_stream(sim_day.glob("*.dbn.zst")))
+    with HistoricalServer(KEY, samples_dir=served) as hist:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(hist.cert_path))
+        settings = get_settings(
+            warehouse={"data_dir": tmp_path / "data"},
+            databento={"api_key": KEY, "historical_gateway": hist.url},
+        )
+        lake = Lake(settings.data_dir)
+        with ReplayGateway(
+            sim_day, [KEY], drop_after=30_000, replay_window_s=0.000_001, outage_s=60.0
+        ) as gw:
+            source = live_source(
+                gw.port,
+                reconnect_base_delay_s=0.01,
+                backfiller=HistoricalBackfiller(lake, settings),
+            )
+            got = list(source.batches())
+    (gap,) = source.gaps
+    assert gap.status == "backfilled" and gap.backfill_records > 0
+    assert joined(got) == expected  # nothing lost, nothing twice
+    assert any(b.origin == "backfill" for b in got)
+    spend = lake.scan("cost_ledger").collect()
+    assert spend.height > 0  # quotes and spend booked for each backfill request

@@ -360,6 +360,8 @@ class LiveSource:
                         yield from self._backfill(gap, batch)
                     self._close_gap(gap)
                     gap = None
+                # Only now: a backfill above is cut against the position before this batch.
+                self._advance(batch)
                 progressed = True
                 yield batch
             self._report_stalls(sink)
@@ -555,7 +557,6 @@ class LiveSource:
                             continue
                         batch = RecordBatch(batch.schema, batch.records[keep], batch.origin)
                         catching_up = False
-                    self._advance(batch)
                     self.stats.records += len(batch)
                     yield batch
                 continue
