@@ -787,6 +787,248 @@ def _print_live(summary, as_json: bool) -> None:
         )
 
 
+# --------------------------------------------------------------------------- trading
+@app.command()
+def halt(
+    reason: Annotated[str, typer.Option(help="Why trading stops (kept in the history).")],
+    profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
+) -> None:
+    """Emergency stop: block every new position-opening order in every mode until `ifd resume`.
+
+    Persisted under the data root, so running backtests, paper sessions, the live flow and the
+    IB adapter see it at their next order. Exits (stops, targets, session-end flatten) still run.
+    """
+    from ifd_core.trading.halt import EmergencyStop
+
+    EmergencyStop(_settings(profile).data_dir).halt(reason)
+    out.print(f"[bold red]HALTED[/]: {reason}. New orders are refused until `ifd resume`.")
+
+
+@app.command()
+def resume(profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None) -> None:
+    """Lift the emergency stop."""
+    from ifd_core.trading.halt import EmergencyStop
+
+    if EmergencyStop(_settings(profile).data_dir).resume():
+        out.print("trading resumed: new orders are allowed again")
+    else:
+        out.print("trading was not halted")
+
+
+def _metrics_for(result):
+    import polars as pl
+
+    from ifd_core.trading.metrics import daily_sharpe, metrics_table
+
+    trades = result.positions.select("algo", "date", "net_pnl")
+    outcomes = (
+        result.outcomes.select("algo", "date", "label")
+        if result.outcomes.height
+        else pl.DataFrame(schema={"algo": pl.String, "date": pl.Date, "label": pl.String})
+    )
+    table = metrics_table(outcomes, trades, by=("algo",))
+    # Sharpe over every session of the run, the ones without a trade included (P&L 0 that day).
+    sharpe = {
+        a: daily_sharpe(result.daily.filter(pl.col("algo") == a)["net_pnl"].to_list())
+        for a in result.algos
+    }
+    table = table.with_columns(
+        pl.col("algo").replace_strict(sharpe, default=None, return_dtype=pl.Float64)
+        .alias("daily_sharpe")
+    )  # fmt: skip
+    # Every algorithm run gets a row, also one that raised nothing (zeros, not a missing line).
+    algos = pl.DataFrame({"algo": list(result.algos)})
+    table = algos.join(table, on="algo", how="left")
+    counts = ["signals", "resolved", "correct", "incorrect", "neutral", "trades", "wins", "losses"]
+    return table.with_columns(
+        *[pl.col(c).fill_null(0) for c in counts if c in table.columns],
+        pl.col("net_pnl").fill_null(0.0),
+        pl.col("max_drawdown").fill_null(0.0),
+    )
+
+
+def _metrics_view(metrics):
+    """The columns a trader reads first, rounded."""
+    import polars as pl
+
+    def pct(c):
+        return (pl.col(c) * 100).round(1)
+
+    return metrics.select(
+        "algo",
+        "signals",
+        "resolved",
+        pct("accuracy").alias("acc %"),
+        pl.format("[{}, {}]", pct("ci_low"), pct("ci_high")).alias("Wilson 95 %"),
+        pct("neutral_share").alias("neutral %"),
+        "trades",
+        pct("win_rate").alias("win %"),
+        pl.col("payoff_ratio").round(2).alias("payoff"),
+        pl.col("count_wl_ratio").round(2).alias("W/L"),
+        pl.col("profit_factor").round(2).alias("PF"),
+        pl.col("net_pnl").round(2).alias("net P&L $"),
+        pl.col("max_drawdown").round(2).alias("max DD $"),
+        pl.col("daily_sharpe").round(2).alias("Sharpe"),
+    )
+
+
+@app.command()
+def backtest(
+    start: Annotated[str, typer.Option(help="First trade date (YYYY-MM-DD).")],
+    end: Annotated[str, typer.Option(help="Last trade date (YYYY-MM-DD).")],
+    algo: Annotated[str, typer.Option(help="v3, v1 or both.")] = "both",
+    profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
+    walk_forward: Annotated[
+        bool, typer.Option("--walk-forward", help="Tune min confidence on rolling windows.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Backtest stored days: the FlowEngine and the paper executor, labels, metrics, Monte Carlo.
+
+    Deterministic: two runs over the same days give identical fills and P&L. The ledger goes to
+    the lake (orders, fills, positions, pnl_daily with mode=backtest) and an HTML report to
+    data/reports/.
+    """
+    from warehouse.backtest import run_backtest
+    from warehouse.lake import Lake
+    from warehouse.reports import write_backtest_report
+
+    settings = _settings(profile)
+    lake = Lake(settings.data_dir)
+    s, e = _parse_date(start), _parse_date(end)
+    try:
+        result = run_backtest(
+            lake, settings, s, e, _algos(algo), walk_forward=walk_forward,
+            progress=lambda m: err.print(m, highlight=False),
+        )  # fmt: skip
+    except ValueError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+    metrics = _metrics_for(result)
+    report = write_backtest_report(settings.data_dir, result, metrics)
+    doc = {
+        "run_id": result.run_id,
+        "data": "SYNTHETIC" if result.synthetic else "real",
+        "days": [d.isoformat() for d in result.days],
+        "records": result.records,
+        "seconds": round(result.seconds, 2),
+        "metrics": {r["algo"]: r for r in metrics.to_dicts()},
+        "monte_carlo": result.monte_carlo,
+        "walk_forward": result.walk_forward,
+        "report": str(report),
+    }
+    if as_json:
+        typer.echo(json.dumps(doc, indent=1, default=str))
+        return
+    label = " (SYNTHETIC data: not evidence about real markets)" if result.synthetic else ""
+    out.print(f"[bold]Backtest {result.run_id}[/]{label}: {len(result.days)} days, "
+              f"{result.records:,} records in {result.seconds:.1f} s", highlight=False)  # fmt: skip
+    print_frame(_metrics_view(metrics), title="Metrics per algorithm")
+    for a, mc in result.monte_carlo.items():
+        out.print(
+            f"{a} Monte Carlo ({mc['paths']:,} paths): 5th pct terminal return "
+            f"{mc['terminal_return_p5']:+.2%}, worst-5% drawdown {mc['worst5_drawdown']:.2%}, "
+            f"P(loss) {mc['prob_loss']:.1%}, P(ruin) {mc['prob_ruin']:.1%}",
+            highlight=False,
+        )
+    out.print(f"report: {report}", highlight=False)
+
+
+@app.command()
+def ab(
+    start: Annotated[str, typer.Option(help="First trade date (YYYY-MM-DD).")],
+    end: Annotated[str, typer.Option(help="Last trade date (YYYY-MM-DD).")],
+    profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """A/B test v3 against v1 on the same record stream: paired signals, the accuracy test
+    (Fisher exact for small cells), a bootstrap CI of the daily P&L difference, and a verdict
+    that says how many more resolved signals are needed when the sample cannot decide."""
+    from warehouse.ab_test import run_ab
+    from warehouse.lake import Lake
+    from warehouse.reports import write_ab_report
+
+    settings = _settings(profile)
+    try:
+        res = run_ab(
+            Lake(settings.data_dir), settings, _parse_date(start), _parse_date(end),
+            progress=lambda m: err.print(m, highlight=False),
+        )  # fmt: skip
+    except ValueError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+    metrics = _metrics_for(res.backtest)
+    doc = res.to_dict()
+    doc["report"] = str(write_ab_report(settings.data_dir, res, metrics))
+    doc["metrics"] = {r["algo"]: r for r in metrics.to_dicts()}
+    if as_json:
+        typer.echo(json.dumps(doc, indent=1, default=str))
+        return
+    label = " (SYNTHETIC data: not evidence about real markets)" if res.backtest.synthetic else ""
+    out.print(f"[bold]A/B v3 vs v1[/]{label}: {len(res.backtest.days)} days", highlight=False)
+    print_frame(_metrics_view(metrics), title="Both algorithms, same stream")
+    t = res.test
+    p = "n/a" if t.get("p_value") is None else f"{t['p_value']:.4f}"
+    out.print(f"accuracy v3 - v1: {t.get('test')} test, one-sided p = {p}; paired signals "
+              f"{res.pairs}, agreement {res.agreement}", highlight=False)  # fmt: skip
+    if res.pnl_diff_ci:
+        m, lo, hi = res.pnl_diff_ci
+        out.print(f"daily P&L v3 - v1: {m:+.2f} $ [{lo:+.2f}, {hi:+.2f}] (bootstrap by day)")
+    out.print(f"[bold]verdict[/]: {res.verdict.text}", highlight=False)
+    out.print(f"report: {doc['report']}", highlight=False)
+
+
+@app.command("extended-test")
+def extended_test(
+    start: Annotated[str | None, typer.Option(help="First session (default: the last N).")] = None,
+    end: Annotated[str | None, typer.Option(help="Last session.")] = None,
+    realtime: Annotated[
+        str | None,
+        typer.Option(help="Real-time mode: add the newest session to this test id's rows."),
+    ] = None,
+    profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """The two-week extended test: daily rows per algorithm, weekly and final reports pooled
+    from counts, and PASS / FAIL(reasons) / INCONCLUSIVE(reasons) against settings.extended."""
+    import polars as pl
+
+    from warehouse.extended_test import run_extended
+    from warehouse.lake import Lake
+    from warehouse.reports import write_extended_report
+
+    settings = _settings(profile)
+    try:
+        res = run_extended(
+            Lake(settings.data_dir), settings,
+            start=_parse_date(start) if start else None, end=_parse_date(end) if end else None,
+            realtime_test_id=realtime, progress=lambda m: err.print(m, highlight=False),
+        )  # fmt: skip
+    except ValueError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+    doc = res.to_dict()
+    doc["report"] = str(write_extended_report(settings.data_dir, res))
+    if as_json:
+        typer.echo(json.dumps(doc, indent=1, default=str))
+        return
+    label = " (SYNTHETIC data: not evidence about real markets)" if res.synthetic else ""
+    out.print(f"[bold]Extended test {res.test_id}[/]{label}: {len(res.days)} sessions "
+              f"({res.mode})", highlight=False)  # fmt: skip
+    view = res.final.select(
+        "algo", "days", "signals", "resolved",
+        (pl.col("accuracy") * 100).round(1).alias("acc %"),
+        pl.format("[{}, {}]", (pl.col("accuracy_ci_low") * 100).round(1),
+                  (pl.col("accuracy_ci_high") * 100).round(1)).alias("Wilson 95 %"),
+        "trades", (pl.col("win_rate") * 100).round(1).alias("win %"),
+        pl.col("payoff").round(2), pl.col("count_wl").round(2).alias("W/L"),
+        pl.col("net_pnl").round(2).alias("net P&L $"),
+        pl.col("cost_per_signal").round(2).alias("$/signal"),
+        pl.col("latency_p95_ms").round(1).alias("p95 ms"),
+        (pl.col("tick_coverage") * 100).round(1).alias("coverage %"),
+    )  # fmt: skip
+    print_frame(view, title="Final (pooled from daily counts)")
+    out.print(f"[bold]verdict[/]: {res.verdict}", highlight=False)
+    out.print(f"report: {doc['report']}", highlight=False)
+
+
 # --------------------------------------------------------------------------- demo
 @app.command()
 def demo(

@@ -114,13 +114,54 @@ class RiskSettings(_Group):
     min_signal_confidence: float = 0.0
     daily_loss_stop: float = 2_000.0
     max_drawdown_stop: float = 5_000.0
+    max_positions: int = 10
+    max_loss_per_trade: float = 1_000.0
+    risk_budget_percent: float = Field(
+        default=1.0, description="Equity risked per trade (stop distance x contracts x $20)."
+    )
+    take_profit_percent: float = 24.0
 
 
 class PaperSettings(_Group):
     capital: float = 100_000.0
     commission_per_contract: float = 2.0
-    slippage_ticks: float = 0.25
+    slippage_ticks: float = Field(
+        default=0.25,
+        description="Reference profile value, not applied: market orders walk the visible book.",
+    )
     latency_ms: int = 50
+    order_type: Literal["market", "limit"] = "market"
+    limit_offset_ticks: int = 0
+    limit_ttl_s: float = 300.0
+    time_stop_s: float = Field(default=1800.0, description="Default: the label horizon.")
+
+
+class BacktestSettings(_Group):
+    mc_paths: int = 10_000
+    mc_block_days: int = 1
+    mc_seed: int = 0
+    equity_floor_fraction: float = Field(
+        default=0.5, description="Monte Carlo ruin: equity at or below this share of capital."
+    )
+    wf_train_sessions: int = 20
+    wf_test_sessions: int = 5
+    holdout_sessions: int = 10
+    confidence_grid: list[float] = Field(default_factory=lambda: [0.0, 0.5, 0.6, 0.7, 0.8])
+    bootstrap_resamples: int = 10_000
+
+
+class ExtendedSettings(_Group):
+    sessions: int = 10
+    min_resolved: int = 100
+    min_accuracy: float = 0.75
+    min_accuracy_lower: float = 0.65
+    min_edge_over_v1: float = 0.05
+    min_count_wl: float = 1.8
+    min_payoff: float = 1.0
+    max_cost_per_signal: float = 5.0
+    max_latency_p95_ms: float = 100.0
+    min_uptime_rth: float = 0.999
+    min_tick_coverage: float = 0.95
 
 
 class ABSettings(_Group):
@@ -216,6 +257,8 @@ class Settings(BaseSettings):
     paper: PaperSettings = Field(default_factory=PaperSettings)
     ab: ABSettings = Field(default_factory=ABSettings)
     ib: IBSettings = Field(default_factory=IBSettings)
+    backtest: BacktestSettings = Field(default_factory=BacktestSettings)
+    extended: ExtendedSettings = Field(default_factory=ExtendedSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
 
     @classmethod

@@ -36,7 +36,7 @@ from ifd_core.analysis.ifd_v3 import V3Params
 from ifd_core.analysis.pressure_windows import WindowParams, pressure_measures
 from ifd_core.calendar import sessions_before
 from ifd_core.marketdata.frames import PRICE_UNIT, fixed_price
-from ifd_core.marketdata.record_source import FileReplaySource
+from ifd_core.marketdata.record_source import FileReplaySource, RecordBatch
 from ifd_core.settings import Settings
 from ifd_core.trading.labels import BarrierParams, label_signals
 from warehouse.lake import Lake
@@ -152,6 +152,32 @@ def make_detectors(
     return detectors
 
 
+def engine_pass(
+    batches: Iterable[RecordBatch],
+    settings: Settings,
+    day: dt.date,
+    baselines: dict[str, pl.DataFrame] | None,
+    algos: Iterable[str],
+) -> tuple[pl.DataFrame, pl.DataFrame, FlowEngine, float]:
+    """The FlowEngine with the detectors of ``algos`` over one day's batches: (the day's windows,
+    its signals, the engine, seconds). Writes nothing: detection and backtests share it."""
+    wp, _, _ = _engine_params(settings)
+    engine = FlowEngine(wp, detectors=make_detectors(settings, day, baselines, algos))
+    t0 = time.perf_counter()
+    wins, sigs = [], []
+    for batch in batches:
+        out = engine.process(batch)
+        wins.append(out.windows)
+        sigs.append(out.signals)
+    out = engine.finish()
+    wins.append(out.windows)
+    sigs.append(out.signals)
+    seconds = time.perf_counter() - t0
+    windows = pl.concat(wins, how="diagonal_relaxed").filter(pl.col("date") == day)
+    signals = pl.concat(sigs).filter(pl.col("date") == day)
+    return windows, signals, engine, seconds
+
+
 def run_engine(
     lake: Lake,
     day: dt.date,
@@ -165,20 +191,8 @@ def run_engine(
     paths = raw_files_for(lake, day)
     if not paths:
         raise NoDataForDate(f"no ingested MBO data for trade date {day}")
-    wp, _, _ = _engine_params(settings)
-    engine = FlowEngine(wp, detectors=make_detectors(settings, day, baselines, algos))
-    t0 = time.perf_counter()
-    wins, sigs = [], []
-    for batch in FileReplaySource(paths, batch_records=batch_records).batches():
-        out = engine.process(batch)
-        wins.append(out.windows)
-        sigs.append(out.signals)
-    out = engine.finish()
-    wins.append(out.windows)
-    sigs.append(out.signals)
-    seconds = time.perf_counter() - t0
-    windows = pl.concat(wins, how="diagonal_relaxed").filter(pl.col("date") == day)
-    signals = pl.concat(sigs).filter(pl.col("date") == day)
+    batches = FileReplaySource(paths, batch_records=batch_records).batches()
+    windows, signals, engine, seconds = engine_pass(batches, settings, day, baselines, algos)
     key = source_key(paths)
     origin = _origin(lake, day)
     _write_windows(lake, day, windows, key, origin)
@@ -363,13 +377,11 @@ def detect_day(
     return run
 
 
-def label_day(
+def outcomes_of(
     lake: Lake, day: dt.date, signals: pl.DataFrame, p: BarrierParams | None = None
 ) -> pl.DataFrame:
-    """Triple-barrier outcomes of ``signals`` from the underlying's trades in the lake."""
-    if signals.height == 0:
-        lake.replace_day("signal_outcomes", day, pl.DataFrame(), "outcomes")
-        return pl.DataFrame(schema=TABLES["signal_outcomes"].pl_schema)
+    """Triple-barrier outcomes of ``signals`` from the underlying's trades in the lake, not
+    stored (label_day stores them; backtests keep theirs with the run)."""
     under = signals["underlying_id"].unique().to_list()
     tape = (
         lake.scan("trades")
@@ -377,7 +389,17 @@ def label_day(
         .select("instrument_id", "ts_event", fixed_price("price"))
         .collect()
     )
-    out = label_signals(signals, tape, p).with_columns(
+    return label_signals(signals, tape, p)
+
+
+def label_day(
+    lake: Lake, day: dt.date, signals: pl.DataFrame, p: BarrierParams | None = None
+) -> pl.DataFrame:
+    """Triple-barrier outcomes of ``signals`` from the underlying's trades in the lake."""
+    if signals.height == 0:
+        lake.replace_day("signal_outcomes", day, pl.DataFrame(), "outcomes")
+        return pl.DataFrame(schema=TABLES["signal_outcomes"].pl_schema)
+    out = outcomes_of(lake, day, signals, p).with_columns(
         pl.lit(day).alias("date"),
         pl.lit(dt.datetime.now(dt.UTC)).alias("labelled_at"),
         pl.lit(_origin(lake, day)).alias("origin"),

@@ -118,6 +118,7 @@ def _analytics(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
 
 
 LIVE_TABLES = ["gaps", "incidents", "signal_latency"]
+LEDGER_TABLES = ["orders", "fills", "positions", "pnl_daily"]
 
 
 def _live(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
@@ -130,12 +131,15 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (
         1,
         "market data, data quality and cost tables",
-        _tables_and_views([t for t in TABLES if t not in ANALYTICS_TABLES + LIVE_TABLES]),
+        _tables_and_views(
+            [t for t in TABLES if t not in ANALYTICS_TABLES + LIVE_TABLES + LEDGER_TABLES]
+        ),
     ),
     (2, "point-in-time macros and dq summary", _point_in_time_macros),
     (3, "trades from one source per date and instrument; trades_all", _trades_one_source),
     (4, "flow engine, baselines, signals and outcomes", _analytics),
     (5, "live path: gaps, incidents, signal latency; windows carry `complete`", _live),
+    (6, "trading ledger: orders, fills, positions, pnl_daily", _tables_and_views(LEDGER_TABLES)),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -110,6 +110,107 @@ _ROLLUP_COLS = {
     "last_underlying_price": F64,
 }
 
+# The trading ledger: every row carries its run, mode (backtest | paper | shadow | ib), algorithm,
+# signal and config version, so any P&L traces back to the signal and parameters behind it.
+_RUN = {"run_id": S, "mode": S, "algo": S}
+_LEDGER = [
+    _t(
+        "orders",
+        "one order of one run",
+        "Every order the executor decided on, including rejected ones and why (risk, emergency "
+        "stop, no liquidity): purpose entry | stop | target | time_stop | session_end | "
+        "expiration; status filled | partial | cancelled | rejected.",
+        {
+            **_RUN,
+            "order_id": S,
+            "signal_id": S,
+            "config_version": S,
+            "instrument_id": U32,
+            "purpose": S,
+            "side": S,
+            "type": S,
+            "qty": I64,
+            "limit_price": F64,
+            "created_ts": U64,
+            "status": S,
+            "filled_qty": I64,
+            "avg_price": F64,
+            "reason": S,
+        },
+        provenance=False,
+    ),
+    _t(
+        "fills",
+        "one fill of one order",
+        "Executions: price in premium points, quantity, fee, and where the price came from "
+        "(book: walking the visible book; limit: a resting limit; trigger_trade / last_trade: no "
+        "book on that side; cash_settlement: intrinsic value at expiration).",
+        {
+            **_RUN,
+            "fill_id": S,
+            "order_id": S,
+            "signal_id": S,
+            "config_version": S,
+            "instrument_id": U32,
+            "ts": U64,
+            "side": S,
+            "price": F64,
+            "qty": I64,
+            "fee": F64,
+            "liquidity": S,
+        },
+        provenance=False,
+    ),
+    _t(
+        "positions",
+        "one closed position (one signal's trade)",
+        "Round trips: entry and exit price and time, exit reason (stop, target, time_stop, "
+        "session_end, expiration), gross P&L ($20 per point), fees and net P&L.",
+        {
+            **_RUN,
+            "position_id": S,
+            "signal_id": S,
+            "config_version": S,
+            "instrument_id": U32,
+            "raw_symbol": S,
+            "side": S,
+            "qty": I64,
+            "entry_ts": U64,
+            "entry_price": F64,
+            "exit_ts": U64,
+            "exit_price": F64,
+            "exit_reason": S,
+            "gross_pnl": F64,
+            "fees": F64,
+            "net_pnl": F64,
+        },
+        provenance=False,
+    ),
+    _t(
+        "pnl_daily",
+        "one trade date of one algorithm in one run",
+        "Daily (not cumulative) trading results and the account after the day: trades, wins, "
+        "losses, gross, fees, net P&L, equity at the end, drawdown from the running peak.",
+        {
+            **_RUN,
+            "config_version": S,
+            "signals": I64,
+            "orders": I64,
+            "rejected": I64,
+            "trades": I64,
+            "wins": I64,
+            "losses": I64,
+            "gross_pnl": F64,
+            "fees": F64,
+            "net_pnl": F64,
+            "equity_end": F64,
+            "drawdown": F64,
+        },
+        provenance=False,
+    ),
+]
+
+
 TABLES: dict[str, Table] = {
     t.name: t
     for t in [
@@ -498,6 +599,7 @@ TABLES: dict[str, Table] = {
             },
             provenance=False,
         ),
+        *_LEDGER,
     ]
 }
 

@@ -137,15 +137,16 @@ class PaperExecutor:
         batches: Sequence[RecordBatch],
         signals: pl.DataFrame,
         session_end_ns: int,
-        underlying_of: dict[int, int] | None = None,
     ) -> DayLedger:
         """Trade ``signals`` (this executor's algorithm) over the day's record ``batches``."""
         self.ledger = DayLedger()
         self.day_net = 0.0
+        self.day_start_equity = self.equity
         self.books = FastBookSet()
         self.open: list[_Position] = []
         self.working: list[_Order] = []
         self.last_trade: dict[int, int] = {}
+        self.day_trades = 0
         sigs = signals.filter(pl.col("confidence") >= self.cfg.min_confidence).sort(
             "decision_ts", "signal_id"
         )
@@ -298,6 +299,7 @@ class PaperExecutor:
             peak_equity=self.peak_equity,
             day_net_pnl=self.day_net,
             open_positions=len(self.open) + sum(o.purpose == "entry" for o in self.working),
+            day_trades=self.day_trades,
             halted_reason=self.halted(),
         )
         sizing = size_entry(stop_dist, state, self.limits)
@@ -305,6 +307,7 @@ class PaperExecutor:
             self._reject(order, "; ".join(sizing.reasons))
             return
         order.qty = sizing.contracts
+        self.day_trades += 1
         order.reason = "; ".join(sizing.reasons)
         if self.cfg.order_type == "market":
             self._walk(order, ts)
@@ -489,3 +492,31 @@ class PaperExecutor:
 
     def _id(self, prefix: str) -> str:
         return f"{self.algo}-{prefix}{next(self._ids):06d}"
+
+
+def executor_from_settings(algo: str, settings, *, halted, run_id: str, mode: str, capital=None):
+    """The executor ``settings`` describe (paper, risk and the min confidence)."""
+    p, r = settings.paper, settings.risk
+    cfg = ExecConfig(
+        fee_per_contract=p.commission_per_contract,
+        latency_ms=float(p.latency_ms),
+        order_type=p.order_type,
+        limit_offset_ticks=p.limit_offset_ticks,
+        limit_ttl_s=p.limit_ttl_s,
+        stop_fraction=r.stop_loss_percent / 100.0,
+        target_fraction=r.take_profit_percent / 100.0,
+        time_stop_s=p.time_stop_s,
+        min_confidence=r.min_signal_confidence,
+    )
+    limits = RiskLimits(
+        max_positions=r.max_positions,
+        max_contracts=r.max_position_size,
+        max_loss_per_trade=r.max_loss_per_trade,
+        daily_loss_stop=r.daily_loss_stop,
+        drawdown_stop=r.max_drawdown_stop,
+        risk_budget_fraction=r.risk_budget_percent / 100.0,
+        max_daily_trades=r.max_daily_trades,
+    )
+    return PaperExecutor(
+        algo, cfg, limits, capital=capital or p.capital, halted=halted, run_id=run_id, mode=mode
+    )

@@ -23,6 +23,7 @@ class RiskLimits:
     daily_loss_stop: float = 2_000.0
     drawdown_stop: float = 5_000.0
     risk_budget_fraction: float = 0.01  # of equity, risked per trade (stop distance x size)
+    max_daily_trades: int = 30
 
 
 @dataclass
@@ -33,6 +34,7 @@ class RiskState:
     peak_equity: float
     day_net_pnl: float = 0.0
     open_positions: int = 0
+    day_trades: int = 0
     halted_reason: str | None = None
 
 
@@ -54,6 +56,8 @@ def size_entry(stop_distance_points: float, state: RiskState, limits: RiskLimits
         return Sizing(0, (f"emergency stop: {state.halted_reason}",))
     if state.open_positions >= limits.max_positions:
         return Sizing(0, (f"max positions {limits.max_positions} open",))
+    if state.day_trades >= limits.max_daily_trades:
+        return Sizing(0, (f"max daily trades {limits.max_daily_trades} reached",))
     if state.day_net_pnl <= -limits.daily_loss_stop:
         loss = f"{state.day_net_pnl:.2f} <= -{limits.daily_loss_stop}"
         return Sizing(0, (f"daily loss stop: {loss}",))

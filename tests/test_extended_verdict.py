@@ -1,0 +1,390 @@
+"""Extended-test pooling and verdict (platform.md §3.8)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+
+from ifd_core.trading.extended import (
+    Criteria,
+    Verdict,
+    edge_pvalue,
+    final,
+    pool,
+    required_per_arm,
+    verdict,
+    weekly,
+)
+
+
+def row(date: dt.date, algo: str = "v3", **kw) -> dict:
+    base = {
+        "date": date,
+        "algo": algo,
+        "signals": 0,
+        "resolved": 0,
+        "correct": 0,
+        "incorrect": 0,
+        "neutral": 0,
+        "trades": 0,
+        "wins": 0,
+        "losses": 0,
+        "gross_win": 0.0,
+        "gross_loss": 0.0,
+        "net_pnl": 0.0,
+        "data_cost": 0.0,
+        "latency_p95_ms": None,
+        "uptime_rth": 1.0,
+        "tick_coverage": 1.0,
+        "critical_incidents_open": 0,
+    }
+    base.update(kw)
+    return base
+
+
+def frame(rows: list[dict]) -> pl.DataFrame:
+    return pl.DataFrame(
+        rows,
+        schema_overrides={
+            "date": pl.Date,
+            "latency_p95_ms": pl.Float64,
+            "uptime_rth": pl.Float64,
+            "tick_coverage": pl.Float64,
+        },
+    )
+
+
+SESSIONS = [dt.date(2026, 3, 2) + dt.timedelta(days=d) for d in (0, 1, 2, 3, 4, 7, 8, 9, 10, 11)]
+
+
+def good_day(date: dt.date, algo: str = "v3", correct: int = 33, incorrect: int = 7, **kw) -> dict:
+    """A v3 day that meets every criterion on its own; 10 of them pass the window."""
+    values = {
+        "signals": correct + incorrect + 5,
+        "resolved": correct + incorrect,
+        "correct": correct,
+        "incorrect": incorrect,
+        "neutral": 5,
+        "trades": 30,
+        "wins": 20,
+        "losses": 10,
+        "gross_win": 3_000.0,
+        "gross_loss": -1_000.0,
+        "net_pnl": 2_000.0,
+        "data_cost": 8.0,
+        "latency_p95_ms": 60.0,
+        "uptime_rth": 1.0,
+        "tick_coverage": 0.99,
+    }
+    values.update(kw)
+    return row(date, algo, **values)
+
+
+def window(v3: dict | None = None, v1: dict | None = None) -> pl.DataFrame:
+    """10 sessions: v3 330/400 correct, v1 260/400 unless overridden per day."""
+    rows = [good_day(d, "v3", **(v3 or {})) for d in SESSIONS]
+    rows += [good_day(d, "v1", **{"correct": 26, "incorrect": 14, **(v1 or {})}) for d in SESSIONS]
+    return frame(rows)
+
+
+# --- pooling -----------------------------------------------------------------------------------
+
+
+def test_two_sessions_pool_to_hand_computed_values():
+    daily = frame(
+        [
+            row(
+                dt.date(2026, 3, 2),
+                signals=5,
+                resolved=4,
+                correct=3,
+                incorrect=1,
+                neutral=1,
+                trades=3,
+                wins=2,
+                losses=1,
+                gross_win=300.0,
+                gross_loss=-100.0,
+                net_pnl=200.0,
+                data_cost=10.0,
+                latency_p95_ms=40.0,
+                uptime_rth=1.0,
+                tick_coverage=0.98,
+            ),
+            row(
+                dt.date(2026, 3, 3),
+                signals=10,
+                resolved=6,
+                correct=4,
+                incorrect=2,
+                neutral=3,
+                trades=4,
+                wins=1,
+                losses=3,
+                gross_win=50.0,
+                gross_loss=-150.0,
+                net_pnl=-100.0,
+                data_cost=12.0,
+                latency_p95_ms=80.0,
+                uptime_rth=0.999,
+                tick_coverage=0.96,
+                critical_incidents_open=1,
+            ),
+        ]
+    )
+    r = final(daily).row(0, named=True)
+    assert (r["signals"], r["resolved"], r["correct"], r["incorrect"], r["neutral"]) == (
+        15,
+        10,
+        7,
+        3,
+        4,
+    )
+    assert (r["trades"], r["wins"], r["losses"], r["days"]) == (7, 3, 4, 2)
+    # 7 / 10 pooled, not the mean of 0.75 and 0.667 (= 0.708).
+    assert r["accuracy"] == pytest.approx(0.70)
+    # §3.3: 7 correct of 10 -> Wilson ~[0.40, 0.89].
+    assert r["accuracy_ci_low"] == pytest.approx(0.3968, abs=1e-3)
+    assert r["accuracy_ci_high"] == pytest.approx(0.8922, abs=1e-3)
+    assert r["neutral_share"] == pytest.approx(4 / 14)
+    assert r["win_rate"] == pytest.approx(3 / 7)
+    assert r["payoff"] == pytest.approx((350 / 3) / (250 / 4))
+    assert r["count_wl"] == pytest.approx(0.75)
+    assert r["gross_win"] == 350.0 and r["gross_loss"] == -250.0 and r["net_pnl"] == 100.0
+    assert r["cost_per_signal"] == pytest.approx(22 / 15)
+    assert r["latency_p95_ms"] == 80.0  # worst day
+    assert r["uptime_rth"] == 0.999 and r["tick_coverage"] == 0.96  # worst day
+    assert r["critical_incidents_open"] == 1
+    assert r["first_date"] == dt.date(2026, 3, 2) and r["last_date"] == dt.date(2026, 3, 3)
+
+
+def test_session_without_signals_adds_zero_and_divides_by_nothing():
+    quiet = frame([row(dt.date(2026, 3, 4))])
+    r = final(quiet).row(0, named=True)
+    assert r["signals"] == 0 and r["days"] == 1
+    for col in (
+        "accuracy",
+        "accuracy_ci_low",
+        "win_rate",
+        "payoff",
+        "count_wl",
+        "cost_per_signal",
+        "neutral_share",
+    ):
+        assert r[col] is None, col
+    assert r["latency_missing_days"] == 0  # nothing to time on a day without signals
+
+    busy = row(
+        dt.date(2026, 3, 5),
+        signals=4,
+        resolved=4,
+        correct=3,
+        incorrect=1,
+        data_cost=8.0,
+        latency_p95_ms=50.0,
+    )
+    both = final(frame([row(dt.date(2026, 3, 4), data_cost=2.0), busy])).row(0, named=True)
+    assert both["signals"] == 4 and both["days"] == 2
+    assert both["accuracy"] == pytest.approx(0.75)
+    assert both["cost_per_signal"] == pytest.approx(10.0 / 4)  # the quiet day's cost still counts
+
+
+def test_pool_by_nothing_gives_one_total_row_and_by_algo_separates():
+    daily = window()
+    total = pool(daily, [])
+    assert total.height == 1 and total["resolved"][0] == 800 and total["days"][0] == 10
+    per_algo = pool(daily, ["algo"])
+    assert per_algo["algo"].to_list() == ["v1", "v3"]
+    assert per_algo["correct"].to_list() == [260, 330]
+
+
+def test_thanksgiving_week_counts_only_trading_sessions():
+    # 2026-11-26 is Thanksgiving: there is no row for it. 2026-11-30 starts the next week.
+    dates = [dt.date(2026, 11, d) for d in (23, 24, 25, 27, 30)]
+    daily = frame(
+        [row(d, signals=2, resolved=2, correct=1, incorrect=1, latency_p95_ms=10.0) for d in dates]
+    )
+    w = weekly(daily)
+    assert w["week_start"].to_list() == [dt.date(2026, 11, 23), dt.date(2026, 11, 30)]
+    assert w["days"].to_list() == [4, 1]
+    assert w["signals"].to_list() == [8, 2]
+    assert w["first_date"][0] == dt.date(2026, 11, 23) and w["last_date"][0] == dt.date(
+        2026, 11, 27
+    )
+
+
+def test_weeks_start_on_monday_across_the_new_year():
+    dates = [dt.date(2025, 12, 29), dt.date(2026, 1, 2), dt.date(2026, 1, 5)]
+    w = weekly(frame([row(d, algo=a) for d in dates for a in ("v1", "v3")]))
+    assert w.select("algo", "week_start", "days").rows() == [
+        ("v1", dt.date(2025, 12, 29), 2),
+        ("v1", dt.date(2026, 1, 5), 1),
+        ("v3", dt.date(2025, 12, 29), 2),
+        ("v3", dt.date(2026, 1, 5), 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"resolved": 3, "correct": 1, "incorrect": 1, "signals": 5},  # resolved != c + i
+        {"resolved": 2, "correct": 1, "incorrect": 1, "neutral": 2, "signals": 3},
+        {"trades": 1, "wins": 1, "losses": 1},
+        {"gross_loss": 5.0},
+        {"uptime_rth": 1.5},
+        {"signals": -1},
+    ],
+)
+def test_inconsistent_daily_rows_are_rejected(bad):
+    with pytest.raises(ValueError):
+        final(frame([row(dt.date(2026, 3, 2), **bad)]))
+
+
+def test_duplicate_day_is_rejected_not_double_counted():
+    d = dt.date(2026, 3, 2)
+    with pytest.raises(ValueError, match="more than one row"):
+        final(frame([row(d, signals=1), row(d, signals=1)]))
+
+
+# --- statistics helpers ------------------------------------------------------------------------
+
+
+def test_sample_size_for_65_vs_75_is_about_260_per_arm():
+    assert required_per_arm(0.65, 0.75) == 259
+    assert required_per_arm(0.65, 0.75, power=0.9) > 259
+
+
+def test_edge_test_uses_fisher_for_small_cells_and_z_otherwise():
+    p, test = edge_pvalue(330, 70, 260, 140)
+    assert test == "z" and p < 1e-5
+    p, test = edge_pvalue(20, 2, 12, 8)
+    assert test == "fisher" and 0.01 < p < 0.1
+    p, test = edge_pvalue(50, 50, 50, 50)
+    assert test == "z" and p == pytest.approx(0.5)
+
+
+# --- verdict -----------------------------------------------------------------------------------
+
+
+def test_pass():
+    v = verdict(window())
+    assert v == Verdict("PASS", [])
+    assert str(v) == "PASS"
+
+
+def test_forty_resolved_is_inconclusive():
+    daily = frame(
+        [
+            good_day(SESSIONS[0], correct=32, incorrect=8),
+            good_day(SESSIONS[0], "v1", correct=26, incorrect=14),
+        ]
+    )
+    v = verdict(daily)
+    assert v.status == "INCONCLUSIVE"
+    assert v.reasons == ["resolved 40 < 100 (need 60 more)"]
+    assert str(v) == "INCONCLUSIVE(resolved 40 < 100 (need 60 more))"
+
+
+def test_fail_lists_every_failed_criterion_with_number_and_threshold():
+    daily = window().with_columns(
+        pl.when((pl.col("algo") == "v3") & (pl.col("date") == SESSIONS[3]))
+        .then(150.0)
+        .otherwise(pl.col("latency_p95_ms"))
+        .alias("latency_p95_ms"),
+        pl.when(pl.col("algo") == "v3")
+        .then(300.0)
+        .otherwise(pl.col("data_cost"))
+        .alias("data_cost"),
+    )
+    v = verdict(daily)
+    assert v.status == "FAIL"
+    assert v.reasons == ["cost per signal $6.67 >= $5.00", "latency p95 150.0 ms >= 100 ms"]
+    assert str(v) == "FAIL(cost per signal $6.67 >= $5.00; latency p95 150.0 ms >= 100 ms)"
+
+
+def test_accuracy_and_trade_ratio_failures():
+    v = verdict(
+        window(
+            v3={
+                "correct": 29,
+                "incorrect": 11,
+                "wins": 15,
+                "losses": 15,
+                "gross_win": 1_200.0,
+                "gross_loss": -1_500.0,
+            }
+        )
+    )
+    assert v.status == "FAIL"
+    text = str(v)
+    assert "accuracy 0.725 < 0.75" in text
+    assert "count W/L 1.00 < 1.8" in text
+    assert "payoff 0.80 < 1.0" in text
+    # 290/400 vs 260/400 is significant but only +7.5 pp: the edge itself passes.
+    assert "edge" not in text
+
+
+def test_edge_below_margin_or_behind_fails_with_adequate_sample():
+    # v3 330/400 vs v1 320/400: +2.5 pp, not significant, 400 per arm is enough power -> FAIL.
+    v = verdict(window(v1={"correct": 32, "incorrect": 8}))
+    assert v.status == "FAIL"
+    assert len(v.reasons) == 1 and v.reasons[0].startswith("edge over v1 +2.5 pp")
+    assert "not significant at 0.05" in v.reasons[0]
+
+
+def test_underpowered_edge_is_inconclusive():
+    # 3 sessions x 40: v3 96/120 (0.80), v1 88/120 (0.733) -> not significant, ahead, 120 < 259.
+    rows = [good_day(d, "v3", correct=32, incorrect=8, data_cost=1.0) for d in SESSIONS[:3]]
+    rows += [good_day(d, "v1", correct=29, incorrect=11) for d in SESSIONS[:3]]
+    rows[3]["correct"], rows[3]["incorrect"] = 30, 10
+    v = verdict(frame(rows))
+    assert v.status == "INCONCLUSIVE", str(v)
+    assert len(v.reasons) == 1
+    assert "underpowered: 120/120 resolved, need 259 per arm" in v.reasons[0]
+
+
+def test_missing_operational_metrics_are_inconclusive_never_passed():
+    daily = window().with_columns(
+        pl.when(pl.col("algo") == "v3")
+        .then(None)
+        .otherwise(pl.col("latency_p95_ms"))
+        .alias("latency_p95_ms"),
+        pl.when((pl.col("algo") == "v3") & (pl.col("date") == SESSIONS[0]))
+        .then(None)
+        .otherwise(pl.col("uptime_rth"))
+        .alias("uptime_rth"),
+    )
+    v = verdict(daily)
+    assert v.status == "INCONCLUSIVE"
+    assert v.reasons == ["no latency measured", "RTH uptime not measured on 1 of 10 days"]
+
+
+def test_open_critical_incident_and_low_uptime_fail():
+    daily = window().with_columns(
+        pl.when((pl.col("algo") == "v3") & (pl.col("date") == SESSIONS[9]))
+        .then(pl.lit(1, dtype=pl.Int64))
+        .otherwise(pl.col("critical_incidents_open"))
+        .alias("critical_incidents_open"),
+        pl.when((pl.col("algo") == "v3") & (pl.col("date") == SESSIONS[2]))
+        .then(0.99)
+        .otherwise(pl.col("uptime_rth"))
+        .alias("uptime_rth"),
+    )
+    v = verdict(daily)
+    assert v.reasons == ["RTH uptime 0.9900 < 0.999", "open CRITICAL incidents 1 > 0"]
+
+
+def test_criteria_are_configurable():
+    assert Criteria().min_resolved == 100 and Criteria().max_cost_per_signal == 5.0
+    v = verdict(window(), Criteria(max_cost_per_signal=0.10))
+    assert v.status == "FAIL" and v.reasons == ["cost per signal $0.18 >= $0.10"]
+
+
+def test_missing_candidate_or_incumbent():
+    only_v1 = window().filter(pl.col("algo") == "v1")
+    assert verdict(only_v1).status == "INCONCLUSIVE"
+    only_v3 = window().filter(pl.col("algo") == "v3")
+    v = verdict(only_v3)
+    assert v == Verdict("INCONCLUSIVE", ["no resolved v1 signals to compare against"])
