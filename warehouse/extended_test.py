@@ -64,6 +64,7 @@ class ExtendedResult:
             "reasons": list(self.verdict.reasons),
             "final": self.final.to_dicts(),
             "weekly": self.weekly.to_dicts(),
+            "daily": self.daily.to_dicts(),
         }
 
 
