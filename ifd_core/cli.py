@@ -816,35 +816,9 @@ def resume(profile: Annotated[str | None, typer.Option(help="Parameter profile."
 
 
 def _metrics_for(result):
-    import polars as pl
+    from warehouse.backtest import metrics_of
 
-    from ifd_core.trading.metrics import daily_sharpe, metrics_table
-
-    trades = result.positions.select("algo", "date", "net_pnl")
-    outcomes = (
-        result.outcomes.select("algo", "date", "label")
-        if result.outcomes.height
-        else pl.DataFrame(schema={"algo": pl.String, "date": pl.Date, "label": pl.String})
-    )
-    table = metrics_table(outcomes, trades, by=("algo",))
-    # Sharpe over every session of the run, the ones without a trade included (P&L 0 that day).
-    sharpe = {
-        a: daily_sharpe(result.daily.filter(pl.col("algo") == a)["net_pnl"].to_list())
-        for a in result.algos
-    }
-    table = table.with_columns(
-        pl.col("algo").replace_strict(sharpe, default=None, return_dtype=pl.Float64)
-        .alias("daily_sharpe")
-    )  # fmt: skip
-    # Every algorithm run gets a row, also one that raised nothing (zeros, not a missing line).
-    algos = pl.DataFrame({"algo": list(result.algos)})
-    table = algos.join(table, on="algo", how="left")
-    counts = ["signals", "resolved", "correct", "incorrect", "neutral", "trades", "wins", "losses"]
-    return table.with_columns(
-        *[pl.col(c).fill_null(0) for c in counts if c in table.columns],
-        pl.col("net_pnl").fill_null(0.0),
-        pl.col("max_drawdown").fill_null(0.0),
-    )
+    return metrics_of(result)
 
 
 def _metrics_view(metrics):

@@ -303,3 +303,35 @@ def _write(lake: Lake, r: BacktestResult) -> None:
             lake.write(t, df.select(list(TABLES[t].schema)), r.run_id)
     cols = list(TABLES["pnl_daily"].schema)
     lake.write("pnl_daily", r.daily.select(cols), r.run_id)
+
+
+def metrics_of(result: BacktestResult) -> pl.DataFrame:
+    """Per-algorithm metrics of a run; every algorithm gets a row, and Sharpe counts the
+    sessions without a trade as P&L 0."""
+    from ifd_core.trading.metrics import daily_sharpe, metrics_table
+
+    trades = result.positions.select("algo", "date", "net_pnl")
+    outcomes = (
+        result.outcomes.select("algo", "date", "label")
+        if result.outcomes.height
+        else pl.DataFrame(schema={"algo": pl.String, "date": pl.Date, "label": pl.String})
+    )
+    table = metrics_table(outcomes, trades, by=("algo",))
+    # Sharpe over every session of the run, the ones without a trade included (P&L 0 that day).
+    sharpe = {
+        a: daily_sharpe(result.daily.filter(pl.col("algo") == a)["net_pnl"].to_list())
+        for a in result.algos
+    }
+    table = table.with_columns(
+        pl.col("algo").replace_strict(sharpe, default=None, return_dtype=pl.Float64)
+        .alias("daily_sharpe")
+    )  # fmt: skip
+    # Every algorithm run gets a row, also one that raised nothing (zeros, not a missing line).
+    algos = pl.DataFrame({"algo": list(result.algos)})
+    table = algos.join(table, on="algo", how="left")
+    counts = ["signals", "resolved", "correct", "incorrect", "neutral", "trades", "wins", "losses"]
+    return table.with_columns(
+        *[pl.col(c).fill_null(0) for c in counts if c in table.columns],
+        pl.col("net_pnl").fill_null(0.0),
+        pl.col("max_drawdown").fill_null(0.0),
+    )

@@ -1,0 +1,38 @@
+"""Prefect flow `extended_test`: the two-week validation. Historical mode replays the last
+sessions; real-time mode (a `test_id`) adds the newest stored session each day after the close
+and reports the verdict so far; artifacts and an HTML report either way."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from prefect import flow, get_run_logger
+
+from flows.trading_reports import publish
+from ifd_core.settings import get_settings
+
+
+@flow(name="extended_test", log_prints=True)
+def extended_test(
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    realtime_test_id: str | None = None,
+) -> dict:
+    """PASS / FAIL(reasons) / INCONCLUSIVE(reasons) for v3 against the configured criteria."""
+    from warehouse.extended_test import run_extended
+    from warehouse.lake import Lake
+    from warehouse.reports import write_extended_report
+
+    log = get_run_logger()
+    settings = get_settings()
+    res = run_extended(Lake(settings.data_dir), settings, start=start, end=end,
+                       realtime_test_id=realtime_test_id, progress=log.info)  # fmt: skip
+    report = write_extended_report(settings.data_dir, res)
+    lines = [
+        f"{len(res.days)} sessions ({res.mode}), complete: {res.complete}.",
+        "",
+        f"Verdict: **{res.verdict}**",
+    ]
+    publish("extended-test", f"Extended test {res.test_id}", res.synthetic, lines, res.final,
+            report)  # fmt: skip
+    return {"test_id": res.test_id, "verdict": str(res.verdict), "report": str(report)}
