@@ -1,9 +1,12 @@
-"""The README's main job on embedded default data: simulate → ingest → detect → evaluate.
+"""The README's main job on embedded default data: simulate → ingest → detect → evaluate →
+backtest.
 
 Everything it produces is SYNTHETIC and says so. It grows with the project (backtests, reports);
 today it simulates the default market, ingests it with validation, prints what landed and the
 data-quality results, runs the FlowEngine with IFD v3 and v1 over the last session (baselines
-from the 20 before it), prints the signals and scores them against the simulator's ground truth.
+from the 20 before it), prints the signals and scores them against the simulator's ground truth,
+then backtests both algorithms on paper over every simulated session (Monte Carlo included) and
+prints where the HTML report is.
 """
 
 from __future__ import annotations
@@ -74,9 +77,11 @@ def run_demo(settings, *, days: int, seed: int, scale: float, console: Console, 
     if bad:
         return 1
     _detect_and_evaluate(lake, settings, summary, console, progress)
+    report = _backtest(lake, settings, summary, console)
     day = summary.days[-1]
     console.print(
         f"\nAll of this is SYNTHETIC. Ground truth: {summary.truth_path}\n"
+        f"Backtest report (open in a browser): {report}\n"
         f"Try: uv run ifd detect --date {day} --algo v3 --json\n"
         f'     uv run ifd sql "SELECT algo, raw_symbol, direction, view, confidence, label '
         f"FROM signals_with_outcomes WHERE date = DATE '{day}'\"",
@@ -128,3 +133,27 @@ def _detect_and_evaluate(lake, settings, summary, console, progress) -> None:
             f"{ev.strays} stray signals in {hours:.1f} session-hours",
             highlight=False,
         )
+
+
+def _backtest(lake, settings, summary, console):
+    """Both algorithms traded on paper over every simulated session, with Monte Carlo."""
+    from ifd_core.cli import _metrics_view, print_frame
+    from warehouse.backtest import metrics_of, run_backtest
+    from warehouse.reports import write_backtest_report
+
+    days = summary.days
+    res = run_backtest(lake, settings, days[0], days[-1], ("v3", "v1"))
+    metrics = metrics_of(res)
+    print_frame(_metrics_view(metrics), title=f"Backtest {days[0]} to {days[-1]} (SYNTHETIC)")
+    for algo, mc in res.monte_carlo.items():
+        console.print(
+            f"{algo} Monte Carlo ({mc['paths']:,} paths, by trading day): 5th pct terminal "
+            f"return {mc['terminal_return_p5']:+.2%}, worst-5% drawdown "
+            f"{mc['worst5_drawdown']:.2%}, P(loss) {mc['prob_loss']:.1%}",
+            highlight=False,
+        )
+    console.print(
+        f"backtest of {len(res.days)} sessions ({res.records:,} records) in {res.seconds:.1f}s",
+        highlight=False,
+    )
+    return write_backtest_report(settings.data_dir, res, metrics)
