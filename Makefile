@@ -32,6 +32,7 @@ bench: setup
 	$(UV) run python bench/ingest.py
 	$(UV) run python bench/engine.py
 	$(UV) run python bench/live.py
+	$(UV) run python bench/backtest.py
 
 # Removes caches and benchmark output only; data/ holds raw files and paid downloads: never here.
 clean:

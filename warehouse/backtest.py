@@ -310,7 +310,7 @@ def metrics_of(result: BacktestResult) -> pl.DataFrame:
     sessions without a trade as P&L 0."""
     from ifd_core.trading.metrics import daily_sharpe, metrics_table
 
-    trades = result.positions.select("algo", "date", "net_pnl")
+    trades = result.positions.select("algo", "date", "exit_ts", "net_pnl")
     outcomes = (
         result.outcomes.select("algo", "date", "label")
         if result.outcomes.height

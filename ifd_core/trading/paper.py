@@ -385,6 +385,8 @@ class PaperExecutor:
         self._close(pos, pos.qty, intrinsic * pos.qty, ts, "expiration", 0)
 
     def _close(self, pos, qty: int, notional: int, ts: int, why: str, fee_qty: int) -> None:
+        if qty < pos.qty:  # said in the ledger: P&L covers only the contracts that got a price
+            why = f"{why}; {pos.qty - qty} of {pos.qty} contracts had no exit price"
         pos.exit_qty, pos.exit_notional, pos.exit_ts, pos.exit_reason = qty, notional, ts, why
         pos.fees += fee_qty * self.cfg.fee_per_contract
         sign = _SIDE_SIGN[pos.side]
