@@ -62,6 +62,7 @@ def test_the_ledger_is_written_and_linked_to_signals_and_config(world):
     assert pos.height == res.positions.height > 0
     assert set(pos["signal_id"]) <= set(res.signals["signal_id"])
     assert set(pos["config_version"]) == {s.config_version()}
+    assert set(pos["origin"]) == set(daily["origin"]) == {"synthetic"}  # labelled everywhere
     assert set(fills["order_id"]) <= set(lake.scan("orders").collect()["order_id"])
     # Daily rows are daily: they add up to the account's change.
     assert daily["net_pnl"].sum() == pytest.approx(daily["equity_end"][-1] - s.paper.capital)

@@ -117,6 +117,7 @@ def run_backtest(
     t0 = time.perf_counter()
     records = 0
     synthetic = False
+    origins: dict[dt.date, str] = {}
     daily_rows: list[dict] = []
     variant_rows: list[dict] = []
     outcomes, ledgers, all_signals = [], {t: [] for t in LEDGER}, []
@@ -125,7 +126,8 @@ def run_backtest(
         if period is None:
             continue
         paths = raw_files_for(lake, day)
-        synthetic |= _origin(lake, day) == "synthetic"
+        origins[day] = _origin(lake, day)
+        synthetic |= origins[day] == "synthetic"
         batches = list(FileReplaySource(paths, batch_records=500_000).batches())
         records += sum(len(b) for b in batches)
         base, _ = refresh_baselines(lake, day, settings)
@@ -155,10 +157,20 @@ def run_backtest(
                                      "net_pnl": v.equity - before})  # fmt: skip
         say(f"{day}: {n}/{len(days)} days, {signals.height} signals")
     seconds = time.perf_counter() - t0
-    daily = pl.DataFrame(daily_rows).with_columns(
-        pl.lit(run_id).alias("run_id"), pl.lit(mode).alias("mode")
+
+    def with_origin(df: pl.DataFrame) -> pl.DataFrame:
+        if df.height == 0:
+            return df.with_columns(pl.lit(None, pl.String).alias("origin"))
+        return df.with_columns(
+            pl.col("date").replace_strict(origins, return_dtype=pl.String).alias("origin")
+        )
+
+    daily = with_origin(
+        pl.DataFrame(daily_rows).with_columns(
+            pl.lit(run_id).alias("run_id"), pl.lit(mode).alias("mode")
+        )
     )
-    frames = {t: _frame(t, ledgers[t]) for t in LEDGER}
+    frames = {t: with_origin(_frame(t, ledgers[t])) for t in LEDGER}
     result = BacktestResult(
         run_id=run_id,
         mode=mode,

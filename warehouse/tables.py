@@ -112,7 +112,7 @@ _ROLLUP_COLS = {
 
 # The trading ledger: every row carries its run, mode (backtest | paper | shadow | ib), algorithm,
 # signal and config version, so any P&L traces back to the signal and parameters behind it.
-_RUN = {"run_id": S, "mode": S, "algo": S}
+_RUN = {"run_id": S, "mode": S, "algo": S, "origin": S}  # origin: synthetic when simulated
 _LEDGER = [
     _t(
         "orders",
