@@ -70,17 +70,7 @@ def live_stream(
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     summary = runner.run()
-    rows = [
-        {
-            "date": d.day.isoformat(),
-            "records": d.records,
-            "windows": d.windows,
-            "incomplete_windows": d.incomplete_windows,
-            "signals": d.signals,
-            "finalized": d.finalized,
-        }
-        for d in summary.days
-    ]
+    rows = [d.to_row() for d in summary.days]
     create_table_artifact(key="live-stream-days", table=rows, description="Trade dates streamed")
     gaps = [{"gap": g.gap_id, "status": g.status, "detail": g.detail} for g in summary.gaps]
     md = [

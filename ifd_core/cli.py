@@ -732,17 +732,7 @@ def _print_live(summary, as_json: bool) -> None:
         "ended": summary.ended,
         "stopped": summary.stopped,
         "resumed_after_records": summary.resumed_from,
-        "days": [
-            {
-                "date": d.day.isoformat(),
-                "records": d.records,
-                "windows": d.windows,
-                "incomplete_windows": d.incomplete_windows,
-                "signals": d.signals,
-                "finalized": d.finalized,
-            }
-            for d in summary.days
-        ],
+        "days": [d.to_row() for d in summary.days],
         "gaps": [
             {
                 "gap_id": g.gap_id,

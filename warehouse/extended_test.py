@@ -29,8 +29,8 @@ from pathlib import Path
 
 import polars as pl
 
-from ifd_core.calendar import et_to_ns
 from ifd_core.ops.budget import SPEND_ENTRY_TYPES
+from ifd_core.ops.liveness import rth_minutes, uptime_minutes
 from ifd_core.settings import Settings
 from ifd_core.trading.extended import DAILY_SCHEMA, Criteria, Verdict, final, verdict, weekly
 from warehouse.backtest import BacktestResult, run_backtest, trading_days
@@ -172,7 +172,10 @@ def _measured(lake: Lake, day: dt.date) -> tuple:
         .collect()
         .item()
     )
-    lo, hi = et_to_ns(day, 9, 30), et_to_ns(day, 16, 0)
+    minutes = rth_minutes(day)  # the exchange calendar's RTH: early closes are shorter
+    if not minutes:
+        return day, float(cost or 0.0), None, None, 0
+    lo, hi = minutes[0], minutes[-1] + 60 * NS
     trades = (
         lake.scan("trades")
         .filter((pl.col("date") == day) & pl.col("ts_event").is_between(lo, hi, closed="left"))
@@ -187,12 +190,13 @@ def _measured(lake: Lake, day: dt.date) -> tuple:
         .unique()
         .collect()
     )
-    coverage = trades.height / ((hi - lo) // (60 * NS))
+    coverage = trades.height / len(minutes)
     inc = lake.scan("incidents").filter(pl.col("date") == day).collect()
     stale = inc.filter(pl.col("kind") == "feed_stale") if inc.height else inc
     uptime = None
-    if stale.height:  # the live path watched this day: minutes without a stale episode
-        uptime = _uptime(stale, lo, hi)
+    if stale.height:  # the live path watched this day: RTH minutes without a stale episode
+        _, _, pct = uptime_minutes(_intervals(stale, hi), day)
+        uptime = None if pct is None else pct / 100.0
     critical = (
         inc.filter((pl.col("severity") == "critical") & (pl.col("state") == "open")).height
         if inc.height
@@ -201,14 +205,12 @@ def _measured(lake: Lake, day: dt.date) -> tuple:
     return day, float(cost or 0.0), coverage, uptime, critical
 
 
-def _uptime(stale: pl.DataFrame, lo: int, hi: int) -> float:
-    bad = 0
+def _intervals(stale: pl.DataFrame, open_until: int) -> list[tuple[int, int]]:
+    """``[opened, resolved)`` in ns of each stale episode (one still open runs to the close)."""
+    out = []
     for o, r in stale.select("opened_at", "resolved_at").iter_rows():
-        o_ns = int(o.timestamp() * NS)
-        r_ns = int(r.timestamp() * NS) if r is not None else hi
-        a, b = max(o_ns, lo), min(r_ns, hi)
-        bad += max(0, b - a)
-    return 1.0 - bad / (hi - lo)
+        out.append((int(o.timestamp() * NS), int(r.timestamp() * NS) if r else open_until))
+    return out
 
 
 def _latency_p95(lake: Lake, days: list[dt.date]) -> pl.DataFrame:

@@ -54,7 +54,7 @@ from ifd_core.marketdata.live_source import (
 )
 from ifd_core.marketdata.record_source import RecordBatch
 from ifd_core.marketdata.sessions import trade_date_of
-from ifd_core.ops.liveness import FeedLiveness, Incident
+from ifd_core.ops.liveness import FeedLiveness, Incident, SignalLatency
 from ifd_core.settings import Settings
 from warehouse.analytics import (
     ALGOS,
@@ -105,6 +105,17 @@ class DayResult:
     incomplete_windows: int = 0
     finalized: bool = False
     ingested: str = ""
+
+    def to_row(self) -> dict:
+        """What ``ifd live --json`` and the flow's table artifact show of a streamed date."""
+        return {
+            "date": self.day.isoformat(),
+            "records": self.records,
+            "windows": self.windows,
+            "incomplete_windows": self.incomplete_windows,
+            "signals": self.signals,
+            "finalized": self.finalized,
+        }
 
 
 @dataclass
@@ -769,18 +780,19 @@ def _latency_rows(batch, signals: pl.DataFrame, local_recv_ns: int, emit_ns: int
     ).iter_rows():
         hit = np.flatnonzero(ts_event >= int(decision))
         i = int(hit[0]) if len(hit) else len(rec) - 1
+        lat = SignalLatency(int(ts_event[i]), int(ts_recv[i]), local_recv_ns, emit_ns)
         rows.append(
             {
                 "run_id": state.run_id,
                 "signal_id": sid,
                 "algo": algo,
-                "trigger_ts_event": int(ts_event[i]),
-                "trigger_ts_recv": int(ts_recv[i]),
+                "trigger_ts_event": lat.ts_event,
+                "trigger_ts_recv": lat.ts_recv,
                 "local_recv_ns": local_recv_ns,
                 "emit_ns": emit_ns,
-                "decision_latency_ns": emit_ns - local_recv_ns,
-                "feed_latency_ns": local_recv_ns - int(ts_recv[i]),
-                "exchange_to_signal_ns": emit_ns - int(ts_event[i]),
+                "decision_latency_ns": lat.decision_latency_ns,
+                "feed_latency_ns": lat.feed_latency_ns,
+                "exchange_to_signal_ns": lat.exchange_to_signal_ns,
                 "window_close_latency_ns": emit_ns - (int(wend) + grace),
             }
         )

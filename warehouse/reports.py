@@ -180,14 +180,6 @@ def write_page(data_dir: Path, name: str, title: str, synthetic: bool, sections:
     return path
 
 
-def table_section(df: pl.DataFrame, title: str) -> str:
-    return _table(df, title)
-
-
-def figure_section(fig: go.Figure) -> str:
-    return _fig(fig)
-
-
 def write_ab_report(data_dir: Path, res, metrics: pl.DataFrame) -> Path:
     """The A/B test: verdict first, then the numbers behind it and the charts."""
     doc = res.to_dict()

@@ -49,10 +49,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import databento as db
 import databento_dbn as dbn
 import numpy as np
 
-from ifd_core.marketdata.dbn_files import SYNTHETIC_MARKER, read_dbn
+from ifd_core.marketdata.dbn_files import SYNTHETIC_MARKER
 from ifd_core.marketdata.dbn_stream import END_OF_SESSION_MSG
 from ifd_core.marketdata.record_source import FileReplaySource
 
@@ -137,13 +138,11 @@ class _Catalog:
 
     def __init__(self, files: Sequence[Path], dataset: str) -> None:
         self.synthetic = False
-        for path in files:
-            batch = read_dbn(path, check_dataset=False)
-            if batch.dataset != dataset:
-                raise GatewayError(
-                    f"{path}: dataset {batch.dataset}, this gateway serves {dataset}"
-                )
-            self.synthetic |= batch.synthetic
+        for path in files:  # the metadata header only: the records are read once, below
+            meta = db.DBNStore.from_file(path).metadata
+            if meta.dataset != dataset:
+                raise GatewayError(f"{path}: dataset {meta.dataset}, this gateway serves {dataset}")
+            self.synthetic |= SYNTHETIC_MARKER in meta.symbols
         self.runs: list[_Run] = []
         g = 0
         defs: list[np.ndarray] = []

@@ -204,8 +204,10 @@ class PaperExecutor:
     def _apply(self, recs: np.ndarray) -> None:
         self.books.apply(recs)
         trades = recs[recs["action"].view(np.uint8) == _T]
-        for iid, px in zip(trades["instrument_id"].tolist(), trades["price"].tolist(), strict=True):
-            self.last_trade[iid] = px
+        if len(trades):  # the last trade of each instrument in the chunk, without a Python loop
+            iids, first = np.unique(trades["instrument_id"][::-1], return_index=True)
+            last = trades["price"][::-1][first]
+            self.last_trade.update(zip(iids.tolist(), last.tolist(), strict=True))
 
     def _run_events_until(self, ts: int) -> None:
         while self._events and self._events[0][0] <= ts:
@@ -401,12 +403,7 @@ class PaperExecutor:
         self.ledger.positions.append(
             {
                 "position_id": pos.position_id,
-                "run_id": self.run_id,
-                "mode": self.mode,
-                "algo": self.algo,
-                "signal_id": s["signal_id"],
-                "config_version": s.get("config_version", ""),
-                "instrument_id": int(s["instrument_id"]),
+                **self._row_head(s),
                 "raw_symbol": s.get("raw_symbol", ""),
                 "side": "LONG" if pos.side == "B" else "SHORT",
                 "qty": pos.qty,
@@ -446,12 +443,7 @@ class PaperExecutor:
             {
                 "fill_id": self._id("F"),
                 "order_id": o.order_id,
-                "run_id": self.run_id,
-                "mode": self.mode,
-                "algo": self.algo,
-                "signal_id": o.signal["signal_id"],
-                "config_version": o.signal.get("config_version", ""),
-                "instrument_id": int(o.signal["instrument_id"]),
+                **self._row_head(o.signal),
                 "ts": ts,
                 "side": o.side,
                 "price": to_points(px),
@@ -473,12 +465,7 @@ class PaperExecutor:
         self.ledger.orders.append(
             {
                 "order_id": o.order_id,
-                "run_id": self.run_id,
-                "mode": self.mode,
-                "algo": self.algo,
-                "signal_id": s["signal_id"],
-                "config_version": s.get("config_version", ""),
-                "instrument_id": int(s["instrument_id"]),
+                **self._row_head(s),
                 "purpose": o.purpose,
                 "side": o.side,
                 "type": o.kind,
@@ -491,6 +478,17 @@ class PaperExecutor:
                 "reason": o.reason,
             }
         )
+
+    def _row_head(self, s: dict) -> dict:
+        """The columns every ledger row shares: run, mode, algorithm, signal, config, option."""
+        return {
+            "run_id": self.run_id,
+            "mode": self.mode,
+            "algo": self.algo,
+            "signal_id": s["signal_id"],
+            "config_version": s.get("config_version", ""),
+            "instrument_id": int(s["instrument_id"]),
+        }
 
     def _id(self, prefix: str) -> str:
         return f"{self.algo}-{prefix}{next(self._ids):06d}"
