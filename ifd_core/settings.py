@@ -216,6 +216,102 @@ class LiveSettings(_Group):
     future_root: str = "NQ"
 
 
+class BreakerSettings(_Group):
+    """Circuit-breaker thresholds per outside dependency (platform.md §4.1 PROPOSAL)."""
+
+    consecutive_failures: int = 3
+    failure_rate: float = Field(
+        default=0.5, description="Trip when this share of the last calls failed."
+    )
+    rate_window_calls: int = Field(
+        default=20, description="How many last calls the failure share is over."
+    )
+    rate_min_calls: int = Field(
+        default=10, description="The failure share trips only with this many calls."
+    )
+    latency_p95_ms: float = Field(
+        default=5000.0, description="Trip when p95 of the window is above."
+    )
+    cooldown_s: float = Field(default=30.0, description="First OPEN period; doubles each re-trip.")
+    cooldown_max_s: float = 300.0
+    half_open_successes: int = Field(default=2, description="Consecutive probe successes to close.")
+
+
+class RetrySettings(_Group):
+    """Retries for idempotent reads only: exponential backoff with full jitter (§4.1)."""
+
+    base_s: float = 1.0
+    cap_s: float = 60.0
+    max_attempts: int = 5
+
+
+class ResilienceSettings(_Group):
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+
+
+class RolloutSettings(_Group):
+    """The one rollout controller (platform.md §4.7 PROPOSAL): stages, promotion, rollback."""
+
+    challenger: str = "v3"
+    incumbent: str = "v1"
+    salt: str = Field(default="ifd-rollout", description="Routing hash salt (stable, auditable).")
+    canary_share: int = Field(default=10, ge=5, le=20)
+    limited_share: int = 25
+    majority_share: int = 50
+    shadow_min_sessions: int = 10
+    shadow_min_resolved: int = 100
+    stage_min_sessions: int = 5
+    min_accuracy_lower: float = 0.65
+    min_accuracy: float = 0.75
+    noninferiority_margin: float = 0.02
+    alpha: float = 0.05
+    min_pnl_ci_lower: float = Field(
+        default=-50.0, description="Bootstrap 90 % CI lower bound of net P&L per trade (USD)."
+    )
+    max_latency_p95_ms: float = 100.0
+    min_uptime_rth: float = 0.999
+    max_cost_per_signal: float = 5.0
+    require_approval: bool = Field(
+        default=True, description="SHADOW->PAPER and PAPER->LIVE need an operator's promote."
+    )
+    feed_unhealthy_s: float = 60.0
+    max_error_rate: float = 0.10
+    error_window_s: float = 300.0
+    min_error_calls: int = Field(
+        default=5, description="Calls in the error window before the error rate can trigger."
+    )
+    daily_loss_limit_live: float = 50.0
+    daily_loss_fraction_paper: float = 0.02
+    max_open_risk_fraction: float = 0.05
+    severe_latency_ms: float = 300.0
+    severe_latency_window_s: float = 300.0
+    soft_min_resolved: int = 50
+    soft_min_accuracy_ratio: float = 0.8
+    cooldown_min: float = 60.0
+
+
+class AlertSettings(_Group):
+    """Warning/critical thresholds of the alert rules (platform.md §4.2, §4.8, §4.9, §4.11)."""
+
+    latency_p95_warning_ms: float = 80.0
+    latency_p95_critical_ms: float = 150.0
+    latency_window_s: float = 300.0
+    accuracy_warning: float = 0.75
+    accuracy_critical: float = 0.70
+    accuracy_last_resolved: int = 50
+    error_rate_warning: float = 0.03
+    error_rate_critical: float = 0.05
+    uptime_warning: float = 0.999
+    uptime_critical: float = 0.995
+    completeness_warning: float = 0.95
+    completeness_critical: float = 0.90
+    daily_cost_warning: float = 8.0
+    daily_cost_critical: float = 10.0
+    budget_warning: float = 0.80
+    budget_critical: float = 0.95
+
+
 LIVE_OPERATIONAL = (
     "stale_after_s",
     "heartbeat_interval_s",
@@ -260,6 +356,9 @@ class Settings(BaseSettings):
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     extended: ExtendedSettings = Field(default_factory=ExtendedSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -297,6 +396,10 @@ class Settings(BaseSettings):
                 # How the live run operates, not what it computes: a signal streamed with a
                 # different flush cadence or reconnect policy is the same signal.
                 "live": set(LIVE_OPERATIONAL),
+                # How the platform is guarded and rolled out, not what a detector computes.
+                "resilience": True,
+                "rollout": True,
+                "alerts": True,
                 "profile": True,
                 "data_dir": True,
             },

@@ -119,6 +119,27 @@ def _analytics(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
 
 LIVE_TABLES = ["gaps", "incidents", "signal_latency"]
 LEDGER_TABLES = ["orders", "fills", "positions", "pnl_daily"]
+OPS_TABLES = ["rollout_events", "alerts"]
+
+
+def _ops(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """Rollout and alert event tables, and their current state as views (state = latest event)."""
+    _tables_and_views(OPS_TABLES)(con, lake)
+    con.execute(
+        """
+        CREATE OR REPLACE VIEW rollout_state AS
+        SELECT * FROM rollout_events
+        QUALIFY row_number() OVER (PARTITION BY challenger ORDER BY ts DESC, event_id DESC) = 1
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE VIEW alerts_open AS
+        SELECT * FROM alerts
+        QUALIFY row_number() OVER (PARTITION BY episode_id ORDER BY ts DESC, alert_id DESC) = 1
+              AND state <> 'RESOLVED'
+        """
+    )
 
 
 def _live(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
@@ -132,7 +153,11 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
         1,
         "market data, data quality and cost tables",
         _tables_and_views(
-            [t for t in TABLES if t not in ANALYTICS_TABLES + LIVE_TABLES + LEDGER_TABLES]
+            [
+                t
+                for t in TABLES
+                if t not in ANALYTICS_TABLES + LIVE_TABLES + LEDGER_TABLES + OPS_TABLES
+            ]
         ),
     ),
     (2, "point-in-time macros and dq summary", _point_in_time_macros),
@@ -140,6 +165,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (4, "flow engine, baselines, signals and outcomes", _analytics),
     (5, "live path: gaps, incidents, signal latency; windows carry `complete`", _live),
     (6, "trading ledger: orders, fills, positions, pnl_daily", _tables_and_views(LEDGER_TABLES)),
+    (7, "ops: rollout_events (+ rollout_state), alerts (+ alerts_open)", _ops),
 ]
 LATEST = MIGRATIONS[-1][0]
 

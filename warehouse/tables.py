@@ -599,6 +599,52 @@ TABLES: dict[str, Table] = {
             },
             provenance=False,
         ),
+        _t(
+            "rollout_events",
+            "one decision of the rollout controller",
+            "The append-only history of the one rollout controller (platform.md §4.7): every "
+            "stage change (promote, demote, rollback, halt), every held review, with the rules "
+            "that passed or failed and their values (JSON), the evidence, config version and "
+            "operator. The current stage is the latest row (view rollout_state).",
+            {
+                "event_id": S,
+                "ts": pl.Datetime("us", "UTC"),
+                "data_ts": U64,
+                "challenger": S,
+                "incumbent": S,
+                "action": S,
+                "from_stage": S,
+                "to_stage": S,
+                "share": I64,
+                "rules": S,
+                "reason": S,
+                "operator": S,
+                "config_version": S,
+                "run_id": S,
+            },
+            provenance=False,
+        ),
+        _t(
+            "alerts",
+            "one state change of one alert episode",
+            "Alert episodes per rule and subject, deduplicated: FIRING when a condition starts, "
+            "ESCALATED when it reaches the critical level, RESOLVED when it ends; the value and "
+            "threshold behind each change (platform.md §4.2, §4.11).",
+            {
+                "alert_id": S,
+                "episode_id": S,
+                "rule": S,
+                "subject": S,
+                "state": S,
+                "severity": S,
+                "value": F64,
+                "threshold": F64,
+                "ts": pl.Datetime("us", "UTC"),
+                "detail": S,
+                "run_id": S,
+            },
+            provenance=False,
+        ),
         *_LEDGER,
     ]
 }
