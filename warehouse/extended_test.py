@@ -29,12 +29,11 @@ from pathlib import Path
 
 import polars as pl
 
-from ifd_core.ops.budget import SPEND_ENTRY_TYPES
-from ifd_core.ops.liveness import rth_minutes, uptime_minutes
 from ifd_core.settings import Settings
 from ifd_core.trading.extended import DAILY_SCHEMA, Criteria, Verdict, final, verdict, weekly
 from warehouse.backtest import BacktestResult, run_backtest, trading_days
 from warehouse.lake import Lake
+from warehouse.slis import day_slis, latency_p95_by_day
 
 NS = 1_000_000_000
 
@@ -144,7 +143,7 @@ def _result(test_id, mode, daily, settings, bt, complete: bool) -> ExtendedResul
 def daily_rows(lake: Lake, bt: BacktestResult) -> pl.DataFrame:
     """The backtest's per-day results plus what the lake measured about each day."""
     extra = pl.DataFrame(
-        [_measured(lake, d) for d in bt.days],
+        [day_slis(lake, d) for d in bt.days],
         schema={
             "date": pl.Date,
             "data_cost": pl.Float64,
@@ -154,79 +153,11 @@ def daily_rows(lake: Lake, bt: BacktestResult) -> pl.DataFrame:
         },
         orient="row",
     )
-    lat = _latency_p95(lake, bt.days)
+    lat = latency_p95_by_day(lake, bt.days)
     daily = bt.daily.join(extra, on="date", how="left").join(lat, on=["date", "algo"], how="left")
     return daily.select(
         [
             pl.col(c).cast(t) if c in daily.columns else pl.lit(None, t).alias(c)
             for c, t in DAILY_SCHEMA.items()
         ]  # fmt: skip
-    )
-
-
-def _measured(lake: Lake, day: dt.date) -> tuple:
-    cost = (
-        lake.scan("cost_ledger")
-        .filter((pl.col("date") == day) & pl.col("entry_type").is_in(list(SPEND_ENTRY_TYPES)))
-        .select(pl.col("amount_usd").sum())
-        .collect()
-        .item()
-    )
-    minutes = rth_minutes(day)  # the exchange calendar's RTH: early closes are shorter
-    if not minutes:
-        return day, float(cost or 0.0), None, None, 0
-    lo, hi = minutes[0], minutes[-1] + 60 * NS
-    trades = (
-        lake.scan("trades")
-        .filter((pl.col("date") == day) & pl.col("ts_event").is_between(lo, hi, closed="left"))
-        .join(
-            lake.scan("instruments")
-            .filter(pl.col("instrument_class") == "F")
-            .select("instrument_id")
-            .unique(),
-            on="instrument_id",
-        )
-        .select(((pl.col("ts_event").cast(pl.Int64) - lo) // (60 * NS)).alias("m"))
-        .unique()
-        .collect()
-    )
-    coverage = trades.height / len(minutes)
-    inc = lake.scan("incidents").filter(pl.col("date") == day).collect()
-    stale = inc.filter(pl.col("kind") == "feed_stale") if inc.height else inc
-    uptime = None
-    if stale.height:  # the live path watched this day: RTH minutes without a stale episode
-        _, _, pct = uptime_minutes(_intervals(stale, hi), day)
-        uptime = None if pct is None else pct / 100.0
-    critical = (
-        inc.filter((pl.col("severity") == "critical") & (pl.col("state") == "open")).height
-        if inc.height
-        else 0
-    )
-    return day, float(cost or 0.0), coverage, uptime, critical
-
-
-def _intervals(stale: pl.DataFrame, open_until: int) -> list[tuple[int, int]]:
-    """``[opened, resolved)`` in ns of each stale episode (one still open runs to the close)."""
-    out = []
-    for o, r in stale.select("opened_at", "resolved_at").iter_rows():
-        out.append((int(o.timestamp() * NS), int(r.timestamp() * NS) if r else open_until))
-    return out
-
-
-def _latency_p95(lake: Lake, days: list[dt.date]) -> pl.DataFrame:
-    lat = lake.scan("signal_latency").collect()
-    if lat.height == 0:
-        return pl.DataFrame(
-            schema={"date": pl.Date, "algo": pl.String, "latency_p95_ms": pl.Float64}
-        )
-    sig = (
-        lake.scan("signals")
-        .filter(pl.col("date").is_in(days))
-        .select("signal_id", "date")
-        .collect()
-    )
-    return (
-        lat.join(sig.collect(), on="signal_id")
-        .group_by("date", "algo")
-        .agg((pl.col("decision_latency_ns").quantile(0.95) / 1e6).alias("latency_p95_ms"))
     )

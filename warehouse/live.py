@@ -68,6 +68,7 @@ from warehouse.analytics import (
     window_rows,
 )
 from warehouse.lake import Lake
+from warehouse.live_guard import LiveGuard
 from warehouse.migrations import ensure_migrated
 from warehouse.tables import TABLES
 
@@ -94,6 +95,7 @@ class LiveOptions:
     exit_on_end: bool = False
     algos: tuple[str, ...] = ALGOS
     validate: bool = True
+    trade: bool = True  # paper-trade the routed signals at the end of each date
 
 
 @dataclass
@@ -105,6 +107,8 @@ class DayResult:
     incomplete_windows: int = 0
     finalized: bool = False
     ingested: str = ""
+    orders: dict[str, int] = field(default_factory=dict)
+    rollout: str = ""
 
     def to_row(self) -> dict:
         """What ``ifd live --json`` and the flow's table artifact show of a streamed date."""
@@ -115,6 +119,8 @@ class DayResult:
             "incomplete_windows": self.incomplete_windows,
             "signals": self.signals,
             "finalized": self.finalized,
+            "orders": self.orders,
+            "rollout": self.rollout,
         }
 
 
@@ -279,6 +285,7 @@ class LiveRunner:
         self._closed: set[dt.date] = set()  # dates finished by this run: never reopened
         self._orphan_gaps: list[Gap] = []
         self.live_dir = lake.root / "live"
+        self.guard: LiveGuard | None = None
 
     def stop(self) -> None:
         """Flush, checkpoint and return as soon as the records already received are processed."""
@@ -410,9 +417,12 @@ class LiveRunner:
             ds.deadline_ns = hi + SESSION_GRACE_NS
         self.progress(f"{day}: baselines from the sessions before")
         base, _present = refresh_baselines(self.lake, day, self.settings)
-        ds.engine = FlowEngine(
-            ds.window_params, detectors=make_detectors(self.settings, day, base, self.options.algos)
-        )
+        if self.guard is None:
+            self.guard = LiveGuard(self.lake, self.settings, run_id, self.progress)
+        self.guard.set_run(run_id)
+        detectors = make_detectors(self.settings, day, base, self.options.algos)
+        guarded = self.guard.start_day(detectors, (ckpt or {}).get("rollout"))
+        ds.engine = FlowEngine(ds.window_params, detectors=guarded)
         if ckpt:  # a restart: the capture is the stream consumed so far; replay it
             synthetic = ckpt.get("origin") == "synthetic"
             capture = Capture(ds.capture_path, params.dataset, lo, synthetic)
@@ -466,6 +476,7 @@ class _DayState:
         self.capture: Capture | None = None
         self.result = DayResult(day)
         self.records_fed = 0
+        self.data_now = 0  # exchange time (ns) of the latest record fed
         self._windows: list[pl.DataFrame] = []
         self._signals: list[pl.DataFrame] = []
         self._latency: list[dict] = []
@@ -535,7 +546,11 @@ class _DayState:
         self.records_fed += len(batch)
         self.result.records += len(batch)
         self._since_flush += len(batch)
-        self.liveness.on_record(time.time_ns())
+        now = time.time_ns()
+        self.liveness.on_record(now)
+        if batch.schema == "mbo" and len(batch):
+            self.data_now = max(self.data_now, int(batch.records["ts_event"].max()))
+        self.runner.guard.after_batch(self.liveness, self.data_now, now)
         self.maybe_flush()
 
     def _collect(self, batch: RecordBatch, out, local_recv_ns: int | None) -> None:
@@ -547,7 +562,9 @@ class _DayState:
         if out.signals.height:
             self._signals.append(out.signals)
             if local_recv_ns:
-                self._latency += _latency_rows(batch, out.signals, local_recv_ns, emit_ns, self)
+                rows = _latency_rows(batch, out.signals, local_recv_ns, emit_ns, self)
+                self._latency += rows
+                self.runner.guard.on_signals_latency(rows)
 
     def maybe_flush(self) -> None:
         lv = self.settings.live
@@ -646,6 +663,7 @@ class _DayState:
         if incidents:
             self.incident_count += len(incidents)
             lake.write("incidents", _incident_rows(incidents, self.run_id, day), key)
+        self.runner.guard.on_flush(self.data_now)
         self.checkpoint(finalized=False)
         self._last_flush = time.monotonic()
         self._since_flush = 0
@@ -693,6 +711,7 @@ class _DayState:
                 "flush_seq": self.seq,
                 "origin": self.origin,
                 "finalized": finalized,
+                "rollout": self.runner.guard.checkpoint(),
                 "gaps": [g.__dict__ for g in self.all_gaps],
                 "written_at": dt.datetime.now(dt.UTC).isoformat(),
             },
@@ -717,6 +736,18 @@ class _DayState:
                 self.runner.progress(f"{day}: the capture was not ingested: {self.result.ingested}")
             raw = raw_files_for(lake, day)
         self._consolidate(raw)
+        guard = self.runner.guard
+        if self.runner.options.trade and raw:
+            from ifd_core.marketdata.record_source import FileReplaySource
+
+            batches = list(FileReplaySource(raw, batch_records=500_000).batches())
+            signals = lake.scan("signals").filter(pl.col("date") == day).collect()
+            placed = guard.trade_day(
+                day, batches, signals, self.bounds[1], self.origin, self.runner.options.algos
+            )
+            self.result.orders = placed
+            self.runner.progress(f"{day}: paper orders placed {placed}")
+        self.result.rollout = guard.review(day).to_stage
         self.result.finalized = True
         self.checkpoint(finalized=True)
         capture.close()

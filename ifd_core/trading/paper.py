@@ -137,9 +137,15 @@ class PaperExecutor:
         batches: Sequence[RecordBatch],
         signals: pl.DataFrame,
         session_end_ns: int,
+        stop_at: tuple[int, str] | None = None,
     ) -> DayLedger:
-        """Trade ``signals`` (this executor's algorithm) over the day's record ``batches``."""
+        """Trade ``signals`` (this executor's algorithm) over the day's record ``batches``.
+
+        ``stop_at`` = (ts, reason): from that instant no entry is placed and working entry orders
+        are cancelled (a rollout rollback); open positions stay under their own stops and targets.
+        """
         self.ledger = DayLedger()
+        self._stopped: str | None = None
         self.day_net = 0.0
         self.day_start_equity = self.equity
         self.books = FastBookSet()
@@ -155,6 +161,8 @@ class PaperExecutor:
         latency = int(self.cfg.latency_ms * 1e6)
         self._events: list[tuple[int, int, str, object]] = []
         self._seq = itertools.count()
+        if stop_at is not None:  # pushed first: at an equal instant the stop comes before entries
+            self._push(int(stop_at[0]), "stop", stop_at[1])
         for s in sigs.iter_rows(named=True):
             self._push(int(s["decision_ts"]) + latency, "entry", s)
             exp = s.get("expiration_ts")
@@ -217,6 +225,11 @@ class PaperExecutor:
         ts, _, kind, payload = heapq.heappop(self._events)
         if kind == "entry":
             self._enter(payload, ts)
+        elif kind == "stop":
+            self._stopped = str(payload)
+            for o in [o for o in self.working if o.purpose == "entry"]:
+                self._finish_order(o, "partial" if o.filled else "cancelled", self._stopped)
+                self._after_entry(o, ts)
         elif kind == "time_stop":
             pos = payload
             if pos in self.open and not pos.closing:
@@ -292,6 +305,9 @@ class PaperExecutor:
             if (bbo.ask_sz if side == "B" else bbo.bid_sz) <= 0:
                 touch = None
         order = _Order(self._id("O"), s, side, 0, self.cfg.order_type, "entry", ts)
+        if self._stopped is not None:
+            self._reject(order, self._stopped)
+            return
         if touch is None:
             self._reject(order, "no displayed liquidity on the side to take at decision time")
             return
