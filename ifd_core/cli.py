@@ -993,6 +993,49 @@ def extended_test(
     out.print(f"report: {doc['report']}", highlight=False)
 
 
+# --------------------------------------------------------------------------- cost
+cost_app = typer.Typer(help="Data cost against the monthly budget.", no_args_is_help=True)
+app.add_typer(cost_app, name="cost")
+
+
+@cost_app.command("report")
+def cost_report(
+    day: Annotated[
+        str | None, typer.Option(help="Report day, YYYY-MM-DD (UTC, the ledger's; default today).")
+    ] = None,
+    profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Book the month's subscription days up to DAY, then the month to date against the budget
+    (status, projection, cost per actionable signal) and the HTML report (platform.md §4.11)."""
+    from warehouse.cost_ledger import LakeCostLedger
+    from warehouse.cost_report import NO_PRICES, month_to_date, summary_lines, write_cost_report
+    from warehouse.lake import Lake
+    from warehouse.migrations import CatalogBusy
+    from warehouse.sql import SqlError
+
+    settings = _settings(profile)
+    d = _parse_date(day) if day else dt.datetime.now(dt.UTC).date()
+    lake = Lake(settings.data_dir)
+    try:
+        booked = LakeCostLedger(lake, settings.costs).book_subscriptions(d)
+        mc = month_to_date(lake, settings, d)
+    except (CatalogBusy, SqlError) as exc:
+        raise _fail(str(exc), EXIT_BUSY) from None
+    report = write_cost_report(settings.data_dir, mc)
+    if not mc.prices_configured:
+        err.print(f"[bold red]{NO_PRICES}[/]", highlight=False, soft_wrap=True)
+    doc = {**mc.to_dict(), "report": str(report), "booked_subscription_entries": len(booked)}
+    if as_json:
+        typer.echo(json.dumps(doc, indent=1))
+        return
+    out.print(f"[bold]Costs {mc.month}[/] to {d}: booked {len(booked)} subscription entries",
+              highlight=False)  # fmt: skip
+    for line in summary_lines(mc)[(0 if mc.prices_configured else 2) :]:
+        out.print(line, highlight=False, markup=False)
+    out.print(f"report: {report}", highlight=False)
+
+
 # --------------------------------------------------------------------------- demo
 @app.command()
 def demo(

@@ -9,9 +9,12 @@ derived rows carry so that a result can be traced to the parameters that produce
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
+import re
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,6 +65,80 @@ class BudgetSettings(_Group):
     approval_post_utilization: float = 0.80
     defer_post_utilization: float = 0.95
     alert_levels: list[float] = Field(default_factory=lambda: [0.80, 0.95])
+
+
+class PricePeriod(_Group):
+    """The prices in force from ``effective_from`` until the next period starts (§2.9, §3.7).
+
+    Nothing here has a default price: every number must be copied from the provider's pricing
+    page, order form or invoice, and ``source`` must say where and when it was verified, because
+    an invented price silently turns every cost figure of the platform into fiction.
+    """
+
+    effective_from: date
+    subscriptions: dict[str, float] = Field(
+        default_factory=dict,
+        description="Flat monthly fees in USD by name (e.g. a CME live licence), prorated per "
+        "calendar day into subscription_fee entries.",
+    )
+    live_usage_per_gb: float | None = Field(
+        default=None,
+        ge=0,
+        description="USD per GB (1e9 bytes) of live data received; None = flat-rate live (no "
+        "live_usage entries).",
+    )
+    exchange_fee_per_contract: float | None = Field(
+        default=None, ge=0, description="USD per option contract of a real-money fill."
+    )
+    commission_per_contract: float | None = Field(
+        default=None, ge=0, description="Broker commission in USD per contract, real money."
+    )
+    source: str = Field(
+        min_length=1, description="Where the prices were verified: pricing page URL and date."
+    )
+
+    @field_validator("subscriptions")
+    @classmethod
+    def _subscriptions(cls, v: dict[str, float]) -> dict[str, float]:
+        # Names go into ledger entry ids (sub-<name>-<date>); keep them plain and non-negative.
+        for name, fee in v.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.]+", name):
+                raise ValueError(f"subscription name {name!r} must match [A-Za-z0-9_.]+")
+            if fee < 0:
+                raise ValueError(f"subscription {name!r} has a negative monthly fee {fee}")
+        return v
+
+
+class CostSettings(_Group):
+    """Provider prices over time and how costs are attributed (platform.md §2.9, §3.7).
+
+    ``prices`` is empty by default on purpose: the platform must not invent prices, and every
+    cost report says loudly when none are configured. Set it with
+    ``IFD_COSTS__PRICES='[{"effective_from": "2026-01-01", "subscriptions": {...}, ...}]'``.
+    """
+
+    prices: list[PricePeriod] = Field(default_factory=list)
+    allocation: Literal["by_records", "all_to_v3"] = Field(
+        default="by_records",
+        description="Data cost split between algorithms: by share of records consumed, or all "
+        "to v3 (v1 does not need MBO).",
+    )
+    live_streaming_budget_stop: bool = Field(
+        default=False,
+        description="Stop live streaming when the budget is exhausted. Off: stopping the feed "
+        "silently blinds the system, so an exhausted budget escalates instead (§2.9).",
+    )
+
+    @field_validator("prices")
+    @classmethod
+    def _increasing(cls, v: list[PricePeriod]) -> list[PricePeriod]:
+        for a, b in itertools.pairwise(v):
+            if b.effective_from <= a.effective_from:
+                raise ValueError(
+                    "cost price periods must have strictly increasing effective_from; got "
+                    f"{a.effective_from} then {b.effective_from}"
+                )
+        return v
 
 
 class V3Settings(_Group):
@@ -278,8 +355,8 @@ class RolloutSettings(_Group):
     feed_unhealthy_s: float = 60.0
     max_error_rate: float = 0.10
     error_window_s: float = 300.0
-    min_error_calls: int = Field(
-        default=5, description="Calls in the error window before the error rate can trigger."
+    min_error_windows: int = Field(
+        default=20, description="Windows scored in the error window before its rate can trigger."
     )
     daily_loss_limit_live: float = 50.0
     daily_loss_fraction_paper: float = 0.02
@@ -348,6 +425,7 @@ class Settings(BaseSettings):
     databento: DatabentoSettings = Field(default_factory=DatabentoSettings)
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    costs: CostSettings = Field(default_factory=CostSettings)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
     paper: PaperSettings = Field(default_factory=PaperSettings)
@@ -400,6 +478,8 @@ class Settings(BaseSettings):
                 "resilience": True,
                 "rollout": True,
                 "alerts": True,
+                # What data and fills cost, not what a detector computes.
+                "costs": True,
                 "profile": True,
                 "data_dir": True,
             },
@@ -463,6 +543,21 @@ class ProfileSource(PydanticBaseSettingsSource):
                 break
         name = name or os.environ.get("IFD_PROFILE")
         return load_profile(name) if name else {}
+
+
+def price_on(settings: Settings | CostSettings, day: date) -> PricePeriod | None:
+    """The price period in force on ``day``: the latest one with ``effective_from <= day``.
+
+    None when no period has started yet (or none is configured): callers then book nothing and
+    say so, rather than guess a price.
+    """
+    costs = settings.costs if isinstance(settings, Settings) else settings
+    current = None
+    for period in costs.prices:  # validated ascending
+        if period.effective_from > day:
+            break
+        current = period
+    return current
 
 
 def get_settings(profile: str | None = None, **overrides: Any) -> Settings:

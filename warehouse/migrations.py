@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import duckdb
 
+from warehouse.cost_views import create_cost_views
 from warehouse.lake import SEED_FILE, Lake
 from warehouse.tables import TABLES
 
@@ -166,6 +167,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (5, "live path: gaps, incidents, signal latency; windows carry `complete`", _live),
     (6, "trading ledger: orders, fills, positions, pnl_daily", _tables_and_views(LEDGER_TABLES)),
     (7, "ops: rollout_events (+ rollout_state), alerts (+ alerts_open)", _ops),
+    (8, "cost views: cost_daily, cost_monthly, cost_per_signal", create_cost_views),
 ]
 LATEST = MIGRATIONS[-1][0]
 

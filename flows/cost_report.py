@@ -1,0 +1,69 @@
+"""Prefect flow `cost_report`: book the month's subscription days, then the month-to-date cost
+against the budget (§2.9, §3.7, §4.11) as table, markdown and link artifacts and an HTML report.
+
+Runs daily after the close and on the last day of each month (prefect.yaml). The day is a UTC
+calendar date because the ledger's months are UTC months; the daily run at 18:15 New York falls
+on the same date in UTC. The flow only reads and books costs: alerts are persisted by the alert
+evaluator from the same ``month_to_date`` figures.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+from ifd_core.settings import get_settings
+
+KEY = "cost-report"
+
+
+@flow(name="cost_report", log_prints=True)
+def cost_report(day: str | None = None) -> dict:
+    """Book subscriptions through ``day`` (ISO date, default today in UTC), report its month."""
+    from warehouse.cost_ledger import LakeCostLedger
+    from warehouse.cost_report import (
+        NO_PRICES,
+        month_to_date,
+        summary_lines,
+        write_cost_report,
+    )
+    from warehouse.lake import Lake
+
+    log = get_run_logger()
+    settings = get_settings()
+    lake = Lake(settings.data_dir)
+    d = dt.date.fromisoformat(day) if day else dt.datetime.now(dt.UTC).date()
+    booked = LakeCostLedger(lake, settings.costs).book_subscriptions(d)
+    mc = month_to_date(lake, settings, d)
+    report = write_cost_report(settings.data_dir, mc)
+    month_end = d.day == mc.days_in_month
+    if not mc.prices_configured:
+        log.warning(NO_PRICES)
+    if mc.status.value in ("WARNING", "CRITICAL", "CAUTION"):
+        log.warning(
+            "data budget %s: $%.2f of $%.2f spent (%.1f %%), projection $%.2f at month end",
+            mc.status.value, mc.spent, mc.budget, mc.utilization * 100, mc.projection,
+        )  # fmt: skip
+
+    kind = "Month-end cost report" if month_end else "Cost report"
+    title = f"{kind} {mc.month} (to {d})"
+    doc = mc.to_dict()
+    table = [
+        {"figure": k, "value": v}
+        for k, v in doc.items()
+        if not isinstance(v, dict | list) and k != "price_source"
+    ]
+    table += [{"figure": f"data cost: {k}", "value": v} for k, v in doc["by_type"].items()]
+    table += [{"figure": f"signals: {k}", "value": v} for k, v in mc.actionable_signals.items()]
+    create_table_artifact(key=f"{KEY}-figures", table=table, description=title)
+    md = [f"# {title}", "", *summary_lines(mc), ""]
+    md += [f"Booked {len(booked)} subscription entries this run.", "", f"Report: `{report}`"]
+    create_markdown_artifact(key=f"{KEY}-summary", markdown="\n".join(md), description=title)
+    create_link_artifact(
+        key=f"{KEY}-report", link=report.resolve().as_uri(), link_text=report.name,
+        description=f"{title}: HTML report (static file)",
+    )  # fmt: skip
+    return {**doc, "report": str(report), "booked_subscription_entries": len(booked),
+            "month_end": month_end}  # fmt: skip

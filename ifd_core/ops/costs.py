@@ -1,0 +1,262 @@
+"""Cost arithmetic of the platform (platform.md §2.9, §3.7, §4.2, §4.11): pure functions, no I/O.
+
+What a day of subscriptions, a run's live bytes or a real-money fill costs, cost per signal,
+how the month's data cost is split between algorithms, the month-end projection and the budget
+status. The warehouse books the entries these functions build and the reports read them back;
+keeping the rules here makes every number a plain, testable function of its inputs.
+
+Conventions, stated once:
+
+* Prices come only from ``settings.costs.prices`` (``price_on``): nothing here knows a price.
+* A subscription is a flat monthly fee prorated per *calendar* day (``budget.prorated_daily``):
+  a licence is billed for the month whatever the market does.
+* A GB is 10^9 bytes (decimal, as data vendors bill), not 2^30.
+* Only real-money fills (mode ``live`` or ``ib``) cost money. Paper, shadow and backtest fees are
+  simulated by the executor and never enter the ledger.
+* Data cost = the ledger's spend types (``SPEND_ENTRY_TYPES``). Quotes are estimates, and broker
+  commissions and exchange fees are trading costs: neither is data cost nor signal cost.
+* Entry ids are deterministic (``sub-<name>-<date>``, ``live-<run_id>-<date>``,
+  ``fee-<type>-<fill_id>``) so that booking the same thing twice is recognisably the same entry.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from collections.abc import Callable, Mapping
+from enum import StrEnum
+from typing import Any
+
+import polars as pl
+
+from ifd_core.ops.budget import SPEND_ENTRY_TYPES, prorated_daily
+from ifd_core.settings import PricePeriod, price_on
+
+__all__ = [
+    "BYTES_PER_GB",
+    "DATA_COST_TYPES",
+    "FIXED_COST_TYPES",
+    "QUOTE_TYPES",
+    "REAL_MONEY_MODES",
+    "TRADING_COST_TYPES",
+    "BudgetStatus",
+    "allocate",
+    "budget_status",
+    "cost_per_signal",
+    "days_in_month",
+    "live_usage_entry",
+    "marginal_data_cost",
+    "price_on",
+    "projection",
+    "subscription_entries",
+    "trading_fee_entries",
+]
+
+BYTES_PER_GB = 1_000_000_000
+DATA_COST_TYPES: tuple[str, ...] = SPEND_ENTRY_TYPES
+FIXED_COST_TYPES: tuple[str, ...] = ("subscription_fee",)
+TRADING_COST_TYPES: tuple[str, ...] = ("broker_commission", "exchange_fee")
+QUOTE_TYPES: tuple[str, ...] = ("historical_quote",)
+REAL_MONEY_MODES: tuple[str, ...] = ("live", "ib")
+NS = 1_000_000_000
+
+
+def days_in_month(year: int, month: int) -> int:
+    return calendar.monthrange(year, month)[1]
+
+
+def day_start(day: dt.date) -> dt.datetime:
+    """The ledger timestamp of a cost that belongs to a whole UTC calendar day (its midnight)."""
+    return dt.datetime.combine(day, dt.time(0), dt.UTC)
+
+
+# ----------------------------------------------------------------------------------- entries
+def subscription_entries(period: PricePeriod | None, day: dt.date) -> list[dict[str, Any]]:
+    """One ``subscription_fee`` entry per subscription of ``period`` for calendar day ``day``."""
+    if period is None:
+        return []
+    rows = []
+    for name, monthly in sorted(period.subscriptions.items()):
+        rows.append(
+            {
+                "entry_id": f"sub-{name}-{day.isoformat()}",
+                "ts": day_start(day),
+                "entry_type": "subscription_fee",
+                "category": name,
+                "amount_usd": prorated_daily(monthly, day.year, day.month),
+                "status": "accrued",
+                "reason": (
+                    f"${monthly:,.2f}/month over {days_in_month(day.year, day.month)} calendar "
+                    f"days; prices effective {period.effective_from} ({period.source})"
+                ),
+            }
+        )
+    return rows
+
+
+def live_usage_entry(
+    period: PricePeriod | None,
+    run_id: str,
+    day: dt.date,
+    total_bytes: int,
+    booked_bytes: int = 0,
+) -> dict[str, Any] | None:
+    """The ``live_usage`` entry for what a live run received on ``day`` beyond what is booked.
+
+    ``total_bytes`` is the run's cumulative count for the day and ``booked_bytes`` what earlier
+    entries of the same run and day already carry, so a run may report its total as often as it
+    likes: only the increase is booked (the ledger is append-only; a growing total is a new row,
+    never an update). None when there is nothing to book: no increase, or flat-rate live
+    (``live_usage_per_gb`` None), or no prices in force.
+    """
+    if total_bytes < 0 or booked_bytes < 0:
+        raise ValueError(f"byte counts cannot be negative: {total_bytes}, {booked_bytes}")
+    if period is None or period.live_usage_per_gb is None:
+        return None
+    extra = total_bytes - booked_bytes
+    if extra <= 0:
+        return None
+    base = f"live-{run_id}-{day.isoformat()}"
+    return {
+        "entry_id": base if booked_bytes == 0 else f"{base}-{total_bytes}",
+        "ts": day_start(day),
+        "entry_type": "live_usage",
+        "category": "live",
+        "amount_usd": extra / BYTES_PER_GB * period.live_usage_per_gb,
+        "status": "accrued",
+        "billable_bytes": extra,
+        "request_id": run_id,
+        "reason": (
+            f"{extra:,} bytes x ${period.live_usage_per_gb}/GB (1 GB = 1e9 bytes); prices "
+            f"effective {period.effective_from} ({period.source})"
+        ),
+    }
+
+
+def trading_fee_entries(
+    fills: pl.DataFrame, prices: Callable[[dt.date], PricePeriod | None]
+) -> list[dict[str, Any]]:
+    """``broker_commission`` and ``exchange_fee`` entries (two per fill) for real-money fills.
+
+    Fills of any other mode are skipped: their fees are simulated by the paper executor and are
+    in ``fills.fee`` already; booking them would put money that was never paid in the ledger.
+    Raises when a real-money fill has no configured rate, because a live fee booked as $0 would
+    understate what trading costs.
+    """
+    need = {"fill_id", "mode", "qty", "ts"}
+    missing = need - set(fills.columns)
+    if missing:
+        raise ValueError(f"fills frame lacks columns {sorted(missing)}")
+    real = fills.filter(pl.col("mode").is_in(list(REAL_MONEY_MODES)))
+    rows: list[dict[str, Any]] = []
+    for f in real.iter_rows(named=True):
+        ts = dt.datetime.fromtimestamp(int(f["ts"]) / NS, dt.UTC)
+        period = prices(ts.date())
+        qty = abs(int(f["qty"]))
+        for entry_type, field in (
+            ("broker_commission", "commission_per_contract"),
+            ("exchange_fee", "exchange_fee_per_contract"),
+        ):
+            rate = getattr(period, field) if period is not None else None
+            if rate is None:
+                raise ValueError(
+                    f"no {field} in force on {ts.date()} for {f['mode']} fill {f['fill_id']}: "
+                    f"set it in IFD_COSTS__PRICES (verified against the broker's/exchange's "
+                    "price list) before booking real-money fills"
+                )
+            rows.append(
+                {
+                    "entry_id": f"fee-{entry_type}-{f['fill_id']}",
+                    "ts": ts,
+                    "entry_type": entry_type,
+                    "category": str(f.get("algo") or f["mode"]),
+                    "amount_usd": qty * rate,
+                    "status": "charged",
+                    "request_id": f["fill_id"],
+                    "reason": (
+                        f"{qty} contracts x ${rate}/contract ({f['mode']} run "
+                        f"{f.get('run_id')}); prices effective {period.effective_from}"
+                    ),
+                }
+            )
+    return rows
+
+
+# ----------------------------------------------------------------------------- cost per signal
+def marginal_data_cost(data_cost_by_type: Mapping[str, float]) -> float:
+    """Data cost without the fixed subscriptions: what one more signal's data actually adds."""
+    return float(
+        sum(v for k, v in data_cost_by_type.items() if k in DATA_COST_TYPES)
+        - sum(v for k, v in data_cost_by_type.items() if k in FIXED_COST_TYPES)
+    )
+
+
+def cost_per_signal(data_cost: float, actionable_signals: int) -> float | None:
+    """§3.7: data cost of the period / actionable signals of the period; None without signals
+    (a cost per zero signals is not a number, and reporting 0 or infinity would mislead)."""
+    if actionable_signals < 0:
+        raise ValueError(f"signal count cannot be negative, got {actionable_signals}")
+    return data_cost / actionable_signals if actionable_signals else None
+
+
+def allocate(
+    amount: float, mode: str, records_by_algo: Mapping[str, int], algos: list[str]
+) -> dict[str, float] | None:
+    """Split a data cost between the algorithms that ran (§3.7).
+
+    ``by_records``: by share of records consumed (the engine records each algorithm's runs read).
+    ``all_to_v3``: everything to v3, because v1 needs no MBO and would run on cheaper data alone;
+    when v3 did not run at all the rule falls back to ``by_records``, so the cost of the data that
+    was actually used is never charged to nobody. None when there is nothing to split by.
+    """
+    if mode not in ("by_records", "all_to_v3"):
+        raise ValueError(f"unknown allocation {mode!r}; use by_records or all_to_v3")
+    if not algos:
+        return None
+    if mode == "all_to_v3" and "v3" in algos:
+        return {a: (amount if a == "v3" else 0.0) for a in algos}
+    total = sum(records_by_algo.get(a, 0) for a in algos)
+    if total <= 0:
+        return None
+    return {a: amount * records_by_algo.get(a, 0) / total for a in algos}
+
+
+# ----------------------------------------------------------------------- projection and status
+def projection(spent: float, day_of_month: int, month_days: int) -> float:
+    """§4.2/§4.11: the month's spend if it continues at the mean daily rate so far."""
+    if not 1 <= day_of_month <= month_days:
+        raise ValueError(f"day {day_of_month} is outside a {month_days}-day month")
+    return spent / day_of_month * month_days
+
+
+class BudgetStatus(StrEnum):
+    """§4.11 status of a month, strongest first."""
+
+    CRITICAL = "CRITICAL"
+    WARNING = "WARNING"
+    CAUTION = "CAUTION"
+    ON_TRACK = "ON_TRACK"
+    UNDER_BUDGET = "UNDER_BUDGET"
+
+
+def budget_status(
+    spent: float,
+    budget: float,
+    projected: float,
+    warning: float = 0.80,
+    critical: float = 0.95,
+) -> BudgetStatus:
+    """≥ critical CRITICAL, ≥ warning WARNING, projected > budget CAUTION, ≥ 50 % ON_TRACK,
+    else UNDER_BUDGET (the reference's order: what is already spent outranks a forecast)."""
+    if budget <= 0:
+        raise ValueError(f"budget must be positive, got {budget}")
+    used = round(spent / budget, 12)
+    if used >= critical:
+        return BudgetStatus.CRITICAL
+    if used >= warning:
+        return BudgetStatus.WARNING
+    if round(projected, 9) > budget:
+        return BudgetStatus.CAUTION
+    if used >= 0.5:
+        return BudgetStatus.ON_TRACK
+    return BudgetStatus.UNDER_BUDGET
