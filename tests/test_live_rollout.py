@@ -1,0 +1,70 @@
+"""End to end (platform.md §4.7): a replayed day in which the challenger's error rate crosses the
+threshold ends with the rollout controller rolled back and no challenger order after the
+rollback's exchange-time cutoff; the incumbent keeps trading."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from ifd_core.analysis.detectors import V3Detector
+from ifd_core.marketdata.replay_gateway import ReplayGateway
+from ifd_core.settings import get_settings
+from test_live_stream import KEY, fresh_lake, live_cli, world  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.slow
+
+
+def test_challenger_errors_roll_back_and_stop_its_orders(world, monkeypatch):  # noqa: F811
+    lake = fresh_lake(world, "rollout")
+    settings = get_settings(data_dir=lake.root)
+    from warehouse.rollout import RolloutController
+
+    RolloutController(lake, settings).promote(to="PAPER", operator="test")
+    # Injected fault: after the middle of the day's v3 signals, every second v3 call raises
+    # (50 % of calls, never three in a row: the breaker stays closed, the error rate trips).
+    v3 = world["batch"].scan("signals").filter(pl.col("algo") == "v3").collect()
+    assert v3.height >= 2, "the scenario should raise v3 signals"
+    middle = int(v3["decision_ts"].sort()[v3.height // 2])
+    real = V3Detector.on_windows
+    calls = {"n": 0}
+
+    def flaky(self, closed, context):
+        if closed.height and int(closed["window_end"].max()) > middle:
+            calls["n"] += 1
+            if calls["n"] % 2 == 0:
+                raise RuntimeError("injected challenger fault")
+        return real(self, closed, context)
+
+    monkeypatch.setattr(V3Detector, "on_windows", flaky)
+    with ReplayGateway(world["sim"], [KEY]) as gw:
+        res = live_cli(lake, gw.port, world["day"])
+    assert res.exit_code == 0, res.output
+    day_doc = json.loads(res.stdout)["days"][0]
+    assert day_doc["finalized"] and day_doc["rollout"] == "ROLLED_BACK"
+
+    ev = lake.scan("rollout_events").sort("ts").collect()
+    rb = ev.filter(pl.col("action") == "rollback")
+    assert rb.height == 1
+    failed = [r["id"] for r in json.loads(rb["rules"][0]) if not r["passed"]]
+    assert "ERROR_RATE" in failed and "BREAKER_OPEN" not in failed
+    cutoff = int(rb["data_ts"][0])
+    assert cutoff > middle
+    inc = lake.scan("incidents").filter(pl.col("kind") == "rollout_rollback").collect()
+    assert inc.height == 1 and inc["severity"][0] == "critical"
+
+    orders = lake.scan("orders").filter(pl.col("purpose") == "entry").collect()
+    mine = orders.filter(pl.col("algo") == "v3")
+    placed = mine.filter(pl.col("status") != "rejected")
+    assert placed.height > 0, "v3 traded before the rollback"
+    assert (placed["created_ts"] < cutoff).all(), "no challenger order after the rollback"
+    fills = lake.scan("fills").filter(pl.col("algo") == "v3").collect()
+    entry_ids = set(placed["order_id"].to_list())
+    late = fills.filter(pl.col("order_id").is_in(list(entry_ids)) & (pl.col("ts") >= cutoff))
+    assert late.height == 0
+    # The incumbent is not affected by the challenger's rollback.
+    v1 = orders.filter((pl.col("algo") == "v1") & (pl.col("status") != "rejected"))
+    v1_signals = lake.scan("signals").filter(pl.col("algo") == "v1").collect()
+    assert v1_signals.height == 0 or v1.height > 0
