@@ -8,11 +8,11 @@ import json
 
 import polars as pl
 import pytest
+from test_live_stream import KEY, fresh_lake, live_cli, world  # noqa: F401 - the fixture
 
 from ifd_core.analysis.detectors import V3Detector
 from ifd_core.marketdata.replay_gateway import ReplayGateway
 from ifd_core.settings import get_settings
-from test_live_stream import KEY, fresh_lake, live_cli, world  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.slow
 
