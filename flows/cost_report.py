@@ -3,8 +3,8 @@ against the budget (§2.9, §3.7, §4.11) as table, markdown and link artifacts 
 
 Runs daily after the close and on the last day of each month (prefect.yaml). The day is a UTC
 calendar date because the ledger's months are UTC months; the daily run at 18:15 New York falls
-on the same date in UTC. The flow only reads and books costs: alerts are persisted by the alert
-evaluator from the same ``month_to_date`` figures.
+on the same date in UTC. It also evaluates the daily alert rules (budget 80 / 95 %, projection
+over budget, daily cost, RTH uptime, completeness), deduplicated per episode.
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ def cost_report(day: str | None = None) -> dict:
     booked = LakeCostLedger(lake, settings.costs).book_subscriptions(d)
     mc = month_to_date(lake, settings, d)
     report = write_cost_report(settings.data_dir, mc)
+    from warehouse.ops_events import evaluate_daily_alerts
+
+    for a in evaluate_daily_alerts(lake, settings, mc, d):
+        log.warning("alert %s %s[%s]: %s", a.state, a.rule, a.subject, a.detail)
     month_end = d.day == mc.days_in_month
     if not mc.prices_configured:
         log.warning(NO_PRICES)

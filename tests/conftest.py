@@ -43,3 +43,13 @@ def samples() -> Path:
     if not SAMPLES.exists():
         pytest.skip(f"sample DBN files not found at {SAMPLES}")
     return SAMPLES
+
+
+@pytest.fixture(autouse=True)
+def _fresh_historical_breakers():
+    """Each test starts with closed Historical API breakers (they are per process)."""
+    from ifd_core.marketdata.historical import reset_breakers
+
+    reset_breakers()
+    yield
+    reset_breakers()

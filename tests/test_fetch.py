@@ -61,6 +61,7 @@ def make_settings(tmp_path: Path, gateway: str, key: str = KEY) -> Settings:
     return get_settings(
         warehouse={"data_dir": tmp_path / "data"},
         databento={"api_key": key, "historical_gateway": gateway},
+        resilience={"retry": {"base_s": 0.01, "cap_s": 0.05}},  # fast retries in tests
     )
 
 
@@ -279,15 +280,20 @@ def test_quote_server_error_is_retried_once(
     assert server.paths()[:2] == [COST, COST]
 
 
-def test_persistent_quote_server_error_fails_after_one_retry(
+def test_persistent_quote_server_error_opens_the_breaker_after_three(
     server: HistoricalServer, settings: Settings, ledger: LakeCostLedger, out_dir: Path
 ) -> None:
+    # Retries with full jitter (max 5 attempts), but the breaker opens after 3 consecutive
+    # failures and the 4th attempt is refused without calling the server (§4.1).
     server.fail(COST, 500, "Unexpected condition.")
-    with pytest.raises(HistoricalError, match="HTTP 500") as info:
+    with pytest.raises(HistoricalError, match="not attempted.*HTTP 500") as info:
         fetch_historical(settings, ledger, out_dir=out_dir, **REQUEST)
     assert "\n" not in str(info.value)
-    assert server.paths() == [COST, COST]
+    assert server.paths() == [COST, COST, COST]
     assert ledger.entries().height == 0
+    with pytest.raises(HistoricalError, match="not attempted"):
+        fetch_historical(settings, ledger, out_dir=out_dir, **REQUEST)
+    assert server.paths() == [COST, COST, COST]
 
 
 def test_download_error_is_not_retried_and_books_a_failed_spend(

@@ -112,3 +112,21 @@ class AlertStore:
 
     def open_alerts(self) -> list[tuple[str, str, str]]:
         return self.book.firing()
+
+
+def evaluate_daily_alerts(lake: Lake, settings: Settings, mc, day: dt.date) -> list[AlertEvent]:
+    """Budget, daily cost, RTH uptime and completeness rules for ``day`` (§4.2, §4.9, §4.11):
+    the month's episodes are per month, so a new month starts without any open budget alert."""
+    from warehouse.slis import day_slis
+
+    _, cost, completeness, uptime, _ = day_slis(lake, day)
+    budget = mc.budget or None
+    obs = [
+        ("budget.month", mc.month, mc.utilization, f"${mc.spent:,.2f} of ${mc.budget:,.2f}"),
+        ("budget.projection", mc.month, mc.projection / budget if budget else None,
+         f"projection ${mc.projection:,.2f}"),
+        ("cost.daily", day.isoformat(), cost, ""),
+        ("uptime.rth", day.isoformat(), uptime, ""),
+        ("data.completeness", day.isoformat(), completeness, ""),
+    ]  # fmt: skip
+    return AlertStore(lake, settings, run_id=f"cost-report-{day}").observe(obs)

@@ -30,6 +30,13 @@ import requests
 from databento.common.error import BentoClientError, BentoError, BentoHttpError
 
 from ifd_core.ops.budget import Authorization, BudgetGate, CostLedger, Decision
+from ifd_core.ops.resilience import (
+    BreakerOpen,
+    BreakerRegistry,
+    Transition,
+    guarded_read,
+    retrying_reads,
+)
 from ifd_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -133,6 +140,65 @@ def _http_error(exc: BentoHttpError, action: str, gateway: str) -> HistoricalErr
     )
 
 
+class HistoricalTransient(HistoricalError):
+    """A server error or an unreachable gateway: the same read may succeed later."""
+
+
+_REGISTRY: BreakerRegistry | None = None
+
+
+def breakers(settings: Settings | None = None) -> BreakerRegistry:
+    """The process's breakers of the Historical API, one per gateway (§4.1)."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        from ifd_core.settings import get_settings
+
+        s = (settings or get_settings()).resilience.breaker
+
+        def said(t: Transition) -> None:
+            log.warning("breaker %s %s -> %s: %s", t.breaker, t.from_state, t.to_state, t.reason)
+
+        _REGISTRY = BreakerRegistry(s, on_change=said)
+    return _REGISTRY
+
+
+def reset_breakers() -> None:
+    """Forget the process's breakers (tests; a new settings object)."""
+    global _REGISTRY
+    _REGISTRY = None
+
+
+def _read(action: str, gateway: str, call: Callable[[], T], settings: Settings | None) -> T:
+    """An idempotent metadata read behind the gateway's breaker, retried with full jitter on
+    transient failures only (4xx and TLS errors fail at once)."""
+    from ifd_core.settings import get_settings
+
+    s = settings or get_settings()
+    breaker = breakers(s).get(f"databento_historical:{gateway}", exclude=(_Permanent,))
+    retrying = retrying_reads(s.resilience.retry, retry_on=(HistoricalTransient,))
+
+    def attempt() -> T:
+        try:
+            return _wrap(action, gateway, call)
+        except HistoricalTransient:
+            raise
+        except HistoricalError as exc:  # permanent: not a dependency outage, not retried
+            raise _Permanent(exc) from exc
+
+    try:
+        return guarded_read(breaker, retrying, attempt)
+    except _Permanent as exc:
+        raise exc.error from exc.error.__cause__
+    except BreakerOpen as exc:
+        raise HistoricalError(f"Databento Historical {action} not attempted: {exc}") from exc
+
+
+class _Permanent(Exception):
+    def __init__(self, error: HistoricalError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def _wrap(action: str, gateway: str, call: Callable[[], T], *, retries: int = 0) -> T:
     """Run ``call``; map client failures to ``HistoricalError``; retry transient ones if asked."""
     attempt = 0
@@ -146,7 +212,7 @@ def _wrap(action: str, gateway: str, call: Callable[[], T], *, retries: int = 0)
                 attempt += 1
                 log.warning("retrying %s after server error: %s", action, _one_line(str(exc)))
                 continue
-            raise _http_error(exc, action, gateway) from exc
+            raise HistoricalTransient(str(_http_error(exc, action, gateway))) from exc
         except requests.exceptions.SSLError as exc:
             raise HistoricalError(
                 f"Databento Historical {action} failed: TLS error talking to {gateway} "
@@ -157,7 +223,7 @@ def _wrap(action: str, gateway: str, call: Callable[[], T], *, retries: int = 0)
                 attempt += 1
                 log.warning("retrying %s after connection error: %s", action, exc)
                 continue
-            raise HistoricalError(
+            raise HistoricalTransient(
                 f"Databento Historical {action} failed: cannot reach {gateway} "
                 f"({type(exc).__name__}: {_one_line(str(exc))}); check the network and "
                 "IFD_DATABENTO__HISTORICAL_GATEWAY"
@@ -228,16 +294,17 @@ def quote_request(
     schema: str,
     symbols: list[str],
     stype_in: str = "raw_symbol",
+    settings: Settings | None = None,
 ) -> Quote:
     """Databento's cost, record count and billable size for exactly this request (no download)."""
     params: dict[str, Any] = dict(
         dataset=dataset, start=start, end=end, symbols=symbols, schema=schema, stype_in=stype_in
     )
     gw = str(client.gateway)
-    cost = _wrap("cost quote", gw, lambda: client.metadata.get_cost(**params), retries=1)
-    count = _wrap("record count", gw, lambda: client.metadata.get_record_count(**params), retries=1)
-    size = _wrap(
-        "billable size", gw, lambda: client.metadata.get_billable_size(**params), retries=1
+    cost = _read("cost quote", gw, lambda: client.metadata.get_cost(**params), settings)
+    count = _read("record count", gw, lambda: client.metadata.get_record_count(**params), settings)
+    size = _read(
+        "billable size", gw, lambda: client.metadata.get_billable_size(**params), settings
     )
     return Quote(cost_usd=float(cost), record_count=int(count), billable_bytes=int(size))
 
@@ -312,7 +379,7 @@ def fetch_historical(
     what = f"{dataset} {schema} {shown} [{start_s}, {end_s})"
     quote = quote_request(
         client, dataset=dataset, start=start_s, end=end_s, schema=schema,
-        symbols=symbols, stype_in=stype_in,
+        symbols=symbols, stype_in=stype_in, settings=settings,
     )  # fmt: skip
 
     gate = BudgetGate(settings.budget)
