@@ -146,7 +146,9 @@ def test_feed_unhealthy_90s_in_live_limited_rolls_back(rs):
 
 
 def test_feed_unhealthy_exactly_60s_does_not_roll_back(rs):
-    assert check_immediate(_state("LIVE_LIMITED", rs), LiveHealth(feed_unhealthy_s=60.0), rs) is None
+    assert (
+        check_immediate(_state("LIVE_LIMITED", rs), LiveHealth(feed_unhealthy_s=60.0), rs) is None
+    )
     assert check_immediate(_state("LIVE_LIMITED", rs), LiveHealth(), rs) is None
 
 
@@ -161,7 +163,12 @@ def test_error_rate_below_min_windows_does_not_trigger(rs):
     h = LiveHealth(error_windows=19, failed_windows=10)
     assert check_immediate(_state("LIVE_CANARY", rs), h, rs) is None
     # exactly at the limit (2/20 = 10 %) is not above it
-    assert check_immediate(_state("LIVE_CANARY", rs), LiveHealth(20, False, 20, 2), rs) is None
+    assert (
+        check_immediate(
+            _state("LIVE_CANARY", rs), LiveHealth(error_windows=20, failed_windows=2), rs
+        )
+        is None
+    )
 
 
 def test_shadow_never_rolls_back_automatically(rs):
@@ -189,10 +196,9 @@ def test_soft_demotion_on_accuracy_ratio(rs):
 
 
 def test_soft_demotion_ratio_alone(rs):
-    # accuracy 0.85 (Wilson low ~0.74 >= 0.65) but incumbent at 1.0 isn't possible for ratio<0.8;
-    # use a looser accuracy floor so only the ratio rule fails.
+    # a looser accuracy floor so only the ratio rule (0.70 / 0.95 = 0.737 < 0.8) fails
     s = rs.model_copy(update={"min_accuracy_lower": 0.3})
-    ev = _evidence(60, correct_c=42, resolved_i=100, correct_i=95)  # ratio 0.737
+    ev = _evidence(60, correct_c=42, resolved_i=100, correct_i=95)
     d = review_session(_state("PAPER", s), ev, s, NOW)
     assert d.action == "demote"
     assert (d.from_stage, d.to_stage, d.share) == ("PAPER", "SHADOW", 0)
