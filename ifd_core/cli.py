@@ -685,6 +685,9 @@ def live(
         bool, typer.Option(help="Stop when the gateway ends the session.")
     ] = False,
     algo: Annotated[str, typer.Option(help="v3, v1 or both.")] = "both",
+    trade: Annotated[
+        bool, typer.Option(help="Paper-trade the routed signals at the end of each date.")
+    ] = True,
     profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
@@ -705,7 +708,9 @@ def live(
     host, port = _host_port(gateway)
     settings = _settings(profile)
     day = _parse_date(date) if date else None
-    opts = LiveOptions(host, port, day=day, exit_on_end=exit_on_end, algos=_algos(algo))
+    opts = LiveOptions(
+        host, port, day=day, exit_on_end=exit_on_end, algos=_algos(algo), trade=trade
+    )
     runner = LiveRunner(
         Lake(settings.data_dir), settings, opts, progress=lambda m: err.print(m, highlight=False)
     )
