@@ -31,6 +31,7 @@ from ifd_core.ops.rollout import (
     share_of,
 )
 from ifd_core.settings import Settings
+from ifd_core.trading.ab_stats import bootstrap_diff_ci
 from warehouse.lake import Lake
 from warehouse.migrations import ensure_migrated
 from warehouse.ops_events import write_incident_rows
@@ -236,11 +237,12 @@ class RolloutController:
             .collect()
         )["net_pnl"].to_numpy()
         per_trade = float(pos.mean()) if pos.size else None
-        ci_low = None
-        if pos.size >= 2:
-            rng = np.random.default_rng(0)
-            means = pos[rng.integers(0, pos.size, size=(10_000, pos.size))].mean(axis=1)
-            ci_low = float(np.percentile(means, 5))
+        # One-sample percentile bootstrap of the mean = the paired one against zero.
+        boot = bootstrap_diff_ci(
+            pos, np.zeros_like(pos), resamples=self.settings.backtest.bootstrap_resamples,
+            confidence=0.90,
+        )  # fmt: skip
+        ci_low = boot[1] if boot else None
         days = sorted(set(sig["date"].to_list()))
         lat = latency_p95_by_day(lake, days).filter(pl.col("algo") == c)
         p95 = float(lat["latency_p95_ms"].max()) if lat.height else None
