@@ -14,13 +14,7 @@ from ifd_core.analysis.detectors import V3Detector
 from ifd_core.marketdata.replay_gateway import ReplayGateway
 from ifd_core.settings import get_settings
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skip(
-        reason="passes alone (8/8 runs) but failed in the full suite of a fresh clone; "
-        "skipped until the cause is found (issue 6 stays open)"
-    ),
-]
+pytestmark = [pytest.mark.slow]
 
 
 def test_challenger_errors_roll_back_and_stop_its_orders(world, monkeypatch):  # noqa: F811
@@ -47,11 +41,19 @@ def test_challenger_errors_roll_back_and_stop_its_orders(world, monkeypatch):  #
         return real(self, closed, context)
 
     monkeypatch.setattr(V3Detector, "on_windows", flaky)
+    # The small scenario closes few windows per call: let any failed window count. The
+    # detector's breaker would also trip on these failures (BREAKER_OPEN, its own trigger, pinned
+    # in test_rollout); which of the two fires first depends on how the network cuts the stream
+    # into calls, so here it is held closed and the error rate alone must roll back.
+    never = str(10**6)
+    env = {
+        "IFD_ROLLOUT__MIN_ERROR_WINDOWS": "1",
+        "IFD_RESILIENCE__BREAKER__CONSECUTIVE_FAILURES": never,
+        "IFD_RESILIENCE__BREAKER__RATE_WINDOW_CALLS": never,
+        "IFD_RESILIENCE__BREAKER__RATE_MIN_CALLS": never,
+    }
     with ReplayGateway(world["sim"], [KEY]) as gw:
-        # The small scenario closes few windows per call: let any failed window count.
-        res = live_cli(
-            lake, gw.port, world["day"], env_extra={"IFD_ROLLOUT__MIN_ERROR_WINDOWS": "1"}
-        )
+        res = live_cli(lake, gw.port, world["day"], env_extra=env)
     assert res.exit_code == 0, res.output
     day_doc = json.loads(res.stdout)["days"][0]
     assert day_doc["finalized"] and day_doc["rollout"] == "ROLLED_BACK"
@@ -60,7 +62,7 @@ def test_challenger_errors_roll_back_and_stop_its_orders(world, monkeypatch):  #
     rb = ev.filter(pl.col("action") == "rollback")
     assert rb.height == 1
     failed = [r["id"] for r in json.loads(rb["rules"][0]) if not r["passed"]]
-    assert "ERROR_RATE" in failed
+    assert failed == ["ERROR_RATE"], rb["reason"][0]
     cutoff = int(rb["data_ts"][0])
     assert cutoff > middle
     inc = lake.scan("incidents").filter(pl.col("kind") == "rollout_rollback").collect()
