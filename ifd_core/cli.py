@@ -703,7 +703,7 @@ def live(
 
     from ifd_core.marketdata.live_source import LiveFeedError
     from warehouse.lake import Lake
-    from warehouse.live import LiveOptions, LiveRunner
+    from warehouse.live import LiveOptions, LiveRunner, WarehouseUnavailable
 
     host, port = _host_port(gateway)
     settings = _settings(profile)
@@ -718,7 +718,7 @@ def live(
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         summary = runner.run()
-    except LiveFeedError as exc:
+    except (LiveFeedError, WarehouseUnavailable) as exc:
         raise _fail(str(exc), EXIT_SERVICE) from None
     except ValueError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None

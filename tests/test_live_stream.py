@@ -2,7 +2,8 @@
 loopback: a SYNTHETIC simulated day streamed through `ifd live` yields exactly the windows and
 signals batch `ifd detect` yields for it; with five dropped connections too (five recovered gaps,
 nothing lost or counted twice); a run stopped mid-day resumes from its checkpoint; clear errors
-for a wrong key, an unknown dataset and an unknown symbol."""
+for a wrong key, an unknown dataset and an unknown symbol; the feed's and the warehouse's circuit
+breakers (a refusing gateway, a full disk) delay work but lose nothing."""
 
 from __future__ import annotations
 
@@ -150,6 +151,11 @@ def test_a_stopped_run_resumes_from_its_checkpoint(world, monkeypatch):
             runner.stop()
 
     monkeypatch.setattr(live_mod._DayState, "checkpoint", checkpoint_then_stop)
+    clocks: list[int] = []  # the exchange time the rollout guard sees at each flush
+    real_on_flush = live_mod.LiveGuard.on_flush
+    monkeypatch.setattr(
+        live_mod.LiveGuard, "on_flush", lambda g, now: (clocks.append(now), real_on_flush(g, now))
+    )
     with ReplayGateway(world["sim"], [KEY]) as gw:
         opts = live_mod.LiveOptions("127.0.0.1", gw.port, day=world["day"], exit_on_end=True)
         first = live_mod.LiveRunner(lake, settings, opts)
@@ -158,7 +164,10 @@ def test_a_stopped_run_resumes_from_its_checkpoint(world, monkeypatch):
         assert s1.stopped and not s1.days[0].finalized
         ck = json.loads((lake.root / "live" / f"checkpoint-{world['day']}.json").read_text())
         assert ck["records_fed"] > 50_000 and not ck["finalized"]
+        stopped_at, clocks[:] = clocks[-1], []
         s2 = live_mod.LiveRunner(lake, settings, opts).run()
+    # The replayed capture moved the exchange clock back to where the first run stopped.
+    assert clocks[0] == stopped_at > 0
     assert s2.resumed_from == ck["records_fed"]
     assert s2.days[0].finalized and not s2.stopped
     assert_same_as_batch(world, lake)
@@ -233,3 +242,104 @@ def test_unknown_symbol_is_refused_clearly(world):
         )
         with pytest.raises(LiveFeedError, match="ZZZ.OPT"):
             list(src.batches())
+
+
+def test_a_failing_gateway_opens_the_feed_breaker_and_waits_for_its_probe(world):
+    """Three refused connections (a real closed port) open the feed's breaker; the next attempt
+    waits for the breaker's probe time instead of hammering the gateway, and the probe that
+    reaches the real gateway streams."""
+    import socket
+    import time
+
+    import databento as db
+
+    from ifd_core.marketdata.live_source import LiveParams, LiveSource, Subscription
+    from ifd_core.ops.resilience import Breaker
+    from ifd_core.settings import BreakerSettings
+    from warehouse.live import session_bounds
+
+    with socket.socket() as s:  # a port nobody listens on: connect is refused
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    changes = []
+    breaker = Breaker(
+        "databento:live",
+        BreakerSettings(cooldown_s=1.0, cooldown_max_s=4.0),
+        on_change=lambda t: changes.append((t.to_state, time.monotonic())),
+    )
+    with ReplayGateway(world["sim"], [KEY]) as gw:
+        calls = []
+
+        def client():
+            calls.append(time.monotonic())
+            port = closed if len(calls) <= 3 else gw.port
+            return db.Live(key=KEY, gateway="127.0.0.1", port=port)
+
+        params = LiveParams("127.0.0.1", gw.port, KEY, reconnect_base_delay_s=0.01)
+        src = LiveSource(
+            params,
+            [Subscription("mbo", ("NQ.OPT",))],
+            start_ns=session_bounds(world["day"])[0],
+            client_factory=client,
+            breaker=breaker,
+        )
+        got = 0
+        for batch in src.batches():
+            got += len(batch)
+            if got:
+                src.stop()
+                break
+    assert got > 0 and len(calls) == 4
+    assert [c[0] for c in changes] == ["open", "half_open"]
+    # The fourth attempt came after the cool-down, not after the 10 ms backoff.
+    assert calls[3] - changes[0][1] >= 0.95
+    assert breaker.state == "half_open"
+
+
+def test_a_warehouse_outage_defers_flushes_and_loses_nothing(world, monkeypatch):
+    """Mid-day the warehouse refuses writes (ENOSPC) for three flushes: its breaker opens (an
+    incident in the lake), the outputs stay pending while the stream keeps being read, and the
+    day still ends exactly as batch detection has it."""
+    import errno
+
+    import warehouse.live as live_mod
+
+    lake = fresh_lake(world, "outage")
+    settings = get_settings(
+        warehouse={"data_dir": lake.root},
+        databento={"api_key": KEY},
+        live={"flush_every_s": 0.2, "flush_every_records": 20_000},
+        resilience={"breaker": {"cooldown_s": 0.5, "cooldown_max_s": 5.0}},
+    )
+    outage = {"left": 0, "armed": True, "failed": 0}
+    real_checkpoint, real_write = live_mod._DayState.checkpoint, Lake.write
+
+    def checkpoint(self, finalized: bool) -> None:
+        real_checkpoint(self, finalized)
+        if outage["armed"] and self.records_fed > 50_000:
+            outage.update(armed=False, left=3)
+
+    def write(self, table, df, key):
+        if outage["left"] and key.startswith(live_mod.LIVE_KEY):
+            outage["left"] -= 1
+            outage["failed"] += 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, table, df, key)
+
+    monkeypatch.setattr(live_mod._DayState, "checkpoint", checkpoint)
+    monkeypatch.setattr(Lake, "write", write)
+    said: list[str] = []
+    with ReplayGateway(world["sim"], [KEY]) as gw:
+        opts = live_mod.LiveOptions("127.0.0.1", gw.port, day=world["day"], exit_on_end=True)
+        summary = live_mod.LiveRunner(lake, settings, opts, progress=said.append).run()
+    assert outage["failed"] == 3
+    deferred = [m for m in said if "warehouse write deferred" in m]
+    # Three refused writes, then the open breaker: later flushes are refused by it (how many
+    # depends on how fast the day streams) and the date's last flush waits for its probe.
+    assert len(deferred) >= 3, said
+    assert all("circuit open" in m for m in deferred[3:]), said
+    assert summary.days[0].finalized
+    inc = lake.scan("incidents").filter(pl.col("kind") == "breaker:warehouse:lake").collect()
+    opened = inc.filter(pl.col("state") == "open")
+    assert "critical" in opened["severity"].to_list()
+    assert_same_as_batch(world, lake)

@@ -47,6 +47,7 @@ from ifd_core.marketdata.dbn_files import SYNTHETIC_MARKER
 from ifd_core.marketdata.dbn_stream import parse_records, ts_recv_of
 from ifd_core.marketdata.live_source import (
     Gap,
+    LiveFeedError,
     LiveParams,
     LiveSource,
     Stall,
@@ -55,6 +56,7 @@ from ifd_core.marketdata.live_source import (
 from ifd_core.marketdata.record_source import RecordBatch
 from ifd_core.marketdata.sessions import trade_date_of
 from ifd_core.ops.liveness import FeedLiveness, Incident, SignalLatency
+from ifd_core.ops.resilience import BreakerOpen
 from ifd_core.settings import Settings
 from warehouse.analytics import (
     ALGOS,
@@ -73,6 +75,12 @@ from warehouse.migrations import ensure_migrated
 from warehouse.tables import TABLES
 
 log = logging.getLogger(__name__)
+
+
+class WarehouseUnavailable(RuntimeError):
+    """The lake could not take the date's outputs; the capture keeps them for a rerun."""
+
+
 NS = 1_000_000_000
 LIVE_KEY = "live-"
 SESSION_GRACE_NS = 60 * NS
@@ -300,6 +308,8 @@ class LiveRunner:
         belongs to its trade date by the lake's rule, and a date is finished when the stream
         passes its close (or, in real time, when its close plus a grace has passed)."""
         ensure_migrated(self.lake)
+        if self.guard is None:  # before the first connection: the feed's breaker lives here
+            self.guard = LiveGuard(self.lake, self.settings, "", self.progress)
         params = live_params(self.settings, self.options.host, self.options.port)
         summary = LiveSummary(run_id="")
         while True:
@@ -331,6 +341,7 @@ class LiveRunner:
             on_gap=lambda g: self._day.on_gap(g) if self._day else self._orphan_gaps.append(g),
             on_stall=lambda st: self._day.on_stall(st) if self._day else None,
             on_heartbeat=lambda ns: self._day.liveness.on_heartbeat(ns) if self._day else None,
+            breaker=self.guard.registry.get("databento:live", exclude=(LiveFeedError,)),
         )
         self._source = source
         if self._stop.is_set():
@@ -417,8 +428,6 @@ class LiveRunner:
             ds.deadline_ns = hi + SESSION_GRACE_NS
         self.progress(f"{day}: baselines from the sessions before")
         base, _present = refresh_baselines(self.lake, day, self.settings)
-        if self.guard is None:
-            self.guard = LiveGuard(self.lake, self.settings, run_id, self.progress)
         self.guard.set_run(run_id)
         detectors = make_detectors(self.settings, day, base, self.options.algos)
         guarded = self.guard.start_day(detectors, (ckpt or {}).get("rollout"))
@@ -442,8 +451,9 @@ class LiveRunner:
         elif complete:
             ds.finish(ds.capture)
         else:
-            ds.flush(force=True)
-            self.progress(f"{ds.day}: stopped; run the same command again to resume")
+            written = ds.flush(force=True)
+            kept = "" if written else " (the last outputs were not written; the capture has them)"
+            self.progress(f"{ds.day}: stopped{kept}; run the same command again to resume")
         summary.incidents += ds.incident_count
         summary.decision_latency_ns.extend(ds.decision_latencies)
 
@@ -477,6 +487,7 @@ class _DayState:
         self.result = DayResult(day)
         self.records_fed = 0
         self.data_now = 0  # exchange time (ns) of the latest record fed
+        self.write_error: str | None = None  # the last deferred flush's reason, until one lands
         self._windows: list[pl.DataFrame] = []
         self._signals: list[pl.DataFrame] = []
         self._latency: list[dict] = []
@@ -514,6 +525,7 @@ class _DayState:
                 self._collect(tail, self.engine.process(tail), None)
             n += len(batch)
             self.records_fed = n
+            self._advance_clock(batch)
             last = batch
         if last is not None:
             ts = ts_recv_of(last)
@@ -548,10 +560,15 @@ class _DayState:
         self._since_flush += len(batch)
         now = time.time_ns()
         self.liveness.on_record(now)
-        if batch.schema == "mbo" and len(batch):
-            self.data_now = max(self.data_now, int(batch.records["ts_event"].max()))
+        self._advance_clock(batch)
         self.runner.guard.after_batch(self.liveness, self.data_now, now)
         self.maybe_flush()
+
+    def _advance_clock(self, batch: RecordBatch) -> None:
+        """Exchange time is the market's clock (rollback cutoffs, error windows): a replayed
+        capture must move it as the live stream did."""
+        if batch.schema == "mbo" and len(batch):
+            self.data_now = max(self.data_now, int(batch.records["ts_event"].max()))
 
     def _collect(self, batch: RecordBatch, out, local_recv_ns: int | None) -> None:
         emit_ns = time.time_ns()
@@ -624,49 +641,80 @@ class _DayState:
             self._monitor_thread.join(timeout=5)
 
     # -- writing
-    def flush(self, force: bool = False) -> None:
+    def flush(self, force: bool = False) -> bool:
+        """Write the pending outputs under the next key and checkpoint; True when written.
+
+        The warehouse writer is an outside dependency behind its breaker (``warehouse:lake``).
+        When a write fails or the breaker is open, the outputs stay pending and are written at
+        the next flush under the same key (a half-written flush is overwritten, never doubled),
+        and the checkpoint does not advance: the capture holds every record, so even a crash in
+        between loses nothing. Not retried in place: the stream must keep being read.
+        """
         if self.capture is not None:
             self.capture.sync()  # the capture first: a restart replays it
         with self._lock:
             gaps, self._gaps = self._gaps, []
             incidents, self._incidents = self._incidents, []
-        windows = pl.concat(self._windows, how="diagonal_relaxed") if self._windows else None
-        signals = pl.concat(self._signals) if self._signals else None
-        latency, mbo = self._latency, self._mbo
+        parts = (self._windows, self._signals, self._latency, self._mbo)
         self._windows, self._signals, self._latency, self._mbo = [], [], [], []
-        if not any([windows is not None, signals is not None, gaps, incidents, mbo]) and not force:
+        if not any([*parts, gaps, incidents]) and not force:
             self._last_flush = time.monotonic()
-            return
+            return True
+        key = f"{LIVE_KEY}{self.run_id}-{self.seq + 1:06d}"
+        try:
+            done = self.runner.guard.lake_breaker.call(self._write, *parts, gaps, incidents, key)
+        except (OSError, BreakerOpen) as exc:
+            windows, signals, latency, mbo = parts
+            self._windows, self._signals = windows + self._windows, signals + self._signals
+            self._latency, self._mbo = latency + self._latency, mbo + self._mbo
+            with self._lock:
+                self._gaps[:0], self._incidents[:0] = gaps, incidents
+            self.write_error = str(exc)
+            self.runner.progress(f"{self.day}: warehouse write deferred ({exc}); kept pending")
+            log.warning("live flush %s deferred: %s", key, exc)
+            self._last_flush = time.monotonic()
+            return False
+        self.write_error = None
         self.seq += 1
-        key = f"{LIVE_KEY}{self.run_id}-{self.seq:06d}"
+        windows, incomplete, signals, latencies, n_incidents = done
+        self.result.windows += windows
+        self.result.incomplete_windows += incomplete
+        self.result.signals += signals
+        self.decision_latencies += latencies
+        self.incident_count += n_incidents
+        self.runner.guard.on_flush(self.data_now)
+        self.checkpoint(finalized=False)
+        self._last_flush = time.monotonic()
+        self._since_flush = 0
+        return True
+
+    def _write(self, windows, signals, latency, mbo, gaps, incidents, key: str):
+        """Every table of one flush under ``key``; returns the counts to add once all landed."""
         lake, day = self.lake, self.day
-        if windows is not None:
-            w = windows.filter(pl.col("date") == day)
+        n_windows = n_incomplete = n_signals = 0
+        if windows:
+            w = pl.concat(windows, how="diagonal_relaxed").filter(pl.col("date") == day)
             w = _mark_incomplete(w, self.all_gaps)
-            self.result.windows += w.height
-            self.result.incomplete_windows += int((~w["complete"]).sum())
+            n_windows, n_incomplete = w.height, int((~w["complete"]).sum())
             lake.write(
                 "pressure_windows", window_rows(w, f"{LIVE_KEY}{self.run_id}", self.origin), key
             )
-        if signals is not None:
-            s = self._signal_rows(signals.filter(pl.col("date") == day))
-            self.result.signals += s.height
+        if signals:
+            s = self._signal_rows(pl.concat(signals).filter(pl.col("date") == day))
+            n_signals = s.height
             lake.write("signals", s, key)
         if latency:
             lat = pl.DataFrame(latency).with_columns(pl.lit(day).alias("date"))
             lake.write("signal_latency", lat.select(list(TABLES["signal_latency"].schema)), key)
-            self.decision_latencies += [r["decision_latency_ns"] for r in latency]
+        incidents = list(incidents)
         if mbo and self.runner.options.validate:
             incidents += self._validate(np.concatenate(mbo), key)
         if gaps:
             lake.write("gaps", _gap_rows(gaps, self.run_id, day, self.origin), key)
         if incidents:
-            self.incident_count += len(incidents)
             lake.write("incidents", _incident_rows(incidents, self.run_id, day), key)
-        self.runner.guard.on_flush(self.data_now)
-        self.checkpoint(finalized=False)
-        self._last_flush = time.monotonic()
-        self._since_flush = 0
+        lat_ns = [r["decision_latency_ns"] for r in latency]
+        return n_windows, n_incomplete, n_signals, lat_ns, len(incidents)
 
     def _signal_rows(self, sig: pl.DataFrame) -> pl.DataFrame:
         return sig.with_columns(
@@ -721,7 +769,12 @@ class _DayState:
     def finish(self, capture: Capture) -> None:
         out = self.engine.finish()
         self._collect(RecordBatch("end", np.empty(0, np.uint8), self.origin), out, None)
-        self.flush(force=True)
+        if not self._final_flush():
+            raise WarehouseUnavailable(
+                f"{self.day}: the date's last outputs could not be written to the warehouse "
+                f"({self.write_error}); nothing is lost: the capture and checkpoint are kept, "
+                "run the same command again once the warehouse is writable"
+            )
         lake, day = self.lake, self.day
         raw = raw_files_for(lake, day)
         if not raw:
@@ -751,6 +804,23 @@ class _DayState:
         self.result.finalized = True
         self.checkpoint(finalized=True)
         capture.close()
+
+    def _final_flush(self) -> bool:
+        """The date's last flush waits out a warehouse outage for up to the breaker's longest
+        cool-down (its probe times when open), because giving up here means a rerun."""
+        res = self.settings.resilience
+        deadline = time.monotonic() + res.breaker.cooldown_max_s
+        while not self.flush(force=True):
+            retry_at = self.runner.guard.lake_breaker.snapshot()["retry_at"]
+            wait = res.retry.base_s
+            if retry_at is not None:
+                wait = max((retry_at - dt.datetime.now(dt.UTC)).total_seconds(), 0.0) + 0.05
+            if time.monotonic() + wait > deadline:
+                return False
+            self.runner.progress(f"{self.day}: waiting {wait:.1f} s for the warehouse")
+            if self.runner._stop.wait(wait):
+                return self.flush(force=True)
+        return True
 
     def _consolidate(self, raw: list[Path]) -> None:
         """The day's live micro-batch files become the files batch detection writes."""

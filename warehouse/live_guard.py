@@ -61,6 +61,8 @@ class LiveGuard:
         self.progress = progress
         self.incidents = BreakerIncidents(lake, run_id)
         self.registry = BreakerRegistry(settings.resilience.breaker, on_change=self.incidents)
+        # The live flow's warehouse writes (the flush); failures are deferred, not retried here.
+        self.lake_breaker = self.registry.get("warehouse:lake")
         self.rollout = RolloutController(lake, settings, run_id=run_id)
         self.alerts = AlertStore(lake, settings, run_id)
         self.detectors: list[GuardedDetector] = []

@@ -22,7 +22,10 @@ the socket stops being read and TCP pushes back on the gateway. Nothing is dropp
 reported.
 
 Connection attempts are retried with exponential backoff and jitter (tenacity); only the
-connection is retried, never a permanent refusal (wrong key, unknown dataset or symbol).
+connection is retried, never a permanent refusal (wrong key, unknown dataset or symbol). With a
+circuit breaker (``breaker=``, platform.md §4.1) every attempt goes through it: a gateway that
+keeps failing opens it (an incident), and while it is open the next attempt waits for the
+breaker's probe time instead of hammering the gateway.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 from tenacity import (
@@ -54,6 +58,7 @@ from ifd_core.marketdata.dbn_stream import (
     ts_recv_of,
 )
 from ifd_core.marketdata.record_source import RecordBatch
+from ifd_core.ops.resilience import Breaker, BreakerOpen
 
 log = logging.getLogger(__name__)
 
@@ -279,6 +284,7 @@ class LiveSource:
         on_stall: Callable[[Stall], None] | None = None,
         on_heartbeat: Callable[[int], None] | None = None,
         client_factory: Callable[..., object] | None = None,
+        breaker: Breaker | None = None,
     ) -> None:
         if not subscriptions:
             raise ValueError("a live source needs at least one subscription")
@@ -291,6 +297,7 @@ class LiveSource:
         self.on_stall = on_stall or (lambda s: None)
         self.on_heartbeat = on_heartbeat or (lambda ns: None)
         self._client_factory = client_factory
+        self.breaker = breaker
         self.gaps: list[Gap] = []
         self.stats = LiveStats()
         self.symbology: dict[int, str] = {}
@@ -452,17 +459,34 @@ class LiveSource:
 
     def _connect(self, start: int | None, gap: Gap | None):
         p = self.params
+        backoff = wait_exponential_jitter(
+            multiplier=p.reconnect_base_delay_s, max=p.reconnect_max_delay_s
+        )
+
+        def wait(state) -> float:
+            # An open breaker names its next probe time: waiting less only gets refused again.
+            exc = state.outcome.exception() if state.outcome else None
+            delay = backoff(state)
+            if isinstance(exc, BreakerOpen) and exc.retry_at is not None:
+                until = (exc.retry_at - datetime.now(UTC)).total_seconds()
+                delay = max(delay, until + 0.05)
+            return delay
+
+        def attempt():
+            if self.breaker is None:
+                return self._open(start)
+            return self.breaker.call(self._open, start)
+
         retrying = Retrying(
             stop=stop_after_attempt(max(1, p.reconnect_max_attempts)),
-            wait=wait_exponential_jitter(
-                multiplier=p.reconnect_base_delay_s, max=p.reconnect_max_delay_s
-            ),
-            retry=retry_if_exception(lambda e: isinstance(e, _Transient)),
+            wait=wait,
+            retry=retry_if_exception(lambda e: isinstance(e, _Transient | BreakerOpen)),
+            sleep=self._stop.wait,  # stop() ends a wait at once
             reraise=True,
         )
         try:
-            client, sink = retrying(self._open, start)
-        except _Transient as exc:
+            client, sink = retrying(attempt)
+        except (_Transient, BreakerOpen) as exc:
             raise LiveFeedError(
                 f"cannot reach the live feed at {p.host}:{p.port} after "
                 f"{p.reconnect_max_attempts} attempts: {exc}"
