@@ -49,6 +49,7 @@ def live_stream(
     ends; when no session is that near (a holiday) it ends at once, saying so."""
     from warehouse.lake import Lake
     from warehouse.live import LiveOptions, LiveRunner
+    from warehouse.rollout import decision_markdown
 
     logger = get_run_logger()
     settings = get_settings()
@@ -66,7 +67,18 @@ def live_stream(
             time.sleep(wait_s)
     algos = ("v3", "v1") if algo == "both" else (algo,)
     opts = LiveOptions(gateway_host, gateway_port, trade_date, exit_on_end, algos)
-    runner = LiveRunner(Lake(settings.data_dir), settings, opts, progress=logger.info)
+
+    def rollback_artifact(decision, data_ts: int) -> None:
+        md = decision_markdown(decision, settings.rollout.challenger, data_ts)
+        create_markdown_artifact(key="rollout-rollback", markdown=md)
+
+    runner = LiveRunner(
+        Lake(settings.data_dir),
+        settings,
+        opts,
+        progress=logger.info,
+        on_rollback=rollback_artifact,
+    )
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     summary = runner.run()

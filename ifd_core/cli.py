@@ -761,9 +761,11 @@ def _print_live(summary, as_json: bool) -> None:
         return
     for d in doc["days"]:
         state = "finalized" if d["finalized"] else "checkpointed (resume with the same command)"
+        cost = "" if d["live_cost_usd"] is None else f", live usage ${d['live_cost_usd']:,.2f}"
         out.print(
-            f"{d['date']}: {d['records']:,} records, {d['windows']:,} windows "
-            f"({d['incomplete_windows']} incomplete), {d['signals']} signals; {state}",
+            f"{d['date']}: {d['records']:,} records ({d['bytes'] / 1e6:,.1f} MB{cost}), "
+            f"{d['windows']:,} windows ({d['incomplete_windows']} incomplete), "
+            f"{d['signals']} signals; {state}",
             highlight=False,
         )
     statuses: dict[str, int] = {}

@@ -8,21 +8,22 @@ import json
 
 import polars as pl
 import pytest
-from test_live_stream import KEY, fresh_lake, live_cli, world  # noqa: F401 - the fixture
+from test_live_stream import KEY, fresh_lake, world  # noqa: F401 - the fixture
 
 from ifd_core.analysis.detectors import V3Detector
 from ifd_core.marketdata.replay_gateway import ReplayGateway
 from ifd_core.settings import get_settings
+from warehouse.live import LiveOptions, LiveRunner
+from warehouse.rollout import decision_markdown
 
 pytestmark = [pytest.mark.slow]
 
 
 def test_challenger_errors_roll_back_and_stop_its_orders(world, monkeypatch):  # noqa: F811
     lake = fresh_lake(world, "rollout")
-    settings = get_settings(data_dir=lake.root)
     from warehouse.rollout import RolloutController
 
-    RolloutController(lake, settings).promote(to="PAPER", operator="test")
+    RolloutController(lake, get_settings(data_dir=lake.root)).promote(to="PAPER", operator="test")
     # Injected fault: after the day's first v3 decision, every v3 call raises. (How many
     # calls a day takes depends on how the network cuts the stream into batches, so the fault is
     # keyed on exchange time, not on a call count.)
@@ -45,18 +46,26 @@ def test_challenger_errors_roll_back_and_stop_its_orders(world, monkeypatch):  #
     # detector's breaker would also trip on these failures (BREAKER_OPEN, its own trigger, pinned
     # in test_rollout); which of the two fires first depends on how the network cuts the stream
     # into calls, so here it is held closed and the error rate alone must roll back.
-    never = str(10**6)
-    env = {
-        "IFD_ROLLOUT__MIN_ERROR_WINDOWS": "1",
-        "IFD_RESILIENCE__BREAKER__CONSECUTIVE_FAILURES": never,
-        "IFD_RESILIENCE__BREAKER__RATE_WINDOW_CALLS": never,
-        "IFD_RESILIENCE__BREAKER__RATE_MIN_CALLS": never,
-    }
+    never = 10**6
+    settings = get_settings(
+        data_dir=lake.root,
+        databento={"api_key": KEY},
+        rollout={"min_error_windows": 1},
+        resilience={
+            "breaker": {
+                "consecutive_failures": never,
+                "rate_window_calls": never,
+                "rate_min_calls": never,
+            }
+        },
+    )
+    hooked = []  # what the live flow turns into the "rollout-rollback" UI artifact
     with ReplayGateway(world["sim"], [KEY]) as gw:
-        res = live_cli(lake, gw.port, world["day"], env_extra=env)
-    assert res.exit_code == 0, res.output
-    day_doc = json.loads(res.stdout)["days"][0]
-    assert day_doc["finalized"] and day_doc["rollout"] == "ROLLED_BACK"
+        opts = LiveOptions("127.0.0.1", gw.port, day=world["day"], exit_on_end=True)
+        runner = LiveRunner(lake, settings, opts, on_rollback=lambda d, ts: hooked.append((d, ts)))
+        summary = runner.run()
+    day = summary.days[0]
+    assert day.finalized and day.rollout == "ROLLED_BACK"
 
     ev = lake.scan("rollout_events").sort("ts").collect()
     rb = ev.filter(pl.col("action") == "rollback")
@@ -65,6 +74,9 @@ def test_challenger_errors_roll_back_and_stop_its_orders(world, monkeypatch):  #
     assert failed == ["ERROR_RATE"], rb["reason"][0]
     cutoff = int(rb["data_ts"][0])
     assert cutoff > middle
+    assert len(hooked) == 1 and hooked[0][1] == cutoff
+    md = decision_markdown(hooked[0][0], "v3", cutoff)
+    assert "ROLLED_BACK" in md and "| ERROR_RATE | **no** |" in md
     inc = lake.scan("incidents").filter(pl.col("kind") == "rollout_rollback").collect()
     assert inc.height == 1 and inc["severity"][0] == "critical"
 

@@ -343,3 +343,27 @@ def test_a_warehouse_outage_defers_flushes_and_loses_nothing(world, monkeypatch)
     opened = inc.filter(pl.col("state") == "open")
     assert "critical" in opened["severity"].to_list()
     assert_same_as_batch(world, lake)
+
+
+def test_live_data_received_is_booked_and_an_exhausted_budget_escalates(world):
+    """The date's received bytes are a live_usage entry at the per-GB price in force; over the
+    monthly budget the run raises the critical budget alert and keeps streaming (the stop is
+    opt-in). Prices here are test values, not Databento's."""
+    lake = fresh_lake(world, "usage")
+    prices = [{"effective_from": "2020-01-01", "live_usage_per_gb": 500.0, "source": "test"}]
+    env = {"IFD_COSTS__PRICES": json.dumps(prices), "IFD_BUDGET__MONTHLY_BUDGET": "0.5"}
+    with ReplayGateway(world["sim"], [KEY]) as gw:
+        res = live_cli(lake, gw.port, world["day"], env_extra=env)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    d = doc["days"][0]
+    assert d["bytes"] > 1_000_000  # 80-byte MBO records, and more than a few
+    ledger = lake.scan("cost_ledger").filter(pl.col("entry_type") == "live_usage").collect()
+    assert ledger.height == 1
+    assert ledger["billable_bytes"][0] == d["bytes"] and ledger["request_id"][0] == doc["run_id"]
+    assert ledger["amount_usd"][0] == pytest.approx(d["bytes"] / 1e9 * 500.0)
+    assert d["live_cost_usd"] == pytest.approx(ledger["amount_usd"][0])
+    assert d["live_cost_usd"] > 0.5, "the scenario must exhaust the test budget"
+    alerts = lake.scan("alerts").filter(pl.col("rule") == "budget.month").collect()
+    assert alerts["state"].to_list() == ["FIRING"] and alerts["severity"][0] == "critical"
+    assert "streaming continues" in res.output

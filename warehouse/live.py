@@ -57,6 +57,7 @@ from ifd_core.marketdata.record_source import RecordBatch
 from ifd_core.marketdata.sessions import trade_date_of
 from ifd_core.ops.liveness import FeedLiveness, Incident, SignalLatency
 from ifd_core.ops.resilience import BreakerOpen
+from ifd_core.ops.rollout import Decision
 from ifd_core.settings import Settings
 from warehouse.analytics import (
     ALGOS,
@@ -72,6 +73,7 @@ from warehouse.analytics import (
 from warehouse.lake import Lake
 from warehouse.live_guard import LiveGuard
 from warehouse.migrations import ensure_migrated
+from warehouse.ops_events import AlertStore
 from warehouse.tables import TABLES
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,8 @@ class DayResult:
     ingested: str = ""
     orders: dict[str, int] = field(default_factory=dict)
     rollout: str = ""
+    bytes: int = 0  # record bytes received for the date (what live usage is billed on)
+    live_cost_usd: float | None = None  # booked this run; None when no per-GB price is set
 
     def to_row(self) -> dict:
         """What ``ifd live --json`` and the flow's table artifact show of a streamed date."""
@@ -129,6 +133,8 @@ class DayResult:
             "finalized": self.finalized,
             "orders": self.orders,
             "rollout": self.rollout,
+            "bytes": self.bytes,
+            "live_cost_usd": self.live_cost_usd,
         }
 
 
@@ -282,8 +288,10 @@ class LiveRunner:
         settings: Settings,
         options: LiveOptions,
         progress: Callable[[str], None] | None = None,
+        on_rollback: Callable[[Decision, int], None] | None = None,
     ) -> None:
         self.lake = lake
+        self.on_rollback = on_rollback
         self.settings = settings
         self.options = options
         self.progress = progress or (lambda msg: None)
@@ -310,6 +318,7 @@ class LiveRunner:
         ensure_migrated(self.lake)
         if self.guard is None:  # before the first connection: the feed's breaker lives here
             self.guard = LiveGuard(self.lake, self.settings, "", self.progress)
+            self.guard.on_rollback = self.on_rollback
         params = live_params(self.settings, self.options.host, self.options.port)
         summary = LiveSummary(run_id="")
         while True:
@@ -456,6 +465,40 @@ class LiveRunner:
             self.progress(f"{ds.day}: stopped{kept}; run the same command again to resume")
         summary.incidents += ds.incident_count
         summary.decision_latency_ns.extend(ds.decision_latencies)
+        try:
+            self._book_usage(ds)
+        except Exception as exc:  # noqa: BLE001 - said, and booked by the next close of the run
+            log.warning("%s: live usage not booked: %s", ds.day, exc)
+            self.progress(f"{ds.day}: live usage not booked ({exc}); the next close books it")
+
+    def _book_usage(self, ds: _DayState) -> None:
+        """Live data is a cost (§2.9): the date's received bytes are booked at the per-GB rate
+        in force (only the increase over what this run booked before), then the month is held
+        against the budget. An exhausted budget escalates (a critical alert); it stops the feed
+        only with ``costs.live_streaming_budget_stop``, because a stopped feed blinds the system."""
+        from warehouse.cost_ledger import LakeCostLedger
+        from warehouse.cost_report import month_to_date
+
+        if not ds.result.bytes:
+            return
+        entry = LakeCostLedger(self.lake, self.settings.costs).book_live_usage(
+            ds.run_id, ds.day, ds.result.bytes
+        )
+        if entry is not None:
+            ds.result.live_cost_usd = float(entry["amount_usd"])
+        mc = month_to_date(self.lake, self.settings, ds.day)
+        spent = f"${mc.spent:,.2f} of ${mc.budget:,.2f}"
+        # A fresh store: the cost report may have changed the month's alert since this run began.
+        alerts = AlertStore(self.lake, self.settings, ds.run_id)
+        alerts.observe([("budget.month", mc.month, mc.utilization, spent)])
+        if mc.utilization < 1.0:
+            return
+        said = f"{mc.month}: data budget exhausted ({spent}); "
+        if self.settings.costs.live_streaming_budget_stop:
+            self.progress(said + "stopping the live feed (costs.live_streaming_budget_stop)")
+            self.stop()
+        else:
+            self.progress(said + "streaming continues (costs.live_streaming_budget_stop is off)")
 
     def _backfiller(self):
         from warehouse.live_backfill import HistoricalBackfiller
@@ -525,6 +568,7 @@ class _DayState:
                 self._collect(tail, self.engine.process(tail), None)
             n += len(batch)
             self.records_fed = n
+            self.result.bytes += batch.records.nbytes
             self._advance_clock(batch)
             last = batch
         if last is not None:
@@ -557,6 +601,7 @@ class _DayState:
         self._collect(batch, out, source.last_receive_ns)
         self.records_fed += len(batch)
         self.result.records += len(batch)
+        self.result.bytes += batch.records.nbytes
         self._since_flush += len(batch)
         now = time.time_ns()
         self.liveness.on_record(now)

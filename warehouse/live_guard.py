@@ -72,6 +72,8 @@ class LiveGuard:
         self.cutoff: tuple[int, str] | None = None
         self.decisions: list[Decision] = []
         self.run_id = run_id
+        # Told of a rollback the moment it is recorded (the live flow makes it a UI artifact).
+        self.on_rollback: Callable[[Decision, int], None] | None = None
 
     def set_run(self, run_id: str) -> None:
         self.run_id = run_id
@@ -135,6 +137,11 @@ class LiveGuard:
         when = dt.datetime.fromtimestamp(data_now / NS, dt.UTC).isoformat(timespec="seconds")
         self.progress(f"ROLLBACK of {self.settings.rollout.challenger} at {when}: {d.reason}")
         log.warning("rollout rollback at %s: %s", when, d.reason)
+        if self.on_rollback is not None:
+            try:
+                self.on_rollback(d, data_now)
+            except Exception:  # the rollback stands whatever a display hook does
+                log.exception("rollback hook failed (the rollback itself is recorded)")
 
     def on_signals_latency(self, rows: list[dict]) -> None:
         for r in rows:

@@ -42,6 +42,23 @@ TABLE = "rollout_events"
 NY = ZoneInfo("America/New_York")
 
 
+def decision_markdown(d: Decision, challenger: str, data_ts: int | None = None) -> str:
+    """A decision as the markdown a Prefect artifact shows: what changed, why, and every rule
+    with its value and threshold, so the UI answers "why was it rolled back" by itself."""
+    lines = [f"# Rollout {d.action}: {challenger} {d.from_stage} -> {d.to_stage}", "", d.reason]
+    if data_ts:
+        at = dt.datetime.fromtimestamp(data_ts / 1e9, dt.UTC).isoformat(timespec="seconds")
+        lines += ["", f"Effective at exchange time {at}: no {challenger} order after it."]
+    if d.rules:
+        lines += ["", "| rule | passed | value | threshold | detail |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {r.id} | {'yes' if r.passed else '**no**'} | {r.value} | {r.threshold} | "
+            f"{r.detail} |"
+            for r in d.rules
+        ]
+    return "\n".join(lines)
+
+
 def _operator() -> str:
     try:
         return getpass.getuser()

@@ -303,9 +303,7 @@ def quote_request(
     gw = str(client.gateway)
     cost = _read("cost quote", gw, lambda: client.metadata.get_cost(**params), settings)
     count = _read("record count", gw, lambda: client.metadata.get_record_count(**params), settings)
-    size = _read(
-        "billable size", gw, lambda: client.metadata.get_billable_size(**params), settings
-    )
+    size = _read("billable size", gw, lambda: client.metadata.get_billable_size(**params), settings)
     return Quote(cost_usd=float(cost), record_count=int(count), billable_bytes=int(size))
 
 
