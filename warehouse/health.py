@@ -13,7 +13,7 @@ import polars as pl
 from ifd_core.settings import Settings
 from warehouse.lake import Lake
 from warehouse.migrations import ensure_migrated
-from warehouse.slis import day_slis, latency_by_stage
+from warehouse.slis import day_slis, incident_episodes, latency_by_stage
 
 NS = 1_000_000_000
 
@@ -22,17 +22,8 @@ def _open_episodes(lake: Lake) -> pl.DataFrame:
     inc = lake.scan("incidents").collect()
     if inc.height == 0:
         return inc.select("kind", "opened_at", "severity", "detail")
-    return (
-        inc.sort("opened_at")
-        .group_by("kind", "opened_at", maintain_order=True)
-        .agg(
-            (pl.col("state") == "resolved").any().alias("done"),
-            pl.col("severity").last(),
-            pl.col("detail").last(),
-        )
-        .filter(~pl.col("done"))
-        .drop("done")
-    )
+    eps = incident_episodes(inc).filter(~pl.col("done"))
+    return eps.select("kind", "opened_at", "severity", "detail")
 
 
 def _c(name: str, health: str, detail: str) -> dict:

@@ -42,23 +42,33 @@ def _ns(t: dt.datetime | None) -> int | None:
     return None if t is None else int(t.timestamp() * NS)
 
 
-def down_intervals(incidents: pl.DataFrame, open_until: int) -> list[tuple[int, int]]:
-    """``[opened, resolved)`` in ns of each down episode; one still open runs to ``open_until``.
+def incident_episodes(incidents: pl.DataFrame) -> pl.DataFrame:
+    """One row per episode: incidents are written as an open row and a resolved row per episode
+    with the same ``opened_at``, so an episode is (kind, opened_at). Its end is the latest
+    ``resolved_at``; ``done`` whether any row resolved it; ``critical`` whether any row was;
+    ``severity`` and ``detail`` are those of its latest row."""
+    return (
+        incidents.sort("opened_at")
+        .group_by("kind", "opened_at", maintain_order=True)
+        .agg(
+            pl.col("resolved_at").max(),
+            (pl.col("state") == "resolved").any().alias("done"),
+            (pl.col("severity") == "critical").any().alias("critical"),
+            pl.col("severity").last(),
+            pl.col("detail").last(),
+        )
+    )
 
-    Incidents are written as an open row and a resolved row per episode (same ``opened_at`` for
-    staleness); an episode is (kind, opened_at), and its end the latest resolved_at seen.
-    """
+
+def down_intervals(incidents: pl.DataFrame, open_until: int) -> list[tuple[int, int]]:
+    """``[opened, resolved)`` in ns of each down episode; one still open runs to ``open_until``."""
     if incidents.height == 0:
         return []
     kind = pl.col("kind")
-    down = incidents.filter(pl.any_horizontal([kind.str.starts_with(k) for k in DOWN_KINDS])).sort(
-        "opened_at"
-    )
+    down = incidents.filter(pl.any_horizontal([kind.str.starts_with(k) for k in DOWN_KINDS]))
     out: list[tuple[int, int]] = []
-    eps = down.group_by("kind", "opened_at", maintain_order=True).agg(
-        pl.col("resolved_at").max(), (pl.col("state") == "resolved").any().alias("done")
-    )
-    for _, o, r, done in eps.iter_rows():
+    eps = incident_episodes(down).select("opened_at", "resolved_at", "done")
+    for o, r, done in eps.iter_rows():
         start = _ns(o)
         end = _ns(r) if done and r is not None else open_until
         if start is not None and end > start:
@@ -116,14 +126,10 @@ def day_slis(lake: Lake, day: dt.date) -> tuple:
 
 
 def open_critical(incidents: pl.DataFrame) -> int:
-    """Critical episodes opened and never resolved (an episode = kind + opened_at)."""
+    """Critical episodes opened and never resolved."""
     if incidents.height == 0:
         return 0
-    eps = incidents.group_by("kind", "opened_at").agg(
-        (pl.col("state") == "resolved").any().alias("done"),
-        (pl.col("severity") == "critical").any().alias("critical"),
-    )
-    return eps.filter(pl.col("critical") & ~pl.col("done")).height
+    return incident_episodes(incidents).filter(pl.col("critical") & ~pl.col("done")).height
 
 
 def latency_p95_by_day(lake: Lake, days: list[dt.date]) -> pl.DataFrame:
