@@ -334,13 +334,20 @@ def fetch(
     The request is quoted first (metadata.get_cost and record count); the quote and any spend go to
     the cost ledger. Refused with the quote in the message when the budget gate says no.
     """
-    from ifd_core.marketdata.historical import BudgetRefused, HistoricalError, fetch_historical
+    from ifd_core.marketdata.historical import (
+        BudgetRefused,
+        HistoricalError,
+        add_breaker_sink,
+        fetch_historical,
+    )
     from warehouse.cost_ledger import LakeCostLedger
     from warehouse.migrations import ensure_migrated
+    from warehouse.ops_events import BreakerIncidents
 
     settings = _settings()
     lake = _lake()
     ensure_migrated(lake)
+    add_breaker_sink(str(lake.root), BreakerIncidents(lake, f"fetch-{dt.date.today()}"))
     incoming = lake.root / "incoming"
     incoming.mkdir(parents=True, exist_ok=True)
     try:

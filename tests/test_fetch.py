@@ -13,6 +13,7 @@ import pytest
 from ifd_core.marketdata.historical import (
     BudgetRefused,
     HistoricalError,
+    add_breaker_sink,
     fetch_historical,
     file_name,
 )
@@ -31,6 +32,7 @@ from tests.fixtures.historical_server import (
 )
 from warehouse.cost_ledger import LakeCostLedger
 from warehouse.lake import Lake
+from warehouse.ops_events import BreakerIncidents
 
 KEY = TEST_API_KEY  # 32 characters starting with "db-", like a real key
 REQUEST = dict(start="2020-12-28", end="2020-12-29", schema="mbo", symbols=["ESH1"])
@@ -286,6 +288,7 @@ def test_persistent_quote_server_error_opens_the_breaker_after_three(
     # Retries with full jitter (max 5 attempts), but the breaker opens after 3 consecutive
     # failures and the 4th attempt is refused without calling the server (§4.1).
     server.fail(COST, 500, "Unexpected condition.")
+    add_breaker_sink("test", BreakerIncidents(ledger.lake, "fetch-test"))
     with pytest.raises(HistoricalError, match="not attempted.*HTTP 500") as info:
         fetch_historical(settings, ledger, out_dir=out_dir, **REQUEST)
     assert "\n" not in str(info.value)
@@ -294,6 +297,10 @@ def test_persistent_quote_server_error_opens_the_breaker_after_three(
     with pytest.raises(HistoricalError, match="not attempted"):
         fetch_historical(settings, ledger, out_dir=out_dir, **REQUEST)
     assert server.paths() == [COST, COST, COST]
+    # The opening is an incident in the lake (critical), with the last error in its detail.
+    inc = ledger.lake.scan("incidents").collect()
+    assert len(inc["kind"]) == 1 and inc["kind"][0].startswith("breaker:databento_historical:")
+    assert inc["severity"][0] == "critical" and "HTTP 500" in inc["detail"][0]
 
 
 def test_download_error_is_not_retried_and_books_a_failed_spend(

@@ -501,8 +501,12 @@ class LiveRunner:
             self.progress(said + "streaming continues (costs.live_streaming_budget_stop is off)")
 
     def _backfiller(self):
+        from ifd_core.marketdata.historical import add_breaker_sink
         from warehouse.live_backfill import HistoricalBackfiller
 
+        # The Historical client's breakers are the process's; their transitions land in this
+        # run's incidents like the feed's and the detectors'.
+        add_breaker_sink(str(self.lake.root), self.guard.incidents)
         return HistoricalBackfiller(self.lake, self.settings)
 
 

@@ -145,6 +145,7 @@ class HistoricalTransient(HistoricalError):
 
 
 _REGISTRY: BreakerRegistry | None = None
+_SINKS: dict[str, Callable[[Transition], None]] = {}
 
 
 def breakers(settings: Settings | None = None) -> BreakerRegistry:
@@ -157,15 +158,27 @@ def breakers(settings: Settings | None = None) -> BreakerRegistry:
 
         def said(t: Transition) -> None:
             log.warning("breaker %s %s -> %s: %s", t.breaker, t.from_state, t.to_state, t.reason)
+            for sink in list(_SINKS.values()):
+                try:
+                    sink(t)
+                except Exception:  # a sink's failure must not fail the read it reports on
+                    log.exception("breaker transition sink failed")
 
         _REGISTRY = BreakerRegistry(s, on_change=said)
     return _REGISTRY
 
 
+def add_breaker_sink(name: str, sink: Callable[[Transition], None]) -> None:
+    """Also hand every transition to ``sink`` (the caller that owns a lake makes them incident
+    rows; this package does not write the lake). One sink per ``name``: re-adding replaces."""
+    _SINKS[name] = sink
+
+
 def reset_breakers() -> None:
-    """Forget the process's breakers (tests; a new settings object)."""
+    """Forget the process's breakers and sinks (tests; a new settings object)."""
     global _REGISTRY
     _REGISTRY = None
+    _SINKS.clear()
 
 
 def _read(action: str, gateway: str, call: Callable[[], T], settings: Settings | None) -> T:
