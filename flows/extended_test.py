@@ -7,7 +7,9 @@ from __future__ import annotations
 import datetime as dt
 
 from prefect import flow, get_run_logger
+from prefect.states import State
 
+from flows.calendar_gate import skip_scheduled_holiday
 from flows.trading_reports import publish
 from ifd_core.settings import get_settings
 
@@ -17,12 +19,14 @@ def extended_test(
     start: dt.date | None = None,
     end: dt.date | None = None,
     realtime_test_id: str | None = None,
-) -> dict:
+) -> dict | State:
     """PASS / FAIL(reasons) / INCONCLUSIVE(reasons) for v3 against the configured criteria."""
     from warehouse.extended_test import run_extended
     from warehouse.lake import Lake
     from warehouse.reports import write_extended_report
 
+    if (skip := skip_scheduled_holiday("extended-test")) is not None:
+        return skip
     log = get_run_logger()
     settings = get_settings()
     res = run_extended(Lake(settings.data_dir), settings, start=start, end=end,

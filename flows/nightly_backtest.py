@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime as dt
 
 from prefect import flow, get_run_logger
+from prefect.states import State
 
+from flows.calendar_gate import skip_scheduled_holiday
 from flows.trading_reports import publish
 from ifd_core.settings import get_settings
 
@@ -16,7 +18,7 @@ def nightly_backtest(
     sessions: int = 20,
     start: dt.date | None = None,
     end: dt.date | None = None,
-) -> dict:
+) -> dict | State:
     """Backtest v3 and v1 (default: the last `sessions` stored sessions) and run the A/B test on
     the same days; publishes metrics, Monte Carlo, the A/B verdict and the report links."""
     from warehouse.ab_test import run_ab
@@ -24,6 +26,8 @@ def nightly_backtest(
     from warehouse.lake import Lake
     from warehouse.reports import write_ab_report, write_backtest_report
 
+    if (skip := skip_scheduled_holiday("nightly-backtest")) is not None:
+        return skip
     log = get_run_logger()
     settings = get_settings()
     lake = Lake(settings.data_dir)

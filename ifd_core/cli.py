@@ -1182,6 +1182,33 @@ def status(
                   f"{c['detail']}", highlight=False)  # fmt: skip
 
 
+# --------------------------------------------------------------------------- cockpit
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port of the Prefect server (UI and API).")] = 4200,
+    host: Annotated[str, typer.Option(help="Address the server listens on.")] = "127.0.0.1",
+    activate: Annotated[
+        bool, typer.Option(help="Activate every schedule (prefect.yaml keeps them inactive).")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=1, help="Flow runs at the same time.")] = 4,
+) -> None:
+    """The Prefect cockpit on one machine: server + every deployment of prefect.yaml, served.
+
+    Starts a Prefect server (or reuses the one at PREFECT_API_URL / host:port) and serves all
+    deployments from this process until Ctrl-C; each flow run is its own subprocess. Open the UI
+    at http://HOST:PORT. For several machines use a work pool and workers (README).
+    """
+    from flows.serve import serve as run_serve
+
+    try:
+        run_serve(host, port, activate=activate, limit=limit,
+                  say=lambda m: err.print(m, highlight=False))  # fmt: skip
+    except RuntimeError as exc:
+        raise _fail(str(exc), EXIT_SERVICE) from None
+    except KeyboardInterrupt:
+        err.print("stopped")
+
+
 # --------------------------------------------------------------------------- demo
 @app.command()
 def demo(

@@ -1,0 +1,148 @@
+"""`ifd serve`: the whole cockpit on one machine with one command.
+
+The equivalent of `prefect server start` + a process work pool + `prefect deploy --all` + a worker:
+a Prefect server (started as a child process unless ``PREFECT_API_URL`` already answers) and every
+deployment of ``prefect.yaml`` served from this process (``prefect.serve``: each flow run in its
+own subprocess). ``prefect.yaml`` stays the single source of the deployments: names, entrypoints,
+parameters, schedules (inactive unless ``activate``), concurrency limits.
+
+Scale-out is not this command: it is more workers on more machines over the same work pool and a
+shared lake (README "Prefect cockpit").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = REPO / "prefect.yaml"
+
+
+def deployment_specs(path: Path = SPEC) -> list[dict]:
+    return yaml.safe_load(path.read_text())["deployments"]
+
+
+def load_flow(entrypoint: str):
+    """``flows/x.py:name`` → the flow object (imported as a module of this repository)."""
+    file, name = entrypoint.split(":")
+    module = ".".join(Path(file).with_suffix("").parts)
+    return getattr(importlib.import_module(module), name)
+
+
+def build_deployments(specs: list[dict], *, activate: bool = False) -> list:
+    """``RunnerDeployment``s equal to what ``prefect deploy --all`` registers from the specs."""
+    from prefect.schedules import Cron
+
+    out = []
+    for spec in specs:
+        flow = load_flow(spec["entrypoint"])
+        schedules = [
+            Cron(
+                s["cron"],
+                timezone=s.get("timezone"),
+                active=bool(activate or s.get("active", True)),
+            )
+            for s in spec.get("schedules") or []
+        ]
+        out.append(
+            flow.to_deployment(
+                name=spec["name"],
+                description=" ".join(str(spec.get("description", "")).split()) or None,
+                parameters=spec.get("parameters") or {},
+                schedules=schedules,
+                concurrency_limit=spec.get("concurrency_limit"),
+            )
+        )
+    return out
+
+
+def api_healthy(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def prefect_server(
+    host: str, port: int, say: Callable[[str], None], timeout_s: float = 120.0
+) -> Iterator[str]:
+    """A Prefect server child process on ``host:port`` for the duration; yields its API URL.
+    Reused, not started, when ``PREFECT_API_URL`` already answers."""
+    existing = os.environ.get("PREFECT_API_URL")
+    if existing and api_healthy(existing):
+        say(f"using the Prefect server at {existing}")
+        yield existing
+        return
+    url = f"http://{host}:{port}/api"
+    if api_healthy(url):
+        say(f"using the Prefect server already running at {url}")
+        yield url
+        return
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    log = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")) / "ifd-serve-server.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", host,
+             "--port", str(port)],
+            env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        say(f"starting the Prefect server on {host}:{port} (log: {log})")
+        deadline = time.monotonic() + timeout_s
+        while not api_healthy(url):
+            if proc.poll() is not None:
+                raise RuntimeError(f"the Prefect server exited with {proc.returncode}; see {log}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Prefect server did not answer in {timeout_s:.0f} s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 4200,
+    *,
+    activate: bool = False,
+    limit: int = 4,
+    say: Callable[[str], None] = print,
+) -> None:
+    """Start (or reuse) the server, then serve every deployment until interrupted."""
+    os.environ.setdefault("IFD_REPO_DIR", str(REPO))
+    from prefect import serve as prefect_serve
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    def stop(signum, frame):  # SIGTERM (systemd, kill) unwinds like Ctrl-C: the server stops too
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+    with prefect_server(host, port, say) as url, temporary_settings({PREFECT_API_URL: url}):
+        os.environ["PREFECT_API_URL"] = url  # the flow-run subprocesses read it from here
+        deployments = build_deployments(deployment_specs(), activate=activate)
+        ui = url.removesuffix("/api")
+        state = "active" if activate else "inactive (activate them in the UI, or --activate)"
+        say(f"{len(deployments)} deployments served; schedules {state}; UI: {ui}")
+        prefect_serve(*deployments, limit=limit, print_starting_message=False)

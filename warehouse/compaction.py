@@ -1,0 +1,124 @@
+"""Lake compaction: many small files of the append-only tables become one file per date.
+
+Append-only writers (data-quality results per batch, incidents, alerts, ledger entries, rollout
+events, live latency rows, gaps) add one small Parquet file per write, and a live day adds
+hundreds. Every SQL query opens every file, so their number, not their bytes, slows queries.
+
+Only tables whose files carry no meaning in their names are compacted: the others are keyed by
+source (re-publishing a key replaces its file, which is what makes ingestion idempotent), and
+merging keys would break that. A partition is left alone while a live run may still write into it
+(an unfinished checkpoint for that date, or a date younger than ``min_age_days``), because a
+resumed run re-writes its flush files under the same keys.
+
+The merged file is published (atomic rename) before the originals are removed: a query racing
+the swap can see a date's rows twice for an instant, never lose them. Run it when nothing reads
+(the deployment is scheduled for Saturday).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from warehouse.lake import SEED_FILE, Lake
+from warehouse.tables import TABLES
+
+COMPACTABLE = (
+    "dq_results",
+    "incidents",
+    "alerts",
+    "cost_ledger",
+    "rollout_events",
+    "signal_latency",
+    "gaps",
+)
+PREFIX = "compacted-"
+
+
+@dataclass(frozen=True)
+class Compacted:
+    table: str
+    day: dt.date
+    files_before: int
+    rows: int
+
+
+def _busy_dates(lake: Lake) -> set[dt.date]:
+    """Dates a live run has not finished (its checkpoint says so): their files may be rewritten."""
+    out = set()
+    for p in (lake.root / "live").glob("checkpoint-*.json"):
+        try:
+            ck = json.loads(p.read_text())
+        except (OSError, ValueError):
+            out.add(dt.date.fromisoformat(p.stem.removeprefix("checkpoint-")))
+            continue
+        if not ck.get("finalized"):
+            out.add(dt.date.fromisoformat(ck["day"]))
+    return out
+
+
+def _partitions(lake: Lake, table: str) -> list[dt.date]:
+    base = lake.table_dir(table)
+    days = []
+    for d in base.glob("date=*"):
+        try:
+            days.append(dt.date.fromisoformat(d.name.removeprefix("date=")))
+        except ValueError:
+            continue
+    return sorted(days)
+
+
+def compact_lake(
+    lake: Lake,
+    *,
+    tables: Sequence[str] = COMPACTABLE,
+    min_files: int = 8,
+    min_age_days: int = 2,
+    today: dt.date | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[Compacted]:
+    """Merge each eligible partition of ``tables`` with at least ``min_files`` files."""
+    for t in tables:
+        if t not in COMPACTABLE:
+            raise ValueError(f"{t} is keyed by source and must not be compacted")
+    today = today or dt.datetime.now(dt.UTC).date()
+    newest = today - dt.timedelta(days=min_age_days)
+    busy = _busy_dates(lake)
+    done: list[Compacted] = []
+    for table in tables:
+        for day in _partitions(lake, table):
+            if day > newest or day in busy:
+                continue
+            files = [f for f in lake.files(table, day) if f.name != SEED_FILE]
+            if len(files) < min_files:
+                continue
+            done.append(_compact(lake, table, day, files))
+            if progress:
+                c = done[-1]
+                progress(f"{table} {day}: {c.files_before} files -> 1 ({c.rows:,} rows)")
+    return done
+
+
+def _compact(lake: Lake, table: str, day: dt.date, files: list) -> Compacted:
+    schema = TABLES[table].pl_schema
+    df = pl.read_parquet([str(f) for f in files], schema=schema, missing_columns="insert")
+    digest = hashlib.sha256("\n".join(sorted(f.name for f in files)).encode()).hexdigest()[:16]
+    key = f"{PREFIX}{digest}"
+    published = lake.publish(lake.stage_partitions(table, df, key))
+    back = (
+        pl.scan_parquet([str(p) for p in published]).select(pl.len()).collect().item()
+        if published
+        else 0
+    )
+    if back != df.height:  # never remove the originals unless every row is in the new file
+        raise RuntimeError(f"{table} {day}: compacted file holds {back} rows, expected {df.height}")
+    keep = set(published)
+    for f in files:
+        if f not in keep:
+            f.unlink()
+    return Compacted(table, day, len(files), df.height)
