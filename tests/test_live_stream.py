@@ -367,3 +367,44 @@ def test_live_data_received_is_booked_and_an_exhausted_budget_escalates(world):
     alerts = lake.scan("alerts").filter(pl.col("rule") == "budget.month").collect()
     assert alerts["state"].to_list() == ["FIRING"] and alerts["severity"][0] == "critical"
     assert "streaming continues" in res.output
+
+
+def test_the_documented_sql_runs_while_the_live_flow_writes(world):
+    """README / examples: the ad-hoc query (signals joined with outcomes and windows) is run over
+    and over while `ifd live` (another process, as for a user) streams, checkpoints and
+    consolidates the day; it never fails and, once the run is done, shows the day's signals."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from warehouse.sql import query
+
+    lake = fresh_lake(world, "adhoc")
+    sql = Path(__file__).resolve().parents[1] / "examples" / "signals_outcomes_windows.sql"
+    sql = sql.read_text()
+    failures, runs = [], []
+    with ReplayGateway(world["sim"], [KEY]) as gw:
+        env = {**os.environ, "IFD_WAREHOUSE__DATA_DIR": str(lake.root),
+               "IFD_DATABENTO__API_KEY": KEY, "IFD_LIVE__FLUSH_EVERY_S": "0.2"}  # fmt: skip
+        args = ["live", "--gateway", f"127.0.0.1:{gw.port}", "--date", world["day"].isoformat()]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ifd_core.cli", *args, "--exit-on-end", "--json"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            while proc.poll() is None:
+                try:
+                    runs.append(query(lake, sql).height)
+                except Exception as exc:  # noqa: BLE001 - collected: the assertion names them
+                    failures.append(repr(exc))
+            output = proc.communicate(timeout=120)[0]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, output[-2000:]
+    assert not failures, failures[:3]
+    assert len(runs) >= 5, f"only {len(runs)} queries ran during the live run"
+    final = query(lake, sql)
+    day_signals = lake.scan("signals").filter(pl.col("date") == world["day"]).collect()
+    assert final.height == day_signals.height > 0
