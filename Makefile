@@ -5,7 +5,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(CURDIR)/.tools/bin/uv")
 PY ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup browser demo test test-fast lint bench clean
 
 # Install uv if missing (from PyPI), then the locked environment (uv.lock, --frozen: never re-resolve).
 setup:
@@ -14,12 +14,26 @@ setup:
 	@$(UV) sync --frozen --quiet
 	@echo "environment ready: $$($(UV) run python --version), ifd $$($(UV) run python -c 'import importlib.metadata as m; print(m.version("ifd"))')"
 
+# Headless Chromium for the browser checks of tests/test_prefect_cockpit.py (Debian's package,
+# /usr/bin/chromium). Installed only when missing and only as root; otherwise says how.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium (apt-get) for the browser tests"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || \
+	    echo "WARNING: chromium could not be installed; the browser tests will be skipped"; \
+	else \
+	  echo "chromium is missing: install it with 'sudo apt-get install -y chromium' (Debian)"; \
+	  echo "or run 'sudo make browser'; until then the browser tests are skipped"; \
+	fi
+
 # The main job on embedded default data (SYNTHETIC): simulate 21 sessions, ingest, summarize.
 demo: setup
 	$(UV) run ifd demo
 
 # The whole test suite (slow tests included, as in CI). pytest's exit 5 (no tests) is a failure.
-test: setup
+test: setup browser
 	@$(UV) run pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests were collected"; exit 1; fi; exit $$rc
 
 test-fast: setup

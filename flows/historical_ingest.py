@@ -1,9 +1,10 @@
 """Prefect flow `historical_ingest`: DBN files of a trading day (or given paths) into the lake.
 
 Thin by design: it picks the files, calls warehouse.ingest one task per file (definitions first),
-and publishes what landed and the data-quality results as artifacts. A file that fails is
-reported and the flow run fails after the other files were handled, so one bad file neither
-hides the rest nor passes silently.
+and publishes what landed and the data-quality results as artifacts: the files, a summary, the
+DQ results per dataset/expectation/column (from ``dq_results``) and a link to the DQ report. A
+file that fails is reported and the flow run fails after the other files were handled, so one
+bad file neither hides the rest nor passes silently.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import datetime as dt
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import State
 
+from flows.calendar_gate import no_session, skipped, today_ny
 from ifd_core.settings import get_settings
 
 
@@ -45,6 +48,7 @@ def ingest_file(path: Path, data_dir: str, origin: str | None) -> dict:
         "checks_passed": sum(x["success"] for x in r.dq),
         "checks": len(r.dq),
         "reason": r.reason,
+        "run_id": report.run_id,
     }
 
 
@@ -54,14 +58,20 @@ def historical_ingest(
     trade_date: dt.date | None = None,
     source_dir: str | None = None,
     origin: str | None = None,
-) -> list[dict]:
+) -> list[dict] | State:
     """Ingest explicit `paths`, or the files of `trade_date` found in `source_dir`.
 
-    `source_dir` defaults to <data>/incoming, where `ifd fetch` downloads.
+    `source_dir` defaults to <data>/incoming, where `ifd fetch` downloads. Without either, the
+    trade date is today's (New York), and a day without a CME session is skipped.
     """
     logger = get_run_logger()
     settings = get_settings()
     data_dir = str(settings.data_dir)
+    if not paths and trade_date is None:
+        trade_date = today_ny()
+        if reason := no_session(trade_date):
+            logger.info(reason)
+            return skipped("historical-ingest", reason)
     if paths:
         files = [Path(p) for p in paths]
     elif trade_date:
@@ -92,8 +102,35 @@ def historical_ingest(
     md += [
         f"- **{r['file']}**: {r['status']} {r['reason']}" for r in rows if r["status"] != "loaded"
     ]
+    dq_report = _publish_dq(data_dir, [r["run_id"] for r in rows], trade_date)
+    if dq_report:
+        md += ["", f"Data-quality report: `{dq_report}`"]
     create_markdown_artifact(key="historical-ingest-summary", markdown="\n".join(md))
     failed = [r for r in rows if r["status"] != "loaded"]
     if failed:
         raise IngestFailed("; ".join(r["reason"] for r in failed))
     return rows
+
+
+def _publish_dq(data_dir: str, run_ids: list[str], trade_date: dt.date | None) -> Path | None:
+    """The DQ results of this flow's ingest runs as a table artifact and the DQ report as a link
+    artifact. Quarantined files stored no results in the lake; their reasons are in the summary."""
+    from flows.trading_reports import _rows
+    from warehouse.lake import Lake
+    from warehouse.reports import dq_summary, write_dq_report
+
+    if not run_ids:
+        return None
+    lake = Lake(Path(data_dir))
+    what = f"Data-quality results{f' for {trade_date}' if trade_date else ''}"
+    create_table_artifact(
+        key="historical-ingest-dq",
+        table=_rows(dq_summary(lake, run_ids)),
+        description=f"{what}: one row per dataset, expectation and column",
+    )
+    report = write_dq_report(lake, Path(data_dir), run_ids)
+    create_link_artifact(
+        key="historical-ingest-dq-report", link=report.resolve().as_uri(), link_text=report.name,
+        description=f"{what}: HTML report (static file)",
+    )  # fmt: skip
+    return report

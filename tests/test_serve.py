@@ -8,7 +8,7 @@ from flows.serve import build_deployments, deployment_specs, load_flow
 
 EXPECTED = {
     "historical-ingest", "baseline-refresh", "nightly-backtest", "extended-test", "cost-report",
-    "lake-compaction", "live-stream",
+    "lake-compaction", "live-stream", "detection",
 }  # fmt: skip
 
 

@@ -1,0 +1,108 @@
+"""Prefect flow `detection`: the FlowEngine with IFD v3 and/or v1 over one trade date from the
+lake (warehouse.analytics.detect_day: baselines from the sessions before it, windows, signals
+and their outcomes), then the detection report and three artifacts: a markdown summary (the
+data's origin said first), the signals as a table and a link to the static HTML report.
+
+The date defaults to the last trade date with MBO records in the lake.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+import polars as pl
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.states import State
+
+from flows.calendar_gate import skip_scheduled_holiday
+from flows.trading_reports import _rows
+from ifd_core.settings import get_settings
+
+KEY = "detection"
+ALGOS: dict[str, tuple[str, ...]] = {"both": ("v3", "v1"), "v3": ("v3",), "v1": ("v1",)}
+
+
+def last_mbo_date(lake) -> dt.date | None:
+    """The last trade date with MBO records in the lake, or None when it holds none."""
+    return lake.scan("mbo").select(pl.col("date").max()).collect().item()
+
+
+@flow(name="detection", log_prints=True)
+def detection(
+    day: dt.date | None = None,
+    algo: Literal["both", "v3", "v1"] = "both",
+) -> dict | State:
+    """Detect on `day` (default: the last date with MBO data in the lake) with `algo`, write the
+    detection report and publish the summary, the signals table and the report link."""
+    from warehouse.analytics import detect_day
+    from warehouse.detection_report import day_origins, day_signals, write_detection_report
+    from warehouse.lake import Lake
+
+    if day is None and (skip := skip_scheduled_holiday(KEY)) is not None:
+        return skip
+    log = get_run_logger()
+    settings = get_settings()
+    lake = Lake(settings.data_dir)
+    if algo not in ALGOS:
+        raise ValueError(f"algo must be one of {', '.join(ALGOS)}, not {algo!r}")
+    algos = ALGOS[algo]
+    if day is None:
+        day = last_mbo_date(lake)
+        if day is None:
+            raise ValueError(f"no MBO data in the lake at {settings.data_dir}: ingest first")
+        log.info("no date given: detecting on %s, the last date with MBO data", day)
+    run = detect_day(lake, day, settings, algos, progress=lambda d: log.debug("baseline %s", d))
+    report = write_detection_report(lake, settings.data_dir, day, algos)
+    signals = day_signals(lake, day, algos)
+    origins = sorted(day_origins(lake, day))
+    synthetic = "synthetic" in origins
+    title = f"Detection {day} ({', '.join(algos)})"
+    origin = (
+        "**SYNTHETIC data (simulated market): nothing here is evidence about real markets.**"
+        if synthetic
+        else f"Data origin: {', '.join(origins) or 'unknown'}."
+    )
+    counts = {a: signals.filter(pl.col("algo") == a).height for a in algos}
+    labels = signals.group_by("algo", "label").len().sort("algo", "label", nulls_last=True)
+    md = [
+        f"# {title}",
+        "",
+        origin,
+        "",
+        f"{run.records:,} records through the engine in {run.seconds:.1f}s; baselines from "
+        f"{len(run.baseline_sessions)} of {settings.analysis.v3.lookback_days} earlier sessions.",
+        "",
+        *[f"- **{a}**: {n} signal{'s' if n != 1 else ''}" for a, n in counts.items()],
+        "",
+    ]
+    if labels.height:
+        md += ["| algo | outcome | signals |", "|---|---|---|"]
+        md += [f"| {r['algo']} | {r['label'] or 'not labelled'} | {r['len']} |"
+               for r in labels.to_dicts()]  # fmt: skip
+        md.append("")
+    md.append(f"Report: `{report}`")
+    create_markdown_artifact(key=f"{KEY}-summary", markdown="\n".join(md), description=title)
+    table = signals.drop("underlying_id", "window_start", "window_end").with_columns(
+        pl.from_epoch(pl.col("decision_ts").cast(pl.Int64), time_unit="ns")
+        .dt.replace_time_zone("UTC")
+        .alias("decision_ts")
+    )
+    create_table_artifact(
+        key=f"{KEY}-signals",
+        table=_rows(table),
+        description=f"{title}: signals with their outcome label",
+    )
+    create_link_artifact(
+        key=f"{KEY}-report", link=report.resolve().as_uri(), link_text=report.name,
+        description=f"{title}: HTML report (static file)",
+    )  # fmt: skip
+    return {
+        "day": day.isoformat(),
+        "algos": list(algos),
+        "signals": counts,
+        "synthetic": synthetic,
+        "records": run.records,
+        "report": str(report),
+    }
