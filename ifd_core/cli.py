@@ -1182,6 +1182,60 @@ def status(
                   f"{c['detail']}", highlight=False)  # fmt: skip
 
 
+# --------------------------------------------------------------------------- broker
+ib_app = typer.Typer(help="Interactive Brokers (TWS / IB Gateway).", no_args_is_help=True)
+app.add_typer(ib_app, name="ib")
+
+
+@ib_app.command("check")
+def ib_check(
+    confirm_live: Annotated[
+        bool,
+        typer.Option(
+            "--confirm-live",
+            help="Accept a live (real-money) account; also needs "
+            "IFD_IB__LIVE_TRADING_ENABLED=true.",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Connect, and show what IFD would trade with: accounts, paper or live, open orders and
+    positions (reconciled at every connect), orders IFD did not place. Sends nothing."""
+    from ifd_core.broker.base import OrderRefused
+    from ifd_core.broker.ib_broker import IBBroker, LiveTradingRefused
+
+    settings = _settings()
+    broker = IBBroker(settings.ib, confirm_live=confirm_live)
+    try:
+        rec = broker.connect()
+    except LiveTradingRefused as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+    except OrderRefused as exc:
+        raise _fail(str(exc), EXIT_SERVICE) from None
+    try:
+        doc = {
+            "gateway": f"{settings.ib.host}:{settings.ib.port}",
+            "accounts": list(rec.accounts),
+            "account": broker.account,
+            "mode": broker.mode,
+            "open_orders": [u.__dict__ for u in rec.open_orders],
+            "positions": {str(k): v for k, v in rec.positions.items()},
+            "not_placed_by_ifd": list(rec.unknown_orders),
+        }
+    finally:
+        broker.close()
+    if as_json:
+        typer.echo(json.dumps(doc, indent=1))
+        return
+    kind = "REAL MONEY" if doc["mode"] == "ib" else "paper"
+    out.print(f"connected to {doc['gateway']}: account {doc['account']} ({kind}); managed "
+              f"{', '.join(doc['accounts'])}", highlight=False)  # fmt: skip
+    out.print(f"IFD's open orders: {len(doc['open_orders'])}; positions of known contracts: "
+              f"{doc['positions'] or 'none'}", highlight=False)  # fmt: skip
+    for u in doc["not_placed_by_ifd"]:
+        out.print(f"[yellow]not placed by IFD[/]: {u}", highlight=False)
+
+
 # --------------------------------------------------------------------------- cockpit
 @app.command()
 def serve(

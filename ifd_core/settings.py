@@ -248,11 +248,28 @@ class ABSettings(_Group):
 
 
 class IBSettings(_Group):
+    """TWS / IB Gateway. Defaults point at a local IB Gateway in paper mode (port 4002; TWS paper
+    is 7497, live 7496 / 4001). A live account also needs ``live_trading_enabled`` *and* an explicit
+    confirmation on the command line."""
+
     host: str = "127.0.0.1"
     port: int = 4002
     client_id: int = 17
-    account: str | None = None
+    account: str | None = Field(
+        default=None, description="Managed account to trade; default: the first one."
+    )
     live_trading_enabled: bool = False
+    connect_timeout_s: float = 10.0
+    paper_account_prefixes: list[str] = Field(
+        default_factory=lambda: ["DU"],
+        description="Account ids of paper accounts start with these; any other is live.",
+    )
+
+
+class ExecutionSettings(_Group):
+    """Which broker real-time trading talks to; the decisions and the ledger are the same."""
+
+    broker: Literal["paper", "ib"] = "paper"
 
 
 class LiveSettings(_Group):
@@ -431,6 +448,7 @@ class Settings(BaseSettings):
     paper: PaperSettings = Field(default_factory=PaperSettings)
     ab: ABSettings = Field(default_factory=ABSettings)
     ib: IBSettings = Field(default_factory=IBSettings)
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     extended: ExtendedSettings = Field(default_factory=ExtendedSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
@@ -480,6 +498,9 @@ class Settings(BaseSettings):
                 "alerts": True,
                 # What data and fills cost, not what a detector computes.
                 "costs": True,
+                # Where orders go, not what is decided: the broker and its connection.
+                "ib": True,
+                "execution": True,
                 "profile": True,
                 "data_dir": True,
             },

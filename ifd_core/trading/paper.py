@@ -524,7 +524,21 @@ def executor_from_settings(algo: str, settings, *, halted, run_id: str, mode: st
         time_stop_s=p.time_stop_s,
         min_confidence=r.min_signal_confidence,
     )
-    limits = RiskLimits(
+    return PaperExecutor(
+        algo,
+        cfg,
+        limits_from_settings(settings),
+        capital=capital or p.capital,
+        halted=halted,
+        run_id=run_id,
+        mode=mode,
+    )
+
+
+def limits_from_settings(settings) -> RiskLimits:
+    """The risk limits of ``settings.risk``: one source for the paper executor and the trader."""
+    r = settings.risk
+    return RiskLimits(
         max_positions=r.max_positions,
         max_contracts=r.max_position_size,
         max_loss_per_trade=r.max_loss_per_trade,
@@ -532,7 +546,4 @@ def executor_from_settings(algo: str, settings, *, halted, run_id: str, mode: st
         drawdown_stop=r.max_drawdown_stop,
         risk_budget_fraction=r.risk_budget_percent / 100.0,
         max_daily_trades=r.max_daily_trades,
-    )
-    return PaperExecutor(
-        algo, cfg, limits, capital=capital or p.capital, halted=halted, run_id=run_id, mode=mode
     )

@@ -1,0 +1,309 @@
+"""The real-time trader: signals become broker orders, broker events become the ledger.
+
+Whatever the broker (``PaperBroker`` or ``IBBroker``), the decisions are the same as the paper
+executor's (platform.md §3.5): size by ``risk.size_entry`` (risk budget over the stop distance,
+max contracts, max loss per trade, daily loss and drawdown stops), enter at market (or at a limit
+at the touch), then a protective stop and a target in premium points from the fill price, a time
+stop, and everything flattened at the session end. The ledger rows have the columns the paper
+executor writes (tables ``orders`` / ``fills`` / ``positions``), so the lake, the reports and
+the A/B tooling cannot tell which broker traded.
+
+Sending is the dangerous part, so it is narrow:
+
+* the emergency stop (``ifd halt``) is read before every entry; a halted entry is a rejected
+  ledger row and is never sent. Exits (stops, targets, time stops, the session-end flatten) still
+  go out: refusing them would leave risk open (same rule as ``ifd halt`` everywhere else);
+* each send goes through the broker's circuit breaker exactly once (``guarded_write_once``),
+  never retried: a send whose outcome is unknown (connection lost) blocks every further entry until
+  ``reconcile`` has asked the broker what it holds.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ifd_core.broker.base import (
+    FINAL,
+    Broker,
+    BrokerUnavailable,
+    Fill,
+    OptionContract,
+    OrderRefused,
+    OrderRequest,
+    OrderUpdate,
+)
+from ifd_core.ops.resilience import Breaker, BreakerOpen, guarded_write_once
+from ifd_core.trading.risk import RiskLimits, RiskState, size_entry
+from ifd_core.trading.ticks import MULTIPLIER
+
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class TraderConfig:
+    order_type: str = "market"
+    stop_fraction: float = 0.12
+    target_fraction: float = 0.24
+    time_stop_s: float = 1800.0
+    min_confidence: float = 0.0
+
+
+@dataclass
+class _Pos:
+    position_id: str
+    entry: OrderRequest
+    qty: int
+    entry_px: float
+    entry_ts: int
+    stop: float
+    target: float
+    fees: float
+    exit_order: str | None = None
+
+
+@dataclass
+class TraderLedger:
+    orders: list[dict] = field(default_factory=list)
+    fills: list[dict] = field(default_factory=list)
+    positions: list[dict] = field(default_factory=list)
+
+
+class SignalTrader:
+    def __init__(
+        self,
+        algo: str,
+        broker: Broker,
+        breaker: Breaker,
+        config: TraderConfig,
+        limits: RiskLimits,
+        *,
+        capital: float,
+        quote: Callable[[int], tuple[float, float] | None],
+        halted: Callable[[], str | None] = lambda: None,
+        run_id: str = "",
+        mode: str | None = None,
+    ) -> None:
+        self.algo, self.broker, self.breaker = algo, broker, breaker
+        self.cfg, self.limits = config, limits
+        self.equity = self.peak_equity = capital
+        self.quote, self.halted = quote, halted
+        self.run_id, self.mode = run_id, mode
+        self.day_net = 0.0
+        self.day_trades = 0
+        self.unknown_outcome: str | None = None  # a send we could not confirm: reconcile first
+        self._ids = itertools.count(1)
+        self._orders: dict[str, tuple[OrderRequest, OrderUpdate, dict]] = {}
+        self._fills: list[dict] = []
+        self._seen_fills: set[str] = set()
+        self._open: dict[str, _Pos] = {}  # by entry order id
+        self._unsent: set[str] = set()  # refused before any send
+        self._closed: list[dict] = []
+
+    # ------------------------------------------------------------------ entries
+    def on_signal(self, s: dict, contract: OptionContract, now: int) -> str:
+        """Decide on one signal; returns our order id (a rejected order has one too)."""
+        side = "B" if s["direction"] == "BUY" else "S"
+        oid = self._id("O")
+        q = self.quote(contract.instrument_id)
+        touch = None if q is None else (q[1] if side == "B" else q[0])
+        qty = 1
+        reason = ""
+        halted = self.halted()
+        if float(s.get("confidence") or 0.0) < self.cfg.min_confidence:
+            reason = f"confidence {s.get('confidence')} below {self.cfg.min_confidence}"
+        elif halted:
+            reason = f"emergency stop: {halted}"
+        elif self.unknown_outcome:
+            reason = f"not sent: {self.unknown_outcome}; reconcile with the broker first"
+        elif touch is None or touch <= 0:
+            reason = "no quote on the side to take at decision time"
+        else:
+            state = RiskState(
+                equity=self.equity,
+                peak_equity=self.peak_equity,
+                day_net_pnl=self.day_net,
+                open_positions=len(self._open) + self._working_entries(),
+                day_trades=self.day_trades,
+                halted_reason=halted,
+            )
+            sizing = size_entry(touch * self.cfg.stop_fraction, state, self.limits)
+            if sizing.rejected:
+                reason = "; ".join(sizing.reasons)
+            qty = max(sizing.contracts, 1)
+        limit = touch if self.cfg.order_type == "limit" and not reason else None
+        req = OrderRequest(oid, s["signal_id"], self.algo, contract, side, qty,
+                           "limit" if limit is not None else "market", "entry", now,
+                           limit)  # fmt: skip
+        head = self._head(s, contract)
+        if reason:
+            self._orders[oid] = (req, OrderUpdate(oid, "rejected", reason=reason), head)
+            self._unsent.add(oid)
+            return oid
+        self.day_trades += 1
+        self._send(req, head)
+        return oid
+
+    def _working_entries(self) -> int:
+        return sum(
+            1
+            for r, u, _ in self._orders.values()
+            if r.purpose == "entry" and u.status not in FINAL and u.filled_qty == 0
+        )
+
+    # ------------------------------------------------------------------ sending
+    def _send(self, req: OrderRequest, head: dict) -> None:
+        upd = OrderUpdate(req.order_id, "working")
+        self._orders[req.order_id] = (req, upd, head)
+        try:
+            guarded_write_once(self.breaker, self.broker.place, req)
+        except (OrderRefused, BreakerOpen) as exc:  # not sent
+            upd.status, upd.reason = "rejected", str(exc)
+        except BrokerUnavailable as exc:  # maybe sent: never resend blindly
+            upd.reason = f"send outcome unknown: {exc}"
+            self.unknown_outcome = f"order {req.order_id} may or may not have reached the broker"
+
+    def cancel(self, order_id: str) -> None:
+        self.broker.cancel(order_id)
+
+    # ------------------------------------------------------------------ events
+    def pump(self, now: int) -> None:
+        """Apply the broker's events, then the time stops due at ``now``."""
+        ev = self.broker.drain()
+        for u in ev.updates:
+            self._update(u)
+        for f in ev.fills:
+            self._fill(f)
+        for pos in list(self._open.values()):
+            if pos.exit_order is None and now >= pos.entry_ts + int(self.cfg.time_stop_s * NS):
+                self._exit(pos, "time_stop", now)
+
+    def on_quote(self, instrument_id: int, bid: float, ask: float, now: int) -> None:
+        """Stops and targets of open positions, judged on the quote a closing order would take."""
+        for pos in list(self._open.values()):
+            if pos.entry.contract.instrument_id != instrument_id or pos.exit_order is not None:
+                continue
+            long = pos.entry.side == "B"
+            px = bid if long else ask
+            if (long and px <= pos.stop) or (not long and px >= pos.stop):
+                self._exit(pos, "stop", now)
+            elif (long and px >= pos.target) or (not long and px <= pos.target):
+                self._exit(pos, "target", now)
+
+    def flatten(self, now: int, why: str = "session_end") -> None:
+        for pos in list(self._open.values()):
+            if pos.exit_order is None:
+                self._exit(pos, why, now)
+
+    def reconcile(self) -> None:
+        """After a reconnect: the broker's view wins for every order it knows; an order whose
+        send was in doubt and that the broker does not know was never placed."""
+        rec = self.broker.connect()
+        known = {u.order_id: u for u in rec.open_orders}
+        for oid, (_req, upd, _) in self._orders.items():
+            if oid in known:
+                self._update(known[oid])
+            elif upd.status == "working" and upd.reason.startswith("send outcome unknown"):
+                upd.status, upd.reason = "rejected", "not at the broker after reconnect: not placed"
+        self.pump(0)
+        self.unknown_outcome = None
+
+    def _update(self, u: OrderUpdate) -> None:
+        entry = self._orders.get(u.order_id)
+        if entry is None:
+            return
+        _, upd, _ = entry
+        upd.status = u.status
+        upd.filled_qty = max(upd.filled_qty, u.filled_qty)
+        upd.avg_price = u.avg_price if u.avg_price is not None else upd.avg_price
+        upd.reason = u.reason or upd.reason
+        upd.broker_order_id = u.broker_order_id or upd.broker_order_id
+
+    def _fill(self, f: Fill) -> None:
+        if f.fill_id in self._seen_fills or f.order_id not in self._orders:
+            return
+        self._seen_fills.add(f.fill_id)
+        req, _, head = self._orders[f.order_id]
+        self._fills.append({
+            "fill_id": f"{self.algo}-{f.fill_id}", "order_id": f.order_id, **head, "ts": f.ts,
+            "side": f.side, "price": f.price, "qty": f.qty, "fee": f.fee,
+            "liquidity": f.liquidity,
+        })  # fmt: skip
+        if req.purpose == "entry":
+            pos = self._open.get(req.order_id)
+            if pos is None:
+                long = req.side == "B"
+                c = self.cfg
+                pos = _Pos(self._id("P"), req, 0, 0.0, f.ts,
+                           0.0, 0.0, 0.0)  # fmt: skip
+                self._open[req.order_id] = pos
+                pos.stop = f.price * (1 - c.stop_fraction if long else 1 + c.stop_fraction)
+                pos.target = f.price * (1 + c.target_fraction if long else 1 - c.target_fraction)
+            pos.entry_px = (pos.entry_px * pos.qty + f.price * f.qty) / (pos.qty + f.qty)
+            pos.qty += f.qty
+            pos.fees += f.fee
+            return
+        pos = next((p for p in self._open.values() if p.exit_order == f.order_id), None)
+        if pos is not None:
+            self._close(pos, f)
+
+    # ------------------------------------------------------------------ exits
+    def _exit(self, pos: _Pos, why: str, now: int) -> None:
+        side = "S" if pos.entry.side == "B" else "B"
+        req = OrderRequest(self._id("O"), pos.entry.signal_id, self.algo, pos.entry.contract,
+                           side, pos.qty, "market", why, now)  # fmt: skip
+        pos.exit_order = req.order_id
+        self._send(req, self._orders[pos.entry.order_id][2])
+        if self._orders[req.order_id][1].status == "rejected":
+            pos.exit_order = None  # still open: the next quote or flatten tries again
+
+    def _close(self, pos: _Pos, f: Fill) -> None:
+        sign = 1 if pos.entry.side == "B" else -1
+        gross = sign * (f.price - pos.entry_px) * pos.qty * MULTIPLIER
+        fees = pos.fees + f.fee
+        net = gross - fees
+        self.day_net += net
+        self.equity += net
+        self.peak_equity = max(self.peak_equity, self.equity)
+        del self._open[pos.entry.order_id]
+        req = self._orders[pos.exit_order][0]
+        self._closed.append({
+            "position_id": pos.position_id, **self._orders[pos.entry.order_id][2],
+            "raw_symbol": pos.entry.contract.raw_symbol,
+            "side": "LONG" if pos.entry.side == "B" else "SHORT", "qty": pos.qty,
+            "entry_ts": pos.entry_ts, "entry_price": pos.entry_px, "exit_ts": f.ts,
+            "exit_price": f.price, "exit_reason": req.purpose, "gross_pnl": gross,
+            "fees": fees, "net_pnl": net,
+        })  # fmt: skip
+
+    # ------------------------------------------------------------------ the ledger
+    def ledger(self) -> TraderLedger:
+        """One row per order in its latest state, every fill, every closed position."""
+        orders = []
+        for req, upd, head in self._orders.values():
+            orders.append({
+                "order_id": req.order_id, **head, "purpose": req.purpose, "side": req.side,
+                "type": req.kind, "qty": 0 if req.order_id in self._unsent else req.qty,
+                "limit_price": req.limit_price,
+                "created_ts": req.created_ts, "status": upd.status,
+                "filled_qty": upd.filled_qty, "avg_price": upd.avg_price, "reason": upd.reason,
+            })  # fmt: skip
+        return TraderLedger(orders, list(self._fills), list(self._closed))
+
+    def _head(self, s: dict, contract: OptionContract) -> dict:
+        # The broker knows once connected whether its account is paper or real money.
+        mode = self.mode or getattr(self.broker, "mode", self.broker.name)
+        return {
+            "run_id": self.run_id,
+            "mode": mode,
+            "algo": self.algo,
+            "signal_id": s["signal_id"],
+            "config_version": s.get("config_version", ""),
+            "instrument_id": int(contract.instrument_id),
+        }
+
+    def _id(self, prefix: str) -> str:
+        """Unique across runs (the broker keeps order refs across sessions: reconciliation)."""
+        run = f"{self.run_id}-" if self.run_id else ""
+        return f"{run}{self.algo}-{prefix}{next(self._ids):06d}"
