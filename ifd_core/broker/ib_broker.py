@@ -196,10 +196,19 @@ class IBBroker:
             self.ib.cancelOrder(trade.order)
 
     def drain(self) -> Events:
-        if self.connected:
-            self.ib.sleep(0)  # let ib_async read what the socket holds
+        self.wait(0)  # let ib_async read what the socket holds
         out, self._events = self._events, Events()
         return out
+
+    def wait(self, seconds: float) -> None:
+        """Run ib_async's loop for ``seconds``. A dropped connection is not an error here: it is
+        logged, ``connected`` turns False, and nothing is sent until ``connect`` reconciles."""
+        if not self.connected:
+            return
+        try:
+            self.ib.sleep(seconds)
+        except ConnectionError as exc:
+            log.warning("IB connection lost: %s; reconnect and reconcile before sending", exc)
 
     # ------------------------------------------------------------------ callbacks
     def _on_error(self, req_id, code, text, contract=None) -> None:
