@@ -61,6 +61,7 @@ class IBBroker:
         self._errors: dict[int, str] = {}  # IB order id -> last rejection text
         self._events = Events()
         self._reported: set[str] = set()
+        self._hooked = False
 
     @property
     def ib(self):
@@ -94,9 +95,11 @@ class IBBroker:
                     f"cannot reach TWS / IB Gateway at {self.s.host}:{self.s.port}: {exc}; is "
                     "it running with the API enabled (Configure > API > Settings)?"
                 ) from None
-            ib.orderStatusEvent += self._on_status
-            ib.commissionReportEvent += self._on_commission
-            ib.errorEvent += self._on_error
+            if not self._hooked:  # once: a reconnect reuses the same IB object and its events
+                ib.orderStatusEvent += self._on_status
+                ib.commissionReportEvent += self._on_commission
+                ib.errorEvent += self._on_error
+                self._hooked = True
         accounts = tuple(ib.managedAccounts())
         account = self.s.account or (accounts[0] if accounts else None)
         if account is None or account not in accounts:
