@@ -8,8 +8,8 @@ import datetime as dt
 
 import polars as pl
 
-from ifd_core.broker.trader import TraderLedger
 from ifd_core.settings import Settings
+from ifd_core.trading.paper import DayLedger
 from warehouse.cost_ledger import LakeCostLedger
 from warehouse.lake import Lake
 from warehouse.tables import TABLES
@@ -17,7 +17,7 @@ from warehouse.tables import TABLES
 LEDGER = ("orders", "fills", "positions")
 
 
-def ledger_frames(ledger: TraderLedger, day: dt.date, origin: str) -> dict[str, pl.DataFrame]:
+def ledger_frames(ledger: DayLedger, day: dt.date, origin: str) -> dict[str, pl.DataFrame]:
     out = {}
     for t in LEDGER:
         rows = [{"date": day, "origin": origin, **r} for r in getattr(ledger, t)]
@@ -28,7 +28,7 @@ def ledger_frames(ledger: TraderLedger, day: dt.date, origin: str) -> dict[str, 
 
 
 def write_trader_ledger(
-    lake: Lake, settings: Settings, ledger: TraderLedger, day: dt.date, origin: str, key: str
+    lake: Lake, settings: Settings, ledger: DayLedger, day: dt.date, origin: str, key: str
 ) -> list[dict]:
     """Publish the day's rows under ``key`` (idempotent: a rerun replaces them); returns the
     cost-ledger entries booked for real-money fills (none for paper and IB paper accounts)."""

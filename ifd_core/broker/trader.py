@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ifd_core.broker.base import (
     FINAL,
@@ -35,6 +35,7 @@ from ifd_core.broker.base import (
     OrderUpdate,
 )
 from ifd_core.ops.resilience import Breaker, BreakerOpen, guarded_write_once
+from ifd_core.trading.paper import DayLedger
 from ifd_core.trading.risk import RiskLimits, RiskState, size_entry
 from ifd_core.trading.ticks import MULTIPLIER
 
@@ -61,13 +62,6 @@ class _Pos:
     target: float
     fees: float
     exit_order: str | None = None
-
-
-@dataclass
-class TraderLedger:
-    orders: list[dict] = field(default_factory=list)
-    fills: list[dict] = field(default_factory=list)
-    positions: list[dict] = field(default_factory=list)
 
 
 class SignalTrader:
@@ -278,7 +272,7 @@ class SignalTrader:
         })  # fmt: skip
 
     # ------------------------------------------------------------------ the ledger
-    def ledger(self) -> TraderLedger:
+    def ledger(self) -> DayLedger:
         """One row per order in its latest state, every fill, every closed position."""
         orders = []
         for req, upd, head in self._orders.values():
@@ -289,7 +283,7 @@ class SignalTrader:
                 "created_ts": req.created_ts, "status": upd.status,
                 "filled_qty": upd.filled_qty, "avg_price": upd.avg_price, "reason": upd.reason,
             })  # fmt: skip
-        return TraderLedger(orders, list(self._fills), list(self._closed))
+        return DayLedger(orders, list(self._fills), list(self._closed))
 
     def _head(self, s: dict, contract: OptionContract) -> dict:
         # The broker knows once connected whether its account is paper or real money.
