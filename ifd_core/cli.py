@@ -693,8 +693,19 @@ def live(
     ] = False,
     algo: Annotated[str, typer.Option(help="v3, v1 or both.")] = "both",
     trade: Annotated[
-        bool, typer.Option(help="Paper-trade the routed signals at the end of each date.")
+        bool,
+        typer.Option(
+            help="Trade the routed signals: paper at the end of each date, or through IB as "
+            "they are decided when execution.broker=ib."
+        ),
     ] = True,
+    confirm_live: Annotated[
+        bool,
+        typer.Option(
+            "--confirm-live",
+            help="Consent to trading a real-money IB account (also needs ib.live_trading_enabled).",
+        ),
+    ] = False,
     profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
@@ -710,14 +721,15 @@ def live(
 
     from ifd_core.marketdata.live_source import LiveFeedError
     from warehouse.lake import Lake
-    from warehouse.live import LiveOptions, LiveRunner, WarehouseUnavailable
+    from warehouse.live import BrokerNotReady, LiveOptions, LiveRunner, WarehouseUnavailable
 
     host, port = _host_port(gateway)
     settings = _settings(profile)
     day = _parse_date(date) if date else None
     opts = LiveOptions(
-        host, port, day=day, exit_on_end=exit_on_end, algos=_algos(algo), trade=trade
-    )
+        host, port, day=day, exit_on_end=exit_on_end, algos=_algos(algo), trade=trade,
+        confirm_live=confirm_live,
+    )  # fmt: skip
     runner = LiveRunner(
         Lake(settings.data_dir), settings, opts, progress=lambda m: err.print(m, highlight=False)
     )
@@ -725,6 +737,8 @@ def live(
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         summary = runner.run()
+    except BrokerNotReady as exc:
+        raise _fail(str(exc), EXIT_USAGE if exc.live_refused else EXIT_SERVICE) from None
     except (LiveFeedError, WarehouseUnavailable) as exc:
         raise _fail(str(exc), EXIT_SERVICE) from None
     except ValueError as exc:

@@ -270,6 +270,9 @@ class ExecutionSettings(_Group):
     """Which broker real-time trading talks to; the decisions and the ledger are the same."""
 
     broker: Literal["paper", "ib"] = "paper"
+    # At the session end (or a stop), how long the live run waits for the broker to report the
+    # flattening fills before it cancels what still works and writes the ledger.
+    settle_s: float = Field(10.0, ge=0.0)
 
 
 class LiveSettings(_Group):

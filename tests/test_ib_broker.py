@@ -282,3 +282,29 @@ def test_ib_check_reports_the_account_and_sends_nothing(server):
         env["IFD_IB__PORT"] = str(live.port)
         res = CliRunner().invoke(app, ["ib", "check"], env=env)
         assert res.exit_code == 2 and "IFD_IB__LIVE_TRADING_ENABLED" in res.output
+
+
+def test_ifd_live_with_ib_refuses_to_start_without_its_broker(tmp_path, loop):
+    """execution.broker=ib: no TWS listening (exit 5) or a live account without consent (exit 2)
+    stops `ifd live` before it reads a record, with the reason."""
+    import socket
+
+    from typer.testing import CliRunner
+
+    from ifd_core.cli import app
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    env = {"IFD_WAREHOUSE__DATA_DIR": str(tmp_path), "IFD_EXECUTION__BROKER": "ib",
+           "IFD_IB__PORT": str(closed), "IFD_IB__CONNECT_TIMEOUT_S": "2",
+           "IFD_DATABENTO__API_KEY": "db-" + "X" * 29}  # fmt: skip
+    args = ["live", "--gateway", "127.0.0.1:1", "--date", "2026-03-30", "--exit-on-end"]
+    res = CliRunner().invoke(app, args, env=env)
+    assert res.exit_code == 5 and "cannot reach TWS" in res.output, res.output
+    with make_server(accounts=("U7654321",)) as live:
+        env["IFD_IB__PORT"] = str(live.port)
+        res = CliRunner().invoke(app, args, env=env)
+        assert res.exit_code == 2 and "IFD_IB__LIVE_TRADING_ENABLED" in res.output, res.output
+        assert placed(live) == 0
+    assert not (tmp_path / "live").exists()  # nothing was streamed

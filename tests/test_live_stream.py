@@ -369,7 +369,9 @@ def test_live_data_received_is_booked_and_an_exhausted_budget_escalates(world):
     assert "streaming continues" in res.output
 
 
-@pytest.mark.skip(reason="failed once in a fresh clone's full suite (passes alone); cause not yet found")
+@pytest.mark.skip(
+    reason="failed once in a fresh clone's full suite (passes alone); cause not yet found"
+)
 def test_the_documented_sql_runs_while_the_live_flow_writes(world):
     """README / examples: the ad-hoc query (signals joined with outcomes and windows) is run over
     and over while `ifd live` (another process, as for a user) streams, checkpoints and
@@ -409,3 +411,81 @@ def test_the_documented_sql_runs_while_the_live_flow_writes(world):
     final = query(lake, sql)
     day_signals = lake.scan("signals").filter(pl.col("date") == world["day"]).collect()
     assert final.height == day_signals.height > 0
+
+
+def test_ib_trades_the_routed_signals_as_they_are_decided(world):
+    """execution.broker=ib: the live run sends each routed signal through the real ib_async
+    client to the loopback TWS server while the day streams, exits on the engine's quotes,
+    flattens at the close and writes the orders / fills / positions / pnl_daily ledger. The
+    server's market is set from the engine's book at each order (a real TWS has its own)."""
+    import asyncio
+
+    from ifd_core.broker.ib_broker import IBBroker
+    from ifd_core.broker.tws_test_server import TwsTestServer
+    from ifd_core.settings import IBSettings
+    from warehouse.live import LiveOptions, LiveRunner
+
+    day, batch = world["day"], world["batch"]
+    lake = fresh_lake(world, "ib")
+    # The incumbent's signals all go to execution (the scenario's v3 raises them; v1 does not).
+    settings = get_settings(
+        warehouse={"data_dir": lake.root},
+        databento={"api_key": KEY},
+        execution={"broker": "ib"},
+        rollout={"incumbent": "v3", "challenger": "v1"},
+    )
+    offered = table(batch, "signals", day).filter(pl.col("algo") == "v3")
+    assert offered.height > 0, "the scenario should raise v3 signals"
+    con = {}  # instrument_id -> conId
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    runner: LiveRunner | None = None
+
+    class MirroredIB(IBBroker):
+        def place(self, req):
+            q = runner._day.engine.quote(req.contract.instrument_id) if runner._day else None
+            if q is not None and q[0] <= q[1]:
+                srv.set_quote(con[req.contract.instrument_id], *q)
+            super().place(req)
+
+    try:
+        with TwsTestServer(commission_per_contract=2.25) as srv:
+            srv.add_future(1, "NQ", "20991231")
+            rows = offered.unique("instrument_id").iter_rows(named=True)
+            for n, s in enumerate(rows, start=100):
+                con[s["instrument_id"]] = n
+                srv.add_contract(n, last_trade_date=f"{s['expiration']:%Y%m%d}",
+                                 strike=s["strike"], right=s["option_type"],
+                                 trading_class=s["root"], under_con_id=1)  # fmt: skip
+            ib = MirroredIB(IBSettings(port=srv.port, client_id=9, connect_timeout_s=5))
+            with ReplayGateway(world["sim"], [KEY]) as gw:
+                opts = LiveOptions("127.0.0.1", gw.port, day=day, exit_on_end=True)
+                runner = LiveRunner(lake, settings, opts, broker=ib)
+                summary = runner.run()
+            executions = srv.executions()
+            open_positions = [p for p in srv.positions() if p.position != 0]
+            ib.close()
+    finally:
+        loop.run_until_complete(asyncio.sleep(0.01))
+        loop.close()
+        asyncio.set_event_loop(None)
+    assert summary.days[0].finalized
+    orders, fills = table(lake, "orders", day), table(lake, "fills", day)
+    positions, pnl = table(lake, "positions", day), table(lake, "pnl_daily", day)
+    assert set(orders["mode"]) == {"ib_paper"} and set(orders["algo"]) == {"v3"}
+    entries = orders.filter(pl.col("purpose") == "entry")
+    # Every routed signal has exactly one entry order: sent, or refused with its reason.
+    assert sorted(entries["signal_id"]) == sorted(offered["signal_id"])
+    assert (entries.filter(pl.col("status") == "rejected")["reason"].str.len_chars() > 0).all()
+    sent = entries.filter(pl.col("status") != "rejected")
+    assert sent.height > 0 and (sent["status"] == "filled").all()
+    # Each fill is one IB execution, its fee IB's commission report; the broker ends flat.
+    assert fills.height == len(executions) > 0
+    assert fills["fee"].sum() == pytest.approx(2.25 * fills["qty"].sum())
+    assert open_positions == []
+    assert positions.height == sent.height
+    assert set(positions["exit_reason"]) <= {"stop", "target", "time_stop", "session_end"}
+    assert orders.filter(pl.col("purpose") != "entry")["status"].eq("filled").all()
+    (row,) = pnl.filter(pl.col("algo") == "v3").iter_rows(named=True)
+    assert row["mode"] == "ib_paper" and row["trades"] == positions.height
+    assert row["net_pnl"] == pytest.approx(positions["net_pnl"].sum())

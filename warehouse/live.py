@@ -42,6 +42,7 @@ import numpy as np
 import polars as pl
 
 from ifd_core.analysis.flow_engine import FlowEngine
+from ifd_core.broker.base import Broker, OrderRefused
 from ifd_core.calendar import et_to_ns, previous_trading_day
 from ifd_core.marketdata.dbn_files import SYNTHETIC_MARKER
 from ifd_core.marketdata.dbn_stream import parse_records, ts_recv_of
@@ -79,6 +80,14 @@ from warehouse.tables import TABLES
 log = logging.getLogger(__name__)
 
 
+class BrokerNotReady(RuntimeError):
+    """Real-time trading was asked for and the broker refused or cannot be reached."""
+
+    def __init__(self, message: str, live_refused: bool = False) -> None:
+        super().__init__(message)
+        self.live_refused = live_refused  # a real-money account without consent
+
+
 class WarehouseUnavailable(RuntimeError):
     """The lake could not take the date's outputs; the capture keeps them for a rerun."""
 
@@ -105,7 +114,8 @@ class LiveOptions:
     exit_on_end: bool = False
     algos: tuple[str, ...] = ALGOS
     validate: bool = True
-    trade: bool = True  # paper-trade the routed signals at the end of each date
+    trade: bool = True  # trade the routed signals (paper: at the end of each date; ib: live)
+    confirm_live: bool = False  # the operator's consent to a real-money IB account
 
 
 @dataclass
@@ -289,8 +299,13 @@ class LiveRunner:
         options: LiveOptions,
         progress: Callable[[str], None] | None = None,
         on_rollback: Callable[[Decision, int], None] | None = None,
+        broker: Broker | None = None,
     ) -> None:
         self.lake = lake
+        # Real-time trading: a broker given here, or IB when settings say execution.broker=ib.
+        self.broker = broker
+        self.broker_breaker = None
+        self.process_tag = f"p{time.time_ns() // 1_000_000:x}"
         self.on_rollback = on_rollback
         self.settings = settings
         self.options = options
@@ -319,6 +334,7 @@ class LiveRunner:
         if self.guard is None:  # before the first connection: the feed's breaker lives here
             self.guard = LiveGuard(self.lake, self.settings, "", self.progress)
             self.guard.on_rollback = self.on_rollback
+        self._connect_broker()
         params = live_params(self.settings, self.options.host, self.options.port)
         summary = LiveSummary(run_id="")
         while True:
@@ -335,6 +351,34 @@ class LiveRunner:
                 break
         summary.stopped = self._stop.is_set()
         return summary
+
+    def _connect_broker(self) -> None:
+        """Before the first record: a broker that cannot be reached, or a live account without
+        consent, stops the run here rather than at the first signal."""
+        if not self.options.trade or self.broker_breaker is not None:
+            return
+        if self.broker is None:
+            if self.settings.execution.broker != "ib":
+                return  # paper: the end-of-date replay against the MBO book
+            from ifd_core.broker.factory import broker_from_settings
+
+            consent = self.options.confirm_live
+            self.broker = broker_from_settings(self.settings, confirm_live=consent)
+        try:
+            rec = self.broker.connect()
+        except OrderRefused as exc:
+            live = type(exc).__name__ == "LiveTradingRefused"
+            raise BrokerNotReady(str(exc), live_refused=live) from None
+        self.broker_breaker = self.guard.registry.get(
+            f"broker:{self.broker.name}", exclude=(OrderRefused,)
+        )
+        mode = getattr(self.broker, "mode", self.broker.name)
+        self.progress(
+            f"broker {self.broker.name} ({mode}) account(s) {', '.join(rec.accounts)}: "
+            f"{len(rec.open_orders)} open IFD orders, {len(rec.positions)} positions"
+        )
+        if rec.unknown_orders:
+            self.progress("not placed by IFD (left alone): " + "; ".join(rec.unknown_orders))
 
     def _stream(self, params: LiveParams, summary: LiveSummary) -> bool:
         """One LiveSource from the date's start (date mode) or from where the feed is (follow
@@ -441,6 +485,14 @@ class LiveRunner:
         detectors = make_detectors(self.settings, day, base, self.options.algos)
         guarded = self.guard.start_day(detectors, (ckpt or {}).get("rollout"))
         ds.engine = FlowEngine(ds.window_params, detectors=guarded)
+        if self.broker_breaker is not None:
+            from warehouse.live_trading import RealTimeDesk
+
+            ds.desk = RealTimeDesk(
+                self.lake, self.settings, self.guard, self.broker, self.broker_breaker,
+                day=day, run_id=run_id, origin=ds.origin, algos=self.options.algos,
+                quote=ds.engine.quote, process_tag=self.process_tag, progress=self.progress,
+            )  # fmt: skip
         if ckpt:  # a restart: the capture is the stream consumed so far; replay it
             synthetic = ckpt.get("origin") == "synthetic"
             capture = Capture(ds.capture_path, params.dataset, lo, synthetic)
@@ -460,6 +512,9 @@ class LiveRunner:
         elif complete:
             ds.finish(ds.capture)
         else:
+            if ds.desk is not None:  # nobody would watch the stops: flatten, say so
+                self.progress(f"{ds.day}: run stopped; flattening its positions at the broker")
+                ds.close_trading("run_stopped")
             written = ds.flush(force=True)
             kept = "" if written else " (the last outputs were not written; the capture has them)"
             self.progress(f"{ds.day}: stopped{kept}; run the same command again to resume")
@@ -552,6 +607,7 @@ class _DayState:
         self._ticks: pl.DataFrame | None = None
         self._defs: list[np.ndarray] = []
         self._defs_seen = -1
+        self.desk = None  # RealTimeDesk when the run trades in real time
 
     # -- feeding
     def replay_capture(self, capture: Capture, source: LiveSource) -> int:
@@ -603,6 +659,8 @@ class _DayState:
         self._remember(batch)
         out = self.engine.process(batch)
         self._collect(batch, out, source.last_receive_ns)
+        if self.desk is not None:
+            self._trade(out.signals)
         self.records_fed += len(batch)
         self.result.records += len(batch)
         self.result.bytes += batch.records.nbytes
@@ -612,6 +670,23 @@ class _DayState:
         self._advance_clock(batch)
         self.runner.guard.after_batch(self.liveness, self.data_now, now)
         self.maybe_flush()
+
+    def _trade(self, signals: pl.DataFrame) -> None:
+        """A trading failure is an incident, never the end of the capture."""
+        try:
+            self.desk.on_batch(signals, self.data_now)
+        except Exception as exc:  # noqa: BLE001 - recorded as a critical incident, said
+            log.exception("real-time trading failed on a batch")
+            self.runner.progress(f"{self.day}: trading error: {exc}")
+            with self._lock:
+                what = f"{type(exc).__name__}: {exc}"
+                self._incidents.append(
+                    Incident("trading_error", "open", time.time_ns(), None, what, "critical")
+                )
+
+    def close_trading(self, why: str, late: pl.DataFrame | None = None) -> None:
+        end = self.bounds[1] if why == "session_end" else max(self.data_now, self.bounds[0])
+        self.desk.close(end, late if late is not None else pl.DataFrame(), why)
 
     def _advance_clock(self, batch: RecordBatch) -> None:
         """Exchange time is the market's clock (rollback cutoffs, error windows): a replayed
@@ -762,6 +837,9 @@ class _DayState:
             lake.write("gaps", _gap_rows(gaps, self.run_id, day, self.origin), key)
         if incidents:
             lake.write("incidents", _incident_rows(incidents, self.run_id, day), key)
+        if self.desk is not None:  # the ledger so far (a snapshot under this process's key)
+            self.desk.origin = self.origin
+            self.desk.write()
         lat_ns = [r["decision_latency_ns"] for r in latency]
         return n_windows, n_incomplete, n_signals, lat_ns, len(incidents)
 
@@ -817,6 +895,8 @@ class _DayState:
     # -- end of the date
     def finish(self, capture: Capture) -> None:
         out = self.engine.finish()
+        if self.desk is not None:
+            self.close_trading("session_end", out.signals)
         self._collect(RecordBatch("end", np.empty(0, np.uint8), self.origin), out, None)
         if not self._final_flush():
             raise WarehouseUnavailable(
@@ -839,7 +919,10 @@ class _DayState:
             raw = raw_files_for(lake, day)
         self._consolidate(raw)
         guard = self.runner.guard
-        if self.runner.options.trade and raw:
+        if self.desk is not None:  # traded in real time; now with the day's labels
+            self.desk.write()
+            self.result.orders = self.desk.entries_sent()
+        elif self.runner.options.trade and raw:
             from ifd_core.marketdata.record_source import FileReplaySource
 
             batches = list(FileReplaySource(raw, batch_records=500_000).batches())

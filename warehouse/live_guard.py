@@ -242,16 +242,22 @@ class LiveGuard:
         """DAILY_LOSS judged on the challenger's realized P&L of the date (paper: at its end)."""
         ch = self.settings.rollout.challenger
         pos = sorted((p for p in positions if p["algo"] == ch), key=lambda p: p["exit_ts"] or 0)
-        if not pos or self.share == 0:
-            return
-        cum, capital = 0.0, self.settings.paper.capital
+        cum = 0.0
         for p in pos:
             cum += float(p["net_pnl"] or 0.0)
-            h = LiveHealth(realized_daily_loss=max(-cum, 0.0), capital=capital)
-            d = self.rollout.tick(h, data_ts=int(p["exit_ts"] or 0))
-            if d is not None:
-                self._rolled_back(d, int(p["exit_ts"] or 0))
+            if self.on_realized(cum, int(p["exit_ts"] or 0)):
                 return
+
+    def on_realized(self, day_net: float, ts: int) -> bool:
+        """DAILY_LOSS on the challenger's realized P&L of the date so far (a real-time trader
+        calls this as its positions close); True when it rolled back."""
+        if self.share == 0:
+            return False
+        h = LiveHealth(realized_daily_loss=max(-day_net, 0.0), capital=self.settings.paper.capital)
+        d = self.rollout.tick(h, data_ts=ts)
+        if d is not None:
+            self._rolled_back(d, ts)
+        return d is not None
 
     def review(self, day: dt.date) -> Decision:
         d, _ = self.rollout.review(day)

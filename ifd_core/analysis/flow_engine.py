@@ -41,6 +41,7 @@ from ifd_core.marketdata.frames import (
     trade_date,
 )
 from ifd_core.marketdata.record_source import RecordBatch
+from ifd_core.trading.ticks import to_points
 
 OPTION_CLASSES = ("C", "P")
 INSTRUMENT_COLS = [
@@ -141,6 +142,14 @@ class FlowEngine:
             )
         options = self._with_delta(options, under)
         return self._closed(self.windows.add(options.drop("index")))
+
+    def quote(self, instrument_id: int) -> tuple[float, float] | None:
+        """(bid, ask) in points from the book as of the last batch; None unless both sides are
+        quoted (a trader never takes a one-sided or empty market)."""
+        bbo = self.books.bbo(instrument_id)
+        if bbo is None or bbo.bid_sz <= 0 or bbo.ask_sz <= 0:
+            return None
+        return to_points(bbo.bid_px), to_points(bbo.ask_px)
 
     def finish(self) -> EngineOutput:
         self.books.flush()

@@ -36,6 +36,7 @@ def trader_from_settings(
     quote: Callable[[int], tuple[float, float] | None],
     halted: Callable[[], str | None],
     run_id: str,
+    id_tag: str = "",
 ) -> SignalTrader:
     p, r = settings.paper, settings.risk
     cfg = TraderConfig(
@@ -47,5 +48,5 @@ def trader_from_settings(
     )
     return SignalTrader(
         algo, broker, breaker, cfg, limits_from_settings(settings), capital=p.capital,
-        quote=quote, halted=halted, run_id=run_id,
+        quote=quote, halted=halted, run_id=run_id, id_tag=id_tag,
     )  # fmt: skip

@@ -28,6 +28,7 @@ from ifd_core.broker.base import (
     FINAL,
     Broker,
     BrokerUnavailable,
+    Events,
     Fill,
     OptionContract,
     OrderRefused,
@@ -61,6 +62,9 @@ class _Pos:
     stop: float
     target: float
     fees: float
+    # The time stop counts from here: the fill's time, or the trader's clock when that is earlier
+    # (a replayed feed runs on exchange time while the broker stamps wall time).
+    opened_at: int
     exit_order: str | None = None
 
 
@@ -78,12 +82,14 @@ class SignalTrader:
         halted: Callable[[], str | None] = lambda: None,
         run_id: str = "",
         mode: str | None = None,
+        id_tag: str = "",
     ) -> None:
         self.algo, self.broker, self.breaker = algo, broker, breaker
         self.cfg, self.limits = config, limits
         self.equity = self.peak_equity = capital
         self.quote, self.halted = quote, halted
         self.run_id, self.mode = run_id, mode
+        self.id_tag = id_tag  # tells apart the order ids of two processes of one run
         self.day_net = 0.0
         self.day_trades = 0
         self.unknown_outcome: str | None = None  # a send we could not confirm: reconcile first
@@ -96,8 +102,9 @@ class SignalTrader:
         self._closed: list[dict] = []
 
     # ------------------------------------------------------------------ entries
-    def on_signal(self, s: dict, contract: OptionContract, now: int) -> str:
-        """Decide on one signal; returns our order id (a rejected order has one too)."""
+    def on_signal(self, s: dict, contract: OptionContract, now: int, refuse: str = "") -> str:
+        """Decide on one signal; returns our order id (a rejected order has one too).
+        ``refuse``: the caller's reason not to trade it (kept as the rejected row's reason)."""
         side = "B" if s["direction"] == "BUY" else "S"
         oid = self._id("O")
         q = self.quote(contract.instrument_id)
@@ -105,7 +112,9 @@ class SignalTrader:
         qty = 1
         reason = ""
         halted = self.halted()
-        if float(s.get("confidence") or 0.0) < self.cfg.min_confidence:
+        if refuse:
+            reason = refuse
+        elif float(s.get("confidence") or 0.0) < self.cfg.min_confidence:
             reason = f"confidence {s.get('confidence')} below {self.cfg.min_confidence}"
         elif halted:
             reason = f"emergency stop: {halted}"
@@ -161,16 +170,40 @@ class SignalTrader:
     def cancel(self, order_id: str) -> None:
         self.broker.cancel(order_id)
 
+    def cancel_entries(self) -> int:
+        """Ask the broker to cancel every working entry (a rollback's cutoff); their final status
+        comes back as events. Returns how many were asked."""
+        ids = [oid for oid in self.working() if self._orders[oid][0].purpose == "entry"]
+        for oid in ids:
+            self.broker.cancel(oid)
+        return len(ids)
+
+    def working(self) -> list[str]:
+        """Our orders the broker may still act on (sent, not final)."""
+        return [oid for oid, (_, u, _) in self._orders.items()
+                if u.status not in FINAL and oid not in self._unsent]  # fmt: skip
+
+    @property
+    def closed_count(self) -> int:
+        return len(self._closed)
+
+    def open_instruments(self) -> set[int]:
+        return {p.entry.contract.instrument_id for p in self._open.values()}
+
     # ------------------------------------------------------------------ events
     def pump(self, now: int) -> None:
         """Apply the broker's events, then the time stops due at ``now``."""
-        ev = self.broker.drain()
+        self.apply(self.broker.drain(), now)
+
+    def apply(self, ev: Events, now: int) -> None:
+        """Events drained by someone else (several traders share one broker): events of orders
+        that are not this trader's are ignored."""
         for u in ev.updates:
             self._update(u)
         for f in ev.fills:
-            self._fill(f)
+            self._fill(f, now)
         for pos in list(self._open.values()):
-            if pos.exit_order is None and now >= pos.entry_ts + int(self.cfg.time_stop_s * NS):
+            if pos.exit_order is None and now >= pos.opened_at + int(self.cfg.time_stop_s * NS):
                 self._exit(pos, "time_stop", now)
 
     def on_quote(self, instrument_id: int, bid: float, ask: float, now: int) -> None:
@@ -214,7 +247,7 @@ class SignalTrader:
         upd.reason = u.reason or upd.reason
         upd.broker_order_id = u.broker_order_id or upd.broker_order_id
 
-    def _fill(self, f: Fill) -> None:
+    def _fill(self, f: Fill, now: int) -> None:
         if f.fill_id in self._seen_fills or f.order_id not in self._orders:
             return
         self._seen_fills.add(f.fill_id)
@@ -230,7 +263,7 @@ class SignalTrader:
                 long = req.side == "B"
                 c = self.cfg
                 pos = _Pos(self._id("P"), req, 0, 0.0, f.ts,
-                           0.0, 0.0, 0.0)  # fmt: skip
+                           0.0, 0.0, 0.0, min(now, f.ts) if now else f.ts)  # fmt: skip
                 self._open[req.order_id] = pos
                 pos.stop = f.price * (1 - c.stop_fraction if long else 1 + c.stop_fraction)
                 pos.target = f.price * (1 + c.target_fraction if long else 1 - c.target_fraction)
@@ -299,5 +332,5 @@ class SignalTrader:
 
     def _id(self, prefix: str) -> str:
         """Unique across runs (the broker keeps order refs across sessions: reconciliation)."""
-        run = f"{self.run_id}-" if self.run_id else ""
+        run = "".join(f"{p}-" for p in (self.run_id, self.id_tag) if p)
         return f"{run}{self.algo}-{prefix}{next(self._ids):06d}"
