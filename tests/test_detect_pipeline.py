@@ -211,3 +211,27 @@ def test_chain_analyzers_run_on_a_point_in_time_snapshot(env):
         assert s["event_time_ns"] <= int(
             dt.datetime(*env["last"].timetuple()[:3], 19, 30, tzinfo=dt.UTC).timestamp() * 1e9
         )
+
+
+def test_detecting_one_algorithm_keeps_the_other_algorithms_outcomes(env):
+    """`ifd detect --algo v3` relabels v3's signals only: other algorithms' outcomes stay. (The
+    scenario's v1 raises nothing, so v1's rows here are v3's signals under v1's name.)"""
+    from warehouse.analytics import label_day
+
+    day, lake = env["last"], env["lake"]
+    v3 = lake.scan("signals").filter((pl.col("date") == day) & (pl.col("algo") == "v3")).collect()
+    assert v3.height > 0
+    v1 = v3.with_columns(
+        pl.lit("v1").alias("algo"), ("v1-" + pl.col("signal_id")).alias("signal_id")
+    )
+    label_day(lake, day, pl.concat([v3, v1]), algos=["v1", "v3"])
+
+    def outcomes() -> dict[str, int]:
+        o = lake.scan("signal_outcomes").filter(pl.col("date") == day).collect()
+        return dict(o.group_by("algo").len().iter_rows())
+
+    assert outcomes() == {"v1": v1.height, "v3": v3.height}
+    assert cli(env, "detect", "--date", day.isoformat(), "--algo", "v3").exit_code == 0
+    assert outcomes() == {"v1": v1.height, "v3": v3.height}
+    label_day(lake, day, v3.head(0), algos=["v1"])  # v1 now raises nothing: its rows go
+    assert outcomes() == {"v3": v3.height}

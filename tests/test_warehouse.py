@@ -58,6 +58,39 @@ def test_sql_is_read_only(lake, sql):
         query(lake, sql)
 
 
+def test_a_file_replaced_under_a_query_is_read_again_not_reported(lake, monkeypatch):
+    """The live flow publishes and consolidates files while users query: a file gone between
+    DuckDB's glob and its read is retried (a few times), any other error is not."""
+    import warehouse.sql as sql_mod
+
+    real = sql_mod.connect_read_only
+    calls = {"n": 0}
+
+    class Vanishing:
+        def __init__(self, con, message):
+            self.con, self.message = con, message
+
+        def sql(self, *a, **k):
+            raise duckdb.IOException(self.message)
+
+        def close(self):
+            self.con.close()
+
+    def flaky(lk, message="IO Error: No files found that match the pattern x.parquet"):
+        calls["n"] += 1
+        con = real(lk)
+        return Vanishing(con, message) if calls["n"] <= 2 else con
+
+    monkeypatch.setattr(sql_mod, "connect_read_only", flaky)
+    assert query(lake, "SELECT count(*) AS n FROM mbo")["n"][0] == 0
+    assert calls["n"] == 3
+    calls["n"] = 0
+    monkeypatch.setattr(sql_mod, "connect_read_only", lambda lk: flaky(lk, "IO Error: disk full"))
+    with pytest.raises(SqlError, match="disk full"):
+        query(lake, "SELECT count(*) AS n FROM mbo")
+    assert calls["n"] == 1
+
+
 def test_sql_command_formats(data_dir):
     res = runner.invoke(app, ["sql", "SELECT 42 AS answer, 'NQ' AS root", "--json"])
     assert res.exit_code == 0 and '"answer": 42' in res.output

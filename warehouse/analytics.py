@@ -373,7 +373,7 @@ def detect_day(
             pl.lit(key).alias("source_sha"),
         )
         lake.replace_day("signals", day, sig.select(list(TABLES["signals"].schema)), algo)
-    run.outcomes = label_day(lake, day, run.signals)
+    run.outcomes = label_day(lake, day, run.signals, algos=algos)
     return run
 
 
@@ -393,11 +393,26 @@ def outcomes_of(
 
 
 def label_day(
-    lake: Lake, day: dt.date, signals: pl.DataFrame, p: BarrierParams | None = None
+    lake: Lake,
+    day: dt.date,
+    signals: pl.DataFrame,
+    p: BarrierParams | None = None,
+    algos: Iterable[str] | None = None,
 ) -> pl.DataFrame:
-    """Triple-barrier outcomes of ``signals`` from the underlying's trades in the lake."""
+    """Triple-barrier outcomes of ``signals`` from the underlying's trades in the lake.
+
+    The outcomes of ``algos`` (default: those of ``signals``) on ``day`` are replaced; other
+    algorithms' outcomes are kept (``ifd detect --algo v3`` must not drop v1's labels)."""
+    algos = set(signals["algo"].unique().to_list() if algos is None else algos)
+    cols = list(TABLES["signal_outcomes"].schema)
+    kept = (
+        lake.scan("signal_outcomes")
+        .filter((pl.col("date") == day) & ~pl.col("algo").is_in(sorted(algos)))
+        .collect()
+        .select(cols)
+    )
     if signals.height == 0:
-        lake.replace_day("signal_outcomes", day, pl.DataFrame(), "outcomes")
+        lake.replace_day("signal_outcomes", day, kept, "outcomes")
         return pl.DataFrame(schema=TABLES["signal_outcomes"].pl_schema)
     out = outcomes_of(lake, day, signals, p).with_columns(
         pl.lit(day).alias("date"),
@@ -405,8 +420,9 @@ def label_day(
         pl.lit(_origin(lake, day)).alias("origin"),
         pl.lit(source_key(raw_files_for(lake, day))).alias("source_sha"),
     )
-    out = out.select(list(TABLES["signal_outcomes"].schema))
-    lake.replace_day("signal_outcomes", day, out, "outcomes")
+    out = out.select(cols)
+    lake.replace_day("signal_outcomes", day, pl.concat([kept, out], how="vertical_relaxed"),
+                     "outcomes")  # fmt: skip
     return out
 
 

@@ -998,7 +998,7 @@ class _DayState:
         )
         lake.replace_day("engine_runs", day, run, "-".join(["engine", *algos]))
         if raw:
-            label_day(lake, day, s)
+            label_day(lake, day, s, algos=algos)
 
 
 # ---------------------------------------------------------------------- helpers

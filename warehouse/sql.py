@@ -12,11 +12,13 @@ import time
 
 import duckdb
 import polars as pl
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_fixed
 
 from warehouse.lake import Lake
 from warehouse.migrations import ensure_migrated
 
 READ_ONLY_TYPES = {"SELECT", "EXPLAIN"}
+VANISHED_ATTEMPTS = 5
 
 
 class SqlError(ValueError):
@@ -54,13 +56,29 @@ def connect_read_only(lake: Lake, timeout_s: float = 10.0) -> duckdb.DuckDBPyCon
             time.sleep(0.05)
 
 
-def query(lake: Lake, sql: str, params: list | None = None) -> pl.DataFrame:
-    _check(sql)
+def _file_vanished(exc: BaseException) -> bool:
+    """A writer replaced or consolidated a file between DuckDB's glob and its read (the lake
+    publishes by rename and removes superseded files): the next attempt sees the new set."""
+    msg = str(exc)
+    return isinstance(exc, duckdb.IOException) and (
+        "No such file" in msg or "No files found" in msg or "Cannot open file" in msg
+    )
+
+
+@retry(retry=retry_if_exception(_file_vanished), stop=stop_after_attempt(VANISHED_ATTEMPTS),
+       wait=wait_fixed(0.05), reraise=True)  # fmt: skip
+def _run(lake: Lake, sql: str, params: list | None) -> pl.DataFrame:
     con = connect_read_only(lake)
     try:
         rel = con.sql(sql, params=params) if params else con.sql(sql)
         return rel.pl() if rel is not None else pl.DataFrame()
-    except duckdb.Error as exc:
-        raise SqlError(str(exc).splitlines()[0]) from exc
     finally:
         con.close()
+
+
+def query(lake: Lake, sql: str, params: list | None = None) -> pl.DataFrame:
+    _check(sql)
+    try:
+        return _run(lake, sql, params)
+    except duckdb.Error as exc:
+        raise SqlError(str(exc).splitlines()[0]) from exc
