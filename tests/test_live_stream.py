@@ -486,3 +486,42 @@ def test_ib_trades_the_routed_signals_as_they_are_decided(world):
     (row,) = pnl.filter(pl.col("algo") == "v3").iter_rows(named=True)
     assert row["mode"] == "ib_paper" and row["trades"] == positions.height
     assert row["net_pnl"] == pytest.approx(positions["net_pnl"].sum())
+
+
+def test_a_failing_broker_never_costs_the_days_data(world):
+    """Real-time trading through a broker that fails (every send raises, its event queue raises
+    once): the sends are rows whose outcome is unknown, the failure is a critical incident, and
+    the date's windows, signals and outcomes are exactly batch detection's."""
+    from ifd_core.broker.paper_broker import PaperBroker
+    from warehouse.live import LiveOptions, LiveRunner
+
+    class FailingBroker(PaperBroker):
+        drained = 0
+
+        def place(self, req):
+            raise RuntimeError("send blew up")
+
+        def drain(self):
+            self.drained += 1
+            if self.drained == 1:
+                raise RuntimeError("event queue blew up")
+            return super().drain()
+
+    day = world["day"]
+    lake = fresh_lake(world, "failing-broker")
+    settings = get_settings(
+        warehouse={"data_dir": lake.root},
+        databento={"api_key": KEY},
+        execution={"settle_s": 0.5},
+        rollout={"incumbent": "v3", "challenger": "v1"},
+    )
+    with ReplayGateway(world["sim"], [KEY]) as gw:
+        opts = LiveOptions("127.0.0.1", gw.port, day=day, exit_on_end=True)
+        summary = LiveRunner(lake, settings, opts, broker=FailingBroker(fee_per_contract=2.5)).run()
+    assert summary.days[0].finalized
+    assert_same_as_batch(world, lake)
+    incidents = table(lake, "incidents", day)
+    assert "event queue blew up" in " ".join(incidents["detail"])
+    orders = table(lake, "orders", day).filter(pl.col("purpose") == "entry")
+    assert orders.height > 0 and (orders["status"] != "filled").all()
+    assert orders["reason"].str.contains("send blew up|reconcile").any()

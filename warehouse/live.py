@@ -364,10 +364,12 @@ class LiveRunner:
 
             consent = self.options.confirm_live
             self.broker = broker_from_settings(self.settings, confirm_live=consent)
+        from ifd_core.broker.ib_broker import LiveTradingRefused
+
         try:
             rec = self.broker.connect()
         except OrderRefused as exc:
-            live = type(exc).__name__ == "LiveTradingRefused"
+            live = isinstance(exc, LiveTradingRefused)
             raise BrokerNotReady(str(exc), live_refused=live) from None
         self.broker_breaker = self.guard.registry.get(
             f"broker:{self.broker.name}", exclude=(OrderRefused,)
@@ -672,21 +674,29 @@ class _DayState:
         self.maybe_flush()
 
     def _trade(self, signals: pl.DataFrame) -> None:
-        """A trading failure is an incident, never the end of the capture."""
-        try:
-            self.desk.on_batch(signals, self.data_now)
-        except Exception as exc:  # noqa: BLE001 - recorded as a critical incident, said
-            log.exception("real-time trading failed on a batch")
-            self.runner.progress(f"{self.day}: trading error: {exc}")
-            with self._lock:
-                what = f"{type(exc).__name__}: {exc}"
-                self._incidents.append(
-                    Incident("trading_error", "open", time.time_ns(), None, what, "critical")
-                )
+        self._guarded_trading(self.desk.on_batch, signals, self.data_now)
 
     def close_trading(self, why: str, late: pl.DataFrame | None = None) -> None:
         end = self.bounds[1] if why == "session_end" else max(self.data_now, self.bounds[0])
-        self.desk.close(end, late if late is not None else pl.DataFrame(), why)
+        late = late if late is not None else pl.DataFrame()
+        self._guarded_trading(self.desk.close, end, late, why)
+
+    def _guarded_trading(self, step, *args) -> None:
+        """A trading failure is a critical incident, never the end of the capture or of the
+        date's flush (the data must land whatever the broker does)."""
+        try:
+            step(*args)
+        except Exception as exc:  # noqa: BLE001 - recorded as a critical incident, said
+            self._trading_incident(exc)
+
+    def _trading_incident(self, exc: Exception) -> None:
+        log.error("real-time trading failed", exc_info=exc)
+        self.runner.progress(f"{self.day}: trading error: {exc}")
+        what = f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            self._incidents.append(
+                Incident("trading_error", "open", time.time_ns(), None, what, "critical")
+            )
 
     def _advance_clock(self, batch: RecordBatch) -> None:
         """Exchange time is the market's clock (rollback cutoffs, error windows): a replayed
@@ -839,7 +849,12 @@ class _DayState:
             lake.write("incidents", _incident_rows(incidents, self.run_id, day), key)
         if self.desk is not None:  # the ledger so far (a snapshot under this process's key)
             self.desk.origin = self.origin
-            self.desk.write()
+            try:
+                self.desk.write()
+            except OSError:
+                raise  # the lake: deferred with the rest of the flush
+            except Exception as exc:  # noqa: BLE001 - a ledger bug must not stop the capture
+                self._trading_incident(exc)
         lat_ns = [r["decision_latency_ns"] for r in latency]
         return n_windows, n_incomplete, n_signals, lat_ns, len(incidents)
 

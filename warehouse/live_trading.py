@@ -181,7 +181,7 @@ class RealTimeDesk:
         deadline = time.monotonic() + self.settings.execution.settle_s
         while True:
             self.pump(now)
-            if not any(t.working() for t in self.traders.values()):
+            if not any(t.unsettled() for t in self.traders.values()):
                 return
             if time.monotonic() >= deadline:
                 return

@@ -21,6 +21,7 @@ Sending is the dangerous part, so it is narrow:
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ from ifd_core.trading.paper import DayLedger
 from ifd_core.trading.risk import RiskLimits, RiskState, size_entry
 from ifd_core.trading.ticks import MULTIPLIER
 
+log = logging.getLogger(__name__)
 NS = 1_000_000_000
 
 
@@ -163,8 +165,10 @@ class SignalTrader:
             guarded_write_once(self.breaker, self.broker.place, req)
         except (OrderRefused, BreakerOpen) as exc:  # not sent
             upd.status, upd.reason = "rejected", str(exc)
-        except BrokerUnavailable as exc:  # maybe sent: never resend blindly
-            upd.reason = f"send outcome unknown: {exc}"
+        except Exception as exc:  # BrokerUnavailable or a bug: maybe sent, never resent blindly
+            if not isinstance(exc, BrokerUnavailable):
+                log.error("order %s: unexpected error while sending", req.order_id, exc_info=exc)
+            upd.reason = f"send outcome unknown: {type(exc).__name__}: {exc}"
             self.unknown_outcome = f"order {req.order_id} may or may not have reached the broker"
 
     def cancel(self, order_id: str) -> None:
@@ -182,6 +186,15 @@ class SignalTrader:
         """Our orders the broker may still act on (sent, not final)."""
         return [oid for oid, (_, u, _) in self._orders.items()
                 if u.status not in FINAL and oid not in self._unsent]  # fmt: skip
+
+    def unsettled(self) -> list[str]:
+        """Orders still working, or reported filled before their fills (IB reports a fill with
+        its commission, which can come after the order's Filled status)."""
+        got: dict[str, int] = {}
+        for f in self._fills:
+            got[f["order_id"]] = got.get(f["order_id"], 0) + int(f["qty"])
+        late = [oid for oid, (_, u, _) in self._orders.items() if u.filled_qty > got.get(oid, 0)]
+        return self.working() + [oid for oid in late if oid not in self.working()]
 
     @property
     def closed_count(self) -> int:
