@@ -1250,6 +1250,60 @@ def ib_check(
         out.print(f"[yellow]not placed by IFD[/]: {u}", highlight=False)
 
 
+@ib_app.command("record-underlying")
+def ib_record_underlying(
+    date: Annotated[
+        str | None,
+        typer.Option(help="Trade date whose futures to record (YYYY-MM-DD); default: today's."),
+    ] = None,
+    seconds: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Record this long; default: until the session's end."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Record the underlying futures' trades from IB market data into `underlying_ticks`: the
+    labeller's prices where the lake's Databento trades of the future end (Databento
+    unavailable). The futures are those under the date's options; read-only, sends no order."""
+    import signal
+    import threading
+    import time
+
+    from ifd_core.broker.ib_quotes import QuotesUnavailable
+    from ifd_core.marketdata.sessions import trade_date_of
+    from warehouse.ib_underlying import futures_of, record_underlying
+    from warehouse.lake import Lake
+    from warehouse.live import session_bounds
+    from warehouse.migrations import ensure_migrated
+
+    settings = _settings()
+    lake = Lake(settings.data_dir)
+    ensure_migrated(lake)
+    day = _parse_date(date) if date else trade_date_of(time.time_ns())
+    until = time.time() + seconds if seconds is not None else session_bounds(day)[1] / 1e9
+    futures = futures_of(lake, day)
+    if not futures:
+        raise _fail(f"no option of {day} is defined in the lake: ingest its definitions first",
+                    EXIT_DATA)  # fmt: skip
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        summary = record_underlying(lake, settings, until, futures, stopped=stop.is_set,
+                                    progress=lambda m: err.print(m, highlight=False))  # fmt: skip
+    except QuotesUnavailable as exc:
+        raise _fail(str(exc), EXIT_SERVICE) from None
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    doc = {"date": day.isoformat(), **summary.__dict__}
+    if as_json:
+        typer.echo(json.dumps(doc, indent=1))
+        return
+    what = f"{summary.ticks} trades of {', '.join(summary.futures)} from IB"
+    out.print(f"{day}: {what} in {summary.files} files; reconnects {summary.reconnects}",
+              highlight=False)  # fmt: skip
+
+
 # --------------------------------------------------------------------------- cockpit
 @app.command()
 def serve(

@@ -260,6 +260,9 @@ class IBSettings(_Group):
     )
     live_trading_enabled: bool = False
     connect_timeout_s: float = 10.0
+    quotes_client_id: int = Field(
+        default=18, description="Client id of `ifd ib record-underlying` (beside the trader's)."
+    )
     paper_account_prefixes: list[str] = Field(
         default_factory=lambda: ["DU"],
         description="Account ids of paper accounts start with these; any other is live.",

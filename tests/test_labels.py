@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from ifd_core.trading.labels import BarrierParams, label_signals
+from ifd_core.trading.labels import BarrierParams, extend_tape, label_signals, price_sources
 
 MIN = 60 * 1_000_000_000
 T0 = 1_774_882_800_000_000_000
@@ -84,3 +84,45 @@ def test_barrier_and_horizon_are_parameters_and_stored():
     t = tape((0, 21000.0), (4, 21003.0), (40, 21003.0))
     out = one("BULLISH", t, barrier_points=2.5, horizon_s=600)
     assert out["label"] == "correct" and out["barrier_points"] == 2.5 and out["horizon_s"] == 600
+
+
+def signals_at(*rows: tuple[str, str, float, int]) -> pl.DataFrame:
+    """(signal_id, view, minute after T0, underlying) rows."""
+    return pl.DataFrame(
+        {
+            "signal_id": [r[0] for r in rows],
+            "algo": ["v3"] * len(rows),
+            "view": [r[1] for r in rows],
+            "decision_ts": [T0 + int(r[2] * MIN) for r in rows],
+            "underlying_id": [r[3] for r in rows],
+        },
+        schema_overrides={"decision_ts": pl.UInt64, "underlying_id": pl.UInt32},
+    )
+
+
+def test_ib_trades_continue_the_tape_only_after_databento_stops():
+    """Databento trades of FUT up to minute 10; IB's from minute 12 (its minute-5 print is
+    ignored: Databento holds the tape there). Future 43 has IB prices only."""
+    databento = tape((0, 100.0), (5, 100.0), (10, 100.0))
+    ib = pl.concat([tape((5, 999.0), (12, 106.0)), tape((1, 50.0), (2, 56.0)).with_columns(
+        pl.lit(43, pl.UInt32).alias("instrument_id"))])  # fmt: skip
+    full, first = extend_tape(databento, ib)
+    assert first == {FUT: T0 + 12 * MIN, 43: T0 + 1 * MIN}
+    assert full.height == 3 + 1 + 2
+    sigs = signals_at(
+        ("before", "BEARISH", 4, FUT),  # horizon ends at minute 9: Databento only
+        ("across", "BULLISH", 8, FUT),  # ref 100 (Databento), +6 at minute 12 (IB)
+        ("after", "BULLISH", 13, FUT),  # ref 106 from IB, nothing after: unresolved
+        ("ib_only", "BULLISH", 1.5, 43),
+    )
+    out = label_signals(sigs, full, BarrierParams(5.0, 300))
+    out = out.with_columns(price_sources(out, first))
+    got = {r["signal_id"]: (r["label"], r["ref_price"], r["price_source"])
+           for r in out.iter_rows(named=True)}  # fmt: skip
+    assert got == {
+        "before": ("neutral", 100.0, "databento"),
+        "across": ("correct", 100.0, "databento+ib"),
+        "after": ("unresolved", 106.0, "ib"),
+        "ib_only": ("correct", 50.0, "ib"),
+    }
+    assert extend_tape(databento, ib.head(0)) == (databento, {})

@@ -38,7 +38,7 @@ from ifd_core.calendar import sessions_before
 from ifd_core.marketdata.frames import PRICE_UNIT, fixed_price
 from ifd_core.marketdata.record_source import FileReplaySource, RecordBatch
 from ifd_core.settings import Settings
-from ifd_core.trading.labels import BarrierParams, label_signals
+from ifd_core.trading.labels import BarrierParams, extend_tape, label_signals, price_sources
 from warehouse.lake import Lake
 from warehouse.migrations import ensure_migrated
 from warehouse.tables import TABLES
@@ -389,7 +389,15 @@ def outcomes_of(
         .select("instrument_id", "ts_event", fixed_price("price"))
         .collect()
     )
-    return label_signals(signals, tape, p)
+    ib = (
+        lake.scan("underlying_ticks")
+        .filter(pl.col("instrument_id").is_in(under) & (pl.col("date") >= day))
+        .select("instrument_id", "ts_event", "price")
+        .collect()
+    )
+    tape, ib_from = extend_tape(tape, ib)
+    out = label_signals(signals, tape, p)
+    return out.with_columns(price_sources(out, ib_from))
 
 
 def label_day(

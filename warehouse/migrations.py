@@ -108,11 +108,15 @@ ANALYTICS_TABLES = [
 def _analytics(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     """The engine's and detectors' tables, and signals joined with their outcomes."""
     _tables_and_views(ANALYTICS_TABLES)(con, lake)
+    _signals_with_outcomes(con)
+
+
+def _signals_with_outcomes(con: duckdb.DuckDBPyConnection, extra: str = "") -> None:
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE VIEW signals_with_outcomes AS
         SELECT s.*, o.label, o.ref_price, o.barrier_points, o.horizon_s, o.resolved_ts,
-               o.move_at_horizon, o.max_favorable, o.max_adverse
+               o.move_at_horizon, o.max_favorable, o.max_adverse{extra}
         FROM signals s LEFT JOIN signal_outcomes o USING (signal_id)
         """
     )
@@ -121,6 +125,14 @@ def _analytics(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
 LIVE_TABLES = ["gaps", "incidents", "signal_latency"]
 LEDGER_TABLES = ["orders", "fills", "positions", "pnl_daily"]
 OPS_TABLES = ["rollout_events", "alerts"]
+IB_TABLES = ["underlying_ticks"]
+
+
+def _ib_prices(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """IB's underlying ticks; outcomes say which prices labelled them (seed rewritten)."""
+    lake.write_seed("signal_outcomes")
+    _tables_and_views(["signal_outcomes", *IB_TABLES])(con, lake)
+    _signals_with_outcomes(con, ", o.price_source")
 
 
 def _ops(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
@@ -157,7 +169,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
             [
                 t
                 for t in TABLES
-                if t not in ANALYTICS_TABLES + LIVE_TABLES + LEDGER_TABLES + OPS_TABLES
+                if t not in ANALYTICS_TABLES + LIVE_TABLES + LEDGER_TABLES + OPS_TABLES + IB_TABLES
             ]
         ),
     ),
@@ -168,6 +180,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (6, "trading ledger: orders, fills, positions, pnl_daily", _tables_and_views(LEDGER_TABLES)),
     (7, "ops: rollout_events (+ rollout_state), alerts (+ alerts_open)", _ops),
     (8, "cost views: cost_daily, cost_monthly, cost_per_signal", create_cost_views),
+    (9, "underlying_ticks from IB; signal_outcomes carry price_source", _ib_prices),
 ]
 LATEST = MIGRATIONS[-1][0]
 

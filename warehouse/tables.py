@@ -534,8 +534,24 @@ TABLES: dict[str, Table] = {
                 "move_at_horizon": F64,
                 "max_favorable": F64,
                 "max_adverse": F64,
+                "price_source": S,
                 "labelled_at": pl.Datetime("us", "UTC"),
             },
+        ),
+        _t(
+            "underlying_ticks",
+            "one last-trade tick of an underlying future from Interactive Brokers",
+            "The NQ future's trades as IB's market data reports them (`ifd ib record-underlying`): "
+            "the labeller's prices after the lake's Databento trades of the underlying end. "
+            "`ts_event` is IB's receive time (IB sends no exchange timestamp); price in points.",
+            {
+                "ts_event": U64,
+                "instrument_id": U32,
+                "price": F64,
+                "size": F64,
+                "source": S,
+            },
+            provenance=False,
         ),
         _t(
             "gaps",

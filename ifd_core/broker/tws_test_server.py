@@ -52,9 +52,9 @@ accepts as well. Tests also run ib_async against 178 and the boundaries in betwe
 
 Also answered: reqCurrentTime, reqIds, reqManagedAccts, reqAllOpenOrders (every client's working
 orders; reqOpenOrders gives the requesting client's), reqGlobalCancel, reqAccountSummary,
-reqMktData (bid/ask ticks from ``set_quote``, streaming or snapshot), whatIf orders (commission
-and a notional margin, nothing placed). A second connection with a client id already connected
-gets error 326 and is closed, as TWS does.
+reqMktData (bid/ask and last-trade ticks from ``set_quote``, streaming or snapshot), whatIf
+orders (commission and a notional margin, nothing placed). A second connection with a client id
+already connected gets error 326 and is closed, as TWS does.
 
 Not modelled: DAY orders do not expire, there are no trading hours, order types other than
 MKT/LMT and TIFs other than DAY/GTC/IOC are rejected, combos (BAG) are unknown contracts,
@@ -220,6 +220,8 @@ class Quote:
     ask: float | None
     bid_size: float | None = None  # None: unlimited liquidity at the bid
     ask_size: float | None = None
+    last: float | None = None  # the last trade (tick type 4), streamed with its size
+    last_size: float = 0.0
 
 
 @dataclass
@@ -788,16 +790,20 @@ class TwsTestServer:
         ask: float | None,
         bid_size: float | None = None,
         ask_size: float | None = None,
+        *,
+        last: float | None = None,
+        last_size: float = 1.0,
     ) -> None:
         """The market for ``con_id``; streams to reqMktData subscribers and fills every
-        marketable working order (sizes, when given, cap what fills at this quote)."""
+        marketable working order (sizes, when given, cap what fills at this quote). ``last``:
+        a trade printed at that price, streamed as a LAST tick (fills nothing)."""
 
         def apply() -> None:
             if con_id not in self._contracts:
                 raise TwsServerError(f"conId {con_id} is not served")
             if bid is not None and ask is not None and bid > ask + EPS:
                 raise TwsServerError(f"conId {con_id}: crossed quote {bid} > {ask}")
-            self._quotes[con_id] = Quote(bid, ask, bid_size, ask_size)
+            self._quotes[con_id] = Quote(bid, ask, bid_size, ask_size, last, last_size)
             for conn in list(self._conns):
                 for req_id, cid in conn.mkt.items():
                     if cid == con_id:
@@ -1287,6 +1293,8 @@ class TwsTestServer:
             else:
                 shown = UNLIMITED_DISPLAY_SIZE if size is None else size
                 self._send(conn, Outgoing.TICK_PRICE, 6, req_id, tick_type, price, shown, 0)
+        if q.last is not None:
+            self._send(conn, Outgoing.TICK_PRICE, 6, req_id, 4, q.last, q.last_size, 0)
 
     # ------------------------------------------------------------------ orders
     def _order_problem(

@@ -15,6 +15,12 @@ a barrier touched by a trade is a price someone actually dealt at. A tie inside 
 cannot happen on one instrument's trade stream (one price per trade). Defaults: 5 points (20 NQ
 ticks) and 30 minutes; both are stored with each label. The same function labels live signals
 (run at ``decision_ts + horizon``) and backtests, so they agree by construction.
+
+When Databento's trades of the underlying stop (the feed or the service unavailable), the
+future's trades as Interactive Brokers reports them (``underlying_ticks``, last-trade ticks, also
+dealt prices) continue the tape after the lake's last trade of that future; each outcome says
+which prices labelled it (``price_source``: databento, databento+ib, or ib when the reference
+price itself came from IB). IB stamps ticks with their receive time, not the exchange's.
 """
 
 from __future__ import annotations
@@ -97,3 +103,35 @@ def _one(s: dict, ts: np.ndarray, px: np.ndarray, h: int, p: BarrierParams) -> t
     else:
         label, when = "unresolved", None
     return (*head, ref, p.barrier_points, p.horizon_s, label, when, at_h, fav, adv)
+
+
+def extend_tape(tape: pl.DataFrame, extra: pl.DataFrame) -> tuple[pl.DataFrame, dict[int, int]]:
+    """``tape`` continued by ``extra`` (same columns) after each underlying's last trade in
+    ``tape`` (all of ``extra`` for an underlying ``tape`` lacks). Returns the tape and, per
+    underlying, the first ``extra`` timestamp used."""
+    if extra.height == 0:
+        return tape, {}
+    last = tape.group_by("instrument_id").agg(pl.col("ts_event").max().alias("_last"))
+    add = (
+        extra.join(last, on="instrument_id", how="left")
+        .filter(pl.col("_last").is_null() | (pl.col("ts_event") > pl.col("_last")))
+        .select(tape.columns)
+    )
+    first = dict(add.group_by("instrument_id").agg(pl.col("ts_event").min()).iter_rows())
+    return pl.concat([tape, add.cast(tape.schema)]), {int(k): int(v) for k, v in first.items()}
+
+
+def price_sources(outcomes: pl.DataFrame, extra_from: dict[int, int]) -> pl.Series:
+    """Which prices labelled each outcome: ``ib`` when the reference price came from the extra
+    tape, ``databento+ib`` when the path to the label used it, else ``databento``."""
+    out = []
+    for r in outcomes.iter_rows(named=True):
+        first = extra_from.get(int(r["underlying_id"]))
+        t0 = int(r["decision_ts"])
+        hit = r["label"] in ("correct", "incorrect")
+        end = int(r["resolved_ts"]) if hit else t0 + int(r["horizon_s"]) * NS
+        if first is None or first > end:
+            out.append("databento")
+        else:
+            out.append("ib" if first <= t0 else "databento+ib")
+    return pl.Series("price_source", out, dtype=pl.String)

@@ -1,0 +1,122 @@
+"""The underlying future's trades from Interactive Brokers' market data (ib_async).
+
+The labeller needs the NQ future's trades after each signal; they normally come from Databento.
+When Databento is unavailable, IB's streaming market data (``reqMktData``) reports the future's
+last trades (tick type 4 LAST: price and size), and these continue the labeller's tape. Bid and
+ask ticks are not kept: a barrier is judged on prices someone dealt at, as with Databento.
+
+IB sends no exchange timestamp with a tick: ``ts_event`` is the time ib_async received it. The
+recorder is read-only (``readonly=True``) and uses its own client id (``ib.quotes_client_id``)
+so it can run beside the trader.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from ifd_core.settings import IBSettings
+
+log = logging.getLogger(__name__)
+LAST_TICKS = (4, 68)  # LAST, DELAYED_LAST
+
+
+class QuotesUnavailable(RuntimeError):
+    """IB cannot be reached, or does not know the future asked for."""
+
+
+@dataclass(frozen=True)
+class FutureContract:
+    """One underlying future, from our ``instruments`` table."""
+
+    instrument_id: int
+    raw_symbol: str  # e.g. NQM6
+    expiration: dt.date  # its last trade date
+    symbol: str = "NQ"
+    multiplier: int = 20
+
+
+class UnderlyingRecorder:
+    def __init__(self, settings: IBSettings, ib=None) -> None:
+        self.s = settings
+        self._ib = ib
+        self._iid: dict[int, int] = {}  # IB conId -> our instrument_id
+        self._rows: list[dict] = []
+        self._hooked = False
+
+    @property
+    def ib(self):
+        if self._ib is None:
+            from ib_async import IB
+
+            self._ib = IB()
+        return self._ib
+
+    def connect(self) -> None:
+        ib = self.ib
+        if ib.isConnected():
+            return
+        try:
+            ib.connect(self.s.host, self.s.port, clientId=self.s.quotes_client_id,
+                       timeout=self.s.connect_timeout_s, readonly=True)  # fmt: skip
+        except (OSError, TimeoutError) as exc:
+            raise QuotesUnavailable(
+                f"cannot reach TWS / IB Gateway at {self.s.host}:{self.s.port}: {exc}"
+            ) from None
+        if not self._hooked:
+            ib.pendingTickersEvent += self._on_tickers
+            self._hooked = True
+
+    def subscribe(self, fut: FutureContract) -> None:
+        """Stream the future's market data; QuotesUnavailable when IB has no such contract."""
+        from ib_async import Future
+
+        want = Future(
+            symbol=fut.symbol,
+            lastTradeDateOrContractMonth=fut.expiration.strftime("%Y%m%d"),
+            exchange="CME",
+            currency="USD",
+            multiplier=str(fut.multiplier),
+        )
+        details = self.ib.reqContractDetails(want)
+        if len(details) != 1:
+            what = "no contract" if not details else f"{len(details)} contracts"
+            raise QuotesUnavailable(f"IB has {what} for {fut.raw_symbol} (FUT CME, last trade "
+                                    f"{fut.expiration})")  # fmt: skip
+        contract = details[0].contract
+        self._iid[contract.conId] = fut.instrument_id
+        self.ib.reqMktData(contract, "", False, False)
+
+    def wait(self, seconds: float) -> None:
+        """Let ib_async read the socket for ``seconds``; a dropped connection ends the wait."""
+        try:
+            self.ib.sleep(seconds)
+        except ConnectionError as exc:
+            log.warning("IB connection lost while recording: %s", exc)
+
+    @property
+    def connected(self) -> bool:
+        return self._ib is not None and self._ib.isConnected()
+
+    def take(self) -> list[dict]:
+        """The trades received since the last call."""
+        out, self._rows = self._rows, []
+        return out
+
+    def close(self) -> None:
+        if self._ib is not None and self._ib.isConnected():
+            self._ib.disconnect()
+
+    def _on_tickers(self, tickers) -> None:
+        for t in tickers:
+            iid = self._iid.get(t.contract.conId) if t.contract is not None else None
+            if iid is None:
+                continue
+            for tick in t.ticks:
+                if tick.tickType in LAST_TICKS and tick.price > 0:
+                    self._rows.append({
+                        "ts_event": int(tick.time.timestamp() * 1e9), "instrument_id": iid,
+                        "price": float(tick.price), "size": float(tick.size or 0.0),
+                        "source": "ib",
+                    })  # fmt: skip
