@@ -123,7 +123,7 @@ def test_market_order_lifecycle_into_the_ledger(server, loop):
     assert fill["mode"] == "ib_paper" and fill["liquidity"] == "broker"
     assert [(p.contract.conId, p.position) for p in broker.ib.positions()] == [(2001, 10.0)]
     quotes.set(11, 60.5, 61.0)
-    t.on_quote(11, 60.5, 61.0, T0 + NS)  # target 60 reached on the bid
+    t.on_trade(11, 60.5, T0 + NS)  # a trade through the 60-point target
     led = settle(t, lambda led: led.positions, now=T0 + NS)
     (pos,) = led.positions
     assert pos["exit_reason"] == "target" and pos["exit_price"] == 60.5
@@ -241,7 +241,7 @@ def test_paper_and_ib_give_the_same_ledger_for_the_same_signals(server, loop):
         t.on_signal(sig(2, "SELL"), PUT, T0)
         settle(t, lambda led: len(led.fills) == 2)
         quotes.set(11, 44.0, 44.5)  # the call's stop
-        t.on_quote(11, 44.0, 44.5, T0 + NS)
+        t.on_trade(11, 44.0, T0 + NS)
         t.flatten(T0 + 2 * NS)  # the put at the session end
         runs[name] = settle(t, lambda led: len(led.positions) == 2, now=T0 + 2 * NS)
     p, i = runs["paper"], runs["ib"]

@@ -56,8 +56,11 @@ def test_entry_is_sized_filled_at_the_ask_and_exits_at_the_target():
     led = t.ledger()
     assert led.orders[0]["order_id"] == oid and led.orders[0]["qty"] == 10
     assert led.orders[0]["status"] == "filled" and led.orders[0]["avg_price"] == 50.0
-    broker.set_quote(11, 60.5, 61.0, T0 + NS)  # the bid reaches the 60-point target
-    t.on_quote(11, 60.5, 61.0, T0 + NS)
+    broker.set_quote(11, 60.5, 61.0, T0 + NS)
+    t.on_trade(11, 59.75, T0 + NS)  # below the 60-point target: nothing
+    t.pump(T0 + NS)
+    assert t.ledger().positions == []
+    t.on_trade(11, 60.0, T0 + NS)  # a trade at the target: out at the bid
     t.pump(T0 + NS)
     led = t.ledger()
     (pos,) = led.positions
@@ -73,7 +76,7 @@ def test_stop_and_time_stop_close_positions():
     t.on_signal(SIG, C, T0)
     t.pump(T0)
     broker.set_quote(11, 44.0, 45.0)
-    t.on_quote(11, 44.0, 45.0, T0 + NS)  # bid 44 <= stop 45
+    t.on_trade(11, 45.0, T0 + NS)  # a trade at the 45-point stop
     t.pump(T0 + NS)
     assert t.ledger().positions[0]["exit_reason"] == "stop"
     t.on_signal({**SIG, "signal_id": "s2"}, C, T0 + 2 * NS)

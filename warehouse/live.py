@@ -662,7 +662,7 @@ class _DayState:
         out = self.engine.process(batch)
         self._collect(batch, out, source.last_receive_ns)
         if self.desk is not None:
-            self._trade(out.signals)
+            self._trade(out.signals, self.engine.last_option_trades)
         self.records_fed += len(batch)
         self.result.records += len(batch)
         self.result.bytes += batch.records.nbytes
@@ -673,8 +673,8 @@ class _DayState:
         self.runner.guard.after_batch(self.liveness, self.data_now, now)
         self.maybe_flush()
 
-    def _trade(self, signals: pl.DataFrame) -> None:
-        self._guarded_trading(self.desk.on_batch, signals, self.data_now)
+    def _trade(self, signals: pl.DataFrame, trades: pl.DataFrame) -> None:
+        self._guarded_trading(self.desk.on_batch, signals, trades, self.data_now)
 
     def close_trading(self, why: str, late: pl.DataFrame | None = None) -> None:
         end = self.bounds[1] if why == "session_end" else max(self.data_now, self.bounds[0])

@@ -8,7 +8,8 @@ algorithm, all fed from the same drained events (each trader ignores the others'
 * routing is the rollout's (``LiveGuard.executed``: incumbent all, challenger by share and before
   any cutoff); a rollback cancels the challenger's working entries at once, its positions stay
   under their own stops; its realized loss is judged (DAILY_LOSS) as each position closes;
-* quotes for sizing, stops and targets are the engine's book (what the detector saw);
+* sizing uses the quotes of the engine's book (what the detector saw); stops and targets
+  trigger on the first option trade through them, as in the paper executor;
 * the emergency stop is read before every entry;
 * at the session end every position is flattened and the desk waits up to
   ``execution.settle_s`` for the broker to report the fills; a date stopped before its end
@@ -96,14 +97,21 @@ class RealTimeDesk:
         self.closed = False
 
     # ------------------------------------------------------------------ during the session
-    def on_batch(self, signals: pl.DataFrame, now: int) -> None:
-        """Trade the batch's routed signals, then apply the broker's events and the exits."""
+    def on_batch(self, signals: pl.DataFrame, trades: pl.DataFrame, now: int) -> None:
+        """Trade the batch's routed signals, then apply the broker's events; stops and targets
+        trigger on the batch's option ``trades`` (instrument_id, price in points, in order)."""
         chosen = self._offered(signals)
         if chosen.height:
             self.signals.append(chosen)
             for s in chosen.sort("decision_ts", "signal_id").iter_rows(named=True):
                 self.traders[s["algo"]].on_signal(s, contract_of(s), now)
         self.pump(now)
+        held = set().union(*(t.open_instruments() for t in self.traders.values()))
+        if held and trades.height:
+            prints = trades.filter(pl.col("instrument_id").is_in(sorted(held)))
+            for iid, ts, price in prints.select("instrument_id", "ts_event", "price").iter_rows():
+                for t in self.traders.values():
+                    t.on_trade(iid, price, now, ts)
 
     def _offered(self, signals: pl.DataFrame) -> pl.DataFrame:
         """The signals routed to execution (rollout share and cutoff), of our algorithms."""
@@ -119,10 +127,6 @@ class RealTimeDesk:
         ev = self.broker.drain()
         for t in self.traders.values():
             t.apply(ev, now)
-            for iid in t.open_instruments():
-                q = self.quote(iid)
-                if q is not None:
-                    t.on_quote(iid, q[0], q[1], now)
         ch = self.traders.get(self.settings.rollout.challenger)
         if ch is None:
             return

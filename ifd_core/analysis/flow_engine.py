@@ -103,10 +103,12 @@ class FlowEngine:
             schema={"instrument_id": pl.UInt32, "ts_recv": pl.UInt64, "quantity": pl.Int64}
         )
         self.context = EngineContext(lambda: self._oi)
+        self.last_option_trades = _NO_OPTION_TRADES
 
     # ------------------------------------------------------------------ feed
     def process(self, batch: RecordBatch) -> EngineOutput:
         self.stats.records += len(batch)
+        self.last_option_trades = _NO_OPTION_TRADES
         if batch.schema == "definition":
             self._define(batch.records)
             return self._closed(self.windows.add(_empty_trades()))
@@ -133,6 +135,10 @@ class FlowEngine:
         is_under = pl.col("instrument_id").is_in(list(self._underlying_ids))
         options = trades.filter(is_option)
         under = trades.filter(is_under & ~is_option)
+        # The batch's option prints in order (a real-time trader's stops trigger on them).
+        self.last_option_trades = options.select(
+            "instrument_id", "ts_event", (pl.col("price") * 1e-9).alias("price")
+        )
         self.stats.option_trades += options.height
         self.stats.underlying_trades += under.height
         self.stats.other_trades += trades.height - options.height - under.height
@@ -313,6 +319,9 @@ def _trim(tape: pl.DataFrame, closed_before: int | None) -> pl.DataFrame:
     return pl.concat([last_old.select(tape.columns), tape.filter(~old)]).sort("ts_event")
 
 
+_NO_OPTION_TRADES = pl.DataFrame(
+    schema={"instrument_id": pl.UInt32, "ts_event": pl.UInt64, "price": pl.Float64}
+)
 _LAST_UNDER = {"index": pl.Int64, "underlying_id": pl.UInt32, "forward": pl.Float64}
 
 

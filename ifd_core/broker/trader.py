@@ -39,7 +39,7 @@ from ifd_core.broker.base import (
 from ifd_core.ops.resilience import Breaker, BreakerOpen, guarded_write_once
 from ifd_core.trading.paper import DayLedger
 from ifd_core.trading.risk import RiskLimits, RiskState, size_entry
-from ifd_core.trading.ticks import MULTIPLIER
+from ifd_core.trading.ticks import MULTIPLIER, round_to_tick, to_fixed
 
 log = logging.getLogger(__name__)
 NS = 1_000_000_000
@@ -61,8 +61,8 @@ class _Pos:
     qty: int
     entry_px: float
     entry_ts: int
-    stop: float
-    target: float
+    stop: int  # fixed point (1e-9), on the tick grid: compared with prints exactly
+    target: int
     fees: float
     # The time stop counts from here: the fill's time, or the trader's clock when that is earlier
     # (a replayed feed runs on exchange time while the broker stamps wall time).
@@ -200,6 +200,12 @@ class SignalTrader:
     def closed_count(self) -> int:
         return len(self._closed)
 
+    def next_due(self) -> int | None:
+        """The earliest time stop of an open position (a replay can pump at that instant)."""
+        due = [p.opened_at + int(self.cfg.time_stop_s * NS)
+               for p in self._open.values() if p.exit_order is None]  # fmt: skip
+        return min(due, default=None)
+
     def open_instruments(self) -> set[int]:
         return {p.entry.contract.instrument_id for p in self._open.values()}
 
@@ -219,16 +225,20 @@ class SignalTrader:
             if pos.exit_order is None and now >= pos.opened_at + int(self.cfg.time_stop_s * NS):
                 self._exit(pos, "time_stop", now)
 
-    def on_quote(self, instrument_id: int, bid: float, ask: float, now: int) -> None:
-        """Stops and targets of open positions, judged on the quote a closing order would take."""
+    def on_trade(self, instrument_id: int, price: float, now: int, ts: int | None = None) -> None:
+        """Stops and targets of open positions trigger on the first trade through them, then
+        exit at market (the paper executor's rule: a printed price, not a quote). A trade
+        stamped ``ts`` at or before a position opened is not one of its trades."""
         for pos in list(self._open.values()):
             if pos.entry.contract.instrument_id != instrument_id or pos.exit_order is not None:
                 continue
+            if ts is not None and ts <= pos.opened_at:
+                continue
             long = pos.entry.side == "B"
-            px = bid if long else ask
-            if (long and px <= pos.stop) or (not long and px >= pos.stop):
+            px = to_fixed(price)
+            if (px <= pos.stop) if long else (px >= pos.stop):
                 self._exit(pos, "stop", now)
-            elif (long and px >= pos.target) or (not long and px <= pos.target):
+            elif (px >= pos.target) if long else (px <= pos.target):
                 self._exit(pos, "target", now)
 
     def flatten(self, now: int, why: str = "session_end") -> None:
@@ -273,20 +283,26 @@ class SignalTrader:
         if req.purpose == "entry":
             pos = self._open.get(req.order_id)
             if pos is None:
-                long = req.side == "B"
-                c = self.cfg
                 pos = _Pos(self._id("P"), req, 0, 0.0, f.ts,
-                           0.0, 0.0, 0.0, min(now, f.ts) if now else f.ts)  # fmt: skip
+                           0, 0, 0.0, min(now, f.ts) if now else f.ts)  # fmt: skip
                 self._open[req.order_id] = pos
-                pos.stop = f.price * (1 - c.stop_fraction if long else 1 + c.stop_fraction)
-                pos.target = f.price * (1 + c.target_fraction if long else 1 - c.target_fraction)
             pos.entry_px = (pos.entry_px * pos.qty + f.price * f.qty) / (pos.qty + f.qty)
             pos.qty += f.qty
             pos.fees += f.fee
+            self._brackets(pos)
             return
         pos = next((p for p in self._open.values() if p.exit_order == f.order_id), None)
         if pos is not None:
             self._close(pos, f)
+
+    def _brackets(self, pos: _Pos) -> None:
+        """Stop and target from the average entry, on the tick grid away from it (as the paper
+        executor rounds them)."""
+        long, c = pos.entry.side == "B", self.cfg
+        stop = pos.entry_px * (1 - c.stop_fraction if long else 1 + c.stop_fraction)
+        tgt = pos.entry_px * (1 + c.target_fraction if long else 1 - c.target_fraction)
+        pos.stop = round_to_tick(to_fixed(stop), "down" if long else "up")
+        pos.target = round_to_tick(to_fixed(tgt), "up" if long else "down")
 
     # ------------------------------------------------------------------ exits
     def _exit(self, pos: _Pos, why: str, now: int) -> None:
