@@ -1,9 +1,10 @@
 """Real-time trading in the live flow: routed signals go to the broker as they are decided.
 
 With ``execution.broker = "ib"`` the live run trades each routed signal the moment the detector
-raises it (the paper broker's end-of-date replay against the MBO book is the default and stays
-the shadow/paper path). One broker connection per run; per date one ``SignalTrader`` per
-algorithm, all fed from the same drained events (each trader ignores the others' orders):
+raises it (the default, ``paper``, trades them at the end of the date with the paper executor's
+replay against the MBO book, as the backtester does). One broker connection per run; per date
+one ``SignalTrader`` per algorithm, all fed from the same drained events (each trader ignores the
+others' orders):
 
 * routing is the rollout's (``LiveGuard.executed``: incumbent all, challenger by share and before
   any cutoff); a rollback cancels the challenger's working entries at once, its positions stay
@@ -179,6 +180,12 @@ class RealTimeDesk:
                 for oid in t.working():
                     t.cancel(oid)
             self._settle(end_ns)
+        left = sum(len(t.open_instruments()) for t in self.traders.values())
+        if left:  # an exit the broker did not fill: said loudly, the position is real
+            self.progress(
+                f"{self.day}: WARNING {left} position(s) still open at the broker after the "
+                "close (exit not filled): close them in TWS / IB Gateway"
+            )
         self.closed = True
 
     def _settle(self, now: int) -> None:
@@ -214,7 +221,7 @@ class RealTimeDesk:
     def _write_pnl(self) -> None:
         from warehouse.backtest import _daily_row
 
-        sig = pl.concat(self.signals) if self.signals else None
+        sig = pl.concat(self.signals, how="diagonal_relaxed") if self.signals else None
         labels = self.lake.scan("signal_outcomes").filter(pl.col("date") == self.day).collect()
         rows = []
         for algo, t in self.traders.items():
