@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -36,6 +37,17 @@ def lake(data_dir):
     from warehouse.lake import Lake
 
     return Lake(data_dir)
+
+
+@pytest.fixture
+def loop():
+    """An asyncio loop of the test's own, for ib_async's blocking calls (and closed after)."""
+    lp = asyncio.new_event_loop()
+    asyncio.set_event_loop(lp)
+    yield lp
+    lp.run_until_complete(asyncio.sleep(0.01))
+    lp.close()
+    asyncio.set_event_loop(None)
 
 
 @pytest.fixture(scope="session")

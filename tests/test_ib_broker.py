@@ -6,7 +6,6 @@ broker and IB giving the same ledger."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import time
 
@@ -33,16 +32,6 @@ CON = {11: 2001, 12: 2002}
 def sig(n: int, direction: str = "BUY") -> dict:
     return {"signal_id": f"s{n}", "direction": direction, "confidence": 0.8,
             "config_version": "cv"}  # fmt: skip
-
-
-@pytest.fixture
-def loop():
-    lp = asyncio.new_event_loop()
-    asyncio.set_event_loop(lp)
-    yield lp
-    lp.run_until_complete(asyncio.sleep(0.01))
-    lp.close()
-    asyncio.set_event_loop(None)
 
 
 def make_server(accounts=("DU1234567",)) -> TwsTestServer:

@@ -4,14 +4,12 @@ with them when the lake holds no Databento trade of the future (Databento unavai
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import threading
 import time
 
 import polars as pl
-import pytest
 from typer.testing import CliRunner
 
 from ifd_core.broker.tws_test_server import TwsTestServer
@@ -25,16 +23,6 @@ from warehouse.tables import TABLES
 
 FUT, OPT, CON = 7, 11, 500
 FUT_EXPIRY = dt.date(2099, 6, 19)
-
-
-@pytest.fixture
-def loop():
-    lp = asyncio.new_event_loop()
-    asyncio.set_event_loop(lp)
-    yield lp
-    lp.run_until_complete(asyncio.sleep(0.01))
-    lp.close()
-    asyncio.set_event_loop(None)
 
 
 def ns(d: dt.date) -> int:

@@ -410,13 +410,11 @@ def test_the_documented_sql_runs_while_the_live_flow_writes(world):
     assert final.height == day_signals.height > 0
 
 
-def test_ib_trades_the_routed_signals_as_they_are_decided(world):
+def test_ib_trades_the_routed_signals_as_they_are_decided(world, loop):
     """execution.broker=ib: the live run sends each routed signal through the real ib_async
-    client to the loopback TWS server while the day streams, exits on the engine's quotes,
+    client to the loopback TWS server while the day streams, exits on the option prints,
     flattens at the close and writes the orders / fills / positions / pnl_daily ledger. The
     server's market is set from the engine's book at each order (a real TWS has its own)."""
-    import asyncio
-
     from ifd_core.broker.ib_broker import IBBroker
     from ifd_core.broker.tws_test_server import TwsTestServer
     from ifd_core.settings import IBSettings
@@ -434,8 +432,6 @@ def test_ib_trades_the_routed_signals_as_they_are_decided(world):
     offered = table(batch, "signals", day).filter(pl.col("algo") == "v3")
     assert offered.height > 0, "the scenario should raise v3 signals"
     con = {}  # instrument_id -> conId
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
     runner: LiveRunner | None = None
 
     class MirroredIB(IBBroker):
@@ -445,27 +441,22 @@ def test_ib_trades_the_routed_signals_as_they_are_decided(world):
                 srv.set_quote(con[req.contract.instrument_id], *q)
             super().place(req)
 
-    try:
-        with TwsTestServer(commission_per_contract=2.25) as srv:
-            srv.add_future(1, "NQ", "20991231")
-            rows = offered.unique("instrument_id").iter_rows(named=True)
-            for n, s in enumerate(rows, start=100):
-                con[s["instrument_id"]] = n
-                srv.add_contract(n, last_trade_date=f"{s['expiration']:%Y%m%d}",
-                                 strike=s["strike"], right=s["option_type"],
-                                 trading_class=s["root"], under_con_id=1)  # fmt: skip
-            ib = MirroredIB(IBSettings(port=srv.port, client_id=9, connect_timeout_s=5))
-            with ReplayGateway(world["sim"], [KEY]) as gw:
-                opts = LiveOptions("127.0.0.1", gw.port, day=day, exit_on_end=True)
-                runner = LiveRunner(lake, settings, opts, broker=ib)
-                summary = runner.run()
-            executions = srv.executions()
-            open_positions = [p for p in srv.positions() if p.position != 0]
-            ib.close()
-    finally:
-        loop.run_until_complete(asyncio.sleep(0.01))
-        loop.close()
-        asyncio.set_event_loop(None)
+    with TwsTestServer(commission_per_contract=2.25) as srv:
+        srv.add_future(1, "NQ", "20991231")
+        rows = offered.unique("instrument_id").iter_rows(named=True)
+        for n, s in enumerate(rows, start=100):
+            con[s["instrument_id"]] = n
+            srv.add_contract(n, last_trade_date=f"{s['expiration']:%Y%m%d}",
+                             strike=s["strike"], right=s["option_type"],
+                             trading_class=s["root"], under_con_id=1)  # fmt: skip
+        ib = MirroredIB(IBSettings(port=srv.port, client_id=9, connect_timeout_s=5))
+        with ReplayGateway(world["sim"], [KEY]) as gw:
+            opts = LiveOptions("127.0.0.1", gw.port, day=day, exit_on_end=True)
+            runner = LiveRunner(lake, settings, opts, broker=ib)
+            summary = runner.run()
+        executions = srv.executions()
+        open_positions = [p for p in srv.positions() if p.position != 0]
+        ib.close()
     assert summary.days[0].finalized
     orders, fills = table(lake, "orders", day), table(lake, "fills", day)
     positions, pnl = table(lake, "positions", day), table(lake, "pnl_daily", day)

@@ -79,7 +79,6 @@ class RealTimeDesk:
     ) -> None:
         self.lake, self.settings, self.guard, self.broker = lake, settings, guard, broker
         self.day, self.run_id, self.origin = day, run_id, origin
-        self.quote = quote
         self.key = f"live-{broker.name}-{run_id}-{process_tag}"
         halt = EmergencyStop(settings.data_dir)
         self.traders: dict[str, SignalTrader] = {}

@@ -34,6 +34,7 @@ from ifd_core.broker.base import (
     OrderUpdate,
     Reconciliation,
 )
+from ifd_core.broker.ib_connection import IBConnection
 from ifd_core.settings import IBSettings
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,13 @@ class LiveTradingRefused(OrderRefused):
     """A live account without ``ib.live_trading_enabled`` and an explicit confirmation."""
 
 
-class IBBroker:
+class IBBroker(IBConnection):
     name = "ib"
+    unreachable = OrderRefused
 
     def __init__(self, settings: IBSettings, *, confirm_live: bool = False, ib=None) -> None:
-        self.s = settings
+        super().__init__(settings, ib)
         self.confirm_live = confirm_live
-        self._ib = ib
         self.account: str | None = None
         self._contracts: dict[int, object] = {}  # instrument_id -> qualified ib contract
         self._by_con_id: dict[int, int] = {}  # IB conId -> instrument_id
@@ -61,15 +62,6 @@ class IBBroker:
         self._errors: dict[int, str] = {}  # IB order id -> last rejection text
         self._events = Events()
         self._reported: set[str] = set()
-        self._hooked = False
-
-    @property
-    def ib(self):
-        if self._ib is None:
-            from ib_async import IB
-
-            self._ib = IB()
-        return self._ib
 
     @property
     def mode(self) -> str:
@@ -79,27 +71,10 @@ class IBBroker:
         )
         return "ib" if live else "ib_paper"
 
-    @property
-    def connected(self) -> bool:
-        return self._ib is not None and self._ib.isConnected()
-
     # ------------------------------------------------------------------ connection
     def connect(self) -> Reconciliation:
+        self._open(self.s.client_id)
         ib = self.ib
-        if not ib.isConnected():
-            try:
-                ib.connect(self.s.host, self.s.port, clientId=self.s.client_id,
-                           timeout=self.s.connect_timeout_s)  # fmt: skip
-            except (OSError, TimeoutError) as exc:
-                raise OrderRefused(
-                    f"cannot reach TWS / IB Gateway at {self.s.host}:{self.s.port}: {exc}; is "
-                    "it running with the API enabled (Configure > API > Settings)?"
-                ) from None
-            if not self._hooked:  # once: a reconnect reuses the same IB object and its events
-                ib.orderStatusEvent += self._on_status
-                ib.commissionReportEvent += self._on_commission
-                ib.errorEvent += self._on_error
-                self._hooked = True
         accounts = tuple(ib.managedAccounts())
         account = self.s.account or (accounts[0] if accounts else None)
         if account is None or account not in accounts:
@@ -136,10 +111,6 @@ class IBBroker:
                 continue
             positions[iid] = int(p.position)
         return Reconciliation(open_orders, positions, tuple(accounts), tuple(unknown))
-
-    def close(self) -> None:
-        if self._ib is not None and self._ib.isConnected():
-            self._ib.disconnect()
 
     # ------------------------------------------------------------------ contracts
     def qualify(self, c: OptionContract):
@@ -203,17 +174,12 @@ class IBBroker:
         out, self._events = self._events, Events()
         return out
 
-    def wait(self, seconds: float) -> None:
-        """Run ib_async's loop for ``seconds``. A dropped connection is not an error here: it is
-        logged, ``connected`` turns False, and nothing is sent until ``connect`` reconciles."""
-        if not self.connected:
-            return
-        try:
-            self.ib.sleep(seconds)
-        except ConnectionError as exc:
-            log.warning("IB connection lost: %s; reconnect and reconcile before sending", exc)
-
     # ------------------------------------------------------------------ callbacks
+    def _hook(self, ib) -> None:
+        ib.orderStatusEvent += self._on_status
+        ib.commissionReportEvent += self._on_commission
+        ib.errorEvent += self._on_error
+
     def _on_error(self, req_id, code, text, contract=None) -> None:
         if code in _REJECT_CODES:
             self._errors[req_id] = f"IB {code}: {text}"

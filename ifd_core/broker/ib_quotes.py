@@ -13,12 +13,11 @@ so it can run beside the trader.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from dataclasses import dataclass
 
+from ifd_core.broker.ib_connection import IBConnection
 from ifd_core.settings import IBSettings
 
-log = logging.getLogger(__name__)
 LAST_TICKS = (4, 68)  # LAST, DELAYED_LAST
 
 
@@ -37,36 +36,19 @@ class FutureContract:
     multiplier: int = 20
 
 
-class UnderlyingRecorder:
+class UnderlyingRecorder(IBConnection):
+    unreachable = QuotesUnavailable
+
     def __init__(self, settings: IBSettings, ib=None) -> None:
-        self.s = settings
-        self._ib = ib
+        super().__init__(settings, ib)
         self._iid: dict[int, int] = {}  # IB conId -> our instrument_id
         self._rows: list[dict] = []
-        self._hooked = False
-
-    @property
-    def ib(self):
-        if self._ib is None:
-            from ib_async import IB
-
-            self._ib = IB()
-        return self._ib
 
     def connect(self) -> None:
-        ib = self.ib
-        if ib.isConnected():
-            return
-        try:
-            ib.connect(self.s.host, self.s.port, clientId=self.s.quotes_client_id,
-                       timeout=self.s.connect_timeout_s, readonly=True)  # fmt: skip
-        except (OSError, TimeoutError) as exc:
-            raise QuotesUnavailable(
-                f"cannot reach TWS / IB Gateway at {self.s.host}:{self.s.port}: {exc}"
-            ) from None
-        if not self._hooked:
-            ib.pendingTickersEvent += self._on_tickers
-            self._hooked = True
+        self._open(self.s.quotes_client_id, readonly=True)
+
+    def _hook(self, ib) -> None:
+        ib.pendingTickersEvent += self._on_tickers
 
     def subscribe(self, fut: FutureContract) -> None:
         """Stream the future's market data; QuotesUnavailable when IB has no such contract."""
@@ -88,25 +70,10 @@ class UnderlyingRecorder:
         self._iid[contract.conId] = fut.instrument_id
         self.ib.reqMktData(contract, "", False, False)
 
-    def wait(self, seconds: float) -> None:
-        """Let ib_async read the socket for ``seconds``; a dropped connection ends the wait."""
-        try:
-            self.ib.sleep(seconds)
-        except ConnectionError as exc:
-            log.warning("IB connection lost while recording: %s", exc)
-
-    @property
-    def connected(self) -> bool:
-        return self._ib is not None and self._ib.isConnected()
-
     def take(self) -> list[dict]:
         """The trades received since the last call."""
         out, self._rows = self._rows, []
         return out
-
-    def close(self) -> None:
-        if self._ib is not None and self._ib.isConnected():
-            self._ib.disconnect()
 
     def _on_tickers(self, tickers) -> None:
         for t in tickers:

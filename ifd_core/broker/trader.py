@@ -193,8 +193,9 @@ class SignalTrader:
         got: dict[str, int] = {}
         for f in self._fills:
             got[f["order_id"]] = got.get(f["order_id"], 0) + int(f["qty"])
+        working = self.working()
         late = [oid for oid, (_, u, _) in self._orders.items() if u.filled_qty > got.get(oid, 0)]
-        return self.working() + [oid for oid in late if oid not in self.working()]
+        return working + [oid for oid in late if oid not in working]
 
     @property
     def closed_count(self) -> int:
@@ -202,9 +203,11 @@ class SignalTrader:
 
     def next_due(self) -> int | None:
         """The earliest time stop of an open position (a replay can pump at that instant)."""
-        due = [p.opened_at + int(self.cfg.time_stop_s * NS)
-               for p in self._open.values() if p.exit_order is None]  # fmt: skip
-        return min(due, default=None)
+        return min((self._due(p) for p in self._open.values() if p.exit_order is None),
+                   default=None)  # fmt: skip
+
+    def _due(self, pos: _Pos) -> int:
+        return pos.opened_at + int(self.cfg.time_stop_s * NS)
 
     def open_instruments(self) -> set[int]:
         return {p.entry.contract.instrument_id for p in self._open.values()}
@@ -222,7 +225,7 @@ class SignalTrader:
         for f in ev.fills:
             self._fill(f, now)
         for pos in list(self._open.values()):
-            if pos.exit_order is None and now >= pos.opened_at + int(self.cfg.time_stop_s * NS):
+            if pos.exit_order is None and now >= self._due(pos):
                 self._exit(pos, "time_stop", now)
 
     def on_trade(self, instrument_id: int, price: float, now: int, ts: int | None = None) -> None:
