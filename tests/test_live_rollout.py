@@ -10,13 +10,16 @@ import polars as pl
 import pytest
 from test_live_stream import KEY, fresh_lake, world  # noqa: F401 - the fixture
 
+import warehouse.live as live_mod
 from ifd_core.analysis.detectors import V3Detector
+from ifd_core.marketdata.record_source import RecordBatch
 from ifd_core.marketdata.replay_gateway import ReplayGateway
 from ifd_core.settings import get_settings
 from warehouse.live import LiveOptions, LiveRunner
 from warehouse.rollout import decision_markdown
 
 pytestmark = [pytest.mark.slow]
+PIECE = 2_000  # records of the MBO stream per engine call
 
 
 def test_challenger_errors_roll_back_and_stop_its_orders(world, monkeypatch):  # noqa: F811
@@ -42,6 +45,23 @@ def test_challenger_errors_roll_back_and_stop_its_orders(world, monkeypatch):  #
         return real(self, closed, context)
 
     monkeypatch.setattr(V3Detector, "on_windows", flaky)
+    # Which windows close in one detector call depends on how the network cuts the stream into
+    # batches (coarser under load). The MBO stream is fed in fixed pieces of the day's record
+    # sequence instead, so the calls, and which of them fail, are the same on every run.
+    real_feed = live_mod._DayState.feed
+    fed = {"n": 0}
+
+    def in_fixed_pieces(self, batch, source):
+        if batch.schema != "mbo":
+            return real_feed(self, batch, source)
+        recs, i = batch.records, 0
+        while i < len(recs):
+            part = recs[i : i + PIECE - fed["n"] % PIECE]
+            fed["n"] += len(part)
+            i += len(part)
+            real_feed(self, RecordBatch(batch.schema, part, batch.origin), source)
+
+    monkeypatch.setattr(live_mod._DayState, "feed", in_fixed_pieces)
     # The small scenario closes few windows per call: let any failed window count. The
     # detector's breaker would also trip on these failures (BREAKER_OPEN, its own trigger, pinned
     # in test_rollout); which of the two fires first depends on how the network cuts the stream
