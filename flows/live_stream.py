@@ -19,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from ifd_core.marketdata.sessions import next_period
 from ifd_core.settings import get_settings
+from ifd_core.trading.halt import EmergencyStop
 
 
 def session_to_stream(now_ns: int, policy: str, max_wait_s: float) -> tuple[dt.date, float] | None:
@@ -60,7 +61,10 @@ def live_stream(
             msg = f"no CME session opens within {max_wait_for_open_s:.0f} s; next {nxt.trade_date}"
             logger.info(msg)
             create_markdown_artifact(key="live-stream-summary", markdown=f"# Live stream\n\n{msg}")
-            return {"run_id": None, "days": [], "gaps": [], "stopped": False, "skipped": msg}
+            return {
+                "run_id": None, "days": [], "gaps": [], "stopped": False, "halted": None,
+                "skipped": msg,
+            }  # fmt: skip
         trade_date, wait_s = found
         if wait_s > 0:
             logger.info("waiting %.0f s for the %s session to open", wait_s, trade_date)
@@ -81,7 +85,11 @@ def live_stream(
     )
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    if (why := EmergencyStop(settings.data_dir).reason()) is not None:
+        logger.warning("the emergency stop is on: the run's new entries are refused (%s)", why)
     summary = runner.run()
+    if summary.halted:
+        logger.warning("the emergency stop was on during the run (%s)", summary.halted)
     rows = [d.to_row() for d in summary.days]
     create_table_artifact(key="live-stream-days", table=rows, description="Trade dates streamed")
     gaps = [{"gap": g.gap_id, "status": g.status, "detail": g.detail} for g in summary.gaps]
@@ -93,11 +101,14 @@ def live_stream(
         "",
         *[f"- gap {g['gap']}: {g['status']} {g['detail']}" for g in gaps],
     ]
+    if summary.halted:
+        md[2:2] = [f"**EMERGENCY STOP ON**: new entries were refused ({summary.halted}).", ""]
     create_markdown_artifact(key="live-stream-summary", markdown="\n".join(md))
     return {
         "run_id": summary.run_id,
         "days": rows,
         "gaps": gaps,
         "stopped": summary.stopped,
+        "halted": summary.halted,
         "skipped": None,
     }

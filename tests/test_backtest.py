@@ -83,6 +83,30 @@ def test_the_emergency_stop_blocks_every_backtest_order(world, tmp_path):
     assert entries["reason"].str.contains("emergency stop: test").all()
 
 
+def test_a_halted_backtest_says_so_first_and_last_and_in_json(world):
+    lake, days = world["lake"], world["days"]
+    env = {"IFD_WAREHOUSE__DATA_DIR": str(lake.root), "IFD_BACKTEST__MC_PATHS": "2000"}
+    args = ["backtest", "--start", str(days[-1]), "--end", str(days[-1]), "--algo", "v3"]
+    assert runner.invoke(app, ["halt", "--reason", "test: banner"], env=env).exit_code == 0
+    try:
+        res = runner.invoke(app, [*args, "--json"], env=env)
+        assert res.exit_code == 0, res.output
+        halt = json.loads(res.stdout)["emergency_stop"]
+        assert halt["active"] and halt["halted_at_start"] and halt["halted_at_end"]
+        assert halt["reason"] == "test: banner" and halt["entries_refused"] > 0
+        assert "EMERGENCY STOP ACTIVE" in res.stderr  # the run's first progress line
+        # An unreadable stop file is a halt too, and the text output opens and ends with it.
+        (lake.root / "control" / "halt.json").write_bytes(b"\xff\xfe not json")
+        res = runner.invoke(app, args, env=env)
+        assert res.exit_code == 0, res.output
+        lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
+        for line in (lines[0], lines[-1]):
+            assert line.startswith("EMERGENCY STOP ACTIVE during this backtest"), line
+            assert "unreadable" in line and "entries refused" in line
+    finally:
+        assert runner.invoke(app, ["resume"], env=env).exit_code == 0
+
+
 def test_backtest_json_carries_metrics_monte_carlo_walk_forward_and_the_report(world):
     lake, days = world["lake"], world["days"]
     env = {
@@ -98,6 +122,7 @@ def test_backtest_json_carries_metrics_monte_carlo_walk_forward_and_the_report(w
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["data"] == "SYNTHETIC"
+    assert doc["emergency_stop"]["active"] is False and doc["emergency_stop"]["line"] is None
     assert set(doc["metrics"]) == {"v3", "v1"}
     mc = doc["monte_carlo"]["v3"]
     assert mc["paths"] == 2000 and 0.0 <= mc["prob_loss"] <= 1.0 and mc["worst5_drawdown"] <= 0

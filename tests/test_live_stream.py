@@ -102,6 +102,25 @@ def test_a_streamed_day_equals_batch_detection(world):
     assert (lat["decision_latency_ns"] >= 0).all()
 
 
+def test_a_run_under_the_emergency_stop_warns_and_says_so_in_its_summary(world, caplog):
+    from ifd_core.trading.halt import EmergencyStop
+
+    lake = fresh_lake(world, "halted")
+    EmergencyStop(lake.root).halt("test: live banner", by="test")
+    with (
+        caplog.at_level("WARNING", logger="warehouse.live"),
+        ReplayGateway(world["sim"], [KEY]) as gw,
+    ):
+        res = live_cli(lake, gw.port, world["day"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["halted"] == "test: live banner"
+    said = [r.getMessage() for r in caplog.records if r.name == "warehouse.live"]
+    for when in ("starts", "ends"):
+        msg = f"live run {when} while the emergency stop is on"
+        assert any(m.startswith(msg) and "test: live banner" in m for m in said), said
+    assert "WARNING: live run starts while the emergency stop is on" in res.stderr
+
+
 def drop_every_for(start: int, n: int, drops: int) -> int:
     """A --drop-every N whose multiples fall exactly ``drops`` times inside [start, start+n)."""
     for every in range(n // (drops + 1), n // drops + 1):
@@ -319,12 +338,12 @@ def test_a_warehouse_outage_defers_flushes_and_loses_nothing(world, monkeypatch)
         if outage["armed"] and self.records_fed > 50_000:
             outage.update(armed=False, left=3)
 
-    def write(self, table, df, key):
+    def write(self, table, df, key, bucket=None):
         if outage["left"] and key.startswith(live_mod.LIVE_KEY):
             outage["left"] -= 1
             outage["failed"] += 1
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(self, table, df, key)
+        return real_write(self, table, df, key, bucket)
 
     monkeypatch.setattr(live_mod._DayState, "checkpoint", checkpoint)
     monkeypatch.setattr(Lake, "write", write)

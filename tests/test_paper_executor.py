@@ -164,6 +164,23 @@ def test_the_emergency_stop_blocks_every_new_order(tmp_path):
     assert [h["event"] for h in stop.history()] == ["halt", "resume"]
 
 
+def test_a_garbage_stop_file_blocks_every_new_order(tmp_path):
+    """Fails closed: an unreadable control/halt.json is a halt, and the refusal says why."""
+    stop = EmergencyStop(tmp_path)
+    stop.path.parent.mkdir(parents=True)
+    stop.path.write_bytes(b'\x00\xff{"halted": fal')
+    rows = [add(1, "A", 12.00, 5, 1), add(1.1, "B", 11.50, 5, 2)]
+    _, led = run(rows, signal(), halted=stop.reason)
+    assert led.positions == [] and led.fills == []
+    (order,) = led.orders
+    assert order["status"] == "rejected"
+    assert order["reason"].startswith("emergency stop: the emergency-stop file")
+    assert "unreadable" in order["reason"] and "ifd resume" in order["reason"]
+    assert stop.resume()  # lifted: the bad file kept aside, trading allowed again
+    _, led = run(rows, signal(), halted=stop.reason, limits=RiskLimits(max_contracts=1))
+    assert len(led.positions) == 1
+
+
 def test_no_liquidity_and_late_decisions_are_rejected_with_a_reason():
     rows = [add(1, "B", 11.50, 5, 2)]  # nobody offers: a buy cannot fill
     _, led = run(rows, signal())

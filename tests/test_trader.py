@@ -103,6 +103,20 @@ def test_the_emergency_stop_refuses_entries_without_sending_but_lets_exits_out()
     assert len(broker.sent) == 2
 
 
+def test_a_corrupt_stop_file_refuses_entries_without_sending(tmp_path):
+    from ifd_core.trading.halt import EmergencyStop
+
+    stop = EmergencyStop(tmp_path)
+    stop.path.parent.mkdir(parents=True)
+    stop.path.write_text('[{"halted": false}]')  # valid JSON, the wrong shape
+    broker, t = make(halted=stop.reason)
+    broker.set_quote(11, 49.0, 50.0)
+    refused = t.on_signal(SIG, C, T0)
+    assert refused not in broker.sent and broker.sent == []
+    row = next(o for o in t.ledger().orders if o["order_id"] == refused)
+    assert row["status"] == "rejected" and "is unreadable" in row["reason"]
+
+
 def test_an_unknown_send_outcome_blocks_entries_until_reconciled():
     class Flaky(Counting):
         def place(self, req):

@@ -101,6 +101,8 @@ def run_backtest(
     algos = tuple(algos)
     run_id = f"bt-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     halt = EmergencyStop(settings.data_dir)
+    if (why := halt.reason()) is not None:
+        say(f"EMERGENCY STOP ACTIVE: every entry of this backtest is refused ({why})")
     capital = settings.paper.capital
 
     def make(algo: str, min_conf: float | None = None) -> PaperExecutor:

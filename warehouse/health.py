@@ -1,7 +1,8 @@
 """One read-only look at the health of every component, for ``ifd status`` (platform.md §4.2).
 
-Everything comes from the lake (incidents, alerts, rollout events, latency, ledger), so the
-answer is the same from any process and needs no running service; nothing is written.
+Everything comes from the lake (incidents, alerts, rollout events, latency, ledger) and the
+emergency-stop file, so the answer is the same from any process and needs no running service;
+nothing is written.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import datetime as dt
 import polars as pl
 
 from ifd_core.settings import Settings
+from ifd_core.trading.halt import EmergencyStop
 from warehouse.lake import Lake
 from warehouse.migrations import ensure_migrated
 from warehouse.slis import day_slis, incident_episodes, latency_by_stage
@@ -34,6 +36,14 @@ def health_snapshot(lake: Lake, settings: Settings, now: dt.datetime | None = No
     ensure_migrated(lake)
     now = now or dt.datetime.now(dt.UTC)
     comps: list[dict] = []
+    stop = EmergencyStop(settings.data_dir).state()
+    if stop.unreadable:
+        comps.append(_c("emergency stop", "critical", f"HALTED (fails closed): {stop.reason}"))
+    elif stop.halted:
+        text = f"HALTED since {stop.since}: {stop.reason}; `ifd resume` lifts it"
+        comps.append(_c("emergency stop", "critical", text))
+    else:
+        comps.append(_c("emergency stop", "ok", "not halted"))
     episodes = _open_episodes(lake)
 
     def open_of(prefix: str) -> pl.DataFrame:
@@ -136,4 +146,9 @@ def health_snapshot(lake: Lake, settings: Settings, now: dt.datetime | None = No
         (c["health"] for c in comps),
         key=["ok", "unknown", "warning", "critical"].index,
     )
-    return {"at": now.isoformat(timespec="seconds"), "overall": worst, "components": comps}
+    return {
+        "at": now.isoformat(timespec="seconds"),
+        "overall": worst,
+        "halt": stop.to_json(),
+        "components": comps,
+    }
