@@ -3,6 +3,7 @@
 Builds one SYNTHETIC simulated trading day of at least 5 million MBO records (`--scale`), then
 times on the same file:
   ifd ingest      decode → frames → Great Expectations validation → Parquet lake (end to end)
+  ifd re-ingest   the same day again under another name: compared with the lake, adds nothing
   ifd decode      decode → frames only (no validation, no write)
   (a) to_df       databento DBNStore.to_df() with defaults
   (b) objects     iterating the records as Python objects (for r in store), keeping 6 fields
@@ -56,6 +57,12 @@ def main() -> None:
     assert ingest_files(others, lake).ok  # definitions and statistics first, not timed
     t_ingest, report = timed(lambda: ingest_files([mbo], lake))
     assert report.ok, report.files[0].reason
+    # The same day again under another name (a re-download): every record is compared with
+    # the lake's and nothing is added (the multiset union, docs/lake.md).
+    again = mbo.with_name("again-" + mbo.name)
+    shutil.copyfile(mbo, again)
+    t_again, report = timed(lambda: ingest_files([again], lake))
+    assert report.ok and report.files[0].rows.get("mbo", 0) == 0, report.files[0].rows
     t_decode, _ = timed(lambda: tables_of("mbo", read_dbn(mbo).arrays["mbo"]))
     store = db.DBNStore.from_file(mbo)
     t_df, df = timed(lambda: store.to_df())
@@ -73,6 +80,7 @@ def main() -> None:
     results = {
         "records": n,
         "ifd_ingest_end_to_end_s": t_ingest,
+        "ifd_reingest_same_day_s": t_again,
         "ifd_decode_to_frames_s": t_decode,
         "databento_to_df_defaults_s": t_df,
         "python_objects_s": t_obj,

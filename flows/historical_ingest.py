@@ -33,10 +33,13 @@ def day_files(source_dir: Path, day: dt.date) -> list[Path]:
 
 @task(name="ingest-file", cache_policy=NO_CACHE, task_run_name="ingest {path.name}")
 def ingest_file(path: Path, data_dir: str, origin: str | None) -> dict:
+    from ifd_core.marketdata.dbn_files import DecodeLimits
+    from ifd_core.settings import get_settings
     from warehouse.ingest import ingest_files
     from warehouse.lake import Lake
 
-    report = ingest_files([path], Lake(Path(data_dir)), origin=origin)
+    limits = DecodeLimits.from_settings(get_settings())
+    report = ingest_files([path], Lake(Path(data_dir)), origin=origin, limits=limits)
     r = report.files[0]
     return {
         "file": r.path.name,
@@ -45,6 +48,7 @@ def ingest_file(path: Path, data_dir: str, origin: str | None) -> dict:
         "origin": r.origin or "",
         "rows": sum(r.rows.values()),
         "tables": ", ".join(f"{t}={n}" for t, n in r.rows.items()),
+        "duplicates": sum(r.duplicates.values()),
         "checks_passed": sum(x["success"] for x in r.dq),
         "checks": len(r.dq),
         "reason": r.reason,

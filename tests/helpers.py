@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 
 def lake_fingerprint(data_dir: Path) -> dict[str, str]:
+    """Every file readers see through ``data/lake`` (the current snapshot, links followed)."""
     lake = data_dir / "lake"
     if not lake.exists():
         return {}
-    return {
-        str(p.relative_to(lake)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(lake.rglob("*"))
-        if p.is_file()
-    }
+    out = {}
+    for folder, _, files in os.walk(lake, followlinks=True):
+        for name in files:
+            p = Path(folder) / name
+            out[str(p.relative_to(lake))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return dict(sorted(out.items()))
+
+
+def recut(src: Path, dst: Path, records) -> Path:
+    """A DBN file with ``src``'s header and the given records: a re-cut of a real file (MBO
+    records have one layout in every DBN version, so any version's header fits)."""
+    import zstandard
+
+    with src.open("rb") as fh:
+        raw = zstandard.ZstdDecompressor().stream_reader(fh).read()
+    meta_len = int.from_bytes(raw[4:8], "little")
+    dst.write_bytes(raw[: 8 + meta_len] + records.tobytes())
+    return dst

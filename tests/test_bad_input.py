@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from ifd_core.cli import EXIT_DATA, app
+from ifd_core.cli import EXIT_DATA, EXIT_USAGE, app
 from tests.conftest import DBPY
 from tests.fixtures import dbn_factory as f
 from tests.helpers import lake_fingerprint
@@ -89,5 +89,28 @@ def test_file_with_no_records(tmp_path, data_dir, loaded):
     ingest_fails(p, data_dir, loaded, "no records")
 
 
-def test_missing_path(tmp_path, data_dir, loaded):
-    ingest_fails(tmp_path / "nope.dbn.zst", data_dir, loaded, "no such file")
+def test_missing_path_is_a_usage_error(tmp_path, data_dir, loaded):
+    res = runner.invoke(app, ["ingest", str(tmp_path / "nope.dbn.zst")])
+    assert res.exit_code == EXIT_USAGE, res.output
+    assert "no such file" in res.stderr
+    assert lake_fingerprint(data_dir) == loaded
+
+
+def test_a_file_name_of_240_characters_ingests(tmp_path, data_dir):
+    d = f.definition_file(tmp_path / "def.dbn.zst", SYMBOLS)
+    long = tmp_path / ("glbx-mdp3-20260302-" + "x" * 220 + ".mbo.dbn.zst")
+    f.mbo_file(long, f.simple_book_rows(5001), {"NQM6 C21000": 5001})
+    assert len(long.name) > 240
+    res = runner.invoke(app, ["ingest", str(d), str(long)])
+    assert res.exit_code == 0, res.output
+    raw = [p for p in (data_dir / "raw").rglob("*.mbo.dbn.zst")]
+    assert len(raw) == 1 and len(raw[0].name.encode()) <= 200 and "~" in raw[0].name
+
+
+def test_a_long_named_file_that_fails_validation_is_quarantined(tmp_path, data_dir):
+    long = tmp_path / ("z" * 230 + ".mbo.dbn.zst")  # no definitions: fails validation
+    f.mbo_file(long, f.simple_book_rows(5001), {"NQM6 C21000": 5001})
+    res = runner.invoke(app, ["ingest", str(long)])
+    assert res.exit_code == EXIT_DATA, res.output
+    (qdir,) = list((data_dir / "quarantine").iterdir())
+    assert (qdir / "reason.txt").read_text().startswith(long.name)

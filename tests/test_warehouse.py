@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -76,16 +78,18 @@ def test_a_file_replaced_under_a_query_is_read_again_not_reported(lake, monkeypa
         def close(self):
             self.con.close()
 
-    def flaky(lk, message="IO Error: No files found that match the pattern x.parquet"):
+    def flaky(lk, message="IO Error: No files found that match the pattern x.parquet", **kw):
         calls["n"] += 1
-        con = real(lk)
+        con = real(lk, **kw)
         return Vanishing(con, message) if calls["n"] <= 2 else con
 
     monkeypatch.setattr(sql_mod, "connect_read_only", flaky)
     assert query(lake, "SELECT count(*) AS n FROM mbo")["n"][0] == 0
     assert calls["n"] == 3
     calls["n"] = 0
-    monkeypatch.setattr(sql_mod, "connect_read_only", lambda lk: flaky(lk, "IO Error: disk full"))
+    monkeypatch.setattr(
+        sql_mod, "connect_read_only", lambda lk, **kw: flaky(lk, "IO Error: disk full", **kw)
+    )
     with pytest.raises(SqlError, match="disk full"):
         query(lake, "SELECT count(*) AS n FROM mbo")
     assert calls["n"] == 1
@@ -199,3 +203,21 @@ def test_open_interest_asof_never_sees_the_future(lake):
         f"SELECT count(*) AS n FROM open_interest_asof(make_timestamptz({published // 1000 + 1}))",
     )
     assert before["n"][0] == 0 and after["n"][0] == 1
+
+
+def test_a_query_reads_the_snapshot_it_started_on(lake):
+    """`ifd sql` pins the lake tables its query reaches (through views too) to one snapshot: a
+    commit during the query does not move it, the next query sees the commit."""
+    from warehouse.sql import connect_read_only
+
+    ensure_migrated(lake)
+    con = connect_read_only(lake, pin_for="SELECT count(*) FROM dq_summary")
+    first = con.execute("SELECT count(*) FROM dq_summary").fetchone()[0]
+    row = {c: None for c in TABLES["dq_results"].schema} | {
+        "date": dt.date(2026, 3, 2), "run_id": "r1", "dataset": "GLBX.MDP3",
+        "source_file": "x", "batch_success": True, "success": True,
+    }  # fmt: skip
+    lake.write("dq_results", pl.DataFrame([row], schema=TABLES["dq_results"].pl_schema), "k")
+    assert con.execute("SELECT count(*) FROM dq_summary").fetchone()[0] == first == 0
+    con.close()
+    assert query(lake, "SELECT count(*) AS n FROM dq_summary")["n"][0] == 1

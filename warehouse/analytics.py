@@ -35,6 +35,7 @@ from ifd_core.analysis.flow_engine import FlowEngine
 from ifd_core.analysis.ifd_v3 import V3Params
 from ifd_core.analysis.pressure_windows import WindowParams, pressure_measures
 from ifd_core.calendar import sessions_before
+from ifd_core.failpoints import failpoint
 from ifd_core.marketdata.frames import PRICE_UNIT, fixed_price
 from ifd_core.marketdata.record_source import FileReplaySource, RecordBatch
 from ifd_core.settings import Settings
@@ -186,7 +187,8 @@ def run_engine(
     algos: Iterable[str] = (),
     batch_records: int = 500_000,
 ) -> DayRun:
-    """One engine pass over the raw files of ``day``; writes windows, rollup and the run log."""
+    """One engine pass over the raw files of ``day``; writes windows, rollup and the run log
+    in one commit (or in the caller's open transaction)."""
     algos = tuple(algos)
     paths = raw_files_for(lake, day)
     if not paths:
@@ -195,7 +197,6 @@ def run_engine(
     windows, signals, engine, seconds = engine_pass(batches, settings, day, baselines, algos)
     key = source_key(paths)
     origin = _origin(lake, day)
-    _write_windows(lake, day, windows, key, origin)
     stats = engine.books.stats()
     run = pl.DataFrame(
         {
@@ -216,7 +217,11 @@ def run_engine(
             "source_sha": [key],
         }
     )
-    lake.replace_day("engine_runs", day, run, "-".join(["engine", *algos]))
+    # Windows, rollup and run row commit together: "up to date" is judged from all three.
+    with lake.transaction(f"engine {day}"):
+        _write_windows(lake, day, windows, key, origin)
+        lake.replace_day("engine_runs", day, run, "-".join(["engine", *algos]))
+        failpoint("detect.engine")
     return DayRun(day, windows, signals, pl.DataFrame(), engine.stats.records, seconds, [])
 
 
@@ -291,12 +296,27 @@ def ensure_windows(
     for day in days:
         paths = raw_files_for(lake, day)
         if paths:
-            if _stored_key(lake, "pressure_windows", day) != source_key(paths):
+            if not _up_to_date(lake, day, source_key(paths)):
                 run_engine(lake, day, settings)
             have.append(day)
         if progress:
             progress(day)
     return have
+
+
+def _up_to_date(lake: Lake, day: dt.date, key: str) -> bool:
+    """The day's windows, rollup and engine run were all computed from ``key``'s raw files."""
+    runs = (
+        lake.scan("engine_runs")
+        .filter((pl.col("date") == day) & (pl.col("source_sha") == key))
+        .select("windows")
+        .collect()
+    )
+    if runs.height == 0:
+        return False
+    if runs["windows"].max() == 0:
+        return True  # nothing to store: no windows, no rollup
+    return all(_stored_key(lake, t, day) == key for t in ("pressure_windows", "option_flow_daily"))
 
 
 # ---------------------------------------------------------------------- baselines
@@ -305,8 +325,10 @@ def refresh_baselines(
     day: dt.date,
     settings: Settings,
     progress: Callable[[dt.date], None] | None = None,
+    store: bool = True,
 ) -> tuple[dict[str, pl.DataFrame], list[dt.date]]:
-    """Baselines for judging ``day`` from the N sessions before it; stored in ``baselines``."""
+    """Baselines for judging ``day`` from the N sessions before it; stored in ``baselines``
+    (unless ``store`` is false: detection stores them in its own commit)."""
     _, _, bp = _engine_params(settings)
     sessions = sessions_before(day, bp.lookback_sessions)
     present = ensure_windows(lake, sessions, settings, progress)
@@ -318,7 +340,7 @@ def refresh_baselines(
     )
     keyed = add_bucket_keys(history) if history.height else history
     base = build_baselines(keyed, day, sessions, bp) if history.height else None
-    if base is not None:
+    if base is not None and store:
         _store_baselines(lake, day, base)
     return (base, present)
 
@@ -359,21 +381,27 @@ def detect_day(
     algos = tuple(algos)
     if not raw_files_for(lake, day):
         raise NoDataForDate(f"no ingested MBO data for trade date {day}")
-    base, present = refresh_baselines(lake, day, settings, progress)
-    run = run_engine(lake, day, settings, base, algos)
-    run.baseline_sessions = present
-    now = dt.datetime.now(dt.UTC)
-    origin = _origin(lake, day)
-    key = source_key(raw_files_for(lake, day))
-    for algo in algos:
-        sig = run.signals.filter(pl.col("algo") == algo).with_columns(
-            pl.lit(settings.config_version()).alias("config_version"),
-            pl.lit(now).alias("detected_at"),
-            pl.lit(origin).alias("origin"),
-            pl.lit(key).alias("source_sha"),
-        )
-        lake.replace_day("signals", day, sig.select(list(TABLES["signals"].schema)), algo)
-    run.outcomes = label_day(lake, day, run.signals, algos=algos)
+    # Earlier sessions' windows commit day by day (each a unit of its own, kept if we die);
+    # the day's baselines, windows, rollup, run row, signals and outcomes commit as one.
+    base, present = refresh_baselines(lake, day, settings, progress, store=False)
+    with lake.transaction(f"detect {day}"):
+        if base is not None:
+            _store_baselines(lake, day, base)
+        run = run_engine(lake, day, settings, base, algos)
+        run.baseline_sessions = present
+        now = dt.datetime.now(dt.UTC)
+        origin = _origin(lake, day)
+        key = source_key(raw_files_for(lake, day))
+        for algo in algos:
+            sig = run.signals.filter(pl.col("algo") == algo).with_columns(
+                pl.lit(settings.config_version()).alias("config_version"),
+                pl.lit(now).alias("detected_at"),
+                pl.lit(origin).alias("origin"),
+                pl.lit(key).alias("source_sha"),
+            )
+            lake.replace_day("signals", day, sig.select(list(TABLES["signals"].schema)), algo)
+        run.outcomes = label_day(lake, day, run.signals, algos=algos)
+        failpoint("detect.signals")
     return run
 
 

@@ -10,9 +10,9 @@ merging keys would break that. A partition is left alone while a live run may st
 (an unfinished checkpoint for that date, or a date younger than ``min_age_days``), because a
 resumed run re-writes its flush files under the same keys.
 
-The merged file is published (atomic rename) before the originals are removed: a query racing
-the swap can see a date's rows twice for an instant, never lose them. Run it when nothing reads
-(the deployment is scheduled for Saturday).
+The merged file and the removal of the originals are one lake commit (warehouse.lake): a
+reader sees the partition before or after, never both files and never neither, and a crash
+leaves the old partition in place.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from warehouse.lake import SEED_FILE, Lake
+from ifd_core.failpoints import failpoint
+from warehouse.lake import Lake
 from warehouse.tables import TABLES
 
 COMPACTABLE = (
@@ -63,14 +64,7 @@ def _busy_dates(lake: Lake) -> set[dt.date]:
 
 
 def _partitions(lake: Lake, table: str) -> list[dt.date]:
-    base = lake.table_dir(table)
-    days = []
-    for d in base.glob("date=*"):
-        try:
-            days.append(dt.date.fromisoformat(d.name.removeprefix("date=")))
-        except ValueError:
-            continue
-    return sorted(days)
+    return lake.days(table)
 
 
 def compact_lake(
@@ -94,7 +88,7 @@ def compact_lake(
         for day in _partitions(lake, table):
             if day > newest or day in busy:
                 continue
-            files = [f for f in lake.files(table, day) if f.name != SEED_FILE]
+            files = lake.files(table, day)
             if len(files) < min_files:
                 continue
             done.append(_compact(lake, table, day, files))
@@ -109,16 +103,21 @@ def _compact(lake: Lake, table: str, day: dt.date, files: list) -> Compacted:
     df = pl.read_parquet([str(f) for f in files], schema=schema, missing_columns="insert")
     digest = hashlib.sha256("\n".join(sorted(f.name for f in files)).encode()).hexdigest()[:16]
     key = f"{PREFIX}{digest}"
-    published = lake.publish(lake.stage_partitions(table, df, key))
-    back = (
-        pl.scan_parquet([str(p) for p in published]).select(pl.len()).collect().item()
-        if published
-        else 0
-    )
-    if back != df.height:  # never remove the originals unless every row is in the new file
-        raise RuntimeError(f"{table} {day}: compacted file holds {back} rows, expected {df.height}")
-    keep = set(published)
-    for f in files:
-        if f not in keep:
-            f.unlink()
+    # One commit: the merged file appears as the originals disappear, never both, never neither.
+    with lake.transaction(f"compact {table} {day}") as tx:
+        staged = tx.put(table, df, key)
+        failpoint("compaction.merged")
+        back = (
+            pl.scan_parquet([str(p) for p, _ in staged]).select(pl.len()).collect().item()
+            if staged
+            else 0
+        )
+        if back != df.height:  # never remove the originals unless every row is in the new file
+            raise RuntimeError(
+                f"{table} {day}: compacted file holds {back} rows, expected {df.height}"
+            )
+        keep = {final.name for _, final in staged}
+        for f in files:
+            if f.name not in keep:
+                tx.delete(table, f.parent.name, f.name)
     return Compacted(table, day, len(files), df.height)

@@ -18,12 +18,16 @@ HEADER = """# The IFD warehouse
 A Parquet lake plus a DuckDB catalog of views over it (see ../shared/DESIGN.md, "Warehouse").
 
 * Data root: `./data` by default, `IFD_WAREHOUSE__DATA_DIR` to move it. Inside it: `raw/` (immutable
-  DBN files, `<dataset>/<schema>/<sha16>-<name>`), `lake/<table>/date=YYYY-MM-DD/<key>.parquet`,
+  DBN files, `<dataset>/<schema>/<sha16>-<name>`), `lake/<table>/date=YYYY-MM-DD/<key>.parquet`
+  (`lake` is a symlink to the current immutable snapshot under `lake.d/`; see docs/lake.md),
   `warehouse.duckdb` (the catalog), `quarantine/` (failed batches with `reason.txt`), `staging/`
-  (files being written; never read), `incoming/` (downloads of `ifd fetch`), `reports/`.
-* Writers never open the catalog: they write under `staging/` and publish with an atomic rename.
-  A file's key is `<schema>-<sha256 of the raw file, 16 hex>`, so re-ingesting a file replaces
-  exactly its own rows. Readers (`ifd sql`, notebooks) open the catalog read-only.
+  (raw files being copied; never read), `incoming/` (downloads of `ifd fetch`), `reports/`.
+* Writers never open the catalog. A batch, a detection run or a compaction commits all its
+  tables as one new snapshot, switched in by one atomic rename: readers see all of it or none of
+  it, also when the writer is killed. Overlapping raw files are loaded as the multiset union of
+  their records (a record counts as often as in the one file holding it most), so re-ingesting
+  a file or a piece of one adds nothing. Readers (`ifd sql`, notebooks) open the catalog
+  read-only; views glob `lake/<table>/*/*.parquet`.
 * Every lake file carries all its table's columns, `date` (the CME Globex trade date: a session
   opening at 18:00 New York belongs to the next date) included. Prices are DBN fixed-point
   integers (1e-9); timestamps are integer nanoseconds since the epoch, UTC.

@@ -1,12 +1,14 @@
 """Ingestion: DBN files → validated batches → the lake, all or nothing per file.
 
-Each file is one batch. It is decoded (``ifd_core.marketdata``), turned into the frames of every
-table it feeds, validated with the dataset's Great Expectations suite, and only then published:
-the raw file is kept under ``raw/``, every partition file is renamed into place, and the data
-quality results and an ingest log row are appended. A batch that fails validation is quarantined
-whole under ``quarantine/`` with its reason and never touches the lake; a file that cannot be read
-is refused with a one-line reason. Partition files are keyed by schema and the raw file's sha256,
-so ingesting the same file again replaces exactly the same rows.
+Each file is one batch. It is decoded (``ifd_core.marketdata``, with bounded memory), turned
+into the frames of every table it feeds, and validated whole with the dataset's Great
+Expectations suite. Only the records the lake does not hold yet are added (the multiset union of
+overlapping files: a record counts as often as the one file holding it most, see
+docs/lake.md), and the batch's rows in every table, its data-quality results and its ingest log
+row commit as one lake transaction: all visible or none, even when the process is killed. A
+batch that fails validation is quarantined whole under ``quarantine/`` with its reason and never
+touches the lake; a file that cannot be read is refused with a one-line reason. Ingesting the
+same file again adds nothing and logs that it did (``rows`` 0, ``duplicates`` all).
 """
 
 from __future__ import annotations
@@ -22,14 +24,18 @@ from pathlib import Path
 
 import polars as pl
 
-from ifd_core.marketdata.dbn_files import DbnBatch, DbnFileError, read_dbn
+from ifd_core.failpoints import failpoint
+from ifd_core.marketdata.dbn_files import DbnBatch, DbnFileError, DecodeLimits, read_dbn
 from ifd_core.marketdata.frames import tables_of
-from warehouse.lake import Lake
+from ifd_core.marketdata.record_union import multiset_delta
+from warehouse.lake import Lake, LakeConflict
 from warehouse.migrations import ensure_migrated
-from warehouse.tables import ORIGINS, conform
+from warehouse.tables import ORIGINS, PROVENANCE, TABLES, conform
 
 SIM_MANIFEST = "IFD_SYNTHETIC.json"
 _ORDER = {"definition": 0, "statistics": 1}
+_CONFLICT_ATTEMPTS = 5
+_ROW = "__row"
 
 
 @dataclass
@@ -44,6 +50,7 @@ class FileResult:
     dates: list[str] = field(default_factory=list)
     dq: list[dict] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)  # rows the lake already held
     quarantine_dir: Path | None = None
 
     @property
@@ -127,20 +134,24 @@ def ingest_files(
     *,
     origin: str | None = None,
     progress: Callable[[FileResult], None] | None = None,
+    limits: DecodeLimits | None = None,
 ) -> IngestReport:
-    """Ingest files in dependency order (definitions, statistics, then market data)."""
+    """Ingest files in dependency order (definitions, statistics, then market data).
+
+    ``limits`` bound how far a file may expand in memory while it is decoded
+    (``DecodeLimits.from_settings``; the defaults of the settings when None)."""
     from expectations.runner import validate
 
     if origin is not None and origin not in ORIGINS:
         raise ValueError(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
     ensure_migrated(lake)
-    lake.clean_staging()  # files a crashed writer left behind (older than an hour)
+    lake.clean_staging()  # transactions of a dead writer are rolled back
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     known = _Known(lake)
     results = []
     for path in ingest_order(paths):
         try:
-            result = _ingest_one(path, lake, run_id, origin, known, validate)
+            result = _ingest_one(path, lake, run_id, origin, known, validate, limits)
         except Exception as exc:  # never a traceback mid-run: this file fails, the others go on
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             reason = f"{path.name}: could not be ingested ({type(exc).__name__}: {first})"
@@ -151,9 +162,11 @@ def ingest_files(
     return IngestReport(run_id, results)
 
 
-def _ingest_one(path: Path, lake: Lake, run_id: str, origin, known: _Known, validate) -> FileResult:
+def _ingest_one(
+    path: Path, lake: Lake, run_id: str, origin, known: _Known, validate, limits
+) -> FileResult:
     try:
-        batch = read_dbn(path)
+        batch = read_dbn(path, limits=limits)
         batch_origin = _origin_of(batch, origin)
     except DbnFileError as exc:
         return FileResult(path, "refused", str(exc))
@@ -172,66 +185,77 @@ def _ingest_one(path: Path, lake: Lake, run_id: str, origin, known: _Known, vali
             f"{path.name}: holds no records; nothing to ingest",
             sha256=batch.sha256,
         )
-
-    frames: dict[str, list[pl.DataFrame]] = {}
-    for schema, arr in batch.arrays.items():
-        for table, df in tables_of(schema, arr).items():
-            df = df.with_columns(
-                pl.lit(batch_origin).alias("origin"), pl.lit(batch.sha256[:16]).alias("source_sha")
-            )
-            frames.setdefault(table, []).append(conform(table, df))
-    # A live capture feeds one table from several schemas: merge them back into stream order.
-    tables = {
-        t: dfs[0]
-        if len(dfs) == 1
-        else pl.concat(dfs).sort(
-            "ts_recv" if "ts_recv" in dfs[0].columns else "ts_event", maintain_order=True
-        )
-        for t, dfs in frames.items()
-    }
-
+    per_schema = {s: _frames(s, a, batch, batch_origin) for s, a in batch.arrays.items()}
+    tables = _merge(per_schema)
     # Definitions in this very file count as known for its own records (live captures).
     ticks = known.ticks(extra=tables.get("instruments"))
-
-    # Parquet is written to staging (outside every table's glob) while GX validates: polars
-    # releases the GIL, so the two overlap on two cores; staged files are discarded on failure.
     # Keyed by the decoded records, not the file's bytes: the same data as .dbn or .dbn.zst, in
-    # DBN v1, v2 or v3, or downloaded again, replaces itself instead of loading twice.
+    # DBN v1, v2 or v3, or downloaded again, is one key.
     key = f"{(batch.schema or 'mixed')}-{batch.content_key()}"
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        staging = pool.submit(_stage_all, lake, tables, key)
+    for attempt in range(_CONFLICT_ATTEMPTS):
         try:
-            checks = _validate_all(tables, batch, ticks, run_id, path.name, validate)
-        except BaseException:
-            if staging.exception() is None:
-                lake.discard(staging.result())
-            raise
-        staged = staging.result()
-    result.dq = [row for v in checks for row in v.rows]
-    failures = [v for v in checks if not v.success]
-    if failures:
-        lake.discard(staged)
-        result.status = "quarantined"
-        result.reason = f"{path.name}: failed validation: " + "; ".join(v.reason for v in failures)
+            result = _commit_batch(
+                lake, path, batch, per_schema, tables, ticks, key, result, run_id, validate
+            )
+            if result.ok and "instruments" in tables:
+                known.add(tables["instruments"])
+            return result
+        except LakeConflict:  # a concurrent ingest changed a date this file covers: recompute
+            if attempt == _CONFLICT_ATTEMPTS - 1:
+                raise
+    raise AssertionError  # unreachable
+
+
+class _Quarantined(Exception):
+    pass
+
+
+def _commit_batch(
+    lake, path, batch, per_schema, tables, ticks, key, result, run_id, validate
+) -> FileResult:
+    """The whole file is validated; only what the lake does not hold yet (its delta, see
+    ``_delta``) is added; the rows, the data-quality results and the log row commit together."""
+    try:
+        with lake.transaction(f"ingest {path.name}") as tx:
+            # The delta is computed and staged while GX validates the whole file: polars
+            # releases the GIL, so the two overlap on two cores.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                staging = pool.submit(_stage_delta, lake, tx, batch, result.origin, per_schema, key)
+                checks = _validate_all(tables, batch, ticks, run_id, path.name, validate)
+                added = staging.result()
+            result.dq = [row for v in checks for row in v.rows]
+            failures = [v for v in checks if not v.success]
+            if failures:
+                result.status = "quarantined"
+                result.reason = f"{path.name}: failed validation: " + "; ".join(
+                    v.reason for v in failures
+                )
+                raise _Quarantined
+            failpoint("ingest.validated")
+            raw_path = _keep_raw(lake, path, batch)
+            failpoint("ingest.raw_kept")
+            result.duplicates = {t: df.height - added.get(t, 0) for t, df in tables.items()}
+            result.rows = {t: added.get(t, 0) for t in tables}
+            result.dates = sorted(
+                {str(d) for df in tables.values() for d in df["date"].unique().to_list()}
+            )
+            today = dt.datetime.now(dt.UTC).date()
+            log_key = f"{run_id}-{batch.sha256[:16]}"
+            if result.dq:
+                dq = pl.DataFrame(result.dq).with_columns(pl.lit(today).alias("date"))
+                tx.put("dq_results", dq, log_key)
+            tx.put("ingest_log", pl.DataFrame([_log_row(result, batch, run_id, raw_path)]), log_key)
+    except _Quarantined:
         result.quarantine_dir = _quarantine(lake, path, batch.sha256, result)
-        return result
-    raw_path = _keep_raw(lake, path, batch)
-    lake.publish(staged, key=key)
-    known.add(tables["instruments"]) if "instruments" in tables else None
-    result.rows = {t: df.height for t, df in tables.items()}
-    result.dates = sorted({str(d) for df in tables.values() for d in df["date"].unique().to_list()})
-    today = dt.datetime.now(dt.UTC).date()
-    if result.dq:
-        lake.write(
-            "dq_results",
-            pl.DataFrame(result.dq).with_columns(pl.lit(today).alias("date")),
-            key=f"{run_id}-{batch.sha256[:16]}",
-        )
-    log = {
-        "date": today,
+    return result
+
+
+def _log_row(result: FileResult, batch: DbnBatch, run_id: str, raw_path: Path) -> dict:
+    return {
+        "date": dt.datetime.now(dt.UTC).date(),
         "run_id": run_id,
         "ingested_at": dt.datetime.now(dt.UTC),
-        "source_file": str(path),
+        "source_file": str(result.path),
         "raw_path": str(raw_path),
         "sha256": batch.sha256,
         "dataset": batch.dataset,
@@ -240,21 +264,94 @@ def _ingest_one(path: Path, lake: Lake, run_id: str, origin, known: _Known, vali
         "status": "loaded",
         "reason": json.dumps(batch.skipped) if batch.skipped else "",
         "rows": json.dumps(result.rows),
+        "duplicates": json.dumps(result.duplicates),
         "dates": json.dumps(result.dates),
     }
-    lake.write("ingest_log", pl.DataFrame([log]), key=f"{run_id}-{batch.sha256[:16]}")
-    return result
 
 
-def _stage_all(lake: Lake, tables: dict[str, pl.DataFrame], key: str) -> list:
-    staged: list = []
-    try:
+def _frames(schema: str, arr, batch: DbnBatch, origin: str) -> dict[str, pl.DataFrame]:
+    return {
+        table: conform(
+            table,
+            df.with_columns(
+                pl.lit(origin).alias("origin"), pl.lit(batch.sha256[:16]).alias("source_sha")
+            ),
+        )
+        for table, df in tables_of(schema, arr).items()
+    }
+
+
+def _merge(per_schema: dict[str, dict[str, pl.DataFrame]]) -> dict[str, pl.DataFrame]:
+    """One frame per table; a live capture feeds one table from several schemas: merged back
+    into stream order."""
+    frames: dict[str, list[pl.DataFrame]] = {}
+    for tables in per_schema.values():
         for table, df in tables.items():
-            staged += lake.stage_partitions(table, df, key)
-    except Exception:
-        lake.discard(staged)
-        raise
-    return staged
+            frames.setdefault(table, []).append(df)
+    return {
+        t: dfs[0]
+        if len(dfs) == 1
+        else pl.concat(dfs).sort(
+            "ts_recv" if "ts_recv" in dfs[0].columns else "ts_event", maintain_order=True
+        )
+        for t, dfs in frames.items()
+    }
+
+
+# The table whose rows stand for a schema's records, one row per record (instruments: per
+# distinct definition), and the column that tells schemas apart in tables several feed.
+_PRIMARY = {"mbo": "mbo", "trades": "trades", "statistics": "statistics", "status": "status"}
+_PRIMARY_SHARED = {"tbbo": "bbo", "mbp-1": "bbo", "bbo-1s": "bbo", "bbo-1m": "bbo"}
+
+
+def _primary(schema: str) -> str:
+    if schema.startswith("ohlcv"):
+        return "ohlcv"
+    if schema == "definition":
+        return "instruments"
+    return _PRIMARY.get(schema) or _PRIMARY_SHARED[schema]
+
+
+def _stage_delta(lake: Lake, tx, batch: DbnBatch, origin: str, per_schema, key: str) -> dict:
+    """Stage the rows of this file the lake does not hold yet; returns rows added per table.
+
+    A table's rows on a date are the multiset union of the records of every file covering it
+    (record_union): the file's records are compared with the rows already in the lake for its
+    dates, and only the surplus copies are added; tables derived from a record (trades from
+    mbo, open interest from statistics) are derived from the surplus records. The partitions
+    read are recorded, so a concurrent ingest of the same dates makes the commit retry.
+    """
+    delta: dict[str, dict[str, pl.DataFrame]] = {}
+    for schema, frames in per_schema.items():
+        primary = _primary(schema)
+        rows = _surplus(lake, tx, primary, frames[primary])
+        if rows is None:  # nothing in the lake on these dates: every record is new
+            delta[schema] = frames
+        elif schema == "definition":  # one row per distinct definition, not per record
+            delta[schema] = {primary: frames[primary][rows]}
+        else:
+            delta[schema] = _frames(schema, batch.arrays[schema][rows], batch, origin)
+    merged = _merge(delta)
+    for table, df in merged.items():
+        if df.height:
+            tx.put(table, df, key)
+    return {t: merged[t].height for t in merged}
+
+
+def _surplus(lake: Lake, tx, table: str, frame: pl.DataFrame):
+    """Positions of ``frame``'s rows beyond the copies ``table`` already holds on their dates
+    (None when it holds nothing there)."""
+    days = frame["date"].unique().to_list()
+    for d in days:
+        tx.depends_on(table, d)
+    files = [str(f) for d in days for f in lake.files(table, d)]
+    if not files:
+        return None
+    on = [c for c in TABLES[table].schema if c not in PROVENANCE]
+    prior = pl.scan_parquet(files, schema=TABLES[table].pl_schema, missing_columns="insert")
+    prior = prior.select(on).collect()
+    new = multiset_delta(frame.select(on).with_row_index(_ROW), prior, on)
+    return new[_ROW].to_numpy()
 
 
 def _validate_all(tables, batch: DbnBatch, ticks, run_id: str, name: str, validate) -> list:
@@ -271,9 +368,8 @@ def _validate_all(tables, batch: DbnBatch, ticks, run_id: str, name: str, valida
 
 def _keep_raw(lake: Lake, path: Path, batch: DbnBatch) -> Path:
     """Raw files are immutable: the same content is stored once, under its hash."""
-    target = (
-        lake.raw / batch.dataset / (batch.schema or "mixed") / f"{batch.sha256[:16]}-{path.name}"
-    )
+    name = _fits(f"{batch.sha256[:16]}-{path.name}")
+    target = lake.raw / batch.dataset / (batch.schema or "mixed") / name
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = lake.staging / f"{uuid.uuid4().hex}.raw.inprogress"
@@ -283,11 +379,25 @@ def _keep_raw(lake: Lake, path: Path, batch: DbnBatch) -> Path:
     return target
 
 
+_NAME_MAX = 200  # bytes; file systems allow 255, and a prefix is added
+
+
+def _fits(name: str) -> str:
+    """``name`` shortened in its middle to fit a file system's name limit; the start (the date,
+    the dataset) and the end (the schema, the extension) stay readable."""
+    raw = name.encode()
+    if len(raw) <= _NAME_MAX:
+        return name
+    head = raw[: _NAME_MAX - 61].decode(errors="ignore")
+    tail = raw[-60:].decode(errors="ignore")
+    return f"{head}~{tail}"
+
+
 def _quarantine(lake: Lake, path: Path, sha: str, result: FileResult) -> Path:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    qdir = lake.quarantine / f"{stamp}-{sha[:16]}-{path.name}"
+    qdir = lake.quarantine / _fits(f"{stamp}-{sha[:16]}-{path.name}")
     qdir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, qdir / path.name)
+    shutil.copyfile(path, qdir / _fits(path.name))
     (qdir / "reason.txt").write_text(result.reason + "\n")
     (qdir / "dq_results.json").write_text(json.dumps(result.dq, default=str, indent=1))
     return qdir

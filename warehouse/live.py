@@ -159,6 +159,9 @@ class LiveSummary:
     resumed_from: int = 0  # records replayed from the capture after a restart
     late_records: int = 0  # records of a date that arrived after it was finished (counted)
     decision_latency_ns: list[int] = field(default_factory=list)
+    # The emergency stop's reason when it was on as the run started, resumed, reconnected or
+    # ended (every new entry refused meanwhile); None when it was not.
+    halted: str | None = None
 
 
 def session_bounds(day: dt.date) -> tuple[int, int]:
@@ -337,7 +340,10 @@ class LiveRunner:
         self._connect_broker()
         params = live_params(self.settings, self.options.host, self.options.port)
         summary = LiveSummary(run_id="")
+        when = "resumes" if self._resumes() else "starts"
         while True:
+            self._warn_if_halted(summary, when)
+            when = "reconnects"
             ended = self._stream(params, summary)
             summary.ended = ended
             if self._stop.is_set() or self.options.day is not None:
@@ -350,7 +356,29 @@ class LiveRunner:
             if self._stop.wait(RECONNECT_AFTER_END_S):
                 break
         summary.stopped = self._stop.is_set()
+        self._warn_if_halted(summary, "ends")
         return summary
+
+    def _resumes(self) -> bool:
+        """Whether this run resumes an unfinished checkpointed date."""
+        day = self.options.day or _unfinished_day(self.live_dir)
+        try:
+            ckpt = json.loads((self.live_dir / f"checkpoint-{day}.json").read_text())
+            return day is not None and not ckpt.get("finalized")
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def _warn_if_halted(self, summary: LiveSummary, when: str) -> None:
+        """A run that starts, resumes, reconnects or ends under the emergency stop says so."""
+        from ifd_core.trading.halt import EmergencyStop
+
+        why = EmergencyStop(self.settings.data_dir).reason()
+        if why is None:
+            return
+        summary.halted = summary.halted or why
+        msg = f"live run {when} while the emergency stop is on: new entries are refused ({why})"
+        log.warning(msg)
+        self.progress("WARNING: " + msg)
 
     def _connect_broker(self) -> None:
         """Before the first record: a broker that cannot be reached, or a live account without
@@ -823,30 +851,36 @@ class _DayState:
         return True
 
     def _write(self, windows, signals, latency, mbo, gaps, incidents, key: str):
-        """Every table of one flush under ``key``; returns the counts to add once all landed."""
+        """Every table of one flush under ``key``, in one lake commit (all or nothing); returns
+        the counts to add once all landed."""
+        with self.lake.transaction(f"live flush {key}"):
+            return self._write_tables(windows, signals, latency, mbo, gaps, incidents, key)
+
+    def _write_tables(self, windows, signals, latency, mbo, gaps, incidents, key: str):
         lake, day = self.lake, self.day
+        bucket = _bucket()
         n_windows = n_incomplete = n_signals = 0
         if windows:
             w = pl.concat(windows, how="diagonal_relaxed").filter(pl.col("date") == day)
             w = _mark_incomplete(w, self.all_gaps)
             n_windows, n_incomplete = w.height, int((~w["complete"]).sum())
-            lake.write(
-                "pressure_windows", window_rows(w, f"{LIVE_KEY}{self.run_id}", self.origin), key
-            )
+            rows = window_rows(w, f"{LIVE_KEY}{self.run_id}", self.origin)
+            lake.write("pressure_windows", rows, key, bucket)
         if signals:
             s = self._signal_rows(pl.concat(signals).filter(pl.col("date") == day))
             n_signals = s.height
-            lake.write("signals", s, key)
+            lake.write("signals", s, key, bucket)
         if latency:
             lat = pl.DataFrame(latency).with_columns(pl.lit(day).alias("date"))
-            lake.write("signal_latency", lat.select(list(TABLES["signal_latency"].schema)), key)
+            lat = lat.select(list(TABLES["signal_latency"].schema))
+            lake.write("signal_latency", lat, key, bucket)
         incidents = list(incidents)
         if mbo and self.runner.options.validate:
             incidents += self._validate(np.concatenate(mbo), key)
         if gaps:
-            lake.write("gaps", _gap_rows(gaps, self.run_id, day, self.origin), key)
+            lake.write("gaps", _gap_rows(gaps, self.run_id, day, self.origin), key, bucket)
         if incidents:
-            lake.write("incidents", _incident_rows(incidents, self.run_id, day), key)
+            lake.write("incidents", _incident_rows(incidents, self.run_id, day), key, bucket)
         if self.desk is not None:  # the ledger so far (a snapshot under this process's key)
             self.desk.origin = self.origin
             try:
@@ -883,6 +917,7 @@ class _DayState:
             "dq_results",
             pl.DataFrame(v.rows).with_columns(pl.lit(self.day).alias("date")),
             key,
+            _bucket(),
         )
         if v.success:
             return []
@@ -920,19 +955,22 @@ class _DayState:
                 "run the same command again once the warehouse is writable"
             )
         lake, day = self.lake, self.day
-        raw = raw_files_for(lake, day)
-        if not raw:
-            from warehouse.ingest import ingest_files
+        from ifd_core.marketdata.dbn_files import DecodeLimits
+        from warehouse.ingest import ingest_files
 
-            target = capture.compress(
-                capture.path.with_name(f"glbx-mdp3-{day:%Y%m%d}.live-{self.run_id}.dbn.zst")
-            )
-            report = ingest_files([target], lake, origin=self.origin)
-            self.result.ingested = "; ".join(f.reason or f.status for f in report.files)
-            if not report.ok:  # said plainly: the day's signals stand, the raw data did not load
-                self.runner.progress(f"{day}: the capture was not ingested: {self.result.ingested}")
-            raw = raw_files_for(lake, day)
-        self._consolidate(raw)
+        # Always: ingestion adds only the records the lake lacks (a Historical download of
+        # the same day loaded earlier holds most of them; re-running this adds nothing).
+        target = capture.compress(
+            capture.path.with_name(f"glbx-mdp3-{day:%Y%m%d}.live-{self.run_id}.dbn.zst")
+        )
+        limits = DecodeLimits.from_settings(self.settings)
+        report = ingest_files([target], lake, origin=self.origin, limits=limits)
+        self.result.ingested = "; ".join(f.reason or f.status for f in report.files)
+        if not report.ok:  # said plainly: the day's signals stand, the raw data did not load
+            self.runner.progress(f"{day}: the capture was not ingested: {self.result.ingested}")
+        raw = raw_files_for(lake, day)
+        with lake.transaction(f"live consolidate {day}"):
+            self._consolidate(raw)
         guard = self.runner.guard
         if self.desk is not None:  # traded in real time; now with the day's labels
             self.desk.write()
@@ -987,10 +1025,12 @@ class _DayState:
         algos = self.runner.options.algos
         for algo in algos:
             lake.replace_day("signals", day, s.filter(pl.col("algo") == algo), algo)
-        for table in ("pressure_windows", "signals"):
-            for f in lake.files(table, day):
-                if f.name.startswith(LIVE_KEY):
-                    f.unlink()
+        lake.remove(
+            f
+            for table in ("pressure_windows", "signals")
+            for f in lake.files(table, day)
+            if f.name.startswith(LIVE_KEY)
+        )
         stats = self.engine.books.stats()
         run = pl.DataFrame(
             {
@@ -1017,6 +1057,12 @@ class _DayState:
 
 
 # ---------------------------------------------------------------------- helpers
+def _bucket() -> str:
+    """The lake bucket of a live flush: one per UTC hour, so a commit every few seconds links
+    at most an hour's files (warehouse.lake ``Lake.write``)."""
+    return f"live-h{dt.datetime.now(dt.UTC):%H}"
+
+
 def _latency_rows(batch, signals: pl.DataFrame, local_recv_ns: int, emit_ns: int, state):
     rec = batch.records
     ts_event = rec["ts_event"].astype(np.int64)

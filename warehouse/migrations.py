@@ -16,7 +16,7 @@ from collections.abc import Callable
 import duckdb
 
 from warehouse.cost_views import create_cost_views
-from warehouse.lake import SEED_FILE, Lake
+from warehouse.lake import Lake
 from warehouse.tables import TABLES
 
 Migration = Callable[[duckdb.DuckDBPyConnection, Lake], None]
@@ -33,11 +33,29 @@ def _view_sql(lake: Lake, table: str) -> str:
 def _tables_and_views(tables: list[str]) -> Migration:
     def apply(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         for t in tables:
-            if not (lake.table_dir(t) / SEED_FILE).exists():
-                lake.write_seed(t)
             con.execute(_view_sql(lake, t))
 
     return apply
+
+
+def _seed_all(lake: Lake) -> None:
+    """Every table gets a zero-row file of its current schema (so its view binds before any data
+    lands and knows columns added since), all in one lake commit before the views are made."""
+    import polars as pl
+
+    with lake.transaction("seed tables"):
+        for t, table in TABLES.items():
+            seed = lake.seed_file(t)
+            if not seed.exists() or dict(pl.read_parquet_schema(seed)) != dict(table.pl_schema):
+                lake.write_seed(t)
+
+
+def _snapshot_views(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """Views read ``lake/<table>/*/*.parquet``: one partition level, through the snapshot links."""
+    for t in TABLES:
+        if t != "trades":  # `trades` is the one-source view over trades_all
+            con.execute(_view_sql(lake, t))
+    _trades_one_source(con, lake)
 
 
 def _point_in_time_macros(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
@@ -130,7 +148,6 @@ IB_TABLES = ["underlying_ticks"]
 
 def _ib_prices(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     """IB's underlying ticks; outcomes say which prices labelled them (seed rewritten)."""
-    lake.write_seed("signal_outcomes")
     _tables_and_views(["signal_outcomes", *IB_TABLES])(con, lake)
     _signals_with_outcomes(con, ", o.price_source")
 
@@ -157,7 +174,6 @@ def _ops(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
 
 def _live(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     """The live path's tables; the windows' seed file is rewritten for its new column."""
-    lake.write_seed("pressure_windows")
     _tables_and_views(["pressure_windows", *LIVE_TABLES])(con, lake)
 
 
@@ -181,6 +197,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (7, "ops: rollout_events (+ rollout_state), alerts (+ alerts_open)", _ops),
     (8, "cost views: cost_daily, cost_monthly, cost_per_signal", create_cost_views),
     (9, "underlying_ticks from IB; signal_outcomes carry price_source", _ib_prices),
+    (10, "lake snapshots: views read lake/<table>/*/*.parquet", _snapshot_views),
 ]
 LATEST = MIGRATIONS[-1][0]
 
@@ -228,8 +245,12 @@ def current_state(lake: Lake) -> tuple[int, str | None]:
 
 
 def ensure_migrated(lake: Lake, timeout_s: float = 30.0) -> list[int]:
-    """Apply every pending migration; returns the versions applied (empty when up to date)."""
+    """Apply every pending migration; returns the versions applied (empty when up to date).
+
+    First, what a killed writer left is rolled back (``Lake.recover``): every command that
+    writes comes through here, so the next command repairs the lake."""
     lake.ensure_dirs()
+    lake.recover()
     deadline = time.monotonic() + timeout_s
     version, root = current_state(lake)
     while version == -1:  # another process is migrating right now: wait for it, don't race it
@@ -253,6 +274,7 @@ def ensure_migrated(lake: Lake, timeout_s: float = 30.0) -> list[int]:
         )
         version, root = _state(con)
         relocated = root is not None and root != str(lake.root)
+        _seed_all(lake)
         applied = []
         for v, name, fn in MIGRATIONS:
             if v > version or relocated:

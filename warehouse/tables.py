@@ -383,7 +383,8 @@ TABLES: dict[str, Table] = {
         _t(
             "ingest_log",
             "one raw file handled by one ingest run",
-            "What every ingest did with every file: loaded (rows per table), or why not.",
+            "What every ingest did with every file: loaded (rows added per table, and "
+            "`duplicates`: rows the lake already held from overlapping files), or why not.",
             {
                 "run_id": S,
                 "ingested_at": pl.Datetime("us", "UTC"),
@@ -396,6 +397,7 @@ TABLES: dict[str, Table] = {
                 "status": S,
                 "reason": S,
                 "rows": S,
+                "duplicates": S,
                 "dates": S,
             },
             provenance=False,

@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from ifd_core.marketdata.dbn_files import read_dbn
+from ifd_core.marketdata.record_union import union_records
 
 # Lower runs first on equal ts_recv.
 SCHEMA_PRIORITY = {"definition": 0, "statistics": 1, "status": 2}
@@ -41,7 +42,8 @@ class RecordSource(Protocol):
 
 
 class FileReplaySource:
-    """Replays DBN files as one merged, ts_recv-ordered stream of batches."""
+    """Replays DBN files as one merged, ts_recv-ordered stream of batches; a record that
+    several files hold is replayed as often as in the one that holds it most (never twice)."""
 
     def __init__(
         self, paths: list[Path | str], batch_records: int = 100_000, origin: str = "replay"
@@ -53,10 +55,20 @@ class FileReplaySource:
         self.origin = origin
 
     def batches(self) -> Iterator[RecordBatch]:
-        arrays: list[tuple[str, np.ndarray]] = []
+        by_schema: dict[str, list[np.ndarray]] = {}
         for path in self.paths:
             batch = read_dbn(path)
-            arrays += [(schema, arr) for schema, arr in batch.arrays.items() if len(arr)]
+            for schema, arr in batch.arrays.items():
+                if len(arr):
+                    by_schema.setdefault(schema, []).append(arr)
+        # Files that overlap (two pulls, a capture and a download) hold some records twice:
+        # replay their multiset union, as the lake holds it (record_union).
+        arrays: list[tuple[str, np.ndarray]] = [
+            (schema, arr)
+            for schema, arrs in by_schema.items()
+            for arr in union_records(arrs)
+            if len(arr)
+        ]
         if not arrays:
             return
         ts = np.concatenate(
