@@ -196,7 +196,10 @@ def ingest(
 
     if origin is not None and origin not in ORIGINS:
         raise _fail(f"--origin must be one of {', '.join(ORIGINS)}", EXIT_USAGE)
-    files = _expand(paths)
+    files, skipped = _expand(paths)
+    if not as_json:  # with --json the list is in the report, and stdout+stderr stay parseable
+        for s in skipped:
+            err.print(f"skipped (not a DBN file): {s}", highlight=False, soft_wrap=True)
     lake = _lake()
     try:
         report = _run_ingest(files, lake, origin)
@@ -205,7 +208,8 @@ def ingest(
     except ValueError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
     if as_json:
-        typer.echo(json.dumps(_report_json(report), indent=1, default=str))
+        doc = _report_json(report) | {"skipped_files": [str(s) for s in skipped]}
+        typer.echo(json.dumps(doc, indent=1, default=str))
     else:
         _print_ingest(report)
     if not report.ok:
@@ -215,24 +219,55 @@ def ingest(
         raise typer.Exit(EXIT_DATA)
 
 
-def _expand(paths: list[Path]) -> list[Path]:
+def _expand(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """The DBN files to ingest, and what else the folders among ``paths`` hold (skipped).
+
+    A path that does not exist is a usage error. A file named on the command line is always
+    tried (what it is gets named when it is refused: a FIFO, a symlink loop…); in a folder,
+    every entry that is neither a .dbn/.dbn.zst nor a folder walked into is listed as skipped.
+    """
+    import os
+
+    def missing(p: Path) -> bool:
+        try:
+            os.lstat(p)  # a broken symlink or a loop exists: read_dbn names it
+        except (FileNotFoundError, NotADirectoryError):
+            return True
+        except OSError:
+            return False
+        return False
+
+    gone = [str(p) for p in paths if missing(p)]
+    if gone:
+        raise _fail(f"no such file or directory: {', '.join(gone)}", EXIT_USAGE)
     files: list[Path] = []
+    skipped: list[Path] = []
     for p in paths:
-        if p.is_dir():
-            files += sorted(x for x in p.rglob("*") if x.name.endswith((".dbn", ".dbn.zst")))
+        if os.path.isdir(p):  # False, not an error, where permission is denied: read_dbn says so
+            for x in sorted(p.rglob("*")):
+                if x.name.endswith((".dbn", ".dbn.zst")):
+                    files.append(x)
+                elif not (x.is_dir() and not x.is_symlink()):  # rglob walks real folders only
+                    skipped.append(x)
         else:
             files.append(p)
     if not files:
+        for s in skipped:
+            err.print(f"skipped (not a DBN file): {s}", highlight=False, soft_wrap=True)
         raise _fail("no DBN files found in the given paths", EXIT_USAGE)
-    return files
+    return files, skipped
 
 
 def _run_ingest(files: list[Path], lake, origin: str | None):
+    from ifd_core.marketdata.dbn_files import DecodeLimits
     from warehouse.ingest import ingest_files
 
+    limits = DecodeLimits.from_settings(_settings(None))
     with _progress() as prog:
         task = prog.add_task("ingesting", total=len(files))
-        return ingest_files(files, lake, origin=origin, progress=lambda r: prog.advance(task))
+        return ingest_files(
+            files, lake, origin=origin, progress=lambda r: prog.advance(task), limits=limits
+        )
 
 
 def _report_json(report) -> dict:
@@ -279,35 +314,111 @@ def _print_ingest(report) -> None:
 
 
 # --------------------------------------------------------------------------- sql
-@app.command()
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what shells report for a command stopped by Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away (`| head`)
+
+
+# ignore_unknown_options: a query that starts with a "-- comment" is the argument, not an option.
+@app.command(context_settings={"ignore_unknown_options": True})
 def sql(
     query: Annotated[
-        str, typer.Argument(help="A read-only query (SELECT, EXPLAIN) over the catalog.")
+        str,
+        typer.Argument(
+            help="One read-only statement (SELECT, EXPLAIN) over the catalog; it may start "
+            "with a -- comment."
+        ),
     ],
-    csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
+    csv: Annotated[
+        bool,
+        typer.Option(
+            "--csv",
+            help="Print CSV: nested values (lists, structs, maps) as JSON text, BLOB as "
+            "lowercase hex.",
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print a JSON array of records: numbers exact (DECIMAL, HUGEINT too), timestamps, "
+            "intervals, UUIDs and NaN/inf as strings, BLOB as a lowercase hex string.",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            help="Interrupt the query after SECONDS and exit 4 (as for a busy warehouse: "
+            "retry later or allow more time). Default: no limit (Ctrl-C stops it, exit 130).",
+        ),
+    ] = None,
 ) -> None:
     """Run read-only SQL against the warehouse catalog (views over the lake).
 
     Safe while flows ingest: the catalog is opened read-only and writers only add files.
     Tables: mbo, trades, instruments, statistics, open_interest, settlements, bbo, ohlcv,
     status, dq_results, dq_summary, ingest_log, cost_ledger; macros instruments_asof(d) and
-    open_interest_asof(d).
+    open_interest_asof(d). Files are readable only under the data root and the directories in
+    warehouse.sql_allowed_directories; URLs (http://, s3://) and extensions are refused.
+    Table output shows values as DuckDB writes them (nested ones as JSON, BLOB as hex).
     """
-    from warehouse.migrations import CatalogBusy
-    from warehouse.sql import SqlError
-    from warehouse.sql import query as run_query
-
-    if csv and as_json:
-        raise _fail("choose one of --csv and --json", EXIT_USAGE)
     try:
-        df = run_query(_lake(), query)
+        _sql(query, "csv" if csv else "json" if as_json else "table", csv and as_json, timeout)
+    except KeyboardInterrupt:
+        raise _fail("interrupted (Ctrl-C); the query was stopped", EXIT_INTERRUPTED) from None
+    except BrokenPipeError:
+        import contextlib
+        import os
+
+        with contextlib.suppress(OSError, ValueError):  # no second error when Python flushes
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(EXIT_BROKEN_PIPE) from None
+
+
+def _sql(query: str, fmt: str, both: bool, timeout: float | None) -> None:
+    from warehouse.lake import Lake
+    from warehouse.migrations import CatalogBusy
+    from warehouse.sql import SqlError, SqlTimeout, json_document, query_text
+
+    if both:
+        raise _fail("choose one of --csv and --json", EXIT_USAGE)
+    if timeout is not None and not timeout > 0:
+        raise _fail(f"--timeout must be a positive number of seconds, got {timeout:g}", EXIT_USAGE)
+    settings = _settings()
+    try:
+        df = query_text(
+            Lake(settings.data_dir),
+            query,
+            as_json=fmt == "json",
+            timeout_s=timeout,
+            allowed_directories=settings.warehouse.sql_allowed_directories,
+        )
+    except SqlTimeout as exc:
+        raise _fail(_esc(f"{exc}; allow more with --timeout SECONDS"), EXIT_BUSY) from None
     except SqlError as exc:
         code = EXIT_BUSY if str(exc).startswith("catalog busy") else EXIT_USAGE
-        raise _fail(str(exc), code) from None
+        raise _fail(_esc(str(exc)), code) from None
     except CatalogBusy as exc:
-        raise _fail(str(exc), EXIT_BUSY) from None
-    print_frame(df, "csv" if csv else "json" if as_json else "table")
+        raise _fail(_esc(str(exc)), EXIT_BUSY) from None
+    if fmt == "json":
+        sys.stdout.write(json_document(df))
+    elif fmt == "csv":
+        sys.stdout.write(df.write_csv())
+    else:
+        _print_text_table(df)
+
+
+def _print_text_table(df) -> None:
+    """A table of strings, printed as they are (never read as rich markup)."""
+    from rich.text import Text
+
+    table = Table(show_lines=False)
+    for c in df.columns:
+        table.add_column(Text(c), overflow="fold")
+    for row in df.iter_rows():
+        table.add_row(*(Text("" if v is None else v) for v in row))
+    out.print(table)
 
 
 # --------------------------------------------------------------------------- fetch
@@ -771,6 +882,7 @@ def _print_live(summary, as_json: bool) -> None:
         ],  # fmt: skip
         "incidents": summary.incidents,
         "late_records": summary.late_records,
+        "halted": summary.halted,
         "decision_latency_ms": {
             "signals": len(lat),
             "p50": float(np.percentile(lat, 50)) if len(lat) else None,
@@ -780,6 +892,9 @@ def _print_live(summary, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(doc, indent=1))
         return
+    if summary.halted:
+        out.print(f"EMERGENCY STOP was on during this run: new entries refused ({summary.halted})",
+                  highlight=False, markup=False, soft_wrap=True)  # fmt: skip
     for d in doc["days"]:
         state = "finalized" if d["finalized"] else "checkpointed (resume with the same command)"
         cost = "" if d["live_cost_usd"] is None else f", live usage ${d['live_cost_usd']:,.2f}"
@@ -815,22 +930,66 @@ def halt(
 
     Persisted under the data root, so running backtests, paper sessions, the live flow and the
     IB adapter see it at their next order. Exits (stops, targets, session-end flatten) still run.
+    Works whatever data/control/halt.json holds: an unreadable file is kept aside next to it.
     """
+    if not reason.strip():
+        raise _fail("--reason must not be empty: say why trading stops", EXIT_USAGE)
     from ifd_core.trading.halt import EmergencyStop
 
-    EmergencyStop(_settings(profile).data_dir).halt(reason)
-    out.print(f"[bold red]HALTED[/]: {reason}. New orders are refused until `ifd resume`.")
+    stop = EmergencyStop(_settings(profile).data_dir)
+    try:
+        change = stop.halt(reason, by="cli")
+    except OSError as exc:
+        raise _stop_write_failed(stop, "record the halt", exc) from None
+    _said_kept_aside(stop, change)
+    out.print(f"[bold red]HALTED[/]: {_esc(reason.strip())}. New orders are refused until "
+              "`ifd resume`.", highlight=False, soft_wrap=True)  # fmt: skip
 
 
 @app.command()
 def resume(profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None) -> None:
-    """Lift the emergency stop."""
+    """Lift the emergency stop.
+
+    An unreadable data/control/halt.json (which every reader treats as halted) is kept aside
+    next to it and replaced by a not-halted state whose history records it.
+    """
     from ifd_core.trading.halt import EmergencyStop
 
-    if EmergencyStop(_settings(profile).data_dir).resume():
+    stop = EmergencyStop(_settings(profile).data_dir)
+    try:
+        change = stop.resume(by="cli")
+    except OSError as exc:
+        raise _stop_write_failed(stop, "lift the halt", exc) from None
+    _said_kept_aside(stop, change)
+    if change:
         out.print("trading resumed: new orders are allowed again")
     else:
         out.print("trading was not halted")
+
+
+def _esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _said_kept_aside(stop, change) -> None:
+    if change.kept_as is not None:
+        out.print(
+            f"the emergency-stop file {stop.path} was unreadable ({change.unreadable}); kept as "
+            f"{change.kept_as} for inspection",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+def _stop_write_failed(stop, what: str, exc: OSError) -> typer.Exit:
+    st = stop.state()
+    now = "trading is treated as HALTED" if st.halted else "trading is NOT halted"
+    why = _esc(st.reason or "no halt recorded")
+    where = _esc(str(stop.path))
+    return _fail(f"could not {what} in {where}: {_esc(str(exc))}; {now} ({why})", EXIT_DATA)
 
 
 def _metrics_for(result):
@@ -881,6 +1040,7 @@ def backtest(
     the lake (orders, fills, positions, pnl_daily with mode=backtest) and an HTML report to
     data/reports/.
     """
+    from ifd_core.trading.halt import EmergencyStop
     from warehouse.backtest import run_backtest
     from warehouse.lake import Lake
     from warehouse.reports import write_backtest_report
@@ -888,6 +1048,8 @@ def backtest(
     settings = _settings(profile)
     lake = Lake(settings.data_dir)
     s, e = _parse_date(start), _parse_date(end)
+    stop = EmergencyStop(settings.data_dir)
+    halted_at_start = stop.state()
     try:
         result = run_backtest(
             lake, settings, s, e, _algos(algo), walk_forward=walk_forward,
@@ -895,6 +1057,7 @@ def backtest(
         )  # fmt: skip
     except ValueError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
+    halt_doc = _backtest_halt(halted_at_start, stop.state(), result.orders)
     metrics = _metrics_for(result)
     report = write_backtest_report(settings.data_dir, result, metrics)
     doc = {
@@ -907,10 +1070,13 @@ def backtest(
         "monte_carlo": result.monte_carlo,
         "walk_forward": result.walk_forward,
         "report": str(report),
+        "emergency_stop": halt_doc,
     }
     if as_json:
         typer.echo(json.dumps(doc, indent=1, default=str))
         return
+    if halt_doc["active"]:
+        out.print(halt_doc["line"], highlight=False, markup=False, soft_wrap=True)
     label = " (SYNTHETIC data: not evidence about real markets)" if result.synthetic else ""
     out.print(f"[bold]Backtest {result.run_id}[/]{label}: {len(result.days)} days, "
               f"{result.records:,} records in {result.seconds:.1f} s", highlight=False)  # fmt: skip
@@ -923,6 +1089,39 @@ def backtest(
             highlight=False,
         )
     out.print(f"report: {report}", highlight=False)
+    if halt_doc["active"]:
+        out.print(halt_doc["line"], highlight=False, markup=False, soft_wrap=True)
+
+
+def _backtest_halt(start, end, orders) -> dict:
+    """The emergency stop as a backtest saw it: before and after the run, and the entries it
+    refused (a halted backtest is not what the strategy would have done)."""
+    import polars as pl
+
+    refused = 0
+    if {"purpose", "status", "reason"} <= set(orders.columns):
+        refused = orders.filter(
+            (pl.col("purpose") == "entry")
+            & (pl.col("status") == "rejected")
+            & pl.col("reason").str.starts_with("emergency stop:")
+        ).height
+    active = start.halted or end.halted or refused > 0
+    reason = end.reason if end.halted else start.reason
+    unreadable = end.unreadable or start.unreadable
+    line = (
+        f"EMERGENCY STOP ACTIVE during this backtest: {refused} entries refused ({reason}); "
+        "the results are not what the strategy would have done"
+        + ("" if unreadable else "; `ifd resume` lifts it")
+    )
+    return {
+        "active": active,
+        "halted_at_start": start.halted,
+        "halted_at_end": end.halted,
+        "reason": reason,
+        "unreadable": unreadable,
+        "entries_refused": refused,
+        "line": line if active else None,
+    }
 
 
 @app.command()
@@ -1193,7 +1392,36 @@ def status(
     colour = {"ok": "green", "warning": "yellow", "critical": "red", "unknown": "dim"}
     for c in doc["components"]:
         out.print(f"[{colour[c['health']]}]{c['health']:<8}[/] [bold]{c['name']:<22}[/] "
-                  f"{c['detail']}", highlight=False)  # fmt: skip
+                  f"{_esc(c['detail'])}", highlight=False, soft_wrap=True)  # fmt: skip
+
+
+@app.command()
+def repair(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+) -> None:
+    """Finish what a killed writer left: roll back its uncommitted lake transactions.
+
+    Every writing command does this first on its own; run it to see what was rolled back. A
+    transaction is dead when the lock its writer holds is free (the writer is gone); a live
+    one on another machine of a shared lake is left alone. Nothing committed is ever undone.
+    """
+    from warehouse.lake import Lake
+
+    lake = Lake(_settings(None).data_dir)
+    before = lake.snapshot_id()
+    rolled = lake.recover()
+    doc = {"snapshot": before, "rolled_back": rolled}
+    if as_json:
+        typer.echo(json.dumps(doc, indent=1))
+        return
+    for r in rolled:
+        who = f"pid {r.get('pid', '?')} on {r.get('host', '?')}"
+        line = f"rolled back: {r.get('unit')} (started {r.get('started', '?')} by {who})"
+        out.print(line, highlight=False, markup=False)
+    out.print(
+        f"lake at snapshot {before}: {len(rolled)} unfinished unit(s) rolled back",
+        highlight=False,
+    )
 
 
 # --------------------------------------------------------------------------- broker

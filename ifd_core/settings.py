@@ -47,6 +47,24 @@ class DatabentoSettings(_Group):
 
 class WarehouseSettings(_Group):
     data_dir: Path = Field(default=Path("data"), validate_default=True)
+    max_decompressed_bytes: int = Field(
+        default=16 * 1024**3,
+        gt=0,
+        description="A DBN file whose decompressed content exceeds this many bytes is refused "
+        "while it streams, before it can exhaust memory (a 5 M-record MBO day is ~0.3 GB).",
+    )
+    max_compression_ratio: float = Field(
+        default=100.0,
+        gt=1.0,
+        description="A .dbn.zst that expands to more than this many times its size is refused "
+        "(a decompression bomb); checked once 64 MiB have been decompressed. Real DBN files "
+        "compress 3-30x.",
+    )
+    sql_allowed_directories: list[Path] = Field(
+        default_factory=list,
+        description="Directories `ifd sql` may read besides the data root (DuckDB's "
+        "allowed_directories; external access is otherwise off).",
+    )
 
     @field_validator("data_dir")
     @classmethod
