@@ -118,3 +118,22 @@ def test_union_and_delta_count_copies():
     new = pl.DataFrame({"k": [1, 1, 1, 2, None], "v": ["a", "a", "a", "b", None]})
     old = pl.DataFrame({"k": [1, 2, None, 3], "v": ["a", "b", None, "c"]})
     assert multiset_delta(new, old, ["k", "v"]).rows() == [(1, "a"), (1, "a")]
+
+
+def test_a_lake_of_the_older_layout_is_adopted_whole(loaded, tmp_path):
+    """A data root copied with its links followed (or written before snapshots) has a real
+    `lake/` folder: the first use turns it into snapshot 0 without losing a row."""
+    import os
+    import shutil
+
+    from warehouse.lake import Lake
+
+    assert ingest_files([MBO], loaded).ok
+    before = counts(loaded)
+    copy = tmp_path / "copy"
+    shutil.copytree(loaded.root, copy, symlinks=False)  # follows every link: real folders
+    assert (copy / "lake").is_dir() and not (copy / "lake").is_symlink()
+    moved = Lake(copy)
+    assert counts(moved) == before
+    assert os.path.islink(copy / "lake") and moved.snapshot_id() == 0
+    assert ingest_files([MBO], moved).files[0].rows == {"mbo": 0, "trades": 0}

@@ -311,12 +311,14 @@ def _best_conf(rows: pl.DataFrame, days: list[dt.date]) -> float:
 
 
 def _write(lake: Lake, r: BacktestResult) -> None:
-    """The run's ledger and daily P&L into the lake, one file per date and table."""
-    for t, df in (("orders", r.orders), ("fills", r.fills), ("positions", r.positions)):
-        if df.height:
-            lake.write(t, df.select(list(TABLES[t].schema)), r.run_id)
-    cols = list(TABLES["pnl_daily"].schema)
-    lake.write("pnl_daily", r.daily.select(cols), r.run_id)
+    """The run's ledger and daily P&L into the lake, one file per date and table, in one
+    commit: a run's orders never show without its fills and P&L."""
+    with lake.transaction(f"backtest {r.run_id}"):
+        for t, df in (("orders", r.orders), ("fills", r.fills), ("positions", r.positions)):
+            if df.height:
+                lake.write(t, df.select(list(TABLES[t].schema)), r.run_id)
+        cols = list(TABLES["pnl_daily"].schema)
+        lake.write("pnl_daily", r.daily.select(cols), r.run_id)
 
 
 def metrics_of(result: BacktestResult) -> pl.DataFrame:
