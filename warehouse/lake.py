@@ -185,12 +185,9 @@ class Lake:
         """The current snapshot's folder (a stable path: pinned for as long as it is used)."""
         try:
             target = os.readlink(self.lake)
-        except FileNotFoundError:
+        except OSError:  # none yet, or a real folder: the layout before snapshots
             self._initialise()
-            return self._snap_dir()
-        except OSError:  # a real folder: the layout before snapshots
-            self._initialise()
-            return self._snap_dir()
+            target = os.readlink(self.lake)
         return self.root / target
 
     def snapshot_dir(self) -> Path:
