@@ -347,11 +347,6 @@ class Lake:
                     tx.retire_key(table, key)
         return [final for _, final in pairs]
 
-    @staticmethod
-    def discard(pairs: Iterable[tuple[Path, Path]]) -> None:
-        for staged, _ in pairs:
-            Path(staged).unlink(missing_ok=True)
-
     def write(
         self, table: str, df: pl.DataFrame, key: str, bucket: str | None = None
     ) -> list[Path]:
