@@ -600,8 +600,9 @@ class Lake:
             if older >= current or older in ids[-KEEP_SNAPSHOTS:]:
                 continue
             superseded = _commit_time(snapdir / str(newer))
-            if now - superseded > RETENTION_S:
-                drop.append(older)
+            if now - superseded <= RETENTION_S:
+                break  # commits are in time order: every later snapshot is younger still
+            drop.append(older)
         beyond = [i for i in ids if i > current]  # built by a writer killed before its switch
         if not (drop or beyond or stale_tmp or force):
             return
