@@ -78,5 +78,14 @@ def test_every_signal_has_one_class():
 
 
 def test_wrong_expiration_or_strike_does_not_find_the_flow():
-    ev = run(sig(1, 21000.0, "C", "BUY", 0, exp="2026-04-03"), sig(1, 21025.0, "C", "BUY", 0))
+    ev = run(sig(9, 21000.0, "C", "BUY", 0, exp="2026-04-03"), sig(2, 21025.0, "C", "BUY", 0))
     assert ev.found == 0 and ev.missed and ev.strays == 2
+
+
+def test_a_signal_on_any_strike_of_a_sweep_finds_it():
+    sweep = {**FLOW, "instrument_ids": [1, 2, 3], "legs": [{"instrument_id": i} for i in (1, 2, 3)]}
+    df = pl.DataFrame([sig(3, 21050.0, "C", "BUY", 5)], schema=SIGNAL_SCHEMA)
+    ev = evaluate(df, [sweep, DECOY], "v3", session_hours=6.5)
+    assert ev.found == 1 and ev.strays == 0
+    other_right = pl.DataFrame([sig(3, 21050.0, "P", "BUY", 5)], schema=SIGNAL_SCHEMA)
+    assert evaluate(other_right, [sweep, DECOY], "v3", session_hours=6.5).found == 0

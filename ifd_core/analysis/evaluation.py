@@ -1,6 +1,7 @@
 """Detection quality against a simulator ground truth (SYNTHETIC data only).
 
-A planted flow is *found* when a signal has its expiration, strike, option type and aggressor
+A planted flow is *found* when a signal is on one of its instruments (any strike of a sweep; older
+truth files without instrument ids: its expiration, strike and option type) with its aggressor
 direction and a window overlapping the flow's time span. Every signal falls in exactly one class:
 
 * ``found``: matches a planted flow (several signals may find the same flow);
@@ -67,6 +68,14 @@ def _overlaps(sig: dict, start: int, end: int) -> bool:
     return sig["window_start"] < end and sig["window_end"] > start
 
 
+def _on_leg(sig: dict, exp: str | None, e: dict) -> bool:
+    """On one of the event's instruments: a sweep's signal on any of its strikes finds it."""
+    same_series = exp == e["expiration"] and sig["option_type"] == e["option_type"]
+    if e.get("instrument_ids"):  # the instrument names the strike; a sweep's legs share the rest
+        return same_series and sig["instrument_id"] in e["instrument_ids"]
+    return same_series and float(sig["strike"]) == float(e["strike"])
+
+
 def evaluate(
     signals: pl.DataFrame, events: list[dict], algo: str, session_hours: float
 ) -> Evaluation:
@@ -81,11 +90,7 @@ def evaluate(
         exp = sig["expiration"].isoformat() if sig["expiration"] else None
         kind = "stray"
         for i, e in enumerate(planted):
-            same_option = (
-                exp == e["expiration"]
-                and float(sig["strike"]) == float(e["strike"])
-                and sig["option_type"] == e["option_type"]
-            )
+            same_option = _on_leg(sig, exp, e)
             if same_option and _overlaps(sig, e["start_ns"], e["end_ns"]):
                 if sig["direction"] == e["direction"]:
                     kind = "found"
@@ -115,6 +120,8 @@ def evaluate(
             "option_type": e["option_type"],
             "direction": e["direction"],
             "contracts": e["contracts"],
+            "shape": e.get("shape"),
+            "informed": e.get("informed"),
             "signals": len(hits),
             "best_confidence": max((h["confidence"] for h in hits), default=None),
         }
