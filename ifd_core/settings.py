@@ -202,6 +202,16 @@ class AnalysisSettings(_Group):
     v1: V1Settings = Field(default_factory=V1Settings)
 
 
+class LabelSettings(_Group):
+    """The triple-barrier label of a signal (platform.md §3.2): live labels, ``ifd detect`` and
+    backtests all read these, so they agree; both values are stored with every label."""
+
+    barrier_points: float = Field(
+        default=5.0, gt=0, description="Index points the future must move (20 NQ ticks = 5)."
+    )
+    horizon_s: int = Field(default=1800, gt=0, description="Seconds a label may take to resolve.")
+
+
 class RiskSettings(_Group):
     max_position_size: int = 15
     max_daily_trades: int = 30
@@ -468,6 +478,7 @@ class Settings(BaseSettings):
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     costs: CostSettings = Field(default_factory=CostSettings)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    labels: LabelSettings = Field(default_factory=LabelSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
     paper: PaperSettings = Field(default_factory=PaperSettings)
     ab: ABSettings = Field(default_factory=ABSettings)

@@ -235,3 +235,17 @@ def test_detecting_one_algorithm_keeps_the_other_algorithms_outcomes(env):
     assert outcomes() == {"v1": v1.height, "v3": v3.height}
     label_day(lake, day, v3.head(0), algos=["v1"])  # v1 now raises nothing: its rows go
     assert outcomes() == {"v3": v3.height}
+
+
+def test_detect_labels_with_the_configured_barrier_and_horizon(env):
+    day = env["last"]
+
+    def barriers() -> set[tuple[float, int]]:
+        o = env["lake"].scan("signal_outcomes").filter(pl.col("date") == day).collect()
+        return set(o.select("barrier_points", "horizon_s").unique().iter_rows())
+
+    wide = {**env["cli_env"], "IFD_LABELS__BARRIER_POINTS": "12.5", "IFD_LABELS__HORIZON_S": "900"}
+    assert runner.invoke(app, ["detect", "--date", day.isoformat()], env=wide).exit_code == 0
+    assert barriers() == {(12.5, 900)}
+    assert cli(env, "detect", "--date", day.isoformat()).exit_code == 0
+    assert barriers() == {(5.0, 1800)}

@@ -400,7 +400,9 @@ def detect_day(
                 pl.lit(key).alias("source_sha"),
             )
             lake.replace_day("signals", day, sig.select(list(TABLES["signals"].schema)), algo)
-        run.outcomes = label_day(lake, day, run.signals, algos=algos)
+        run.outcomes = label_day(
+            lake, day, run.signals, BarrierParams.from_settings(settings), algos=algos
+        )
         failpoint("detect.signals")
     return run
 

@@ -114,7 +114,7 @@ def run_backtest(
     executors = {a: make(a) for a in algos}
     grid = list(settings.backtest.confidence_grid) if walk_forward else []
     variants = {(a, c): make(a, c) for a in algos for c in grid}
-    barrier = BarrierParams()
+    barrier = BarrierParams.from_settings(settings)
     config_version = settings.config_version()
     t0 = time.perf_counter()
     records = 0

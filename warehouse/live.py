@@ -60,6 +60,7 @@ from ifd_core.ops.liveness import FeedLiveness, Incident, SignalLatency
 from ifd_core.ops.resilience import BreakerOpen
 from ifd_core.ops.rollout import Decision
 from ifd_core.settings import Settings
+from ifd_core.trading.labels import BarrierParams
 from warehouse.analytics import (
     ALGOS,
     ENGINE_VERSION,
@@ -1053,7 +1054,7 @@ class _DayState:
         )
         lake.replace_day("engine_runs", day, run, "-".join(["engine", *algos]))
         if raw:
-            label_day(lake, day, s, algos=algos)
+            label_day(lake, day, s, BarrierParams.from_settings(self.runner.settings), algos=algos)
 
 
 # ---------------------------------------------------------------------- helpers

@@ -54,6 +54,11 @@ class BarrierParams:
     barrier_points: float = 5.0
     horizon_s: int = 1800
 
+    @classmethod
+    def from_settings(cls, settings) -> BarrierParams:
+        """``settings.labels`` (an ``ifd_core.settings.Settings``)."""
+        return cls(settings.labels.barrier_points, settings.labels.horizon_s)
+
 
 def label_signals(
     signals: pl.DataFrame, tape: pl.DataFrame, p: BarrierParams | None = None
