@@ -361,6 +361,19 @@ def test_missing_operational_metrics_are_inconclusive_never_passed():
     assert v.reasons == ["no latency measured", "RTH uptime not measured on 1 of 10 days"]
 
 
+def test_statistics_only_verdict_ignores_what_a_replay_cannot_measure():
+    daily = window().with_columns(
+        pl.lit(None, pl.Float64).alias("latency_p95_ms"),
+        pl.lit(None, pl.Float64).alias("uptime_rth"),
+    )
+    assert verdict(daily).status == "INCONCLUSIVE"
+    assert verdict(daily, operational=False).status == "PASS"
+    worse = window(v3={"correct": 26, "incorrect": 14}).with_columns(
+        pl.lit(None, pl.Float64).alias("latency_p95_ms")
+    )
+    assert verdict(worse, operational=False).status == "FAIL"
+
+
 def test_open_critical_incident_and_low_uptime_fail():
     daily = window().with_columns(
         pl.when((pl.col("algo") == "v3") & (pl.col("date") == SESSIONS[9]))

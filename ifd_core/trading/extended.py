@@ -207,13 +207,17 @@ def verdict(
     criteria: Criteria = Criteria(),
     candidate: str = "v3",
     incumbent: str = "v1",
+    *,
+    operational: bool = True,
 ) -> Verdict:
     """Decide the extended test for ``candidate`` over every day in ``daily``.
 
     Order: too few resolved signals -> INCONCLUSIVE at once (no accuracy claim either way is
     possible). Otherwise every criterion is evaluated; any measured miss -> FAIL, listing all misses
     and then anything that was also unmeasured or underpowered; only unmeasured / underpowered ->
-    INCONCLUSIVE; nothing -> PASS.
+    INCONCLUSIVE; nothing -> PASS. ``operational=False`` judges the statistical criteria only
+    (accuracy, edge, W/L, payoff), for replays that cannot measure latency or uptime, such as
+    the calibration study; a real verdict always includes them.
     """
     c = criteria
     rows = final(daily)
@@ -250,6 +254,9 @@ def verdict(
             fails.append(f"payoff undefined (0 wins, {r['losses']} losses) < {c.min_payoff}")
         elif r["payoff"] < c.min_payoff:
             fails.append(f"payoff {r['payoff']:.2f} < {c.min_payoff}")
+
+    if not operational:
+        return Verdict("FAIL", fails + unknown) if fails else _statistical(unknown)
 
     cps = r["cost_per_signal"]
     if cps is not None and cps >= c.max_cost_per_signal:
@@ -324,3 +331,7 @@ def _operational(r: dict, c: Criteria, fails: list[str], unknown: list[str]) -> 
         fails.append(
             f"open CRITICAL incidents {r['critical_incidents_open']} > {c.max_open_critical}"
         )
+
+
+def _statistical(unknown: list[str]) -> Verdict:
+    return Verdict("INCONCLUSIVE", unknown) if unknown else Verdict("PASS", [])
