@@ -28,7 +28,7 @@ STRADDLE_GAP_NS = 3 * SECOND  # between call prints; each put follows its call b
 CHURN_MINUTES = (6.0, 20.0)
 DECOY_PRINTS = (15, 40)  # a straddle or churn trades as much as a flow would
 LARGE_PRINT_SIZES = (80, 150)
-LARGE_PRINT_MONEYNESS = 0.01
+LARGE_PRINT_MONEYNESS = 0.015
 
 
 def _decoy(
@@ -146,13 +146,13 @@ def churn(planner: Planner) -> bool:
 
 
 def large_print(planner: Planner) -> bool:
-    """One aggressive 80-150 lot order on a near-the-money option of the nearest expiry."""
+    """One aggressive 80-150 lot order on a near-the-money option of the two nearest expiries."""
     rng = planner.rng
     for _ in range(ATTEMPTS):
         start, _ = planner.window((0.0, 0.0))
         start = start // 1_000 * 1_000
         size = int(rng.integers(LARGE_PRINT_SIZES[0], LARGE_PRINT_SIZES[1] + 1))
-        cands = planner.candidates(start, start, LARGE_PRINT_MONEYNESS, nearest=1)
+        cands = planner.candidates(start, start, LARGE_PRINT_MONEYNESS, nearest=2)
         cands = cands[planner.cap[cands] >= LARGE_PRINT_SIZES[0]]
         if not len(cands):
             continue
