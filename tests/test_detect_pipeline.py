@@ -196,7 +196,10 @@ def test_one_batch_and_random_small_chunks_give_identical_windows_and_signals(en
     chunk_w, chunk_s = _engine_run(env, small)
     assert whole_s.height > 0
     assert whole_w.equals(chunk_w)
-    assert whole_s.equals(chunk_s)
+    # v1 and v3 both fire on this market: the order in which two detectors' signals leave one
+    # engine call is not a property of the signals, so compare them in a fixed order
+    key = ["algo", "window_start", "instrument_id"]
+    assert whole_s.sort(key).equals(chunk_s.sort(key))
 
 
 def test_chain_analyzers_run_on_a_point_in_time_snapshot(env):
