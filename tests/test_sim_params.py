@@ -33,6 +33,8 @@ def test_params_validation_and_count_ranges() -> None:
         SimParams(informed_ramp_s=(0.0, 10.0))
     with pytest.raises(ValueError):
         SimParams(shape_weights=(0.0, 0.0, 0.0))
+    with pytest.raises(ValueError):
+        SimParams(informed_delay_s=(60.0, 7200.0), informed_ramp_s=(300.0, 7200.0))
     assert parse_count_range("3") == (3, 3) and parse_count_range("2-5") == (2, 5)
     with pytest.raises(ValueError):
         parse_count_range("two")

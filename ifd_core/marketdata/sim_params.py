@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ifd_core.settings import SimulatorSettings
 
+MAX_MOVE_HORIZON_S = 3 * 3600.0  # planted events end by then before the close, so moves fit
 IntRange = tuple[int, int]
 FloatRange = tuple[float, float]
 
@@ -46,6 +47,11 @@ class SimParams:
                 raise ValueError(f"{name} must be a range 0 <= low <= high, got {(lo, hi)}")
         if self.informed_ramp_s[0] <= 0:
             raise ValueError("informed_ramp_s must be positive")
+        if self.informed_delay_s[1] + self.informed_ramp_s[1] > MAX_MOVE_HORIZON_S:
+            raise ValueError(
+                f"informed_delay_s + informed_ramp_s must end within {MAX_MOVE_HORIZON_S:g} s "
+                "of the flow: the move has to finish inside the session"
+            )
         if len(self.shape_weights) != 3 or min(self.shape_weights) < 0:
             raise ValueError("shape_weights are three non-negative weights")
         if sum(self.shape_weights) <= 0:

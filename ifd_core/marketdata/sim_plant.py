@@ -33,6 +33,9 @@ from ifd_core.marketdata.sim_trades import TradePlan
 BASELINE_SESSIONS = 20  # clean sessions before the first planted day (baselines need 20)
 STRADDLE_DECOYS_PER_DAY = 1
 CHURN_DECOYS_PER_DAY = 1
+# Execution may nudge a planted print later by up to 1 s (sim_trades.space_out); counting the
+# delay from the planned last trade plus this keeps it >= informed_delay_s from the actual one.
+MAX_NUDGE_NS = 1_000_000_000
 
 __all__ = [
     "BASELINE_SESSIONS",
@@ -72,7 +75,7 @@ def _inform(planner: Planner, event: PlantedEvent) -> None:
     event.informed = bool(u < p.informed_share)
     if not event.informed:
         return
-    start = (event.t1 + int(delay * SECOND)) // US * US
+    start = (event.t1 + MAX_NUDGE_NS + int(delay * SECOND)) // US * US
     end = (start + int(ramp * SECOND)) // US * US
     event.move = Move(start, end, points if event.view == "BULLISH" else -points)
 
