@@ -31,12 +31,14 @@ from ifd_core.settings import get_settings
 @task(name="simulate-market", cache_policy=NO_CACHE)
 def simulate(sim_dir: str, days: int, seed: int, scale: float) -> dict:
     """SYNTHETIC sessions as Databento-format DBN files, with their ground truth."""
+    from ifd_core.marketdata.sim_params import SimParams
     from ifd_core.marketdata.simulator import simulate_market
 
     log = get_run_logger()
     summary = simulate_market(
         Path(sim_dir), days, seed, scale=scale,
         progress=lambda d, t: log.info("simulated %d/%d sessions (SYNTHETIC)", d, t),
+        params=SimParams.from_settings(get_settings().simulator),
     )  # fmt: skip
     return {
         "files": [str(p) for p in summary.files],

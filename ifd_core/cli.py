@@ -134,15 +134,42 @@ def simulate(
     scale: Annotated[
         float, typer.Option(min=0.01, help="Activity multiplier (20 ≈ 5 M MBO/day).")
     ] = 1.0,
+    informed_share: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of flows followed by a move of the underlying (0 = no edge); "
+            "default: setting simulator.informed_share.",
+        ),
+    ] = None,
+    flows_per_day: Annotated[
+        str | None,
+        typer.Option(
+            help="Institutional flows per planted session, N or A-B; "
+            "default: setting simulator.flows_per_day."
+        ),
+    ] = None,
 ) -> None:
     """Write a SYNTHETIC NQ futures-options market as standard Databento DBN files.
 
     One file per trading day per schema (definition, statistics, mbo), planted institutional flows
     and decoys, and ground_truth.json beside them. Everything is labelled synthetic.
     """
+    from dataclasses import replace
+
+    from ifd_core.marketdata.sim_params import SimParams, parse_count_range
     from ifd_core.marketdata.simulator import simulate_market
 
     start_date = _parse_date(start) if start else None
+    try:
+        params = SimParams.from_settings(_settings().simulator)
+        if informed_share is not None:
+            params = replace(params, informed_share=informed_share)
+        if flows_per_day is not None:
+            params = replace(params, flows_per_day=parse_count_range(flows_per_day))
+    except ValueError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
     with _progress() as prog:
         task = prog.add_task("simulating (synthetic)", total=days)
         try:
@@ -153,6 +180,7 @@ def simulate(
                 start=start_date,
                 scale=scale,
                 progress=lambda done, total: prog.update(task, completed=done),
+                params=params,
             )
         except (FileExistsError, ValueError) as exc:
             raise _fail(str(exc), EXIT_USAGE) from None
@@ -160,6 +188,11 @@ def simulate(
         f"SYNTHETIC market written to {summary.out_dir}: {len(summary.days)} trading days "
         f"{summary.days[0]}..{summary.days[-1]}, {len(summary.files)} files, "
         f"{summary.planted} planted flows, {summary.decoys} decoys; truth: {summary.truth_path}",
+        highlight=False,
+    )
+    out.print(
+        f"  informed share {params.informed_share:g}, flows per session "
+        f"{params.flows_per_day[0]}-{params.flows_per_day[1]}",
         highlight=False,
     )
     for schema, n in sorted(summary.records_by_schema.items()):

@@ -419,6 +419,64 @@ class RolloutSettings(_Group):
     cooldown_min: float = 60.0
 
 
+class SimulatorSettings(_Group):
+    """What `ifd simulate` plants in a SYNTHETIC market (issue 17). Ranges are [low, high].
+
+    Detectors never read these: they shape the simulated data only, so they stay out of the
+    config hash. `ifd simulate --informed-share/--flows-per-day` override them per run.
+    """
+
+    informed_share: float = Field(
+        default=0.7, ge=0.0, le=1.0, description="Share of institutional flows that are informed."
+    )
+    flows_per_day: list[int] = Field(
+        default_factory=lambda: [2, 4], description="Institutional flows per planted session."
+    )
+    informed_delay_s: list[float] = Field(
+        default_factory=lambda: [60.0, 300.0],
+        description="Seconds from an informed flow's last trade to the start of its move.",
+    )
+    informed_move_points: list[float] = Field(
+        default_factory=lambda: [25.0, 50.0],
+        description="Size of the move in index points, in the flow's view direction.",
+    )
+    informed_ramp_s: list[float] = Field(
+        default_factory=lambda: [300.0, 900.0], description="Duration of the move's ramp (s)."
+    )
+    large_prints_per_day: list[int] = Field(
+        default_factory=lambda: [0, 2], description="Single large noise prints (decoys) a session."
+    )
+    v1_events_per_day: list[int] = Field(
+        default_factory=lambda: [0, 2],
+        description="Low-open-interest blocks (IFD v1 events) a session.",
+    )
+    shape_weights: list[float] = Field(
+        default_factory=lambda: [1.0, 1.0, 1.0],
+        description="Relative frequency of flow shapes burst, multi_window, sweep.",
+    )
+
+    @field_validator(
+        "flows_per_day",
+        "informed_delay_s",
+        "informed_move_points",
+        "informed_ramp_s",
+        "large_prints_per_day",
+        "v1_events_per_day",
+    )
+    @classmethod
+    def _is_range(cls, v: list) -> list:
+        if len(v) != 2 or v[0] < 0 or v[1] < v[0]:
+            raise ValueError(f"expected a range [low, high] with 0 <= low <= high, got {v}")
+        return v
+
+    @field_validator("shape_weights")
+    @classmethod
+    def _three_weights(cls, v: list[float]) -> list[float]:
+        if len(v) != 3 or min(v) < 0 or sum(v) <= 0:
+            raise ValueError(f"expected three non-negative weights, not all zero, got {v}")
+        return v
+
+
 class AlertSettings(_Group):
     """Warning/critical thresholds of the alert rules (platform.md §4.2, §4.8, §4.9, §4.11)."""
 
@@ -490,6 +548,7 @@ class Settings(BaseSettings):
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -536,6 +595,8 @@ class Settings(BaseSettings):
                 # Where orders go, not what is decided: the broker and its connection.
                 "ib": True,
                 "execution": True,
+                # What a SYNTHETIC market plants, not what a detector computes.
+                "simulator": True,
                 "profile": True,
                 "data_dir": True,
             },

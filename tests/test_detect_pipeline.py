@@ -77,7 +77,7 @@ def test_v3_finds_every_planted_flow_and_nothing_on_decoys(env, v3_signals):
             s
             for s in v3_signals
             if s["expiration"] == e["expiration"]
-            and s["strike"] == e["strike"]
+            and s["strike"] in {leg["strike"] for leg in e["legs"]}  # a sweep has several legs
             and s["option_type"] == e["option_type"]
             and s["direction"] == e["direction"]
             and _ns(s["window_start"]) < e["end_ns"]
@@ -87,7 +87,7 @@ def test_v3_finds_every_planted_flow_and_nothing_on_decoys(env, v3_signals):
         assert all(s["view"] == e["view"] for s in hits)
     decoy_symbols = {leg["raw_symbol"] for e in decoys for leg in e["legs"]}
     assert not [s for s in v3_signals if s["raw_symbol"] in decoy_symbols]
-    planted_symbols = {e["raw_symbols"][0] for e in planted}
+    planted_symbols = {r for e in planted for r in e["raw_symbols"]}
     strays = [s for s in v3_signals if s["raw_symbol"] not in planted_symbols]
     assert len(strays) <= 1, strays
 
@@ -196,7 +196,10 @@ def test_one_batch_and_random_small_chunks_give_identical_windows_and_signals(en
     chunk_w, chunk_s = _engine_run(env, small)
     assert whole_s.height > 0
     assert whole_w.equals(chunk_w)
-    assert whole_s.equals(chunk_s)
+    # v1 and v3 both fire on this market: the order in which two detectors' signals leave one
+    # engine call is not a property of the signals, so compare them in a fixed order
+    key = ["algo", "window_start", "instrument_id"]
+    assert whole_s.sort(key).equals(chunk_s.sort(key))
 
 
 def test_chain_analyzers_run_on_a_point_in_time_snapshot(env):

@@ -52,8 +52,8 @@ def test_planted_flow_dominates_its_windows(day):
     truth = json.loads(day.truth_path.read_text())
     flows = [e for e in truth["events"] if e["kind"] == "institutional"]
     assert flows
-    for e in flows:
-        iid = e["instrument_ids"][0]
+    for e, leg in ((f, leg) for f in flows for leg in f["legs"]):  # a sweep has several legs
+        iid = leg["instrument_id"]
         start = int(dt.datetime.fromisoformat(e["start"].replace("Z", "+00:00")).timestamp() * 1e9)
         end = int(dt.datetime.fromisoformat(e["end"].replace("Z", "+00:00")).timestamp() * 1e9)
         w = windows.filter(
@@ -62,11 +62,11 @@ def test_planted_flow_dominates_its_windows(day):
             & (pl.col("window_start") <= end)
         )
         side_col = "buy_volume" if e["direction"] == "BUY" else "sell_volume"
-        assert w[side_col].sum() >= e["contracts"]
+        assert w[side_col].sum() >= leg[f"{e['direction'].lower()}_contracts"]
         expected = "BUY" if e["direction"] == "BUY" else "SELL"
         biggest = w.sort(side_col, descending=True).row(0, named=True)
         assert biggest["dominant_side"] == expected
-        assert biggest["strike"] == e["strike"] and biggest["right"] == e["option_type"]
+        assert biggest["strike"] == leg["strike"] and biggest["right"] == e["option_type"]
 
 
 def test_one_batch_and_small_chunks_give_identical_windows(day):

@@ -22,6 +22,7 @@ import pytest
 from ifd_core.calendar import et_to_ns, previous_trading_day
 from ifd_core.marketdata import sim_contracts, sim_pricing
 from ifd_core.marketdata.sim_noise import MEAN_OPTION_NOISE_SIZE, option_sizes
+from ifd_core.marketdata.sim_params import SimParams
 from ifd_core.marketdata.sim_plant import BASELINE_SESSIONS, plants_on
 from ifd_core.marketdata.simulator import DEFAULT_START, SimulationSummary, simulate_market
 
@@ -109,10 +110,12 @@ def test_summary_and_provenance(sim: SimulationSummary) -> None:
     assert len(sim.days) == DAYS
     assert len(sim.files) == 3 * DAYS
     assert all(p.exists() and NAME.match(p.name) for p in sim.files)
-    assert sim.planted >= 2 and sim.decoys == 2
+    assert sim.planted >= 2 and 2 <= sim.decoys <= 4  # straddle, churn, 0-2 large prints
     prov = json.loads((sim.out_dir / "IFD_SYNTHETIC.json").read_text())
     assert prov["origin"] == "synthetic" and prov["generator"] == "ifd simulate"
     assert prov["seed"] == SEED and prov["scale"] == SCALE
+    assert prov["params"] == SimParams().to_dict()
+    assert prov["params"]["flows_per_day"] == [2, 4]
     for p in sim.files:
         assert prov["files"][p.name] == hashlib.sha256(p.read_bytes()).hexdigest()
 
@@ -437,14 +440,17 @@ def test_ground_truth_fields(sim: SimulationSummary, truth: dict) -> None:
     assert truth["origin"] == "synthetic" and truth["seed"] == SEED and truth["scale"] == SCALE
     assert truth["start"] == sim.days[0].isoformat()
     assert truth["days"] == [d.isoformat() for d in sim.days]
+    assert truth["params"] == SimParams().to_dict()
     events = truth["events"]
     assert {e["date"] for e in events} == {sim.days[-1].isoformat()}  # only the last of 3 days
     kinds = [e["kind"] for e in events]
-    assert 2 <= kinds.count("institutional") <= 3
-    assert kinds.count("decoy_straddle") == 1 and kinds.count("decoy_churn") == 1
     flows = [e for e in events if e["kind"] == "institutional"]
-    assert {e["direction"] for e in flows} == {"BUY", "SELL"}
-    assert {e["option_type"] for e in flows} == {"C", "P"}
+    shaped = [e for e in flows if e["shape"] != "low_oi_block"]
+    assert 2 <= len(shaped) <= 4 and len(flows) - len(shaped) <= 2
+    assert kinds.count("decoy_straddle") == 1 and kinds.count("decoy_churn") == 1
+    assert kinds.count("decoy_large_print") <= 2
+    assert {e["direction"] for e in shaped} == {"BUY", "SELL"}
+    assert {e["option_type"] for e in shaped} == {"C", "P"}
     for e in events:
         assert set(e) >= {
             "kind",
@@ -464,16 +470,45 @@ def test_ground_truth_fields(sim: SimulationSummary, truth: dict) -> None:
         }
         start = dt.datetime.fromisoformat(e["start"])
         end = dt.datetime.fromisoformat(e["end"])
-        assert start.tzinfo is not None and start < end
+        assert start.tzinfo is not None
+        assert start == end if e["kind"] == "decoy_large_print" else start < end
         minutes = (end - start).total_seconds() / 60
+        assert e["series"] == {"NQ": "quarterly", "QN3": "monthly"}.get(e["root"], "weekly")
         if e["kind"] == "institutional":
-            assert len(e["raw_symbols"]) == 1 and e["option_type"] in "CP"
+            assert e["option_type"] in "CP" and isinstance(e["informed"], bool)
             bullish = (e["option_type"] == "C") == (e["direction"] == "BUY")
             assert e["view"] == ("BULLISH" if bullish else "BEARISH")
-            assert 6 <= minutes <= 21 and 15 <= e["trades"] <= 40
-            assert e["contracts"] >= 6 * e["expected_normal_contracts"]
+            side = e["direction"].lower()
+            for leg in e["legs"]:
+                assert leg[f"{side}_contracts"] >= 6 * leg["expected_normal_contracts"]
+            if e["shape"] == "burst":
+                assert minutes <= 4.1 and 10 <= e["trades"] <= 20
+                assert (start.timestamp() // 300) == (end.timestamp() // 300)  # one 5-min window
+            elif e["shape"] == "multi_window":
+                assert 6 <= minutes <= 21 and 15 <= e["trades"] <= 40
+            elif e["shape"] == "sweep":
+                assert 2 <= len(e["legs"]) <= 4 and minutes <= 4.1
+                strikes = sorted(leg["strike"] for leg in e["legs"])
+                assert np.all(np.diff(strikes) == 50)  # adjacent strikes of one expiry
+                assert len({r.split()[0] for r in e["raw_symbols"]}) == 1
+                assert {r.split()[1][0] for r in e["raw_symbols"]} == {e["option_type"]}
+            else:
+                assert e["shape"] == "low_oi_block" and e["contracts"] >= 600
+            if len(e["legs"]) == 1:
+                assert e["trades"] >= 10 and e["legs"][0][f"{side}_contracts"] == e["contracts"]
+            if e["informed"]:
+                assert (e["move_points"] > 0) == (e["view"] == "BULLISH")
+                assert 25 <= abs(e["move_points"]) <= 50
+                delay = (e["move_start_ns"] - e["end_ns"]) / 1e9
+                ramp = (e["move_end_ns"] - e["move_start_ns"]) / 1e9
+                assert 60 <= delay <= 301 and 300 <= ramp <= 900  # + up to 1 s of nudging
+                assert e["move_start"] < e["move_end"]
+            else:
+                assert "move_points" not in e
         else:
-            assert e["view"] == "NEUTRAL"
+            assert e["view"] == "NEUTRAL" and not e["informed"]
+        if e["kind"] == "decoy_large_print":
+            assert e["trades"] == 1 and 80 <= e["contracts"] <= 150 and start == end
         if e["kind"] == "decoy_straddle":
             assert e["option_type"] == "CP" and e["direction"] == "BUY"
             assert len(e["instrument_ids"]) == 2 and minutes <= 16
@@ -501,7 +536,8 @@ def test_ground_truth_matches_the_trades_in_the_file(
             row = defs[defs["instrument_id"] == iid]
             assert row["raw_symbol"][0].decode() == raw
             assert row["asset"][0].decode() == e["root"]
-            assert row["strike_price"][0] == int(e["strike"] * 1e9)
+            leg = e["legs"][e["instrument_ids"].index(iid)]
+            assert row["strike_price"][0] == int(leg["strike"] * 1e9)
             exp = dt.datetime.fromtimestamp(row["expiration"][0] / 1e9, tz=dt.UTC).date()
             assert exp.isoformat() == e["expiration"]
             sel = (
@@ -518,6 +554,9 @@ def test_ground_truth_matches_the_trades_in_the_file(
             assert mine >= 0.9 * (buy + sell)
         elif e["kind"] == "decoy_straddle":
             assert buy == e["contracts"] and sell == 0
+        elif e["kind"] == "decoy_large_print":  # noise trades on around it, not at the print
+            assert (buy if e["direction"] == "BUY" else sell) == e["contracts"]
+            assert min(buy, sell) == 0
         else:
             assert buy + sell == e["contracts"]
             assert 0.45 <= buy / (buy + sell) <= 0.55

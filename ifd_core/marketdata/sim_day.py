@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 import databento_dbn as dbn
+import numpy as np
 
 from ifd_core.calendar import et_to_ns, previous_trading_day
 from ifd_core.marketdata.sim_book import KeySpace, build_tape, make_shape, slot_key_space
@@ -14,12 +15,14 @@ from ifd_core.marketdata.sim_churn import BusyIndex, churn_batches
 from ifd_core.marketdata.sim_contracts import front_future
 from ifd_core.marketdata.sim_events import MboDay, assemble
 from ifd_core.marketdata.sim_noise import future_noise_plan, option_noise_plan, option_noise_rates
-from ifd_core.marketdata.sim_path import initial_index_level, simulate_day_path
-from ifd_core.marketdata.sim_plant import plan_planted, plants_on, truth_records
+from ifd_core.marketdata.sim_params import SimParams
+from ifd_core.marketdata.sim_path import initial_index_level, simulate_day_path, with_moves
+from ifd_core.marketdata.sim_plant import plan_planted, plants_on
 from ifd_core.marketdata.sim_requotes import requote_batches, snapshot_batch
 from ifd_core.marketdata.sim_stats import OpenInterestLedger, settlement_records
 from ifd_core.marketdata.sim_streams import Stream, stream_rng
 from ifd_core.marketdata.sim_trades import TradePlan, execute, space_out
+from ifd_core.marketdata.sim_truth import truth_records
 
 ORDER_ID_BASE = 6_400_000_000_000  # CME-like 13-digit order ids
 ORDER_IDS_PER_DAY = 1_000_000_000
@@ -52,8 +55,17 @@ class DayResult:
 
 
 def simulate_day(
-    seed: int, index: int, n_days: int, day: dt.date, state: MarketState, scale: float
+    seed: int,
+    index: int,
+    n_days: int,
+    day: dt.date,
+    state: MarketState,
+    scale: float,
+    params: SimParams | None = None,
 ) -> DayResult:
+    """One session: plan the planted events on the unmoved path first, add the informed moves
+    to the path, then build books, noise and trades from the moved path."""
+    params = params or SimParams()
     day_start = utc_midnight_ns(day)
     open_abs, close_abs = et_to_ns(day, 9, 30), et_to_ns(day, 16, 0)
     open_rel, close_rel = open_abs - day_start, close_abs - day_start
@@ -74,6 +86,36 @@ def simulate_day(
         day, {f.raw_symbol: path.open_price(f.raw_symbol) for f in futures}
     )
     shape = make_shape(stream_rng(seed, index, Stream.BOOK_SHAPE), chain, path)
+    rates = option_noise_rates(chain, path, scale)
+    # The morning's OI depends only on earlier sessions; the planner needs it (low-OI blocks).
+    prev = state.prev_day or previous_trading_day(day)
+    statistics = state.open_interest.publish(
+        stream_rng(seed, index, Stream.OPEN_INTEREST),
+        chain,
+        path,
+        first_day=index == 0,
+        ts=et_to_ns(day, 6, 0),
+        ts_ref=utc_midnight_ns(prev),
+    )
+
+    events, planted = [], None
+    if plants_on(index, n_days):
+        published = {int(r.instrument_id): int(r.quantity) for r in statistics}
+        oi = np.array([published.get(int(i), -1) for i in chain.ids], dtype=np.int64)
+        events, planted = plan_planted(
+            stream_rng(seed, index, Stream.PLANTED),
+            chain,
+            path,
+            rates,
+            shape,
+            day_start,
+            open_rel,
+            close_rel,
+            params,
+            oi,
+        )
+    moves = [ev.move for ev in events if ev.move is not None]
+    path = with_moves(path, moves, day_start, futures)
     tape = build_tape(
         stream_rng(seed, index, Stream.QUOTES),
         chain,
@@ -84,20 +126,6 @@ def simulate_day(
         close_rel,
         scale,
     )
-    rates = option_noise_rates(chain, path, scale)
-
-    events, planted = [], None
-    if plants_on(index, n_days):
-        events, planted = plan_planted(
-            stream_rng(seed, index, Stream.PLANTED),
-            chain,
-            path,
-            rates,
-            shape,
-            day_start,
-            open_rel,
-            close_rel,
-        )
     quiet = [(inst, ev.t0, ev.t1) for ev in events for inst in ev.legs]
     noise = TradePlan.concat(
         [
@@ -117,6 +145,7 @@ def simulate_day(
                 open_rel,
                 close_rel,
                 scale,
+                moves,
             ),
         ]
     )
@@ -154,15 +183,6 @@ def simulate_day(
         stream_rng(seed, index, Stream.LATENCY),
     )
 
-    prev = state.prev_day or previous_trading_day(day)
-    statistics = state.open_interest.publish(
-        stream_rng(seed, index, Stream.OPEN_INTEREST),
-        chain,
-        path,
-        first_day=index == 0,
-        ts=et_to_ns(day, 6, 0),
-        ts_ref=utc_midnight_ns(prev),
-    )
     statistics += settlement_records(chain, path, close_abs, day_start)
     state.open_interest.close_session(chain, executed)
     state.index_level = float(path.index_level[-1])

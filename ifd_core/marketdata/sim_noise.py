@@ -7,10 +7,12 @@ volume instead of hoping for it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ifd_core.marketdata.sim_chain import DayChain
-from ifd_core.marketdata.sim_path import DayPath
+from ifd_core.marketdata.sim_path import DayPath, Move
 from ifd_core.marketdata.sim_trades import NOISE, TradePlan
 
 OPTION_TRADES_PER_DAY = 2_400  # whole chain, scale 1
@@ -22,6 +24,7 @@ MONEYNESS_WIDTH = 0.03  # log-moneyness scale of the activity bump around the mo
 WING_FLOOR = 0.08  # far strikes still trade a little
 LARGE_PRINT_SHARE = 0.03
 HIDDEN_FILL_SHARE = 0.01
+MOVE_AGGRESSOR_TILT = 0.2  # buy share of future noise 0.7 during an up move (0.3 down)
 _SMALL_P = 0.35  # geometric parameter of option sizes 1..10
 
 
@@ -127,18 +130,28 @@ def future_noise_plan(
     open_rel: int,
     close_rel: int,
     scale: float,
+    moves: Sequence[Move] = (),
 ) -> TradePlan:
+    """Noise future trades; during a planted move's ramp their aggressors lean its way.
+
+    The move is already in the price path (the books move); the lean (MOVE_AGGRESSOR_TILT) puts it
+    in the order flow too, as in a market where someone is buying the future up.
+    """
     plans = []
     for i in np.flatnonzero(chain.is_future):
         share = 1.0 if chain.instruments[i].raw_symbol == front_symbol else OTHER_MONTH_SHARE
         n = int(rng.poisson(FUTURE_TRADES_PER_DAY * scale * share))
         small = np.minimum(rng.geometric(0.5, n), 8)
         large = rng.integers(10, 41, n)
+        t = intraday_times(rng, n, open_rel, close_rel)
+        p_buy = np.full(n, 0.5)
+        for m in moves:
+            p_buy[(t >= m.start) & (t <= m.end)] += MOVE_AGGRESSOR_TILT * np.sign(m.points)
         plans.append(
             TradePlan(
                 inst=np.full(n, i, dtype=np.int64),
-                t=intraday_times(rng, n, open_rel, close_rel),
-                aggressor=np.where(rng.random(n) < 0.5, 1, -1),
+                t=t,
+                aggressor=np.where(rng.random(n) < np.clip(p_buy, 0.05, 0.95), 1, -1),
                 qty=np.where(rng.random(n) < 0.02, large, small).astype(np.int64),
                 hidden=_hidden(rng, n),
                 delay=rng.integers(500_000, 3_000_000, n),

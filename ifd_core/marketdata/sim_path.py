@@ -72,9 +72,47 @@ def simulate_day_path(
     gap = 0.0 if first_day else rng.standard_normal() * OVERNIGHT_GAP_VOL
     level0 = prior_close_level * math.exp(gap)
     level = level0 * np.exp(np.concatenate([[0.0], np.cumsum(shocks)]))
+    return _priced(times, level, day_start_ns, futures)
+
+
+def _priced(
+    times: np.ndarray, level: np.ndarray, day_start_ns: int, futures: list[FutureContract]
+) -> DayPath:
     abs_times = day_start_ns + times
     ticks = {}
     for fut in futures:
         tau = (fut.expiration_ns - abs_times) / YEAR_NS
         ticks[fut.raw_symbol] = future_ticks(level * np.exp(CARRY * tau))
     return DayPath(times=times, index_level=level, ticks=ticks)
+
+
+@dataclass(frozen=True)
+class Move:
+    """A planted shift of the index level: linear from ``start`` to ``end`` (ns since the day's
+    00:00 UTC), then held. ``points`` is signed, in index points."""
+
+    start: int
+    end: int
+    points: float
+
+
+def with_moves(
+    path: DayPath, moves: list[Move], day_start_ns: int, futures: list[FutureContract]
+) -> DayPath:
+    """The path plus every move, re-priced for every future.
+
+    The ramp is sampled at the path's own step times (plus its start and end, so that the level
+    reaches the full shift exactly at ``end``); the random steps of the walk are kept, so the move
+    is added to the noise rather than replacing it.
+    """
+    if not moves:
+        return path
+    edges = np.array([t for m in moves for t in (m.start, m.end)], dtype=np.int64)
+    edges = edges[(edges > path.times[0]) & (edges <= path.times[-1] + 1)]
+    times = np.union1d(path.times, edges)
+    pos = np.searchsorted(path.times, times, side="right") - 1
+    level = path.index_level[pos].astype(np.float64)
+    for m in moves:
+        frac = np.clip((times - m.start) / max(m.end - m.start, 1), 0.0, 1.0)
+        level = level + m.points * frac
+    return _priced(times, level, day_start_ns, futures)

@@ -21,6 +21,9 @@ OI_FROM_NET_VOLUME = 0.3  # share of the prior session's net one-sided volume th
 # First OI of a listing, relative to a seasoned strike: quarterly options were listed long before
 # they become the front series (full OI); a new weekly or a new strike starts lower.
 NEW_WEEKLY_OI_SHARE = 0.4
+# A new weekly's OI is lumpy across strikes (mean kept): some strikes near the money start with
+# little open interest, the kind IFD v1 (volume / OI) is built to notice.
+NEW_WEEKLY_OI_DISPERSION = 1.2
 _OI_WINGS = 150.0
 _OI_ATM = 2_800.0
 _OI_WIDTH = 0.035
@@ -76,8 +79,12 @@ class OpenInterestLedger:
             elif iid in self._prev_listed:
                 base = self._oi.get(iid)
                 if base is None:  # first OI of a listing: see NEW_WEEKLY_OI_SHARE
-                    share = 1.0 if inst.root == FUTURE_ROOT else NEW_WEEKLY_OI_SHARE
-                    base = int(round(seasoned[n] * share * rng.uniform(0.7, 1.3)))
+                    if inst.root == FUTURE_ROOT:
+                        base = int(round(seasoned[n] * rng.uniform(0.7, 1.3)))
+                    else:
+                        sigma = NEW_WEEKLY_OI_DISPERSION
+                        lumpy = rng.lognormal(-(sigma**2) / 2, sigma)
+                        base = int(round(seasoned[n] * NEW_WEEKLY_OI_SHARE * lumpy))
                 total = self._prev_total.get(iid, 0)
                 change = OI_FROM_NET_VOLUME * self._prev_net.get(iid, 0)
                 change += rng.normal(0.0, 1.0 + 0.1 * total)

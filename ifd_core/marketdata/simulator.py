@@ -18,13 +18,22 @@ early-close days; market makers quote a ladder of 3-4 levels (2-3 orders each) w
 of order sizes; option quotes are reviewed every few minutes (more often at larger ``scale``), so
 they lag a fast future; the future's price moves in steps every ~8 s on average.
 
-Output is a pure function of ``(days, seed, start, scale)``: the same arguments give
+From session index BASELINE_SESSIONS on (or on the last session of a shorter run) every session
+holds planted institutional flows (shapes burst, multi_window, sweep, and low-OI blocks that IFD
+v1 is built to catch) and decoys (straddle, churn, single large prints). A share of the flows is
+*informed*: the underlying then moves in the flow's direction, in the price path from which the
+future's and the options' books are built, so a signal's accuracy on this data measures
+something. ``SimParams`` holds these knobs (settings group ``simulator.``).
+
+Output is a pure function of ``(days, seed, start, scale, params)``: the same arguments give
 byte-identical files.
 
 Module map: ``sim_contracts`` (listing calendar), ``sim_chain`` (instruments, ids, definitions),
 ``sim_path`` (prices), ``sim_pricing`` (Black-76, tick grids), ``sim_book`` (ladders, quote tape),
 ``sim_requotes``/``sim_trades``/``sim_churn`` (MBO events), ``sim_noise`` (background trading),
-``sim_plant`` (ground truth), ``sim_events`` (merge into DBN records), ``sim_stats`` (OI,
+``sim_plant`` (what is planted, informed moves; shapes in ``sim_flows``, decoys in
+``sim_decoys``, shared state in ``sim_planner``, truth rows in ``sim_truth``, knobs in
+``sim_params``), ``sim_events`` (merge into DBN records), ``sim_stats`` (OI,
 settlements), ``sim_dbn`` (files), ``sim_day`` (one session).
 """
 
@@ -45,6 +54,7 @@ from ifd_core.marketdata.sim_dbn import (
     write_dbn,
     write_text,
 )
+from ifd_core.marketdata.sim_params import SimParams
 from ifd_core.marketdata.sim_plant import BASELINE_SESSIONS
 
 DEFAULT_START = dt.date(2026, 3, 2)  # fixed, not today, so that output is reproducible
@@ -58,6 +68,7 @@ __all__ = [
     "DEFAULT_START",
     "PROVENANCE_FILE",
     "TRUTH_FILE",
+    "SimParams",
     "SimulationSummary",
     "simulate_market",
 ]
@@ -81,14 +92,17 @@ def simulate_market(
     start: dt.date | None = None,
     scale: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
+    params: SimParams | None = None,
 ) -> SimulationSummary:
     """Simulate ``days`` CME trade dates from ``start`` (default 2026-03-02) into ``out_dir``.
 
     ``scale`` multiplies activity (book churn, re-quotes, noise trades). The listing and the price
     path do not depend on it, and planted flows only through the guard that keeps them >= 6x an
     option's normal volume (in practice they are the same at any scale). ``progress(done,
-    total)`` is called after each day's files are written.
+    total)`` is called after each day's files are written. ``params`` (default: ``SimParams()``,
+    the settings' defaults) says what is planted; the truth and provenance files record it.
     """
+    params = params or SimParams()
     if days < 1:
         raise ValueError(f"days must be at least 1, got {days}")
     if not scale > 0:
@@ -105,7 +119,7 @@ def simulate_market(
     counts = dict.fromkeys(SCHEMA_ORDER, 0)
     events: list[dict] = []
     for index, day in enumerate(sessions):
-        result = simulate_day(seed, index, len(sessions), day, state, scale)
+        result = simulate_day(seed, index, len(sessions), day, state, scale, params)
         for schema, path, digest, n in _write_day(out_dir, result):
             files.append(path)
             hashes[path.name] = digest
@@ -123,6 +137,7 @@ def simulate_market(
         "start": sessions[0].isoformat(),
         "days": [d.isoformat() for d in sessions],
         "baseline_sessions": BASELINE_SESSIONS,
+        "params": params.to_dict(),
         "events": events,
     }
     write_text(truth_path, json.dumps(truth, indent=2) + "\n")
@@ -132,6 +147,7 @@ def simulate_market(
         "generator": GENERATOR,
         "seed": seed,
         "scale": scale,
+        "params": params.to_dict(),
         "files": hashes,
     }
     write_text(out_dir / PROVENANCE_FILE, json.dumps(provenance, indent=2) + "\n")
