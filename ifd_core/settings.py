@@ -429,6 +429,13 @@ class SimulatorSettings(_Group):
     informed_share: float = Field(
         default=0.7, ge=0.0, le=1.0, description="Share of institutional flows that are informed."
     )
+    v1_informed_share: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Share of the low-open-interest blocks that are informed; unset: "
+        "informed_share. Lets one algorithm's events carry edge and the other's none.",
+    )
     flows_per_day: list[int] = Field(
         default_factory=lambda: [2, 4], description="Institutional flows per planted session."
     )

@@ -89,3 +89,16 @@ def test_v1_fires_on_every_low_oi_block_from_the_files(run) -> None:
         assert hit["vol_oi_ratio"] >= p.min_vol_oi_ratio
         assert hit["distance_percent"] <= p.max_distance_percent and hit["actionable"]
         assert hit["view"] == e["view"] and hit["direction"] == e["direction"]
+
+
+def test_v1_events_can_carry_no_edge_while_the_flows_do(tmp_path):
+    """`v1_informed_share` sets the low-OI blocks apart: the A/B calibration needs one
+    algorithm's events informed and the other's not."""
+    params = SimParams(informed_share=1.0, v1_informed_share=0.0, v1_events_per_day=(2, 2))
+    summary = simulate_market(tmp_path, 3, 4, start=START, scale=0.1, params=params)
+    events = [e for e in json.loads(summary.truth_path.read_text())["events"]
+              if e["kind"] == "institutional"]  # fmt: skip
+    blocks = [e for e in events if e["shape"] == "low_oi_block"]
+    flows = [e for e in events if e["shape"] != "low_oi_block"]
+    assert blocks and flows
+    assert not any(e["informed"] for e in blocks) and all(e["informed"] for e in flows)

@@ -30,10 +30,14 @@ class SimParams:
     large_prints_per_day: IntRange = (0, 2)
     v1_events_per_day: IntRange = (0, 2)
     shape_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # burst, multi_window, sweep
+    # share for the low-OI blocks (IFD v1 events); None: ``informed_share``
+    v1_informed_share: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.informed_share <= 1.0:
             raise ValueError(f"informed_share must be in [0, 1], got {self.informed_share}")
+        if self.v1_informed_share is not None and not 0.0 <= self.v1_informed_share <= 1.0:
+            raise ValueError(f"v1_informed_share must be in [0, 1], got {self.v1_informed_share}")
         for name in (
             "flows_per_day",
             "informed_delay_s",
@@ -61,6 +65,7 @@ class SimParams:
     def from_settings(cls, s: SimulatorSettings) -> SimParams:
         return cls(
             informed_share=s.informed_share,
+            v1_informed_share=s.v1_informed_share,
             flows_per_day=_range(s.flows_per_day, int),
             informed_delay_s=_range(s.informed_delay_s, float),
             informed_move_points=_range(s.informed_move_points, float),

@@ -72,7 +72,10 @@ def _inform(planner: Planner, event: PlantedEvent) -> None:
     delay = rng.uniform(*p.informed_delay_s)
     ramp = rng.uniform(*p.informed_ramp_s)
     points = rng.uniform(*p.informed_move_points)
-    event.informed = bool(u < p.informed_share)
+    share = p.informed_share
+    if event.shape == "low_oi_block" and p.v1_informed_share is not None:
+        share = p.v1_informed_share
+    event.informed = bool(u < share)
     if not event.informed:
         return
     start = (event.t1 + MAX_NUDGE_NS + int(delay * SECOND)) // US * US
