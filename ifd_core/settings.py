@@ -207,7 +207,10 @@ class LabelSettings(_Group):
     backtests all read these, so they agree; both values are stored with every label."""
 
     barrier_points: float = Field(
-        default=5.0, gt=0, description="Index points the future must move (20 NQ ticks = 5)."
+        default=25.0,
+        gt=0,
+        description="Index points the future must move (the spec's 5 is within one minute's "
+        "noise on NQ; see README 'Calibration').",
     )
     horizon_s: int = Field(default=1800, gt=0, description="Seconds a label may take to resolve.")
 

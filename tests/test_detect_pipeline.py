@@ -251,4 +251,4 @@ def test_detect_labels_with_the_configured_barrier_and_horizon(env):
     assert runner.invoke(app, ["detect", "--date", day.isoformat()], env=wide).exit_code == 0
     assert barriers() == {(12.5, 900)}
     assert cli(env, "detect", "--date", day.isoformat()).exit_code == 0
-    assert barriers() == {(5.0, 1800)}
+    assert barriers() == {(25.0, 1800)}
