@@ -45,7 +45,7 @@ from warehouse.migrations import ensure_migrated
 from warehouse.tables import TABLES
 
 # Bump when the engine's windows would change for the same records.
-ENGINE_VERSION = "engine-2"
+ENGINE_VERSION = "engine-3"
 ALGOS = ("v3", "v1")
 _NY = ZoneInfo("America/New_York")
 
