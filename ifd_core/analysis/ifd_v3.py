@@ -13,10 +13,10 @@ For each window:
    * ``f_size``: log of the flow's size, the net aggressor volume |B − S|, over the window's
      normal volume exp(mean log1p volume) of the baseline (``volume_ratio``, 1 + |B − S| over
      it), divided by log(``size_full_ratio`` = 1000). A log scale with a ceiling far above where
-     flows live (the 100-lot gate is already ~25× a typical window of ~4 contracts; flows sit at
-     25–250×): one-sided windows of 144 and 945 contracts stay apart (0.52 vs 0.79 at a normal of
-     4), where the normal CDF of the z-score gave 0.93 and 1.00. Net, not total, volume: two-sided
-     churn is large but carries no flow.
+     flows live (in the SYNTHETIC market the 100-lot gate is already ~25× a typical window of ~4
+     contracts and planted flows sit at 25–250×): one-sided windows of 144 and 945 contracts
+     stay apart (0.52 vs 0.79 at a normal of 4), where the normal CDF of the z-score gave 0.93
+     and 1.00. Net, not total, volume: two-sided churn is large but carries no flow.
    * ``f_imbalance``: one-sidedness, |imbalance| × the normal CDF of the z-score of the flow
      side's volume (bought contracts for a buying flow) against its baseline.
    * ``f_prints``: independent aggressive orders on the flow's side. n = (Σ q)² / Σ q² over the
@@ -29,7 +29,8 @@ For each window:
    imbalance moving further in the flow's direction), premium concentration within the expiry's
    window, cross-strike coordination (other gated strikes of the same expiry and window with the
    same view: min(count / 3, 1) × their mean pre-coordination score). Each removes a share
-   (``support_gains``) of the remaining doubt: raw = 1 − (1 − evidence) × Π (1 − gain × f).
+   (``support_gains``: persistence 0.4, trend 0.1, concentration 0.1, coordination 0.5) of the
+   remaining doubt: raw = 1 − (1 − evidence) × Π (1 − gain × f).
    A clear flow in one window, alone on its strike, needs none of them.
 5. Score = raw × breadth × mm_factor × data quality, each in [0, 1]:
 
@@ -51,8 +52,8 @@ For each window:
 A window without a baseline scores its baseline features as neutral (0.5) with data quality
 lowered, never with invented statistics. A window stored before ``buy_size_sq``/``sell_size_sq``
 existed (engine-2; the columns read as null) has unknown order sizes: its breadth uses the flow
-side's volume / ``max_print``, the fewest prints that can carry it (a lower bound on n, since
-Σ q² ≤ max q × Σ q), so an unknown breadth is never credited.
+side's volume / ``max_print``, the fewest prints that can carry it (Σ q² ≤ max q × Σ q, so this
+is a lower bound on n over those windows' prints), so breadth that is unknown is never credited.
 """
 
 from __future__ import annotations
