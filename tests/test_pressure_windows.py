@@ -121,6 +121,23 @@ def test_one_batch_and_random_chunks_give_identical_windows():
     got = pl.concat(parts)
     assert got.equals(expected)
     assert expected["volume"].sum() == df["size"].sum()
+    # Many trades share a 0.1 s timestamp, and chunks cut through them: the orders merged across
+    # a chunk boundary are the same as in one batch (Σ q² per order > Σ of squared prints).
+    buy_prints_sq = df.filter(pl.col("aggressor") == "B")["size"].cast(pl.Int64).pow(2).sum()
+    assert expected["buy_size_sq"].sum() > buy_prints_sq
+
+
+def test_a_sweep_is_one_aggressive_order_in_the_sum_of_squares():
+    # A 60-lot buy sweeping three levels prints three times at one match time; two other buys
+    # of 10 and a sell of 5 are separate orders. Unsigned prints are no order of either side.
+    rows = [(1, 100, 20, "B"), (1, 105, 25, "B"), (1, 110, 15, "B")]
+    rows += [(5, 110, 10, "B"), (9, 110, 10, "B"), (12, 100, 5, "A"), (14, 100, 40, "N")]
+    w = one_window(rows)
+    assert (w["buy_volume"], w["buy_trades"]) == (80, 5)
+    assert w["buy_size_sq"] == 60**2 + 10**2 + 10**2
+    assert w["sell_size_sq"] == 25
+    # effective independent buy orders: 80² / 3800 ≈ 1.68, not the 5 prints
+    assert w["buy_volume"] ** 2 / w["buy_size_sq"] == pytest.approx(1.684, abs=1e-3)
 
 
 def test_a_window_is_priced_the_same_in_a_one_trade_batch_and_in_a_big_one():

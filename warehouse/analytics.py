@@ -44,8 +44,9 @@ from warehouse.lake import Lake
 from warehouse.migrations import ensure_migrated
 from warehouse.tables import TABLES
 
-# Bump when the engine's windows would change for the same records.
-ENGINE_VERSION = "engine-2"
+# Bump when the engine's windows, or a detector's signals, would change for the same records:
+# stored signals count as current only under the same key (`stored_signals`, `ifd evaluate`).
+ENGINE_VERSION = "engine-3"
 ALGOS = ("v3", "v1")
 _NY = ZoneInfo("America/New_York")
 

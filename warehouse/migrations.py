@@ -177,6 +177,12 @@ def _live(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     _tables_and_views(["pressure_windows", *LIVE_TABLES])(con, lake)
 
 
+def _windows_sq(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """Windows gain Σ q² per side (IFD v3 breadth); the seed is rewritten by ``_seed_all`` and
+    the view reads older files, which lack the columns, as null (``union_by_name``)."""
+    _tables_and_views(["pressure_windows"])(con, lake)
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (
         1,
@@ -198,6 +204,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (8, "cost views: cost_daily, cost_monthly, cost_per_signal", create_cost_views),
     (9, "underlying_ticks from IB; signal_outcomes carry price_source", _ib_prices),
     (10, "lake snapshots: views read lake/<table>/*/*.parquet", _snapshot_views),
+    (11, "windows carry buy_size_sq/sell_size_sq (older files read them as null)", _windows_sq),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -101,6 +101,9 @@ _WINDOW_COLS = {
     "confidence": F64,
     "engine_version": S,
     "complete": B,
+    # Σ q² of aggressive orders per side (v3 breadth); null in windows stored before engine-3.
+    "buy_size_sq": I64,
+    "sell_size_sq": I64,
 }
 _ROLLUP_COLS = {
     **_CONTRACT,

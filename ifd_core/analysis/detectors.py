@@ -76,6 +76,12 @@ V3_FEATURES = (
     "instrument_z_log_volume",
     "bucket_z_imbalance",
     "instrument_z_imbalance",
+    "f_prints",
+    "independent_prints",
+    "breadth",
+    "evidence",
+    "volume_ratio",
+    "mm_factor",
 )
 V1_FEATURES = ("vol_oi_ratio", "open_interest", "new_strike", "buy_volume", "sell_volume")
 # v1 has tiers, not probabilities: a fixed, monotone map so rankings and thresholds can compare

@@ -8,24 +8,52 @@ For each window:
    volume Σ aggressor sign × size × Black-76 delta (calls bought or puts sold BULLISH, calls
    sold or puts bought BEARISH); where no trade had a known delta, the right's delta sign.
    ``direction`` is the aggressor side in the option itself (BUY/SELL).
-3. Features in [0, 1]: size (normal CDF of the log-volume z-score), imbalance anomaly in the
-   flow's own direction (normal CDF of the z-score of the dominant side's volume — bought
-   contracts for a buying flow — times |imbalance|; the z-score of the imbalance ratio itself
-   says little, since most windows are a print or two and sit at ±1), persistence (share of
-   the instrument's last k windows with a same-sign gated imbalance), trend (the imbalance
-   moving further in the flow's direction), premium
-   concentration within the expiry's window, cross-strike coordination (other strikes of the same
-   expiry and window with the same view), and data quality (baseline sessions present / N). Data
-   quality is read from the bucket baseline, which spans the whole lookback; an instrument's own
-   history is short by nature for a weekly listed days ago, which says nothing about the data.
-4. Score: a weighted mean of the features (weights sum to 1), times (1 − market-making
-   likelihood) and the data-quality factor. Market making / volatility trades: the same strike's
-   other right traded in the same window with a similar size and the *opposite* view (a
-   straddle), or a large unsigned (spread-leg) share.
-5. Tiers from fixed, reachable thresholds; deterministic for a given input order.
+3. Evidence (what a flow *is*; weights sum to 1, a documented prior, not fitted):
+
+   * ``f_size``: log of the flow's size, the net aggressor volume |B − S|, over the window's
+     normal volume exp(mean log1p volume) of the baseline (``volume_ratio``, 1 + |B − S| over
+     it), divided by log(``size_full_ratio`` = 1000). A log scale with a ceiling far above where
+     flows live (in the SYNTHETIC market the 100-lot gate is already ~25× a typical window of ~4
+     contracts and planted flows sit at 25–250×): one-sided windows of 144 and 945 contracts
+     stay apart (0.52 vs 0.79 at a normal of 4), where the normal CDF of the z-score gave 0.93
+     and 1.00. Net, not total, volume: two-sided churn is large but carries no flow.
+   * ``f_imbalance``: one-sidedness, |imbalance| × the normal CDF of the z-score of the flow
+     side's volume (bought contracts for a buying flow) against its baseline.
+   * ``f_prints``: independent aggressive orders on the flow's side. n = (Σ q)² / Σ q² over the
+     side's orders (``independent_prints``: a sweep's prints at one match time are one order;
+     one order gives 1, ten equal orders 10) and f = 1 − 1/n, the chance that two of the side's
+     contracts came from different orders. More orders at the same volume never lower it.
+
+4. Support (what may add, never required, never subtracts): persistence (share of the
+   instrument's previous k − 1 windows that passed the gates with the same sign), trend (the
+   imbalance moving further in the flow's direction), premium concentration within the expiry's
+   window, cross-strike coordination (other gated strikes of the same expiry and window with the
+   same view: min(count / 3, 1) × their mean pre-coordination score). Each removes a share
+   (``support_gains``: persistence 0.4, trend 0.1, concentration 0.1, coordination 0.5) of the
+   remaining doubt: raw = 1 − (1 − evidence) × Π (1 − gain × f).
+   A clear flow in one window, alone on its strike, needs none of them.
+5. Score = raw × breadth × mm_factor × data quality, each in [0, 1]:
+
+   * breadth = (n − 1) / (``full_breadth_prints`` − 1), clipped: one order is 0 however large
+     (a big print and a few small ones is one decision, not a flow); three equal orders or more
+     are 1. It multiplies, so no amount of support lifts a one-order window to a signal.
+   * market making: ``mm_likelihood`` = max(straddle likelihood, unsigned spread-leg share); the
+     straddle likelihood is the other right at the same strike, expiry and window with the
+     *opposite* view, its size balance if ≥ 0.5 else half of it (≤ 0.25). mm_factor =
+     1 − (mm − ``mm_floor``) / (1 − ``mm_floor``), clipped, with mm_floor = 0.25: only evidence
+     above what a clearly dissimilar other-right size can produce bites, so a little noise on the
+     other right (0.06) does not knock out a clear flow, and a true straddle (≈ 1) zeroes it.
+   * data quality: baseline sessions present / N, read from the bucket baseline, which spans the
+     whole lookback; an instrument's own history is short by nature for a weekly listed days
+     ago, which says nothing about the data.
+
+6. Tiers from fixed, reachable thresholds; deterministic for a given input order.
 
 A window without a baseline scores its baseline features as neutral (0.5) with data quality
-lowered, never with invented statistics.
+lowered, never with invented statistics. A window stored before ``buy_size_sq``/``sell_size_sq``
+existed (engine-2; the columns read as null) has unknown order sizes: its breadth uses the flow
+side's volume / ``max_print``, the fewest prints that can carry it (Σ q² ≤ max q × Σ q, so this
+is a lower bound on n over those windows' prints), so breadth that is unknown is never credited.
 """
 
 from __future__ import annotations
@@ -36,6 +64,8 @@ from dataclasses import dataclass, field
 import polars as pl
 
 TIERS = (("EXTREME", 0.9), ("VERY_HIGH", 0.8), ("HIGH", 0.7), ("MODERATE", 0.0))
+EVIDENCE = ("size", "imbalance", "prints")
+SUPPORT = ("persistence", "trend", "concentration", "coordination")
 
 
 @dataclass(frozen=True)
@@ -46,20 +76,24 @@ class V3Params:
     min_premium: float = 0.0
     min_confidence: float = 0.7
     min_data_quality: float = 0.0  # below it no signal at all (profiles: 0.85-0.95)
-    persistence_windows: int = 3
+    persistence_windows: int = 3  # the current window and the k − 1 before it
     coordination_band_pct: float = 0.5
     coordination_full_count: int = 3
     trend_full_step: float = 0.2  # imbalance rising this much per window is a full trend
     straddle_size_balance: float = 0.5
     no_baseline_quality: float = 0.5
+    size_full_ratio: float = 1000.0  # window volume / normal volume where f_size reaches 1
+    full_breadth_prints: float = 3.0  # independent orders on the flow side for full breadth
+    mm_floor: float = 0.25  # market-making likelihood below which it does not discount
     weights: dict[str, float] = field(
+        default_factory=lambda: {"size": 0.35, "imbalance": 0.30, "prints": 0.35}
+    )
+    support_gains: dict[str, float] = field(
         default_factory=lambda: {
-            "size": 0.35,
-            "imbalance": 0.30,
-            "persistence": 0.10,
-            "trend": 0.05,
-            "concentration": 0.05,
-            "coordination": 0.15,
+            "persistence": 0.4,
+            "trend": 0.1,
+            "concentration": 0.1,
+            "coordination": 0.5,
         }
     )
 
@@ -69,16 +103,40 @@ def _phi(z: pl.Expr) -> pl.Expr:
     return 0.5 * (1.0 + (math.sqrt(2.0 / math.pi) * (z + 0.044715 * z**3)).tanh())
 
 
+def _check(p: V3Params) -> None:
+    if set(p.weights) - set(EVIDENCE):
+        raise ValueError(f"v3 evidence weights are for {EVIDENCE}, got {sorted(p.weights)}")
+    if abs(sum(p.weights.values()) - 1.0) > 1e-9:
+        raise ValueError("v3 feature weights must sum to 1")
+    if set(p.support_gains) - set(SUPPORT):
+        raise ValueError(f"v3 support gains are for {SUPPORT}, got {sorted(p.support_gains)}")
+    if any(not 0.0 <= g <= 1.0 for g in p.support_gains.values()):
+        raise ValueError("v3 support gains must lie in [0, 1]")
+    if p.full_breadth_prints <= 1.0 or p.size_full_ratio <= 1.0 or not 0.0 <= p.mm_floor < 1.0:
+        raise ValueError("v3: full_breadth_prints > 1, size_full_ratio > 1, mm_floor in [0, 1)")
+
+
+# Columns a frame may lack: windows stored before engine-3, or scored without a baseline.
+_OPTIONAL = {
+    "delta_volume": pl.Float64,
+    "buy_size_sq": pl.Int64,
+    "sell_size_sq": pl.Int64,
+    "max_print": pl.Int64,
+    **{f"{k}_mean_log_volume": pl.Float64 for k in ("instrument", "bucket")},
+}
+
+
 def score_v3(windows: pl.DataFrame, p: V3Params | None = None) -> pl.DataFrame:
     """All windows with features, gate results, MM likelihood, score, tier and ``signal``."""
     p = p or V3Params()
-    if abs(sum(p.weights.values()) - 1.0) > 1e-9:
-        raise ValueError("v3 feature weights must sum to 1")
+    _check(p)
+    missing = [pl.lit(None, t).alias(c) for c, t in _OPTIONAL.items() if c not in windows.columns]
+    windows = windows.with_columns(missing) if missing else windows
     net = pl.col("buy_volume").cast(pl.Int64) - pl.col("sell_volume").cast(pl.Int64)
     right_sign = pl.when(pl.col("right") == "C").then(1).otherwise(-1)
     flow_sign = pl.when(net > 0).then(1).when(net < 0).then(-1).otherwise(0)
     premium = pl.col("buy_premium") + pl.col("sell_premium")
-    dv = pl.col("delta_volume") if "delta_volume" in windows.columns else pl.lit(None, pl.Float64)
+    dv = pl.col("delta_volume")
     delta_sign = pl.when(dv > 0).then(1).when(dv < 0).then(-1).otherwise(None)
     w = windows.sort("window_start", "instrument_id").with_columns(
         premium.alias("premium"),
@@ -95,67 +153,16 @@ def score_v3(windows: pl.DataFrame, p: V3Params | None = None) -> pl.DataFrame:
         & (pl.col("premium") >= p.min_premium)
     )
     w = w.with_columns(gated.alias("passes_gates"))
-
-    # Baseline features: prefer the instrument's own history, else its bucket; else neutral.
-    def z(m: str) -> pl.Expr:
-        return pl.coalesce(
-            pl.col(f"instrument_z_{m}").cast(pl.Float64), pl.col(f"bucket_z_{m}").cast(pl.Float64)
-        )
-
-    has_base = pl.col("instrument_has_baseline") | pl.col("bucket_has_baseline")
-    quality = pl.coalesce(
-        pl.when(pl.col("bucket_has_baseline")).then(pl.col("bucket_data_quality").cast(pl.Float64)),
-        pl.when(pl.col("instrument_has_baseline")).then(
-            pl.col("instrument_data_quality").cast(pl.Float64)
-        ),
-        pl.lit(p.no_baseline_quality),
-    )
-    w = w.with_columns(
-        pl.when(has_base).then(_phi(z("log_volume"))).otherwise(0.5).alias("f_size"),
-        pl.when(has_base)
-        .then(
-            _phi(pl.when(pl.col("flow_sign") > 0).then(z("buy_volume")).otherwise(z("sell_volume")))
-            * pl.col("imbalance").abs()
-        )
-        .otherwise(0.5 * pl.col("imbalance").abs())
-        .alias("f_imbalance"),
-        quality.clip(0.0, 1.0).alias("data_quality"),
-    )
-
-    # Persistence and trend over the instrument's own recent windows (current included).
-    k = p.persistence_windows
-    same_sign = ((pl.col("imbalance").abs() >= p.min_imbalance) & (pl.col("flow_sign") != 0)).cast(
-        pl.Float64
-    ) * pl.col("flow_sign")
-    w = w.with_columns(same_sign.alias("_signed_hit")).with_columns(
-        (
-            pl.col("_signed_hit").rolling_sum(k, min_samples=1).over("instrument_id")
-            * pl.col("flow_sign")
-            / k
-        )
-        .clip(0.0, 1.0)
-        .alias("f_persistence"),
-        (
-            (pl.col("imbalance") - pl.col("imbalance").shift(1).over("instrument_id")).fill_null(
-                0.0
-            )
-            * pl.col("flow_sign")
-            / p.trend_full_step
-        )
-        .clip(0.0, 1.0)
-        .alias("f_trend"),
-    )
-    # Premium concentration within the same expiry and window.
-    w = w.with_columns(
-        (pl.col("premium") / pl.col("premium").sum().over("expiration", "window_start"))
-        .fill_nan(0.0)
-        .alias("f_concentration")
-    )
+    w = _evidence(w, p)
+    w = _support(w, p)
     w = _market_making(w, p)
     w = _coordination(w, p)
-    weights = p.weights
-    raw = sum(pl.col(f"f_{name}") * wt for name, wt in weights.items())
-    score = raw * (1.0 - pl.col("mm_likelihood")) * pl.col("data_quality")
+    gains = p.support_gains
+    doubt = pl.lit(1.0)
+    for name, gain in gains.items():
+        doubt = doubt * (1.0 - gain * pl.col(f"f_{name}").clip(0.0, 1.0))
+    raw = 1.0 - (1.0 - pl.col("evidence")) * doubt
+    score = raw * pl.col("breadth") * pl.col("mm_factor") * pl.col("data_quality")
     tier = pl.when(score >= TIERS[0][1]).then(pl.lit(TIERS[0][0]))
     for name, threshold in TIERS[1:]:
         tier = tier.when(score >= threshold).then(pl.lit(name))
@@ -177,12 +184,106 @@ def score_v3(windows: pl.DataFrame, p: V3Params | None = None) -> pl.DataFrame:
             & (pl.col("view_sign") != 0)
             & (pl.col("data_quality") >= p.min_data_quality)
         ).alias("signal"),
-    ).drop("_signed_hit")
+    )
+
+
+def _evidence(w: pl.DataFrame, p: V3Params) -> pl.DataFrame:
+    """Size, one-sidedness and independent prints; their weighted mean; breadth; data quality."""
+
+    # Baseline features: prefer the instrument's own history, else its bucket; else neutral.
+    def z(m: str) -> pl.Expr:
+        return pl.coalesce(
+            pl.col(f"instrument_z_{m}").cast(pl.Float64), pl.col(f"bucket_z_{m}").cast(pl.Float64)
+        )
+
+    has_base = pl.col("instrument_has_baseline") | pl.col("bucket_has_baseline")
+    net_volume = pl.col("buy_volume").cast(pl.Int64) - pl.col("sell_volume").cast(pl.Int64)
+    normal_log = pl.coalesce(
+        pl.when(pl.col("instrument_has_baseline")).then(pl.col("instrument_mean_log_volume")),
+        pl.when(pl.col("bucket_has_baseline")).then(pl.col("bucket_mean_log_volume")),
+    ).cast(pl.Float64)
+    log_ratio = net_volume.abs().cast(pl.Float64).log1p() - normal_log
+    quality = pl.coalesce(
+        pl.when(pl.col("bucket_has_baseline")).then(pl.col("bucket_data_quality").cast(pl.Float64)),
+        pl.when(pl.col("instrument_has_baseline")).then(
+            pl.col("instrument_data_quality").cast(pl.Float64)
+        ),
+        pl.lit(p.no_baseline_quality),
+    )
+    buying = pl.col("flow_sign") > 0
+    side_volume = pl.when(buying).then("buy_volume").otherwise("sell_volume").cast(pl.Float64)
+    side_sq = pl.when(buying).then("buy_size_sq").otherwise("sell_size_sq").cast(pl.Float64)
+    # Unknown order sizes (older windows): the fewest prints of max_print that carry the side.
+    fewest = side_volume / pl.col("max_print").cast(pl.Float64).clip(lower_bound=1.0)
+    n = (
+        pl.when((pl.col("flow_sign") == 0) | (side_volume <= 0))
+        .then(0.0)
+        .otherwise(
+            pl.coalesce(pl.when(side_sq > 0).then(side_volume**2 / side_sq), fewest, pl.lit(1.0))
+        )
+        .clip(lower_bound=0.0)
+    )
+    w = w.with_columns(
+        log_ratio.exp().alias("volume_ratio"),
+        pl.when(has_base & normal_log.is_not_null())
+        .then((log_ratio / math.log(p.size_full_ratio)).clip(0.0, 1.0))
+        .otherwise(0.5)
+        .alias("f_size"),
+        pl.when(has_base)
+        .then(_phi(pl.when(buying).then(z("buy_volume")).otherwise(z("sell_volume"))))
+        .otherwise(0.5)
+        .mul(pl.col("imbalance").abs())
+        .alias("f_imbalance"),
+        n.alias("independent_prints"),
+        quality.clip(0.0, 1.0).alias("data_quality"),
+    ).with_columns(
+        pl.when(pl.col("independent_prints") > 1.0)
+        .then(1.0 - 1.0 / pl.col("independent_prints"))
+        .otherwise(0.0)
+        .alias("f_prints"),
+        ((pl.col("independent_prints") - 1.0) / (p.full_breadth_prints - 1.0))
+        .clip(0.0, 1.0)
+        .alias("breadth"),
+    )
+    evidence = sum(pl.col(f"f_{name}") * wt for name, wt in p.weights.items())
+    return w.with_columns(evidence.alias("evidence"))
+
+
+def _support(w: pl.DataFrame, p: V3Params) -> pl.DataFrame:
+    """Persistence and trend over the instrument's own recent windows; premium concentration."""
+    before = max(p.persistence_windows - 1, 1)
+    hit = (pl.col("passes_gates") & (pl.col("flow_sign") != 0)).cast(pl.Float64) * pl.col(
+        "flow_sign"
+    )
+    w = w.with_columns(hit.alias("_signed_hit")).with_columns(
+        (
+            pl.col("_signed_hit").shift(1).rolling_sum(before, min_samples=1).over("instrument_id")
+            * pl.col("flow_sign")
+            / before
+        )
+        .fill_null(0.0)
+        .clip(0.0, 1.0)
+        .alias("f_persistence"),
+        (
+            (pl.col("imbalance") - pl.col("imbalance").shift(1).over("instrument_id")).fill_null(
+                0.0
+            )
+            * pl.col("flow_sign")
+            / p.trend_full_step
+        )
+        .clip(0.0, 1.0)
+        .alias("f_trend"),
+        (pl.col("premium") / pl.col("premium").sum().over("expiration", "window_start"))
+        .fill_nan(0.0)
+        .alias("f_concentration"),
+    )
+    return w.drop("_signed_hit")
 
 
 def _market_making(w: pl.DataFrame, p: V3Params) -> pl.DataFrame:
     """Straddle/strangle evidence: the other right at the same strike, expiry and window with
-    a similar size and the opposite view; plus the unsigned (spread-leg) share."""
+    a similar size and the opposite view; plus the unsigned (spread-leg) share. ``mm_factor``
+    discounts only the part above ``mm_floor``."""
     other = w.select(
         "expiration",
         "strike",
@@ -200,20 +301,19 @@ def _market_making(w: pl.DataFrame, p: V3Params) -> pl.DataFrame:
         .fill_null(0.0)
     )
     unsigned_share = pl.col("unsigned_volume") / pl.col("volume")
+    mm = pl.max_horizontal(straddle, unsigned_share.fill_nan(0.0)).clip(0.0, 1.0)
     return j.with_columns(
         straddle.alias("straddle_likelihood"),
-        pl.max_horizontal(straddle, unsigned_share.fill_nan(0.0))
-        .clip(0.0, 1.0)
-        .alias("mm_likelihood"),
+        mm.alias("mm_likelihood"),
+        (1.0 - ((mm - p.mm_floor) / (1.0 - p.mm_floor)).clip(0.0, 1.0)).alias("mm_factor"),
     ).drop("_o_volume", "_o_view")
 
 
 def _coordination(w: pl.DataFrame, p: V3Params) -> pl.DataFrame:
     """Other strikes of the same expiry and window, within ±band % of the underlying, whose
-    gated flow has the same view: min(count / full, 1) × their mean pre-coordination score."""
-    others_w = {k: v for k, v in p.weights.items() if k != "coordination"}
-    total = sum(others_w.values()) or 1.0
-    pre = sum(pl.col(f"f_{k}") * v for k, v in others_w.items()) / total
+    gated flow has the same view: min(count / full, 1) × their mean pre-coordination score
+    (evidence × breadth, so a one-order window lends no coordination either)."""
+    pre = pl.col("evidence") * pl.col("breadth")
     w = w.with_row_index("_row").with_columns(pre.alias("_pre"))
     cand = w.filter(pl.col("passes_gates")).select(
         "expiration",

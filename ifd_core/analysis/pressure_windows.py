@@ -15,6 +15,12 @@ null when it could not be computed) adds delta-signed volume: Σ aggressor sign 
 the futures-equivalent position the aggressors took on (positive = bullish), and
 ``delta_unknown_volume``, the contracts whose delta was unknown, so the measure's coverage is
 visible rather than assumed.
+
+``buy_size_sq`` / ``sell_size_sq`` are Σ q² over the window's aggressive *orders* on each side,
+where an order is the prints of one instrument at one ``ts_event`` with one aggressor side: a
+sweep through several price levels prints once per level at the same match time, and must count
+as the one decision it was. With the side's volume Σ q they give the effective number of
+independent orders, (Σ q)² / Σ q² (IFD v3's breadth: one order is 1, ten equal orders are 10).
 """
 
 from __future__ import annotations
@@ -147,9 +153,20 @@ def aggregate_windows(trades: pl.DataFrame, p: WindowParams) -> pl.DataFrame:
     premium = px * size * p.multiplier
     sign = pl.when(buy).then(1).when(sell).then(-1).otherwise(0)
     delta = pl.col("delta")
-    out = (
-        trades.with_columns(((pl.col("ts_event") // w) * w).alias("window_start"))
+    keyed = trades.with_columns(((pl.col("ts_event") // w) * w).alias("window_start"))
+    # Aggressive orders: one match time and side of one instrument (a sweep's prints together).
+    orders = (
+        keyed.filter(buy | sell)
+        .group_by("window_start", "instrument_id", "ts_event", "aggressor")
+        .agg(size.sum().alias("q"))
         .group_by("window_start", "instrument_id")
+        .agg(
+            (pl.col("q") ** 2).filter(pl.col("aggressor") == "B").sum().alias("buy_size_sq"),
+            (pl.col("q") ** 2).filter(pl.col("aggressor") == "A").sum().alias("sell_size_sq"),
+        )
+    )
+    out = (
+        keyed.group_by("window_start", "instrument_id")
         .agg(
             size.filter(buy).sum().alias("buy_volume"),
             size.filter(sell).sum().alias("sell_volume"),
@@ -169,6 +186,8 @@ def aggregate_windows(trades: pl.DataFrame, p: WindowParams) -> pl.DataFrame:
             pl.col("ts_event").min().alias("first_trade_ts"),
             pl.col("ts_event").max().alias("last_trade_ts"),
         )
+        .join(orders, on=["window_start", "instrument_id"], how="left")
+        .with_columns(pl.col("buy_size_sq", "sell_size_sq").fill_null(0).cast(pl.Int64))
     )
     b = pl.col("buy_volume").cast(pl.Float64)
     s = pl.col("sell_volume").cast(pl.Float64)
