@@ -112,9 +112,12 @@ def test_an_empty_window_ends_the_episode_unless_the_gap_setting_allows_it():
     assert assign_episodes(rows)["episode_id"].n_unique() == 2
     allowed = assign_episodes(rows, EpisodeParams(max_gap_windows=1))
     assert allowed["episode_id"].n_unique() == 1
-    assert assign_episodes(frame([sig(0), sig(3)]), EpisodeParams(max_gap_windows=1))[
-        "episode_id"
-    ].n_unique() == 2
+    assert (
+        assign_episodes(frame([sig(0), sig(3)]), EpisodeParams(max_gap_windows=1))[
+            "episode_id"
+        ].n_unique()
+        == 2
+    )
 
 
 def test_episodes_never_span_trade_dates_or_algorithms():
@@ -131,8 +134,10 @@ def test_streaming_window_by_window_equals_batch_and_reruns_give_the_same_ids():
     batch = assign_episodes(frame(rows))
     tracker = EpisodeTracker()
     streamed = pl.concat(
-        [tracker.assign(frame([r for r in rows if r["window_start"] == T1110 + k * W]))
-         for k in range(4)]  # fmt: skip
+        [
+            tracker.assign(frame([r for r in rows if r["window_start"] == T1110 + k * W]))
+            for k in range(4)
+        ]  # fmt: skip
     )
     key = ["signal_id", "episode_id"]
     assert streamed.select(key).sort("signal_id").equals(batch.select(key).sort("signal_id"))

@@ -148,8 +148,12 @@ def run_backtest(
             lab = (
                 labels.filter(pl.col("algo") == algo)
                 if labels is not None
-                else pl.DataFrame(schema={c: OUTCOME_COLUMNS[c] for c in
-                                          ("signal_id", "episode_id", "decision_ts", "label")})  # fmt: skip
+                else pl.DataFrame(
+                    schema={
+                        c: OUTCOME_COLUMNS[c]
+                        for c in ("signal_id", "episode_id", "decision_ts", "label")
+                    }
+                )  # fmt: skip
             )
             outcomes += [{"date": day, "algo": algo, **r} for r in lab.to_dicts()]
             daily_rows.append(_daily_row(day, algo, ex, equity0, sig, led, lab))

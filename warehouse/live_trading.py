@@ -166,8 +166,10 @@ class RealTimeDesk:
 
     def entries_sent(self) -> dict[str, int]:
         return {
-            a: sum(o["purpose"] == "entry" and o["status"] not in ("rejected", "skipped")
-                   for o in t.ledger().orders)
+            a: sum(
+                o["purpose"] == "entry" and o["status"] not in ("rejected", "skipped")
+                for o in t.ledger().orders
+            )
             for a, t in self.traders.items()
         }
 
