@@ -534,6 +534,7 @@ def signal_json(row: dict) -> dict:
         "volume": row["volume"],
         "premium": round(row["premium"], 2),
         "features": json.loads(row["features"]),
+        "episode_id": row.get("episode_id"),
     }
 
 

@@ -201,7 +201,7 @@ class AnalysisSettings(_Group):
     episode_max_gap_windows: int = Field(
         default=0,
         ge=0,
-        description="Empty windows a signal episode may skip before it ends (analysis/episodes.py).",
+        description="Empty windows a signal episode may skip before it ends (analysis/episodes).",
     )
     v3: V3Settings = Field(default_factory=V3Settings)
     v1: V1Settings = Field(default_factory=V1Settings)

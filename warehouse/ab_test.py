@@ -76,6 +76,11 @@ def run_ab(
     progress: Callable[[str], None] | None = None,
 ) -> ABResult:
     bt = run_backtest(lake, settings, start, end, ("v3", "v1"), mode="ab", progress=progress)
+    return ab_of(bt, settings)
+
+
+def ab_of(bt: BacktestResult, settings: Settings) -> ABResult:
+    """The A/B statistics of a finished v3 + v1 backtest (pure: no lake)."""
     stats, n_episodes, n_signals = {}, {}, {}
     for algo in ("v3", "v1"):
         rows = bt.outcomes.filter(pl.col("algo") == algo) if bt.outcomes.height else None

@@ -310,7 +310,7 @@ def ensure_migrated(lake: Lake, timeout_s: float = 30.0) -> list[int]:
             )
         time.sleep(0.05)
         done, root = current_state(lake)
-    if ALL_VERSIONS <= done and root == str(lake.root):
+    if done >= ALL_VERSIONS and root == str(lake.root):
         return []
     con = _connect_rw(lake, timeout_s)
     try:

@@ -8,6 +8,9 @@ decision is a function of event time only — ``decision_ts`` is the window's en
 watermark grace, the earliest instant the window can close — so feeding a day in one batch or in
 any number of chunks gives identical signals (tested).
 
+Each detector also groups its signals into episodes as it emits them (``episodes.EpisodeTracker``,
+window by window), so ``episode_id`` is part of the contract and the same in batch and stream.
+
 Inputs that do not come from the stream — the baselines of earlier sessions — come from a
 ``BaselineProvider``: a callable from trade date to ``{"bucket": ..., "instrument": ...}``
 (``baselines.build_baselines``) or ``None`` when there is no history, in which case v3 scores

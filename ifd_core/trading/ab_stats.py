@@ -233,7 +233,7 @@ def required_per_arm(
     power: float = 0.8,
     one_sided: bool = True,
 ) -> int:
-    """Resolved outcomes (episodes) per arm to detect ``p_high`` vs ``p_low`` (two independent proportions).
+    """Resolved episodes per arm to detect ``p_high`` vs ``p_low`` (two independent proportions).
 
     The Fleiss formula without continuity correction:
     ``n = [z_α·√(2·p̄·q̄) + z_β·√(p₁q₁ + p₂q₂)]² / (p₂ − p₁)²`` with ``p̄ = (p₁ + p₂)/2``,
