@@ -151,3 +151,22 @@ def test_first_per_episode_refuses_signals_without_episodes():
         first_per_episode(frame([sig(0)]).drop("episode_id"))
     with pytest.raises(ValueError, match="ifd detect"):
         first_per_episode(frame([sig(0)]))  # episode_id null: detected before episodes
+
+
+def test_the_settings_reach_the_detectors_and_both_executors():
+    from ifd_core.broker.factory import trader_from_settings
+    from ifd_core.broker.paper_broker import PaperBroker
+    from ifd_core.ops.resilience import Breaker
+    from ifd_core.settings import BreakerSettings, Settings
+    from ifd_core.trading.paper import executor_from_settings
+    from warehouse.analytics import make_detectors
+
+    s = Settings(analysis={"episode_max_gap_windows": 2}, paper={"stack_episodes": True})
+    for d in make_detectors(s, DAY, None, ("v3", "v1")):
+        assert d.episodes.params == EpisodeParams(window_s=300, max_gap_windows=2, band_pct=0.5)
+    ex = executor_from_settings("v3", s, halted=lambda: None, run_id="r", mode="backtest")
+    trader = trader_from_settings("v3", s, PaperBroker(2.0), Breaker("b", BreakerSettings()),
+                                  quote=lambda i: None, halted=lambda: None, run_id="r")  # fmt: skip
+    assert ex.cfg.stack_episodes and trader.cfg.stack_episodes
+    assert Settings().paper.stack_episodes is False
+    assert Settings().analysis.episode_max_gap_windows == 0
