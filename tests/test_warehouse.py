@@ -221,3 +221,22 @@ def test_a_query_reads_the_snapshot_it_started_on(lake):
     assert con.execute("SELECT count(*) FROM dq_summary").fetchone()[0] == first == 0
     con.close()
     assert query(lake, "SELECT count(*) AS n FROM dq_summary")["n"][0] == 1
+
+
+def test_a_migration_numbered_below_the_latest_applied_still_runs(lake, monkeypatch):
+    """Version numbers may have gaps (12 is merged before 11): the runner applies every version
+    it has not applied yet, in number order, not only those above the highest."""
+    import warehouse.migrations as m
+
+    assert 11 not in m.ALL_VERSIONS and 12 in m.ALL_VERSIONS
+    assert ensure_migrated(lake) == [v for v, _, _ in MIGRATIONS]
+
+    def eleven(con, lake) -> None:
+        con.execute("CREATE OR REPLACE VIEW migration_eleven AS SELECT 11 AS v")
+
+    later = [*MIGRATIONS, (11, "merged later", eleven)]
+    monkeypatch.setattr(m, "MIGRATIONS", later)
+    monkeypatch.setattr(m, "ALL_VERSIONS", frozenset(v for v, _, _ in later))
+    assert ensure_migrated(lake) == [11]
+    assert ensure_migrated(lake) == []
+    assert query(lake, "SELECT v FROM migration_eleven")["v"].to_list() == [11]
