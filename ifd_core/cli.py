@@ -567,6 +567,7 @@ def signal_json(row: dict) -> dict:
         "volume": row["volume"],
         "premium": round(row["premium"], 2),
         "features": json.loads(row["features"]),
+        "episode_id": row.get("episode_id"),
     }
 
 
@@ -1031,6 +1032,27 @@ def _metrics_for(result):
     return metrics_of(result)
 
 
+def _units(metrics) -> dict:
+    """What a report's accuracy counts: episodes (one outcome per flow), with both counts."""
+    rows = metrics.to_dicts()
+    return {
+        "unit": "episodes",
+        "n_episodes": {r["algo"]: r["episodes"] for r in rows},
+        "n_signals": {r["algo"]: r["signals"] for r in rows},
+    }
+
+
+def _unit_line(units: dict) -> str:
+    counts = ", ".join(
+        f"{a} {units['n_episodes'][a]} episodes from {units['n_signals'][a]} signals"
+        for a in units["n_episodes"]
+    )
+    return (
+        "accuracy, its Wilson interval and the tests count signal episodes (one outcome per "
+        f"flow: its first signal's label): {counts}"
+    )
+
+
 def _metrics_view(metrics):
     """The columns a trader reads first, rounded."""
     import polars as pl
@@ -1041,7 +1063,8 @@ def _metrics_view(metrics):
     return metrics.select(
         "algo",
         "signals",
-        "resolved",
+        "episodes",
+        pl.col("resolved").alias("resolved ep."),
         pct("accuracy").alias("acc %"),
         pl.format("[{}, {}]", pct("ci_low"), pct("ci_high")).alias("Wilson 95 %"),
         pct("neutral_share").alias("neutral %"),
@@ -1099,6 +1122,7 @@ def backtest(
         "days": [d.isoformat() for d in result.days],
         "records": result.records,
         "seconds": round(result.seconds, 2),
+        **_units(metrics),
         "metrics": {r["algo"]: r for r in metrics.to_dicts()},
         "monte_carlo": result.monte_carlo,
         "walk_forward": result.walk_forward,
@@ -1114,6 +1138,7 @@ def backtest(
     out.print(f"[bold]Backtest {result.run_id}[/]{label}: {len(result.days)} days, "
               f"{result.records:,} records in {result.seconds:.1f} s", highlight=False)  # fmt: skip
     print_frame(_metrics_view(metrics), title="Metrics per algorithm")
+    out.print(_unit_line(_units(metrics)), highlight=False)
     for a, mc in result.monte_carlo.items():
         out.print(
             f"{a} Monte Carlo ({mc['paths']:,} paths): 5th pct terminal return "
@@ -1166,7 +1191,8 @@ def ab(
 ) -> None:
     """A/B test v3 against v1 on the same record stream: paired signals, the accuracy test
     (Fisher exact for small cells), a bootstrap CI of the daily P&L difference, and a verdict
-    that says how many more resolved signals are needed when the sample cannot decide."""
+    that says how many more resolved episodes are needed when the sample cannot decide. The
+    unit is the signal episode: one flow seen in several windows is one outcome."""
     from warehouse.ab_test import run_ab
     from warehouse.lake import Lake
     from warehouse.reports import write_ab_report
@@ -1189,10 +1215,11 @@ def ab(
     label = " (SYNTHETIC data: not evidence about real markets)" if res.backtest.synthetic else ""
     out.print(f"[bold]A/B v3 vs v1[/]{label}: {len(res.backtest.days)} days", highlight=False)
     print_frame(_metrics_view(metrics), title="Both algorithms, same stream")
+    out.print(_unit_line(_units(metrics)), highlight=False)
     t = res.test
     p = "n/a" if t.get("p_value") is None else f"{t['p_value']:.4f}"
-    out.print(f"accuracy v3 - v1: {t.get('test')} test, one-sided p = {p}; paired signals "
-              f"{res.pairs}, agreement {res.agreement}", highlight=False)  # fmt: skip
+    out.print(f"accuracy v3 - v1 over episodes: {t.get('test')} test, one-sided p = {p}; paired "
+              f"episodes {res.pairs}, agreement {res.agreement}", highlight=False)  # fmt: skip
     if res.pnl_diff_ci:
         m, lo, hi = res.pnl_diff_ci
         out.print(f"daily P&L v3 - v1: {m:+.2f} $ [{lo:+.2f}, {hi:+.2f}] (bootstrap by day)")
@@ -1230,6 +1257,13 @@ def extended_test(
         raise _fail(str(exc), EXIT_USAGE) from None
     doc = res.to_dict()
     doc["report"] = str(write_extended_report(settings.data_dir, res))
+    fin = res.final.to_dicts()
+    units = {
+        "unit": "episodes",
+        "n_episodes": {r["algo"]: r["episodes"] for r in fin},
+        "n_signals": {r["algo"]: r["signals"] for r in fin},
+    }
+    doc.update(units)
     if as_json:
         typer.echo(json.dumps(doc, indent=1, default=str))
         return
@@ -1237,7 +1271,7 @@ def extended_test(
     out.print(f"[bold]Extended test {res.test_id}[/]{label}: {len(res.days)} sessions "
               f"({res.mode})", highlight=False)  # fmt: skip
     view = res.final.select(
-        "algo", "days", "signals", "resolved",
+        "algo", "days", "signals", "episodes", pl.col("resolved").alias("resolved ep."),
         (pl.col("accuracy") * 100).round(1).alias("acc %"),
         pl.format("[{}, {}]", (pl.col("accuracy_ci_low") * 100).round(1),
                   (pl.col("accuracy_ci_high") * 100).round(1)).alias("Wilson 95 %"),
@@ -1249,6 +1283,7 @@ def extended_test(
         (pl.col("tick_coverage") * 100).round(1).alias("coverage %"),
     )  # fmt: skip
     print_frame(view, title="Final (pooled from daily counts)")
+    out.print(_unit_line(units), highlight=False)
     out.print(f"[bold]verdict[/]: {res.verdict}", highlight=False)
     out.print(f"report: {doc['report']}", highlight=False)
 

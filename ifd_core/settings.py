@@ -198,6 +198,11 @@ class AnalysisSettings(_Group):
     baseline_min_samples: int = 5
     contract_multiplier: float = 20.0
     risk_free_rate: float = 0.04
+    episode_max_gap_windows: int = Field(
+        default=0,
+        ge=0,
+        description="Empty windows a signal episode may skip before it ends (analysis/episodes).",
+    )
     v3: V3Settings = Field(default_factory=V3Settings)
     v1: V1Settings = Field(default_factory=V1Settings)
 
@@ -242,6 +247,10 @@ class PaperSettings(_Group):
     limit_offset_ticks: int = 0
     limit_ttl_s: float = 300.0
     time_stop_s: float = Field(default=1800.0, description="Default: the label horizon.")
+    stack_episodes: bool = Field(
+        default=False,
+        description="Trade every signal of an episode (paper and live); default: only the first.",
+    )
 
 
 class BacktestSettings(_Group):

@@ -233,7 +233,7 @@ def test_spec_decide_inconclusive_at_30_each():
     v = decide(v3, v1, pnl_diff_ci=(10.0, 5.0, 15.0))
     assert v.recommendation == "inconclusive"
     assert v.need_more == 259 - 30
-    assert v.text.startswith("inconclusive: need 229 more resolved signals")
+    assert v.text.startswith("inconclusive: need 229 more resolved episodes")
     assert v.p_value is None
 
 

@@ -79,8 +79,12 @@ def test_the_emergency_stop_blocks_every_backtest_order(world, tmp_path):
         assert runner.invoke(app, ["resume"], env=env).exit_code == 0
     entries = res.orders.filter(pl.col("purpose") == "entry")
     assert entries.height > 0 and res.positions.height == 0
-    assert (entries["status"] == "rejected").all()
-    assert entries["reason"].str.contains("emergency stop: test").all()
+    # Each episode's first signal is refused by the halt; its later signals are skipped as the
+    # same flow (one decision per episode), never sent.
+    decided = entries.filter(pl.col("status") != "skipped")
+    assert decided.height > 0 and (decided["status"] == "rejected").all()
+    assert decided["reason"].str.contains("emergency stop: test").all()
+    assert (entries.filter(pl.col("status") == "skipped")["reason"] == "same_episode").all()
 
 
 def test_a_halted_backtest_says_so_first_and_last_and_in_json(world):
@@ -124,6 +128,12 @@ def test_backtest_json_carries_metrics_monte_carlo_walk_forward_and_the_report(w
     assert doc["data"] == "SYNTHETIC"
     assert doc["emergency_stop"]["active"] is False and doc["emergency_stop"]["line"] is None
     assert set(doc["metrics"]) == {"v3", "v1"}
+    assert doc["unit"] == "episodes" and set(doc["n_episodes"]) == {"v3", "v1"}
+    for a in ("v3", "v1"):  # accuracy counts episodes, and the report gives both counts
+        m = doc["metrics"][a]
+        assert doc["n_signals"][a] == m["signals"] and doc["n_episodes"][a] == m["episodes"]
+        assert m["resolved"] + m["neutral"] <= m["episodes"] <= m["signals"]
+    assert doc["walk_forward"]["unit"] == "days"
     mc = doc["monte_carlo"]["v3"]
     assert mc["paths"] == 2000 and 0.0 <= mc["prob_loss"] <= 1.0 and mc["worst5_drawdown"] <= 0
     wf = doc["walk_forward"]["algos"]["v3"]
@@ -144,6 +154,8 @@ def test_ab_on_few_sessions_is_inconclusive_and_says_how_many_more(world):
     doc = json.loads(res.stdout)
     assert doc["recommendation"] == "inconclusive"
     assert doc["verdict"].startswith("inconclusive: need ")
+    assert "resolved episodes" in doc["verdict"] and doc["unit"] == "episodes"
+    assert doc["accuracy"]["v3"]["resolved"] <= doc["n_episodes"]["v3"] <= doc["n_signals"]["v3"]
 
 
 def test_the_extended_test_pools_daily_rows_and_refuses_to_pass_a_small_sample(world):
@@ -158,5 +170,6 @@ def test_the_extended_test_pools_daily_rows_and_refuses_to_pass_a_small_sample(w
     daily = pl.DataFrame(doc["daily"])
     assert daily.height == 20 and final["v3"]["days"] == 10
     v3 = daily.filter(pl.col("algo") == "v3")
-    for col in ("signals", "resolved", "correct", "trades"):  # pooled from counts
+    for col in ("signals", "episodes", "resolved", "correct", "trades"):  # pooled from counts
         assert final["v3"][col] == v3[col].sum()
+    assert doc["unit"] == "episodes" and doc["n_episodes"]["v3"] == final["v3"]["episodes"]

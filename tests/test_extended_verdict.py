@@ -41,6 +41,8 @@ def row(date: dt.date, algo: str = "v3", **kw) -> dict:
         "critical_incidents_open": 0,
     }
     base.update(kw)
+    # Unless a test says otherwise each signal is its own episode (the counts below are episodes).
+    base.setdefault("episodes", base["signals"])
     return base
 
 
@@ -235,6 +237,8 @@ def test_weeks_start_on_monday_across_the_new_year():
         {"gross_loss": 5.0},
         {"uptime_rth": 1.5},
         {"signals": -1},
+        {"signals": 2, "episodes": 3},  # an episode holds at least one signal
+        {"signals": 12, "episodes": 3, "resolved": 4, "correct": 2, "incorrect": 2},
     ],
 )
 def test_inconsistent_daily_rows_are_rejected(bad):
@@ -283,8 +287,9 @@ def test_forty_resolved_is_inconclusive():
     )
     v = verdict(daily)
     assert v.status == "INCONCLUSIVE"
-    assert v.reasons == ["resolved 40 < 100 (need 60 more)"]
-    assert str(v) == "INCONCLUSIVE(resolved 40 < 100 (need 60 more))"
+    why = "resolved episodes 40 < 100 (need 60 more resolved episodes; 45 signals in 45 episodes)"
+    assert v.reasons == [why]
+    assert str(v) == f"INCONCLUSIVE({why})"
 
 
 def test_fail_lists_every_failed_criterion_with_number_and_threshold():
@@ -342,7 +347,7 @@ def test_underpowered_edge_is_inconclusive():
     v = verdict(frame(rows))
     assert v.status == "INCONCLUSIVE", str(v)
     assert len(v.reasons) == 1
-    assert "underpowered: 120/120 resolved, need 259 per arm" in v.reasons[0]
+    assert "underpowered: 120/120 resolved episodes, need 259 per arm" in v.reasons[0]
 
 
 def test_missing_operational_metrics_are_inconclusive_never_passed():
@@ -401,3 +406,15 @@ def test_missing_candidate_or_incumbent():
     only_v3 = window().filter(pl.col("algo") == "v3")
     v = verdict(only_v3)
     assert v == Verdict("INCONCLUSIVE", ["no resolved v1 signals to compare against"])
+
+
+def test_criteria_count_episodes_and_say_so():
+    # 12 signals in 3 episodes: min_resolved counts the 3, not the 12.
+    daily = frame([row(SESSIONS[0], signals=12, episodes=3, resolved=3, correct=2, incorrect=1)])
+    r = final(daily).row(0, named=True)
+    assert (r["signals"], r["episodes"], r["resolved"]) == (12, 3, 3)
+    v = verdict(daily, Criteria(min_resolved=10))
+    assert v.status == "INCONCLUSIVE"
+    assert v.reasons == [
+        "resolved episodes 3 < 10 (need 7 more resolved episodes; 12 signals in 3 episodes)"
+    ]

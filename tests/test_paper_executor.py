@@ -211,3 +211,56 @@ def test_the_tick_grid():
     assert round_to_tick(to_fixed(12.30)) == to_fixed(12.25)
     assert offset_ticks(to_fixed(4.95), 2) == to_fixed(5.25)  # 5.00, then the 0.25 grid
     assert offset_ticks(to_fixed(5.25), -2) == to_fixed(4.95)
+
+
+# --- one decision per episode ------------------------------------------------------------------
+
+
+def episode_signals(episodes: list[str], step_s: float = 300.0) -> pl.DataFrame:
+    """The QN2J6 case by hand: one flow signalled in consecutive 5-minute windows (episode ids
+    as the detectors assign them), then possibly another flow."""
+    return pl.concat(
+        [
+            signal(at_s=10.0 + k * step_s, signal_id=f"sig-{k}").with_columns(
+                pl.lit(ep).alias("episode_id")
+            )
+            for k, ep in enumerate(episodes)
+        ]
+    )
+
+
+def deep_book() -> list[dict]:
+    return [add(1, "A", 10.00, 50, 1), add(1.1, "B", 9.75, 50, 2)]
+
+
+def test_four_windows_of_one_flow_open_one_position_and_skip_the_rest():
+    sig = episode_signals(["ep-qn2j6"] * 4)
+    _, led = run(deep_book(), sig, ExecConfig(time_stop_s=60.0), RiskLimits(max_contracts=1))
+    assert len(led.positions) == 1 and led.positions[0]["signal_id"] == "sig-0"
+    entries = [o for o in led.orders if o["purpose"] == "entry"]
+    assert [(o["signal_id"], o["status"], o["reason"]) for o in entries] == [
+        ("sig-0", "filled", "capped at max contracts 1"),
+        ("sig-1", "skipped", "same_episode"),
+        ("sig-2", "skipped", "same_episode"),
+        ("sig-3", "skipped", "same_episode"),
+    ]
+    assert all(o["qty"] == 0 and o["filled_qty"] == 0 for o in entries[1:])
+
+
+def test_a_second_episode_trades_and_stacking_is_a_setting():
+    sig = episode_signals(["ep-a", "ep-a", "ep-b", "ep-b"])
+    cfg = ExecConfig(time_stop_s=60.0)
+    _, led = run(deep_book(), sig, cfg, RiskLimits(max_contracts=1))
+    assert [p["signal_id"] for p in led.positions] == ["sig-0", "sig-2"]
+    _, stacked = run(deep_book(), sig, ExecConfig(time_stop_s=60.0, stack_episodes=True),
+                     RiskLimits(max_contracts=1))  # fmt: skip
+    assert [p["signal_id"] for p in stacked.positions] == ["sig-0", "sig-1", "sig-2", "sig-3"]
+    assert not [o for o in stacked.orders if o["status"] == "skipped"]
+
+
+def test_the_first_signal_claims_its_episode_even_when_its_entry_is_rejected():
+    # No offer at the first decision: rejected; the flow's later windows are not a second try.
+    rows = [add(1.1, "B", 9.75, 50, 2), add(400, "A", 10.00, 50, 1)]
+    _, led = run(rows, episode_signals(["ep-a"] * 2), ExecConfig(), RiskLimits(max_contracts=1))
+    entries = [o for o in led.orders if o["purpose"] == "entry"]
+    assert [o["status"] for o in entries] == ["rejected", "skipped"] and not led.positions

@@ -193,3 +193,44 @@ def test_the_ledger_lands_in_the_lake_and_only_real_money_fees_are_booked(lake):
     )
     assert sum(e["amount_usd"] for e in booked) == pytest.approx(20 * (0.85 + 1.38))
     assert lake.scan("fills").collect().height == 2  # replaced, not appended
+
+
+# --- one decision per episode ------------------------------------------------------------------
+
+
+def test_a_later_signal_of_an_episode_is_skipped_and_never_sent():
+    broker, t = make()
+    broker.set_quote(11, 49.0, 50.0)
+    first = t.on_signal({**SIG, "episode_id": "ep1"}, C, T0)
+    later = t.on_signal({**SIG, "signal_id": "s2", "episode_id": "ep1"}, C, T0 + 300 * NS)
+    other = t.on_signal({**SIG, "signal_id": "s3", "episode_id": "ep2"}, C, T0 + 300 * NS)
+    t.pump(T0 + 300 * NS)
+    assert broker.sent == [first, other]
+    rows = {o["order_id"]: o for o in t.ledger().orders}
+    assert (rows[later]["status"], rows[later]["reason"], rows[later]["qty"]) == (
+        "skipped", "same_episode", 0,
+    )  # fmt: skip
+    assert later not in t.working() and t._working_entries() == 0
+
+
+def test_a_signal_below_the_confidence_floor_does_not_claim_its_episode():
+    broker, t = make(min_confidence=0.75)
+    broker.set_quote(11, 49.0, 50.0)
+    low = t.on_signal({**SIG, "confidence": 0.7, "episode_id": "ep1"}, C, T0)
+    high = t.on_signal({**SIG, "signal_id": "s2", "episode_id": "ep1"}, C, T0 + 300 * NS)
+    rows = {o["order_id"]: o for o in t.ledger().orders}
+    assert rows[low]["status"] == "rejected" and broker.sent == [high]
+
+
+def test_stacking_and_episodes_acted_on_before_a_restart():
+    broker, t = make(stack_episodes=True)
+    broker.set_quote(11, 49.0, 50.0)
+    t.on_signal({**SIG, "episode_id": "ep1"}, C, T0)
+    t.on_signal({**SIG, "signal_id": "s2", "episode_id": "ep1"}, C, T0 + NS)
+    assert len(broker.sent) == 2
+    broker, resumed = make()
+    broker.set_quote(11, 49.0, 50.0)
+    resumed.note_episodes(["ep1", None])
+    oid = resumed.on_signal({**SIG, "signal_id": "s3", "episode_id": "ep1"}, C, T0 + 2 * NS)
+    assert broker.sent == [] and resumed.ledger().orders[0]["order_id"] == oid
+    assert resumed.ledger().orders[0]["status"] == "skipped"

@@ -22,7 +22,7 @@ from ifd_core.trading.paper import ExecConfig
 from ifd_core.trading.risk import RiskLimits
 from ifd_core.trading.ticks import to_points
 from tests.fixtures.dbn_factory import T0, mbo_array
-from tests.test_paper_executor import OPT, S, add, run, signal, trade
+from tests.test_paper_executor import OPT, S, add, episode_signals, run, signal, trade
 
 KEEP = ["side", "qty", "entry_ts", "entry_price", "exit_ts", "exit_price", "exit_reason",
         "gross_pnl", "fees", "net_pnl"]  # fmt: skip
@@ -32,7 +32,7 @@ def trade_in_real_time(rows, sig: pl.DataFrame, cfg: ExecConfig, limits: RiskLim
     broker = PaperBroker(fee_per_contract=cfg.fee_per_contract)
     broker.connect()
     tcfg = TraderConfig(cfg.order_type, cfg.stop_fraction, cfg.target_fraction, cfg.time_stop_s,
-                        cfg.min_confidence)  # fmt: skip
+                        cfg.min_confidence, cfg.stack_episodes)  # fmt: skip
     trader = SignalTrader("v3", broker, Breaker("broker:paper", BreakerSettings()), tcfg, limits,
                           capital=100_000.0, quote=lambda iid: broker.quotes.get(iid),
                           mode="paper")  # fmt: skip
@@ -98,3 +98,21 @@ def test_the_trader_and_the_paper_executor_take_the_same_positions(name):
     assert [{k: p[k] for k in KEEP} for p in live.positions] == [
         {k: p[k] for k in KEEP} for p in paper.positions
     ]
+
+
+@pytest.mark.parametrize("stack", [False, True])
+def test_both_act_once_per_episode_and_skip_the_same_signals(stack):
+    # The QN2J6 case: one flow in 4 windows, then another flow; a deep book all day.
+    rows = [add(1, "A", 10.00, 50, 1), add(1.1, "B", 9.75, 50, 2), add(800, "B", 5.00, 1, 3)]
+    sig = episode_signals(["ep-a"] * 4 + ["ep-b"], step_s=100.0)
+    cfg, limits = ExecConfig(time_stop_s=30.0, stack_episodes=stack), RiskLimits(max_contracts=1)
+    _, paper = run(rows, sig, cfg, limits, end_s=900.0)
+    live = trade_in_real_time(rows, sig, cfg, limits, end_s=900.0)
+
+    def entries(led):
+        return [(o["signal_id"], o["status"], o["reason"] if o["status"] == "skipped" else "")
+                for o in led.orders if o["purpose"] == "entry"]  # fmt: skip
+
+    assert entries(live) == entries(paper)
+    assert len(paper.positions) == (5 if stack else 2)
+    assert [p["signal_id"] for p in live.positions] == [p["signal_id"] for p in paper.positions]

@@ -15,6 +15,7 @@ from ifd_core.trading.metrics import (
     max_drawdown,
     metrics_table,
     trade_stats,
+    wilson_interval,
 )
 
 D1, D2, D3 = date(2026, 3, 2), date(2026, 3, 3), date(2026, 3, 4)
@@ -129,9 +130,10 @@ def test_spec_cost_per_signal():
 
 
 def outcomes_frame(rows: list[tuple[str, date, str]]) -> pl.DataFrame:
+    """One signal per row, each its own episode (an episode of several signals: see below)."""
     return pl.DataFrame(
         rows, schema={"algo": pl.String, "date": pl.Date, "label": pl.String}, orient="row"
-    )
+    ).with_columns(pl.format("ep-{}", pl.int_range(pl.len())).alias("episode_id"))
 
 
 def trades_frame(rows: list[tuple[str, date, float]]) -> pl.DataFrame:
@@ -210,3 +212,35 @@ def test_metrics_table_drawdown_follows_trade_order_by_date():
 def test_metrics_table_missing_group_column():
     with pytest.raises(ValueError, match="session"):
         metrics_table(OUTCOMES, TRADES, by=("algo", "session"))
+
+
+def test_metrics_table_counts_episodes_not_the_windows_of_one_flow():
+    # 12 signals of v3 in 3 episodes (4 windows each); each episode's outcome is its first
+    # signal's label: correct, correct, incorrect — whatever the later windows say.
+    firsts = ["correct", "correct", "incorrect"]
+    rows = []
+    for e, first in enumerate(firsts):
+        for k in range(4):
+            label = first if k == 0 else ("incorrect" if first == "correct" else "correct")
+            rows.append(("v3", D1, label, f"ep-{e}", f"s-{e}-{k}", 1_000 * e + k))
+    outcomes = pl.DataFrame(
+        rows,
+        schema={
+            "algo": pl.String,
+            "date": pl.Date,
+            "label": pl.String,
+            "episode_id": pl.String,
+            "signal_id": pl.String,
+            "decision_ts": pl.UInt64,
+        },
+        orient="row",
+    ).sample(fraction=1.0, shuffle=True, seed=3)  # stored order does not choose the first
+    t = metrics_table(outcomes, trades_frame([])).row(0, named=True)
+    assert (t["signals"], t["episodes"], t["resolved"], t["correct"]) == (12, 3, 3, 2)
+    assert t["accuracy"] == pytest.approx(2 / 3)
+    assert (t["ci_low"], t["ci_high"]) == pytest.approx(wilson_interval(2, 3))
+
+
+def test_metrics_table_refuses_outcomes_without_episodes():
+    with pytest.raises(ValueError, match="episode"):
+        metrics_table(OUTCOMES.drop("episode_id"), TRADES)

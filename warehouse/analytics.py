@@ -31,6 +31,7 @@ import polars as pl
 
 from ifd_core.analysis.baselines import BaselineParams, add_bucket_keys, build_baselines
 from ifd_core.analysis.detectors import V1Detector, V3Detector
+from ifd_core.analysis.episodes import EpisodeParams, EpisodeTracker
 from ifd_core.analysis.flow_engine import FlowEngine
 from ifd_core.analysis.ifd_v3 import V3Params
 from ifd_core.analysis.pressure_windows import WindowParams, pressure_measures
@@ -135,6 +136,16 @@ def _engine_params(settings: Settings) -> tuple[WindowParams, V3Params, Baseline
     return wp, v3, bp
 
 
+def episode_params(settings: Settings) -> EpisodeParams:
+    """How signals group into episodes: the window length, the allowed gap, v3's band."""
+    wp, v3p, _ = _engine_params(settings)
+    return EpisodeParams(
+        window_s=wp.window_s,
+        max_gap_windows=settings.analysis.episode_max_gap_windows,
+        band_pct=v3p.coordination_band_pct,
+    )
+
+
 def make_detectors(
     settings: Settings,
     day: dt.date,
@@ -143,12 +154,15 @@ def make_detectors(
 ) -> list:
     """The detectors of ``algos`` for judging ``day`` (v3 with that day's baselines)."""
     wp, v3p, _ = _engine_params(settings)
+    ep = episode_params(settings)
     detectors = []
     for algo in algos:
         if algo == "v3":
-            detectors.append(V3Detector(lambda d: baselines if d == day else None, v3p, wp.grace_s))
+            detectors.append(V3Detector(lambda d: baselines if d == day else None, v3p, wp.grace_s,
+                                        episodes=EpisodeTracker(ep)))  # fmt: skip
         elif algo == "v1":
-            detectors.append(V1Detector(settings.analysis.v1, wp.grace_s))
+            detectors.append(V1Detector(settings.analysis.v1, wp.grace_s,
+                                        episodes=EpisodeTracker(ep)))  # fmt: skip
         else:
             raise ValueError(f"unknown algorithm {algo!r}: v1 or v3")
     return detectors
@@ -428,7 +442,12 @@ def outcomes_of(
     )
     tape, ib_from = extend_tape(tape, ib)
     out = label_signals(signals, tape, p)
-    return out.with_columns(price_sources(out, ib_from))
+    out = out.with_columns(price_sources(out, ib_from))
+    # The outcome carries its signal's episode: statistics count one outcome per episode.
+    if "episode_id" in signals.columns:
+        eps = signals.select("signal_id", "episode_id").unique("signal_id")
+        return out.join(eps, on="signal_id", how="left")
+    return out.with_columns(pl.lit(None, pl.String).alias("episode_id"))
 
 
 def label_day(
@@ -467,7 +486,8 @@ def label_day(
 
 def stored_signals(lake: Lake, day: dt.date, algo: str) -> pl.DataFrame | None:
     """The signals of ``day`` and ``algo`` if detection ran on the current raw data (possibly
-    none were raised), else None: never ran, or the raw data changed since."""
+    none were raised), else None: never ran, the raw data changed since, or the signals were
+    detected before episodes existed (no ``episode_id``: detecting again assigns them)."""
     paths = raw_files_for(lake, day)
     runs = (
         lake.scan("engine_runs")
@@ -476,7 +496,13 @@ def stored_signals(lake: Lake, day: dt.date, algo: str) -> pl.DataFrame | None:
     )
     if not paths or runs.height == 0 or runs["source_sha"][-1] != source_key(paths):
         return None
-    return lake.scan("signals").filter((pl.col("date") == day) & (pl.col("algo") == algo)).collect()
+    found = (
+        lake.scan("signals").filter((pl.col("date") == day) & (pl.col("algo") == algo)).collect()
+    )
+    # Detected before signals had episodes (same raw files, same engine): not current either.
+    if "episode_id" not in found.columns or found["episode_id"].null_count():
+        return None
+    return found
 
 
 # ---------------------------------------------------------------------- chain analyzers

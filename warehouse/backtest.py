@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import polars as pl
 
+from ifd_core.analysis.episodes import first_per_episode
 from ifd_core.marketdata.record_source import FileReplaySource
 from ifd_core.marketdata.sessions import streaming_period
 from ifd_core.settings import Settings
@@ -147,7 +148,12 @@ def run_backtest(
             lab = (
                 labels.filter(pl.col("algo") == algo)
                 if labels is not None
-                else pl.DataFrame(schema={"label": pl.String, "signal_id": pl.String})
+                else pl.DataFrame(
+                    schema={
+                        c: OUTCOME_COLUMNS[c]
+                        for c in ("signal_id", "episode_id", "decision_ts", "label")
+                    }
+                )  # fmt: skip
             )
             outcomes += [{"date": day, "algo": algo, **r} for r in lab.to_dicts()]
             daily_rows.append(_daily_row(day, algo, ex, equity0, sig, led, lab))
@@ -198,19 +204,26 @@ def run_backtest(
 
 
 def _daily_row(day, algo, ex: PaperExecutor, equity0, sig, led, labels) -> dict:
+    """One (date, algo) row: ``signals`` counts signals, ``episodes`` their episodes, and the
+    label counts (resolved, correct, ...) count episodes by their first signal's label — the
+    unit the extended test pools. ``orders`` are entries decided (skipped ones excluded)."""
     net = [p["net_pnl"] for p in led.positions]
-    counts = labels["label"].value_counts() if labels.height else None
+    firsts = first_per_episode(labels) if labels.height else None
+    counts = firsts["label"].value_counts() if firsts is not None else None
     n = dict(counts.iter_rows()) if counts is not None else {}
+    episodes = sig["episode_id"].n_unique() if sig.height and "episode_id" in sig.columns else 0
     return {
         "date": day,
         "algo": algo,
         "config_version": sig["config_version"][0] if sig.height else "",
         "signals": sig.height,
+        "episodes": episodes,
         "resolved": n.get("correct", 0) + n.get("incorrect", 0),
         "correct": n.get("correct", 0),
         "incorrect": n.get("incorrect", 0),
         "neutral": n.get("neutral", 0),
-        "orders": sum(o["purpose"] == "entry" for o in led.orders),
+        "orders": sum(o["purpose"] == "entry" and o["status"] != "skipped" for o in led.orders),
+        "skipped_same_episode": sum(o["status"] == "skipped" for o in led.orders),
         "rejected": sum(o["status"] == "rejected" for o in led.orders),
         "trades": len(net),
         "wins": sum(x > 0 for x in net),
@@ -233,7 +246,17 @@ def _frame(table: str, rows: list[dict]) -> pl.DataFrame:
 
 
 def _empty_outcomes() -> pl.DataFrame:
-    return pl.DataFrame(schema={"date": pl.Date, "algo": pl.String, "label": pl.String})
+    return pl.DataFrame(schema=OUTCOME_COLUMNS)
+
+
+OUTCOME_COLUMNS = {
+    "date": pl.Date,
+    "algo": pl.String,
+    "signal_id": pl.String,
+    "episode_id": pl.String,
+    "decision_ts": pl.UInt64,
+    "label": pl.String,
+}
 
 
 def _monte_carlo(result: BacktestResult, settings: Settings) -> tuple[dict, dict]:
@@ -264,7 +287,8 @@ def _walk_forward(rows: pl.DataFrame, days: list[dt.date], settings: Settings) -
     n_hold = min(bt.holdout_sessions, max(0, len(days) - 2))
     tunable, holdout = days[: len(days) - n_hold], days[len(days) - n_hold :]
     train_n, test_n = bt.wf_train_sessions, bt.wf_test_sessions
-    out: dict = {"train_sessions": train_n, "test_sessions": test_n, "algos": {}}
+    # P&L is summed per session: days are the unit; each executor acts once per episode.
+    out: dict = {"train_sessions": train_n, "test_sessions": test_n, "unit": "days", "algos": {}}
     if len(tunable) < train_n + test_n:
         out["note"] = (
             f"{len(tunable)} sessions before the holdout: fewer than train {train_n} + test "
@@ -323,14 +347,14 @@ def _write(lake: Lake, r: BacktestResult) -> None:
 
 def metrics_of(result: BacktestResult) -> pl.DataFrame:
     """Per-algorithm metrics of a run; every algorithm gets a row, and Sharpe counts the
-    sessions without a trade as P&L 0."""
+    sessions without a trade as P&L 0. Accuracy counts episodes (``metrics.UNIT``)."""
     from ifd_core.trading.metrics import daily_sharpe, metrics_table
 
     trades = result.positions.select("algo", "date", "exit_ts", "net_pnl")
     outcomes = (
-        result.outcomes.select("algo", "date", "label")
+        result.outcomes.select(list(OUTCOME_COLUMNS))
         if result.outcomes.height
-        else pl.DataFrame(schema={"algo": pl.String, "date": pl.Date, "label": pl.String})
+        else _empty_outcomes()
     )
     table = metrics_table(outcomes, trades, by=("algo",))
     # Sharpe over every session of the run, the ones without a trade included (P&L 0 that day).
@@ -345,7 +369,8 @@ def metrics_of(result: BacktestResult) -> pl.DataFrame:
     # Every algorithm run gets a row, also one that raised nothing (zeros, not a missing line).
     algos = pl.DataFrame({"algo": list(result.algos)})
     table = algos.join(table, on="algo", how="left")
-    counts = ["signals", "resolved", "correct", "incorrect", "neutral", "trades", "wins", "losses"]
+    counts = ["signals", "episodes", "resolved", "correct", "incorrect", "neutral", "trades",
+              "wins", "losses"]  # fmt: skip
     return table.with_columns(
         *[pl.col(c).fill_null(0) for c in counts if c in table.columns],
         pl.col("net_pnl").fill_null(0.0),

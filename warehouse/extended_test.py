@@ -10,7 +10,8 @@ that the test has not seen yet (the live flow ingests its capture at the end of 
 test's rows under ``<data>/extended/<test_id>/daily.parquet``, and the verdict is taken over the
 rows so far; the test is complete once it holds ``extended.sessions`` sessions.
 
-What each daily row measures, and from where: signals and labels (triple barrier), trades and
+What each daily row measures, and from where: signals, their episodes, and the labels of the
+episodes (triple barrier on each episode's first signal; the unit the criteria count), trades and
 P&L (paper executor), data cost (spend entries of the cost ledger booked that day; subscription
 proration is the cost-control issue's), tick coverage (share of the regular-trading-hours minutes
 in which the underlying future traded), p95 decision latency (``signal_latency`` of live runs that
@@ -101,6 +102,12 @@ def run_extended(
 def _realtime(lake, settings, test_id, stored, progress) -> ExtendedResult:
     path = Path(settings.data_dir) / "extended" / test_id / "daily.parquet"
     have = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=DAILY_SCHEMA)
+    if "episodes" not in have.columns:
+        raise ValueError(
+            f"the rows of real-time extended test {test_id} ({path}) count signals, not signal "
+            "episodes (they predate episodes) and cannot be pooled with new rows; start a new "
+            "test id"
+        )
     seen = set(have["date"].to_list())
     n = settings.extended.sessions
     new = [d for d in stored if d not in seen and (not seen or d > max(seen))]

@@ -648,15 +648,19 @@ class _DayState:
         done = int(json.loads(self.ckpt_path.read_text())["records_fed"])
         n = 0
         last: RecordBatch | None = None
+        replayed: list[pl.DataFrame] = []  # signals of the day so far: their episodes are done
         for batch in capture.read():
             cut = min(max(done - n, 0), len(batch))  # records of this batch already written
             if cut:
                 self._remember(batch)
-                self.engine.process(RecordBatch(batch.schema, batch.records[:cut], batch.origin))
+                head = RecordBatch(batch.schema, batch.records[:cut], batch.origin)
+                replayed.append(self.engine.process(head).signals)
             if cut < len(batch):
                 tail = RecordBatch(batch.schema, batch.records[cut:], batch.origin)
                 self._remember(tail)
-                self._collect(tail, self.engine.process(tail), None)
+                out = self.engine.process(tail)
+                replayed.append(out.signals)
+                self._collect(tail, out, None)
             n += len(batch)
             self.records_fed = n
             self.result.bytes += batch.records.nbytes
@@ -668,6 +672,8 @@ class _DayState:
             seam = [last.records[i : i + 1].tobytes() for i in at.tolist()]
             source.resume_after(int(ts[-1]), int(last.records["ts_event"][-1]), seam)
         self.result.records = n
+        if self.desk is not None:  # one decision per episode across a restart too
+            self.desk.note_past(pl.concat(replayed) if replayed else pl.DataFrame())
         # Everything regenerated from the capture beyond the checkpoint is written now, under
         # the next sequence number: a superset of anything a crash left half-written.
         self.flush(force=True)

@@ -225,7 +225,7 @@ class LiveGuard:
                     "origin": origin,
                 }
             )
-            out[algo] = sum(o["purpose"] == "entry" and o["status"] != "rejected"
+            out[algo] = sum(o["purpose"] == "entry" and o["status"] not in ("rejected", "skipped")
                             for o in led.orders)  # fmt: skip
         key = f"live-trade-{self.run_id}"
         for t, rows in frames.items():

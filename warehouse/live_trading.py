@@ -12,6 +12,8 @@ others' orders):
 * sizing uses the quotes of the engine's book (what the detector saw); stops and targets
   trigger on the first option trade through them, as in the paper executor;
 * the emergency stop is read before every entry;
+* one decision per episode: a later signal of an episode already acted on is skipped
+  (``same_episode``), also across a restart of the run (``note_past``);
 * at the session end every position is flattened and the desk waits up to
   ``execution.settle_s`` for the broker to report the fills; a date stopped before its end
   (SIGTERM, Ctrl-C, a feed error) is flattened too: no position is left at the broker with
@@ -97,6 +99,15 @@ class RealTimeDesk:
         self.closed = False
 
     # ------------------------------------------------------------------ during the session
+    def note_past(self, signals: pl.DataFrame) -> None:
+        """Signals of the date raised before this process (a resumed run replays them without
+        trading): their episodes count as acted on, so a later signal of one is skipped rather
+        than opening a second position on the same flow."""
+        if signals.height == 0 or "episode_id" not in signals.columns:
+            return
+        for algo, t in self.traders.items():
+            t.note_episodes(signals.filter(pl.col("algo") == algo)["episode_id"].to_list())
+
     def on_batch(self, signals: pl.DataFrame, trades: pl.DataFrame, now: int) -> None:
         """Trade the batch's routed signals, then apply the broker's events; stops and targets
         trigger on the batch's option ``trades`` (instrument_id, price in points, in order)."""
@@ -155,7 +166,10 @@ class RealTimeDesk:
 
     def entries_sent(self) -> dict[str, int]:
         return {
-            a: sum(o["purpose"] == "entry" and o["status"] != "rejected" for o in t.ledger().orders)
+            a: sum(
+                o["purpose"] == "entry" and o["status"] not in ("rejected", "skipped")
+                for o in t.ledger().orders
+            )
             for a, t in self.traders.items()
         }
 

@@ -183,6 +183,49 @@ def _windows_sq(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     _tables_and_views(["pressure_windows"])(con, lake)
 
 
+def _signal_episodes(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """Signals and outcomes carry ``episode_id`` and ``pnl_daily`` counts ``episodes`` (their
+    seeds are rewritten, so older partitions without the column read as NULL), and
+    ``signal_episodes``: one row per episode.
+
+    The episode's outcome is the label of its first signal (``decision_ts``, then
+    ``signal_id``): the one the executor acts on. A signal detected before episodes existed has
+    no id; it shows as a row of its own with ``episode_id`` NULL until ``ifd detect`` re-runs its
+    date (never grouped with other id-less signals into one false episode).
+    """
+    _tables_and_views(["signals", "signal_outcomes", "pnl_daily"])(con, lake)
+    con.execute(
+        """
+        CREATE OR REPLACE VIEW signal_episodes AS
+        WITH s AS (
+            SELECT *, coalesce(episode_id, 'signal:' || signal_id) AS _ep,
+                   row_number() OVER (PARTITION BY algo, date,
+                                      coalesce(episode_id, 'signal:' || signal_id)
+                                      ORDER BY decision_ts, signal_id) AS _rn
+            FROM signals
+        ), g AS (
+            SELECT algo, date, _ep,
+                   list_sort(list_distinct(list(raw_symbol))) AS instruments,
+                   list_sort(list_distinct(list(instrument_id))) AS instrument_ids,
+                   min(window_start) AS first_window_start,
+                   max(window_end) AS last_window_end,
+                   count(*) AS n_signals,
+                   max(confidence) AS peak_confidence,
+                   sum(volume) AS total_volume
+            FROM s GROUP BY algo, date, _ep
+        )
+        SELECT f.episode_id, g.algo, g.date, g.instruments, g.instrument_ids,
+               f.option_type, f.expiration, f.view, f.direction,
+               g.first_window_start, g.last_window_end, g.n_signals, g.peak_confidence,
+               g.total_volume, f.signal_id AS first_signal_id, f.decision_ts,
+               o.label, o.resolved_ts
+        FROM g
+        JOIN s f ON f.algo = g.algo AND f.date = g.date AND f._ep = g._ep AND f._rn = 1
+        LEFT JOIN signal_outcomes o ON o.signal_id = f.signal_id
+        """
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (
         1,
@@ -205,8 +248,10 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (9, "underlying_ticks from IB; signal_outcomes carry price_source", _ib_prices),
     (10, "lake snapshots: views read lake/<table>/*/*.parquet", _snapshot_views),
     (11, "windows carry buy_size_sq/sell_size_sq (older files read them as null)", _windows_sq),
+    (12, "signal episodes: episode_id on signals and outcomes; signal_episodes", _signal_episodes),
 ]
-LATEST = MIGRATIONS[-1][0]
+LATEST = max(v for v, _, _ in MIGRATIONS)
+ALL_VERSIONS = frozenset(v for v, _, _ in MIGRATIONS)
 
 
 class CatalogBusy(RuntimeError):
@@ -227,24 +272,28 @@ def _connect_rw(lake: Lake, timeout_s: float) -> duckdb.DuckDBPyConnection:
             time.sleep(0.05)
 
 
-def _state(con: duckdb.DuckDBPyConnection) -> tuple[int, str | None]:
+def _state(con: duckdb.DuckDBPyConnection) -> tuple[frozenset[int], str | None]:
+    """The versions applied (a set: numbers may have gaps, and a version merged in later with a
+    lower number than one already applied must still run) and the data root."""
     has = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
     ).fetchall()[0][0]
     if not has:
-        return 0, None
-    version = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()
+        return frozenset(), None
+    versions = con.execute("SELECT version FROM schema_migrations").fetchall()
     root = con.execute("SELECT value FROM catalog_meta WHERE key = 'data_root'").fetchall()
-    return int(version[0][0]), (root[0][0] if root else None)
+    return frozenset(int(v[0]) for v in versions), (root[0][0] if root else None)
 
 
-def current_state(lake: Lake) -> tuple[int, str | None]:
+def current_state(lake: Lake) -> tuple[frozenset[int] | None, str | None]:
+    """Applied versions and data root; None for the versions while a migrating process holds
+    the catalog read-write."""
     if not lake.catalog_path.exists():
-        return 0, None
+        return frozenset(), None
     try:
         con = duckdb.connect(str(lake.catalog_path), read_only=True)
     except duckdb.IOException:
-        return -1, None  # held read-write by a migrating process; the caller will wait for it
+        return None, None  # held read-write by a migrating process; the caller will wait for it
     try:
         return _state(con)
     finally:
@@ -259,16 +308,16 @@ def ensure_migrated(lake: Lake, timeout_s: float = 30.0) -> list[int]:
     lake.ensure_dirs()
     lake.recover()
     deadline = time.monotonic() + timeout_s
-    version, root = current_state(lake)
-    while version == -1:  # another process is migrating right now: wait for it, don't race it
+    done, root = current_state(lake)
+    while done is None:  # another process is migrating right now: wait for it, don't race it
         if time.monotonic() > deadline:
             raise CatalogBusy(
                 f"the catalog {lake.catalog_path} is held read-write by another process "
                 "(a migration); retry in a moment"
             )
         time.sleep(0.05)
-        version, root = current_state(lake)
-    if version == LATEST and root == str(lake.root):
+        done, root = current_state(lake)
+    if done >= ALL_VERSIONS and root == str(lake.root):
         return []
     con = _connect_rw(lake, timeout_s)
     try:
@@ -279,12 +328,12 @@ def ensure_migrated(lake: Lake, timeout_s: float = 30.0) -> list[int]:
         con.execute(
             "CREATE TABLE IF NOT EXISTS catalog_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
         )
-        version, root = _state(con)
+        done, root = _state(con)
         relocated = root is not None and root != str(lake.root)
         _seed_all(lake)
         applied = []
-        for v, name, fn in MIGRATIONS:
-            if v > version or relocated:
+        for v, name, fn in sorted(MIGRATIONS, key=lambda m: m[0]):  # every one not applied yet
+            if v not in done or relocated:
                 con.execute("BEGIN")
                 fn(con, lake)
                 con.execute(

@@ -108,7 +108,7 @@ def accuracy_figure(daily: pl.DataFrame) -> go.Figure:
     fig = go.Figure()
     for (algo,), part in d.sort("date").group_by(["algo"], maintain_order=True):
         fig.add_trace(go.Bar(x=part["date"].to_list(), y=part["accuracy"].to_list(), name=algo))
-    fig.update_layout(title="Directional accuracy per day (resolved signals)", yaxis_range=[0, 1])
+    fig.update_layout(title="Directional accuracy per day (resolved episodes)", yaxis_range=[0, 1])
     return fig
 
 
@@ -139,6 +139,16 @@ def comparison_figure(metrics: pl.DataFrame) -> go.Figure:
     return fig
 
 
+# Every report that judges signals says what it counts.
+UNIT_NOTE = (
+    "<p><b>Unit: signal episodes.</b> Accuracy, its Wilson interval, the resolved counts and the "
+    "tests count episodes — one flow seen in consecutive windows (same option or coordinated "
+    "strikes, same view) is one outcome, its first signal's label — never correlated windows. "
+    "<code>signals</code> and <code>episodes</code> give both counts; P&amp;L intervals resample "
+    "whole trading days.</p>"
+)
+
+
 def write_backtest_report(
     data_dir: Path,
     result,
@@ -154,6 +164,7 @@ def write_backtest_report(
     days = f"{result.days[0]} to {result.days[-1]}" if result.days else "no days"
     title = title or f"Backtest {result.run_id} ({', '.join(result.algos)}; {days})"
     sections = [
+        UNIT_NOTE,
         _table(metrics, "Metrics per algorithm"),
         _fig(comparison_figure(metrics)),
         _fig(equity_figure(result.daily, result.capital)),
@@ -194,6 +205,7 @@ def write_ab_report(data_dir: Path, res, metrics: pl.DataFrame) -> Path:
     bt = res.backtest
     sections = [
         verdict,
+        UNIT_NOTE,
         _table(metrics, "Both algorithms on the same stream"),
         _fig(comparison_figure(metrics)),
         _fig(equity_figure(bt.daily, bt.capital)),
@@ -209,6 +221,7 @@ def write_extended_report(data_dir: Path, res) -> Path:
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in res.verdict.reasons)
     sections = [
         f"<h2>Verdict: {html.escape(res.verdict.status)}</h2><ul>{reasons}</ul>",
+        UNIT_NOTE,
         _table(res.final, "Final, pooled from the daily counts"),
         _table(res.weekly, "Weekly"),
         _fig(accuracy_figure(res.daily)),

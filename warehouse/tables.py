@@ -122,7 +122,8 @@ _LEDGER = [
         "one order of one run",
         "Every order the executor decided on, including rejected ones and why (risk, emergency "
         "stop, no liquidity): purpose entry | stop | target | time_stop | session_end | "
-        "expiration; status filled | partial | cancelled | rejected.",
+        "expiration; status filled | partial | cancelled | rejected | skipped (a later signal "
+        "of an episode already acted on: reason `same_episode`).",
         {
             **_RUN,
             "order_id": S,
@@ -193,12 +194,15 @@ _LEDGER = [
         "pnl_daily",
         "one trade date of one algorithm in one run",
         "Daily (not cumulative) trading results and the account after the day: trades, wins, "
-        "losses, gross, fees, net P&L, equity at the end, drawdown from the running peak.",
+        "losses, gross, fees, net P&L, equity at the end, drawdown from the running peak. "
+        "`signals` counts signals, `episodes` the flows they form (the unit of evidence); "
+        "`orders` counts entries decided, not those skipped as `same_episode`.",
         {
             **_RUN,
             "config_version": S,
             "signals": I64,
             "orders": I64,
+            "episodes": I64,
             "rejected": I64,
             "trades": I64,
             "wins": I64,
@@ -492,7 +496,10 @@ TABLES: dict[str, Table] = {
             "signals",
             "one signal of one algorithm (v1 or v3) on one trade date",
             "Detector output with a stable contract: the option, the aggressor direction in it, "
-            "the view on the underlying, the window, confidence, tier and the features (JSON).",
+            "the view on the underlying, the window, confidence, tier and the features (JSON). "
+            "`episode_id` groups the signals of one flow (same option or coordinated strikes, "
+            "same view, consecutive windows; docs: ifd_core/analysis/episodes.py): evidence is "
+            "counted per episode, see the `signal_episodes` view.",
             {
                 "signal_id": S,
                 "algo": S,
@@ -517,6 +524,7 @@ TABLES: dict[str, Table] = {
                 "premium": F64,
                 "features": S,
                 "detected_at": pl.Datetime("us", "UTC"),
+                "episode_id": S,
             },
         ),
         _t(
@@ -541,6 +549,7 @@ TABLES: dict[str, Table] = {
                 "max_adverse": F64,
                 "price_source": S,
                 "labelled_at": pl.Datetime("us", "UTC"),
+                "episode_id": S,
             },
         ),
         _t(

@@ -8,6 +8,9 @@ decision is a function of event time only — ``decision_ts`` is the window's en
 watermark grace, the earliest instant the window can close — so feeding a day in one batch or in
 any number of chunks gives identical signals (tested).
 
+Each detector also groups its signals into episodes as it emits them (``episodes.EpisodeTracker``,
+window by window), so ``episode_id`` is part of the contract and the same in batch and stream.
+
 Inputs that do not come from the stream — the baselines of earlier sessions — come from a
 ``BaselineProvider``: a callable from trade date to ``{"bucket": ..., "instrument": ...}``
 (``baselines.build_baselines``) or ``None`` when there is no history, in which case v3 scores
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from ifd_core.analysis.baselines import add_bucket_keys, score
+from ifd_core.analysis.episodes import EpisodeTracker
 from ifd_core.analysis.ifd_v1 import detect_v1
 from ifd_core.analysis.ifd_v3 import V3Params, score_v3
 from ifd_core.settings import V1Settings
@@ -56,6 +60,7 @@ SIGNAL_SCHEMA = {
     "volume": pl.Int64,
     "premium": pl.Float64,
     "features": pl.String,
+    "episode_id": pl.String,  # analysis/episodes.py: set by the detector's episode tracker
 }
 
 V3_FEATURES = (
@@ -146,6 +151,7 @@ def to_contract(
         (pl.col("window_end") + grace_s * NS).alias("decision_ts"),
         (pl.col("buy_premium") + pl.col("sell_premium")).alias("premium"),
         _features_json(df, features),
+        pl.lit(None, pl.String).alias("episode_id"),
     )
     return out.select([pl.col(c).cast(t) for c, t in SIGNAL_SCHEMA.items()]).sort(
         "decision_ts", "instrument_id"
@@ -160,6 +166,7 @@ class V3Detector:
     params: V3Params = field(default_factory=V3Params)
     grace_s: int = 30
     name: str = "v3"
+    episodes: EpisodeTracker = field(default_factory=EpisodeTracker)
     _recent: pl.DataFrame | None = None  # last k−1 windows per instrument, already keyed
     _cache: dict = field(default_factory=dict)
 
@@ -174,7 +181,7 @@ class V3Detector:
         scored = []
         for (day,), part in closed.group_by(["date"], maintain_order=True):
             scored.append(self._score_day(day, part))
-        return pl.concat(scored) if scored else empty_signals()
+        return self.episodes.assign(pl.concat(scored)) if scored else empty_signals()
 
     def _score_day(self, day: dt.date, part: pl.DataFrame) -> pl.DataFrame:
         keyed = add_bucket_keys(part)
@@ -225,6 +232,7 @@ class V1Detector:
     params: V1Settings = field(default_factory=V1Settings)
     grace_s: int = 30
     name: str = "v1"
+    episodes: EpisodeTracker = field(default_factory=EpisodeTracker)
     _session: pl.DataFrame | None = None
     _fired: set = field(default_factory=set)
 
@@ -282,7 +290,7 @@ class V1Detector:
             .replace_strict(V1_TIER_CONFIDENCE, return_dtype=pl.Float64)
             .alias("confidence"),
         )
-        return to_contract(hits, self.name, self.grace_s, V1_FEATURES)
+        return self.episodes.assign(to_contract(hits, self.name, self.grace_s, V1_FEATURES))
 
 
 class EngineContext:

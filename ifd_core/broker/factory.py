@@ -45,6 +45,7 @@ def trader_from_settings(
         target_fraction=r.take_profit_percent / 100.0,
         time_stop_s=p.time_stop_s,
         min_confidence=r.min_signal_confidence,
+        stack_episodes=p.stack_episodes,
     )
     return SignalTrader(
         algo, broker, breaker, cfg, limits_from_settings(settings), capital=p.capital,

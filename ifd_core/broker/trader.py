@@ -8,6 +8,9 @@ stop, and everything flattened at the session end. The ledger rows have the colu
 executor writes (tables ``orders`` / ``fills`` / ``positions``), so the lake, the reports and
 the A/B tooling cannot tell which broker traded.
 
+One flow is one decision: a later signal of an episode already acted on is a ``skipped`` ledger
+row with reason ``same_episode`` and is never sent (unless ``paper.stack_episodes``).
+
 Sending is the dangerous part, so it is narrow:
 
 * the emergency stop (``ifd halt``) is read before every entry; a halted entry is a rejected
@@ -37,7 +40,7 @@ from ifd_core.broker.base import (
     OrderUpdate,
 )
 from ifd_core.ops.resilience import Breaker, BreakerOpen, guarded_write_once
-from ifd_core.trading.paper import DayLedger
+from ifd_core.trading.paper import SAME_EPISODE, DayLedger
 from ifd_core.trading.risk import RiskLimits, RiskState, size_entry
 from ifd_core.trading.ticks import MULTIPLIER, round_to_tick, to_fixed
 
@@ -52,6 +55,7 @@ class TraderConfig:
     target_fraction: float = 0.24
     time_stop_s: float = 1800.0
     min_confidence: float = 0.0
+    stack_episodes: bool = False  # paper.stack_episodes: every signal of an episode may trade
 
 
 @dataclass
@@ -102,8 +106,14 @@ class SignalTrader:
         self._open: dict[str, _Pos] = {}  # by entry order id
         self._unsent: set[str] = set()  # refused before any send
         self._closed: list[dict] = []
+        self._episodes: set[str] = set()  # episodes acted on: their later signals are skipped
 
     # ------------------------------------------------------------------ entries
+    def note_episodes(self, episode_ids) -> None:
+        """Episodes acted on before this trader existed (a resumed run replays the day so far
+        without trading it): their later signals are skipped, not traded a second time."""
+        self._episodes.update(e for e in episode_ids if e is not None)
+
     def on_signal(self, s: dict, contract: OptionContract, now: int, refuse: str = "") -> str:
         """Decide on one signal; returns our order id (a rejected order has one too).
         ``refuse``: the caller's reason not to trade it (kept as the rejected row's reason)."""
@@ -114,10 +124,13 @@ class SignalTrader:
         qty = 1
         reason = ""
         halted = self.halted()
+        status = "rejected"
         if refuse:
             reason = refuse
         elif float(s.get("confidence") or 0.0) < self.cfg.min_confidence:
             reason = f"confidence {s.get('confidence')} below {self.cfg.min_confidence}"
+        elif self._same_episode(s):  # after the confidence filter, as the paper executor
+            reason, status = SAME_EPISODE, "skipped"
         elif halted:
             reason = f"emergency stop: {halted}"
         elif self.unknown_outcome:
@@ -143,18 +156,32 @@ class SignalTrader:
                            limit)  # fmt: skip
         head = self._head(s, contract)
         if reason:
-            self._orders[oid] = (req, OrderUpdate(oid, "rejected", reason=reason), head)
+            self._orders[oid] = (req, OrderUpdate(oid, status, reason=reason), head)
             self._unsent.add(oid)
             return oid
         self.day_trades += 1
         self._send(req, head)
         return oid
 
+    def _same_episode(self, s: dict) -> bool:
+        """The paper executor's rule (``PaperExecutor._same_episode``): the first signal of an
+        episode claims it, whatever comes of its order; later ones are skipped."""
+        eid = s.get("episode_id")
+        if eid is None or self.cfg.stack_episodes:
+            return False
+        if eid in self._episodes:
+            return True
+        self._episodes.add(eid)
+        return False
+
     def _working_entries(self) -> int:
         return sum(
             1
-            for r, u, _ in self._orders.values()
-            if r.purpose == "entry" and u.status not in FINAL and u.filled_qty == 0
+            for oid, (r, u, _) in self._orders.items()
+            if r.purpose == "entry"
+            and u.status not in FINAL
+            and u.filled_qty == 0
+            and oid not in self._unsent  # rejected or skipped here: never at the broker
         )
 
     # ------------------------------------------------------------------ sending

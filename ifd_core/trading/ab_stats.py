@@ -11,7 +11,12 @@ reference did. The pieces:
 * ``bootstrap_diff_ci`` — per-day P&L difference, resampling whole trading days because signals
   inside a day share the same market and are not independent;
 * ``required_per_arm`` / ``decide`` — the power gate and the PROPOSAL decision rule; an
-  underpowered comparison says how many more resolved signals it needs instead of naming a winner.
+  underpowered comparison says how many more resolved episodes it needs instead of naming a
+  winner.
+
+The tests assume independent outcomes, so their unit is the signal **episode**
+(``analysis/episodes.py``): callers feed one outcome per episode (its first signal's label),
+never one per window of the same flow, which would overstate the evidence.
 """
 
 from __future__ import annotations
@@ -228,7 +233,7 @@ def required_per_arm(
     power: float = 0.8,
     one_sided: bool = True,
 ) -> int:
-    """Resolved signals per arm to detect ``p_high`` vs ``p_low`` (two independent proportions).
+    """Resolved episodes per arm to detect ``p_high`` vs ``p_low`` (two independent proportions).
 
     The Fleiss formula without continuity correction:
     ``n = [z_α·√(2·p̄·q̄) + z_β·√(p₁q₁ + p₂q₂)]² / (p₂ − p₁)²`` with ``p̄ = (p₁ + p₂)/2``,
@@ -281,7 +286,9 @@ def decide(
 ) -> ABVerdict:
     """The §3.4 decision rule.
 
-    1. Power gate: if either arm has fewer resolved signals than ``required_per_arm(alpha=alpha)``
+    ``v3`` and ``v1`` count episodes (one outcome per episode).
+
+    1. Power gate: if either arm has fewer resolved episodes than ``required_per_arm(alpha=alpha)``
        (75 % vs 65 %, power 0.8, one-sided) → ``inconclusive``, with N = required − smaller arm.
     2. ``v3`` iff (a) v3's Wilson lower bound > ``min_accuracy_lower`` and its point estimate ≥
        ``min_accuracy_point``; (b) v3 > v1 significant one-sided at ``alpha``, **or** v3 is
@@ -306,13 +313,13 @@ def decide(
     if smaller < req:
         need = req - smaller
         reason = (
-            f"underpowered: v3 has {v3.resolved}, v1 has {v1.resolved} resolved signals; "
+            f"underpowered: v3 has {v3.resolved}, v1 has {v1.resolved} resolved episodes; "
             f"{req} per arm needed"
         )
         return ABVerdict(
             recommendation="inconclusive",
             reasons=[reason],
-            text=f"inconclusive: need {need} more resolved signals ({reason})",
+            text=f"inconclusive: need {need} more resolved episodes ({reason})",
             need_more=need,
             **base,
         )

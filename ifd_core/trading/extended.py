@@ -9,6 +9,11 @@ The verdict is a gate, not a score: it says PASS only when every criterion was m
 FAIL when one was measured and missed, and INCONCLUSIVE when the sample is too small or a metric was
 not measured at all — a missing number is never read as a good one.
 
+The unit of evidence is the signal episode (``analysis/episodes.py``): ``resolved``, ``correct``,
+``incorrect`` and ``neutral`` count episodes (each by its first signal's label), so the minimum
+resolved, the accuracy bounds and the edge test are about independent flows, not about one flow
+counted once per window. ``signals`` stays the count of signals (cost per signal divides by it).
+
 Pure: polars frames in, frames and a verdict out; the runner that replays sessions and writes
 reports lives elsewhere.
 """
@@ -25,6 +30,7 @@ from ifd_core.trading.metrics import wilson_interval
 
 COUNT_COLUMNS = (
     "signals",
+    "episodes",
     "resolved",
     "correct",
     "incorrect",
@@ -49,7 +55,8 @@ def _validated(daily: pl.DataFrame) -> pl.DataFrame:
     """Reject rows that would pool into a wrong number rather than produce it quietly.
 
     The checks are the invariants of the daily row: resolved = correct + incorrect (neutral is
-    reported apart, §3.2), every signal is at most one of resolved / neutral, breakeven trades are
+    reported apart, §3.2), every episode is at most one of resolved / neutral, an episode holds at
+    least one signal, breakeven trades are
     neither wins nor losses, and one row per (date, algo) — a duplicated day would be counted twice.
     """
     missing = [c for c in DAILY_SCHEMA if c not in daily.columns]
@@ -68,7 +75,9 @@ def _validated(daily: pl.DataFrame) -> pl.DataFrame:
         "negative count": pl.any_horizontal(pl.col(c) < 0 for c in COUNT_COLUMNS),
         "resolved != correct + incorrect": pl.col("resolved")
         != pl.col("correct") + pl.col("incorrect"),
-        "resolved + neutral > signals": pl.col("resolved") + pl.col("neutral") > pl.col("signals"),
+        "resolved + neutral > episodes": pl.col("resolved") + pl.col("neutral")
+        > pl.col("episodes"),
+        "episodes > signals": pl.col("episodes") > pl.col("signals"),
         "wins + losses > trades": pl.col("wins") + pl.col("losses") > pl.col("trades"),
         "gross_win < 0 or gross_loss > 0": (pl.col("gross_win") < 0) | (pl.col("gross_loss") > 0),
         "uptime_rth or tick_coverage outside [0, 1]": pl.any_horizontal(
@@ -164,7 +173,7 @@ class Criteria:
     non-significant edge is "not shown yet", not "absent".
     """
 
-    min_resolved: int = 100
+    min_resolved: int = 100  # resolved episodes
     min_accuracy: float = 0.75
     min_accuracy_lower: float = 0.65
     min_edge_over_v1: float = 0.05
@@ -229,7 +238,10 @@ def verdict(
         need = c.min_resolved - r["resolved"]
         return Verdict(
             "INCONCLUSIVE",
-            [f"resolved {r['resolved']} < {c.min_resolved} (need {need} more)"],
+            [
+                f"resolved episodes {r['resolved']} < {c.min_resolved} (need {need} more "
+                f"resolved episodes; {r['signals']} signals in {r['episodes']} episodes)"
+            ],
         )
 
     fails: list[str] = []
@@ -300,7 +312,7 @@ def _edge(
     elif diff > 0 and min(r["resolved"], i["resolved"]) < need:
         unknown.append(
             f"{what} not significant at {c.alpha}; underpowered: {r['resolved']}/{i['resolved']} "
-            f"resolved, need {need} per arm"
+            f"resolved episodes, need {need} per arm"
         )
     else:
         fails.append(f"{what} not significant at {c.alpha}")

@@ -12,7 +12,12 @@ comes from labelled outcomes (§3.2) and closed paper trades (§3.5), nothing el
 * "W/L" is ambiguous in the targets, so both the payoff ratio (average win / |average loss|) and
   the count ratio (wins / losses) are reported;
 * every ratio with an empty denominator is ``None`` (null in tables), never 0 or infinity, so a
-  missing measurement can not masquerade as a bad (or perfect) one.
+  missing measurement can not masquerade as a bad (or perfect) one;
+* the unit of evidence is the signal **episode** (``analysis/episodes.py``): one flow seen in
+  four consecutive windows is one outcome (its first signal's label), not four correlated ones.
+  ``metrics_table`` reports both counts (``signals``, ``episodes``) and computes accuracy and its
+  interval over episodes; per-trade P&L is already one trade per episode (the executor acts
+  once per episode) and Sharpe is over days.
 
 No "winner" logic lives here; comparing algorithms is ``ab_stats``'s job.
 """
@@ -27,6 +32,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 from scipy.stats import binomtest
+
+from ifd_core.analysis.episodes import first_per_episode
 
 LABELS = ("correct", "incorrect", "neutral", "unresolved")
 TRADING_DAYS = 252
@@ -173,8 +180,11 @@ def cost_per_signal(data_cost: float, actionable_signals: int) -> float | None:
     return data_cost / actionable_signals
 
 
+UNIT = "episodes"  # what accuracy, its interval and the resolved counts count
+
 TABLE_METRICS: dict[str, pl.DataType] = {
     "signals": pl.Int64(),
+    "episodes": pl.Int64(),
     "resolved": pl.Int64(),
     "correct": pl.Int64(),
     "incorrect": pl.Int64(),
@@ -212,6 +222,11 @@ def metrics_table(
 ) -> pl.DataFrame:
     """One row of §3.3 metrics per group (e.g. per algorithm, or per algorithm and day).
 
+    ``outcomes`` has one row per signal with its ``label`` and ``episode_id`` (plus
+    ``decision_ts`` and ``signal_id`` to find each episode's first signal; without them the
+    frame's order decides). ``signals`` counts rows, ``episodes`` distinct episodes, and
+    resolved / correct / incorrect / neutral / accuracy / the Wilson interval count episodes,
+    each by its first signal's label.
     A group present in only one frame still gets a row — an algorithm that signalled but never
     traded must show ``trades = 0`` rather than vanish. Trades are ordered by ``date`` (then
     ``exit_ts`` when present) so the drawdown follows the order in which P&L was realised.
@@ -219,6 +234,10 @@ def metrics_table(
     the per-signal cost the same for every group that has signals.
     """
     keys = list(by)
+    if "episode_id" not in outcomes.columns:
+        raise ValueError(
+            "outcomes lack episode_id: accuracy counts signal episodes, not correlated windows"
+        )
     for name, df in (("outcomes", outcomes), ("trades", trades)):
         missing = [k for k in keys if k not in df.columns]
         if missing:
@@ -239,7 +258,8 @@ def metrics_table(
     for key in group_keys:
         og = out_groups.get(key)
         tg = trade_groups.get(key)
-        acc = accuracy_stats(og["label"].to_list() if og is not None else [])
+        firsts = first_per_episode(og) if og is not None else None
+        acc = accuracy_stats(firsts["label"].to_list() if firsts is not None else [])
         pnl = tg["net_pnl"].to_list() if tg is not None else []
         ts = trade_stats(pnl)
         daily = (
@@ -254,6 +274,7 @@ def metrics_table(
         row: dict[str, Any] = dict(zip(keys, key, strict=True))
         row.update(
             signals=n_sig,
+            episodes=firsts.height if firsts is not None else 0,
             resolved=acc.resolved,
             correct=acc.correct,
             incorrect=acc.incorrect,

@@ -19,6 +19,10 @@ order, and acts at exact instants:
   trade; everything still open is flattened at market at the end of the session.
 * **costs**: commission and exchange fee per contract per side; a position's P&L is
   (exit − entry) x side x qty x $20 − fees.
+* **one decision per episode**: a flow seen in several windows (``analysis/episodes.py``) is
+  acted on once, at its first signal that passes ``min_confidence``; later signals of the
+  episode are ledger rows with status ``skipped`` and reason ``same_episode`` (unless
+  ``paper.stack_episodes``). A signal without an ``episode_id`` is its own decision.
 
 Why a replay of its own instead of the engine's book: the engine decides after a whole batch, so
 its book is past the decision; replaying the traded instruments again is cheap (they are a small
@@ -43,6 +47,7 @@ from ifd_core.trading.ticks import MULTIPLIER, offset_ticks, round_to_tick, to_p
 NS = 1_000_000_000
 _T = ord("T")
 _SIDE_SIGN = {"B": 1, "S": -1}
+SAME_EPISODE = "same_episode"  # the reason of a skipped entry (analysis/episodes.py)
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class ExecConfig:
     target_fraction: float = 0.24
     time_stop_s: float = 1800.0  # default: the label horizon
     min_confidence: float = 0.0
+    stack_episodes: bool = False  # True: every signal of an episode may open a position
 
     def __post_init__(self) -> None:
         if self.order_type not in ("market", "limit"):
@@ -153,6 +159,7 @@ class PaperExecutor:
         self.working: list[_Order] = []
         self.last_trade: dict[int, int] = {}
         self.day_trades = 0
+        self._episodes: set[str] = set()  # episodes acted on (their first eligible signal)
         sigs = signals.filter(pl.col("confidence") >= self.cfg.min_confidence).sort(
             "decision_ts", "signal_id"
         )
@@ -305,6 +312,9 @@ class PaperExecutor:
             if (bbo.ask_sz if side == "B" else bbo.bid_sz) <= 0:
                 touch = None
         order = _Order(self._id("O"), s, side, 0, self.cfg.order_type, "entry", ts)
+        if self._same_episode(s):
+            self._finish_order(order, "skipped", SAME_EPISODE)
+            return
         if self._stopped is not None:
             self._reject(order, self._stopped)
             return
@@ -342,6 +352,18 @@ class PaperExecutor:
         order.expires_ts = ts + int(self.cfg.limit_ttl_s * NS)
         self.working.append(order)
         self._push(order.expires_ts, "limit_ttl", order)
+
+    def _same_episode(self, s: dict) -> bool:
+        """A later signal of an episode already acted on (whatever came of that entry: filled,
+        rejected by risk or for lack of liquidity): one flow is one decision, unless
+        ``stack_episodes``. The first signal claims the episode."""
+        eid = s.get("episode_id")
+        if eid is None or self.cfg.stack_episodes:
+            return False
+        if eid in self._episodes:
+            return True
+        self._episodes.add(eid)
+        return False
 
     def _after_entry(self, order: _Order, ts: int) -> None:
         if order.filled == 0:
@@ -523,6 +545,7 @@ def executor_from_settings(algo: str, settings, *, halted, run_id: str, mode: st
         target_fraction=r.take_profit_percent / 100.0,
         time_stop_s=p.time_stop_s,
         min_confidence=r.min_signal_confidence,
+        stack_episodes=p.stack_episodes,
     )
     return PaperExecutor(
         algo,
