@@ -60,7 +60,7 @@ def test_ib_prices_label_a_signal_when_databento_has_none(tmp_path, loop):
             time.sleep(0.3)
             decided["ts"] = time.time_ns()  # the signal's decision, between the two prints
             time.sleep(0.3)
-            srv.set_quote(CON, 18255.75, 18256.25, last=18256.0)
+            srv.set_quote(CON, 18279.75, 18280.25, last=18280.0)  # 30 points: past the barrier
 
         pusher = threading.Thread(target=market)
         pusher.start()
@@ -74,7 +74,7 @@ def test_ib_prices_label_a_signal_when_databento_has_none(tmp_path, loop):
     doc = json.loads(res.stdout)
     assert doc["futures"] == ["NQM99"] and doc["ticks"] == 2
     ticks = lake.scan("underlying_ticks").collect().sort("ts_event")
-    assert ticks["price"].to_list() == [18250.0, 18256.0]
+    assert ticks["price"].to_list() == [18250.0, 18280.0]
     assert set(ticks["instrument_id"]) == {FUT} and set(ticks["source"]) == {"ib"}
     assert ticks["ts_event"][0] < decided["ts"] < ticks["ts_event"][1]
     signal = pl.DataFrame(
