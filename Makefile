@@ -5,7 +5,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(CURDIR)/.tools/bin/uv")
 PY ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 
-.PHONY: setup browser demo test test-fast lint bench clean
+.PHONY: setup browser demo test test-fast lint bench calibrate clean
 
 # Install uv if missing (from PyPI), then the locked environment (uv.lock, --frozen: never re-resolve).
 setup:
@@ -28,7 +28,7 @@ browser:
 	  echo "or run 'sudo make browser'; until then the browser tests are skipped"; \
 	fi
 
-# The main job on embedded default data (SYNTHETIC): simulate 21 sessions, ingest, summarize.
+# The main job on embedded default data (SYNTHETIC): 30 sessions, flows on the last 10, every verdict.
 demo: setup
 	$(UV) run ifd demo
 
@@ -47,6 +47,11 @@ bench: setup
 	$(UV) run python bench/engine.py
 	$(UV) run python bench/live.py
 	$(UV) run python bench/backtest.py
+
+# The calibration study (SYNTHETIC markets with known truth; not in CI, about an hour on 2 cores):
+# rates of the labeller, detection, intervals, A/B and extended test -> bench/out/calibration/.
+calibrate: setup
+	$(UV) run python bench/calibration.py
 
 # Removes caches and benchmark output only; data/ holds raw files and paid downloads: never here.
 clean:

@@ -39,4 +39,9 @@ def extended_test(
     ]
     publish("extended-test", f"Extended test {res.test_id}", res.synthetic, lines, res.final,
             report)  # fmt: skip
-    return {"test_id": res.test_id, "verdict": str(res.verdict), "report": str(report)}
+    from ifd_core.trading.extended import verdict
+    from warehouse.extended_test import criteria_from
+
+    statistical = verdict(res.daily, criteria_from(settings), operational=False)
+    return {"test_id": res.test_id, "verdict": str(res.verdict), "report": str(report),
+            "statistical_verdict": str(statistical)}  # fmt: skip

@@ -50,4 +50,4 @@ def nightly_backtest(
     publish("nightly-backtest", "Nightly backtest and A/B test", bt.synthetic, lines, metrics,
             report)  # fmt: skip
     return {"run_id": bt.run_id, "report": str(report), "ab_report": str(ab_report),
-            "verdict": ab.verdict.text}  # fmt: skip
+            "verdict": ab.verdict.text, "accuracy": ab.accuracy}  # fmt: skip

@@ -1630,9 +1630,11 @@ def serve(
 # --------------------------------------------------------------------------- demo
 @app.command()
 def demo(
-    days: Annotated[int, typer.Option(min=1, help="Trading days to simulate.")] = 21,
+    days: Annotated[
+        int, typer.Option(min=21, help="Trading days to simulate (20 warm-up, then flows).")
+    ] = 30,
     seed: Annotated[int, typer.Option(help="Simulator seed.")] = 7,
-    scale: Annotated[float, typer.Option(min=0.01, help="Simulator activity multiplier.")] = 1.0,
+    scale: Annotated[float, typer.Option(min=0.01, help="Simulator activity multiplier.")] = 0.3,
 ) -> None:
     """The main job on embedded default data: simulate → ingest → summary of what landed."""
     from flows.demo import run_demo
