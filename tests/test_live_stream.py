@@ -484,7 +484,11 @@ def test_ib_trades_the_routed_signals_as_they_are_decided(world, loop):
     # Every routed signal has exactly one entry order: sent, or refused with its reason.
     assert sorted(entries["signal_id"]) == sorted(offered["signal_id"])
     assert (entries.filter(pl.col("status") == "rejected")["reason"].str.len_chars() > 0).all()
-    sent = entries.filter(pl.col("status") != "rejected")
+    # One decision per episode: the later signals of a flow are skipped, never sent.
+    skipped = entries.filter(pl.col("status") == "skipped")
+    assert (skipped["reason"] == "same_episode").all()
+    assert entries.height - skipped.height == offered["episode_id"].n_unique()
+    sent = entries.filter(~pl.col("status").is_in(["rejected", "skipped"]))
     assert sent.height > 0 and (sent["status"] == "filled").all()
     # Each fill is one IB execution, its fee IB's commission report; the broker ends flat.
     assert fills.height == len(executions) > 0
