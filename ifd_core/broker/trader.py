@@ -40,7 +40,7 @@ from ifd_core.broker.base import (
     OrderUpdate,
 )
 from ifd_core.ops.resilience import Breaker, BreakerOpen, guarded_write_once
-from ifd_core.trading.paper import SAME_EPISODE, DayLedger
+from ifd_core.trading.paper import SAME_EPISODE, DayLedger, EpisodeClaims
 from ifd_core.trading.risk import RiskLimits, RiskState, size_entry
 from ifd_core.trading.ticks import MULTIPLIER, round_to_tick, to_fixed
 
@@ -106,13 +106,13 @@ class SignalTrader:
         self._open: dict[str, _Pos] = {}  # by entry order id
         self._unsent: set[str] = set()  # refused before any send
         self._closed: list[dict] = []
-        self._episodes: set[str] = set()  # episodes acted on: their later signals are skipped
+        self._episodes = EpisodeClaims(self.cfg.stack_episodes)
 
     # ------------------------------------------------------------------ entries
     def note_episodes(self, episode_ids) -> None:
         """Episodes acted on before this trader existed (a resumed run replays the day so far
         without trading it): their later signals are skipped, not traded a second time."""
-        self._episodes.update(e for e in episode_ids if e is not None)
+        self._episodes.acted.update(e for e in episode_ids if e is not None)
 
     def on_signal(self, s: dict, contract: OptionContract, now: int, refuse: str = "") -> str:
         """Decide on one signal; returns our order id (a rejected order has one too).
@@ -129,7 +129,8 @@ class SignalTrader:
             reason = refuse
         elif float(s.get("confidence") or 0.0) < self.cfg.min_confidence:
             reason = f"confidence {s.get('confidence')} below {self.cfg.min_confidence}"
-        elif self._same_episode(s):  # after the confidence filter, as the paper executor
+        # after the confidence filter, as in the paper executor
+        elif self._episodes.later(s.get("episode_id")):
             reason, status = SAME_EPISODE, "skipped"
         elif halted:
             reason = f"emergency stop: {halted}"
@@ -162,17 +163,6 @@ class SignalTrader:
         self.day_trades += 1
         self._send(req, head)
         return oid
-
-    def _same_episode(self, s: dict) -> bool:
-        """The paper executor's rule (``PaperExecutor._same_episode``): the first signal of an
-        episode claims it, whatever comes of its order; later ones are skipped."""
-        eid = s.get("episode_id")
-        if eid is None or self.cfg.stack_episodes:
-            return False
-        if eid in self._episodes:
-            return True
-        self._episodes.add(eid)
-        return False
 
     def _working_entries(self) -> int:
         return sum(

@@ -19,7 +19,6 @@ from ifd_core.marketdata.sim_planner import (
     SECOND,
     TARGET_VOLUME_RATIO,
     Planner,
-    PlantedEvent,
     spread_times,
 )
 
@@ -29,27 +28,6 @@ CHURN_MINUTES = (6.0, 20.0)
 DECOY_PRINTS = (15, 40)  # a straddle or churn trades as much as a flow would
 LARGE_PRINT_SIZES = (80, 150)
 LARGE_PRINT_MONEYNESS = 0.015
-
-
-def _decoy(
-    planner: Planner,
-    kind: str,
-    shape: str,
-    legs: list[int],
-    option_type: str,
-    direction: str,
-    t0: int,
-    t1: int,
-) -> PlantedEvent:
-    return PlantedEvent(
-        kind=kind,
-        shape=shape,
-        legs=legs,
-        option_type=option_type,
-        direction=direction,
-        view="NEUTRAL",
-        leg_normal=[planner.expected_normal(i, t0, t1) for i in legs],
-    )
 
 
 def straddle(planner: Planner) -> bool:
@@ -70,7 +48,7 @@ def straddle(planner: Planner) -> bool:
         put_times = times + rng.integers(200_000, 1_500_000, len(times)) * 1_000
         one = np.ones(len(calls), dtype=np.int64)
         legs = [c_inst, p_inst]
-        event = _decoy(planner, "decoy_straddle", "straddle", legs, "CP", "BUY", start, end)
+        event = planner.event("decoy_straddle", "straddle", legs, "CP", "BUY", start, end)
         call_plan = planner.trades(c_inst, times, one, calls)
         planner.add(event, [call_plan, planner.trades(p_inst, put_times, one, puts)])
         return True
@@ -137,8 +115,8 @@ def churn(planner: Planner) -> bool:
         qty[aggr > 0], qty[aggr < 0] = buys, sells
         times = spread_times(rng, start, m, int(minutes * MIN))
         right = "C" if planner.chain.is_call[inst] else "P"
-        event = _decoy(
-            planner, "decoy_churn", "churn", [inst], right, "BOTH", int(times[0]), int(times[-1])
+        event = planner.event(
+            "decoy_churn", "churn", [inst], right, "BOTH", int(times[0]), int(times[-1])
         )
         planner.add(event, [planner.trades(inst, times, aggr, qty)])
         return True
@@ -161,8 +139,8 @@ def large_print(planner: Planner) -> bool:
         sign = 1 if rng.random() < 0.5 else -1
         right = "C" if planner.chain.is_call[inst] else "P"
         direction = "BUY" if sign > 0 else "SELL"
-        event = _decoy(
-            planner, "decoy_large_print", "single_print", [inst], right, direction, start, start
+        event = planner.event(
+            "decoy_large_print", "single_print", [inst], right, direction, start, start
         )
         t = np.array([start], dtype=np.int64)
         planner.add(event, [planner.trades(inst, t, np.array([sign]), np.array([size]))])

@@ -17,7 +17,6 @@ from ifd_core.marketdata.sim_planner import (
     Planner,
     PlantedEvent,
     spread_times,
-    view_of,
 )
 
 SHAPES = ("burst", "multi_window", "sweep")
@@ -65,26 +64,6 @@ def one_sided(planner: Planner, sizes: np.ndarray, sign: int) -> tuple[np.ndarra
     return np.where(is_opp, -sign, sign), qty
 
 
-def _event(
-    planner: Planner,
-    shape: str,
-    legs: list[int],
-    option_type: str,
-    direction: str,
-    t0: int,
-    t1: int,
-) -> PlantedEvent:
-    return PlantedEvent(
-        kind="institutional",
-        shape=shape,
-        legs=legs,
-        option_type=option_type,
-        direction=direction,
-        view=view_of("institutional", option_type, direction),
-        leg_normal=[planner.expected_normal(i, t0, t1) for i in legs],
-    )
-
-
 def single_strike(
     planner: Planner, option_type: str, direction: str, shape: str
 ) -> PlantedEvent | None:
@@ -111,8 +90,8 @@ def single_strike(
         inst, sizes = picked
         aggr, qty = one_sided(planner, sizes, 1 if direction == "BUY" else -1)
         times = spread_times(rng, start, len(qty), span)
-        event = _event(
-            planner, shape, [inst], option_type, direction, int(times[0]), int(times[-1])
+        event = planner.event(
+            "institutional", shape, [inst], option_type, direction, int(times[0]), int(times[-1])
         )
         planner.add(event, [planner.trades(inst, times, aggr, qty)])
         return event
@@ -161,7 +140,7 @@ def sweep(planner: Planner, option_type: str, direction: str) -> PlantedEvent | 
             for j, i in enumerate(legs)
         ]
         t0, t1 = int(round_t[0]), int((round_t + lag[:, -1])[-1])
-        event = _event(planner, "sweep", legs, option_type, direction, t0, t1)
+        event = planner.event("institutional", "sweep", legs, option_type, direction, t0, t1)
         planner.add(event, parts)
         return event
     return None
@@ -194,8 +173,14 @@ def low_oi_block(planner: Planner, option_type: str, direction: str) -> PlantedE
             continue
         sign = 1 if direction == "BUY" else -1
         times = spread_times(rng, start, len(capped), span)
-        event = _event(
-            planner, "low_oi_block", [inst], option_type, direction, int(times[0]), int(times[-1])
+        event = planner.event(
+            "institutional",
+            "low_oi_block",
+            [inst],
+            option_type,
+            direction,
+            int(times[0]),
+            int(times[-1]),
         )
         event.open_interest = int(planner.open_interest[inst])
         planner.add(event, [planner.trades(inst, times, np.full(len(capped), sign), capped)])

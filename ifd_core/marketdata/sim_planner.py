@@ -99,6 +99,27 @@ class Planner:
         share = intraday_share(t0, t1, self.open_rel, self.close_rel)
         return float(self.rates[inst] * share * MEAN_OPTION_NOISE_SIZE)
 
+    def event(
+        self,
+        kind: str,
+        shape: str,
+        legs: list[int],
+        option_type: str,
+        direction: str,
+        t0: int,
+        t1: int,
+    ) -> PlantedEvent:
+        """A planted flow or decoy over [t0, t1] (its view from ``view_of``: decoys NEUTRAL)."""
+        return PlantedEvent(
+            kind=kind,
+            shape=shape,
+            legs=legs,
+            option_type=option_type,
+            direction=direction,
+            view=view_of(kind, option_type, direction),
+            leg_normal=[self.expected_normal(i, t0, t1) for i in legs],
+        )
+
     def forwards(self, t0: int) -> np.ndarray:
         """Each instrument's underlying future price at ``t0`` (the futures' own for futures)."""
         c = self.chain

@@ -50,6 +50,26 @@ _SIDE_SIGN = {"B": 1, "S": -1}
 SAME_EPISODE = "same_episode"  # the reason of a skipped entry (analysis/episodes.py)
 
 
+@dataclass
+class EpisodeClaims:
+    """The episodes an executor (paper or live desk) has acted on: the first signal of an
+    episode claims it, whatever comes of its order (filled, refused by risk or for lack of
+    liquidity); later ones are skipped, one flow being one decision, unless ``stack``. A signal
+    without an ``episode_id`` is its own decision."""
+
+    stack: bool = False
+    acted: set[str] = field(default_factory=set)
+
+    def later(self, episode_id: str | None) -> bool:
+        """True for a later signal of an episode already claimed; claims it otherwise."""
+        if episode_id is None or self.stack:
+            return False
+        if episode_id in self.acted:
+            return True
+        self.acted.add(episode_id)
+        return False
+
+
 @dataclass(frozen=True)
 class ExecConfig:
     fee_per_contract: float = 2.0  # commission + exchange fee, per contract per side
@@ -159,7 +179,7 @@ class PaperExecutor:
         self.working: list[_Order] = []
         self.last_trade: dict[int, int] = {}
         self.day_trades = 0
-        self._episodes: set[str] = set()  # episodes acted on (their first eligible signal)
+        self._episodes = EpisodeClaims(self.cfg.stack_episodes)
         sigs = signals.filter(pl.col("confidence") >= self.cfg.min_confidence).sort(
             "decision_ts", "signal_id"
         )
@@ -312,7 +332,7 @@ class PaperExecutor:
             if (bbo.ask_sz if side == "B" else bbo.bid_sz) <= 0:
                 touch = None
         order = _Order(self._id("O"), s, side, 0, self.cfg.order_type, "entry", ts)
-        if self._same_episode(s):
+        if self._episodes.later(s.get("episode_id")):
             self._finish_order(order, "skipped", SAME_EPISODE)
             return
         if self._stopped is not None:
@@ -352,18 +372,6 @@ class PaperExecutor:
         order.expires_ts = ts + int(self.cfg.limit_ttl_s * NS)
         self.working.append(order)
         self._push(order.expires_ts, "limit_ttl", order)
-
-    def _same_episode(self, s: dict) -> bool:
-        """A later signal of an episode already acted on (whatever came of that entry: filled,
-        rejected by risk or for lack of liquidity): one flow is one decision, unless
-        ``stack_episodes``. The first signal claims the episode."""
-        eid = s.get("episode_id")
-        if eid is None or self.cfg.stack_episodes:
-            return False
-        if eid in self._episodes:
-            return True
-        self._episodes.add(eid)
-        return False
 
     def _after_entry(self, order: _Order, ts: int) -> None:
         if order.filled == 0:
