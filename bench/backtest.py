@@ -30,7 +30,7 @@ OUT = Path("bench/out")
 
 def prepared_lake(days: int, scale: float, seed: int) -> Path:
     """Simulated and ingested once per (days, scale, seed); returns the data root."""
-    from ifd_core.marketdata.simulator import simulate_market
+    from ifd_core.simulator.market import simulate_market
     from warehouse.ingest import ingest_files
     from warehouse.lake import Lake
 
@@ -64,8 +64,8 @@ def main() -> None:
     from ifd_core.marketdata.record_source import FileReplaySource
     from ifd_core.settings import get_settings
     from ifd_core.trading.monte_carlo import block_bootstrap
-    from warehouse.analytics import engine_pass, raw_files_for, refresh_baselines
-    from warehouse.backtest import run_backtest, trading_days
+    from jobs.backtest import run_backtest, trading_days
+    from jobs.detect import engine_pass, raw_files_for, refresh_baselines
     from warehouse.lake import Lake
 
     warm_up()

@@ -1,8 +1,8 @@
 """The calibration study (`make calibrate`): IFD's verdicts on SYNTHETIC markets with known truth.
 
 For each informed share (0 = no edge) and seed, a market of ``warmup + blocks × block_days``
-sessions is simulated, ingested and judged by the production code (``warehouse/calibration.py``);
-the rates and their 95 % intervals (``warehouse/calibration_report.py``) go to
+sessions is simulated, ingested and judged by the production code (``jobs/calibration.py``);
+the rates and their 95 % intervals (``reports/calibration.py``) go to
 ``bench/out/calibration/table.md`` and ``summary.json``. Each finished market is kept as
 ``markets/<share>-<seed>.json``, so an interrupted study resumes where it stopped.
 
@@ -32,7 +32,7 @@ OUT = Path("bench/out/calibration")
 
 def _one(share: float, seed: int, grid_d: dict, root: str) -> dict:
     from ifd_core.settings import get_settings
-    from warehouse.calibration import Grid, run_market
+    from jobs.calibration import Grid, run_market
 
     grid = Grid(**{**grid_d, "shares": tuple(grid_d["shares"]), "seeds": tuple(grid_d["seeds"])})
     work = Path(root) / "work"
@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     from rich.progress import Progress
 
     from ifd_core.settings import get_settings
-    from warehouse.calibration import Grid
-    from warehouse.calibration_report import markdown, summarize
-    from warehouse.extended_test import criteria_from
+    from jobs.calibration import Grid
+    from jobs.extended_test import criteria_from
+    from reports.calibration import markdown, summarize
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shares", default="0,0.6,0.8")

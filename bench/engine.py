@@ -216,7 +216,7 @@ def cold_compile_seconds() -> float:
 # ----- the simulated day -------------------------------------------------------------------------
 def simulated_day(scale: float, seed: int) -> tuple[list[Path], float | None]:
     """The day's files, simulated once per (seed, scale) and kept; (files, seconds or None)."""
-    from ifd_core.marketdata.simulator import simulate_market
+    from ifd_core.simulator.market import simulate_market
 
     folder = OUT / "engine-sim" / f"seed{seed}-scale{scale:g}"
     done = folder / "done.json"

@@ -39,7 +39,7 @@ def main() -> None:
 
     from ifd_core.marketdata.dbn_files import read_dbn
     from ifd_core.marketdata.frames import tables_of
-    from ifd_core.marketdata.simulator import simulate_market
+    from ifd_core.simulator.market import simulate_market
     from warehouse.ingest import ingest_files
     from warehouse.lake import Lake
 

@@ -55,7 +55,7 @@ class Gateway:
 
     def __init__(self, data: Path, speed: str) -> None:
         env = {**os.environ, "IFD_DATABENTO__API_KEY": KEY}
-        cmd = [sys.executable, "-m", "ifd_core.cli", "gateway", "--data", str(data), "--port", "0",
+        cmd = [sys.executable, "-m", "ifd_cli.app", "gateway", "--data", str(data), "--port", "0",
                "--speed", speed]  # fmt: skip
         self.proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
         line = self.proc.stderr.readline()

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import polars as pl
 
-UNDEF_PRICE = 2**63 - 1
+from ifd_core.units import UNDEF_PRICE
+
 F_BAD_TS_RECV = 8
 FIXED = 1_000_000_000
 # CME equity-index options (NQ, ES): 0.05 at or below a premium of 5.00, 0.25 above.

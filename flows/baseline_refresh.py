@@ -18,7 +18,7 @@ from ifd_core.settings import get_settings
 def baseline_refresh(trade_date: dt.date | None = None) -> dict | State:
     """Baselines for `trade_date` (default: the session that opens this evening, i.e. the
     next calendar day's, skipped when that day has no session)."""
-    from warehouse.analytics import refresh_baselines
+    from jobs.detect import refresh_baselines
     from warehouse.lake import Lake
     from warehouse.migrations import ensure_migrated
 

@@ -33,8 +33,8 @@ from ifd_core.settings import get_settings
 @task(name="simulate-market", cache_policy=NO_CACHE)
 def simulate(sim_dir: str, days: int, seed: int, scale: float) -> dict:
     """SYNTHETIC sessions as Databento-format DBN files, with their ground truth."""
-    from ifd_core.marketdata.sim_params import SimParams
-    from ifd_core.marketdata.simulator import simulate_market
+    from ifd_core.simulator.market import simulate_market
+    from ifd_core.simulator.params import SimParams
 
     log = get_run_logger()
     summary = simulate_market(
@@ -103,7 +103,7 @@ def demo(days: int = 30, seed: int = 7, scale: float = 0.3) -> dict:
     from flows.extended_test import extended_test
     from flows.historical_ingest import historical_ingest
     from flows.nightly_backtest import nightly_backtest
-    from ifd_core.marketdata.simulator import BASELINE_SESSIONS
+    from ifd_core.simulator.market import BASELINE_SESSIONS
 
     settings = get_settings()
     root = Path(settings.data_dir).resolve()
@@ -151,7 +151,7 @@ def _reports(out: dict) -> dict[str, str]:
 
 def run_demo(settings, *, days: int, seed: int, scale: float, console: Console, progress) -> int:
     """`ifd demo`: the `demo` flow, then what landed, the signals and where to look."""
-    from ifd_core.cli import print_frame
+    from ifd_cli.app import print_frame
     from warehouse.lake import Lake
     from warehouse.sql import query
 

@@ -1,5 +1,5 @@
 """Prefect flow `detection`: the FlowEngine with IFD v3 and/or v1 over one trade date from the
-lake (warehouse.analytics.detect_day: baselines from the sessions before it, windows, signals
+lake (jobs.detect.detect_day: baselines from the sessions before it, windows, signals
 and their outcomes), then the detection report and three artifacts: a markdown summary (the
 data's origin said first), the signals as a table and a link to the static HTML report.
 
@@ -17,7 +17,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.states import State
 
 from flows.calendar_gate import skip_scheduled_holiday
-from flows.trading_reports import _rows
+from flows.trading_reports import artifact_rows
 from ifd_core.settings import get_settings
 
 KEY = "detection"
@@ -36,8 +36,8 @@ def detection(
 ) -> dict | State:
     """Detect on `day` (default: the last date with MBO data in the lake) with `algo`, write the
     detection report and publish the summary, the signals table and the report link."""
-    from warehouse.analytics import detect_day
-    from warehouse.detection_report import day_origins, day_signals, write_detection_report
+    from jobs.detect import detect_day
+    from reports.detection import day_origins, day_signals, write_detection_report
     from warehouse.lake import Lake
 
     if day is None and (skip := skip_scheduled_holiday(KEY)) is not None:
@@ -91,7 +91,7 @@ def detection(
     )
     create_table_artifact(
         key=f"{KEY}-signals",
-        table=_rows(table),
+        table=artifact_rows(table),
         description=f"{title}: signals with their outcome label",
     )
     create_link_artifact(

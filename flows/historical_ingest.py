@@ -119,9 +119,9 @@ def historical_ingest(
 def _publish_dq(data_dir: str, run_ids: list[str], trade_date: dt.date | None) -> Path | None:
     """The DQ results of this flow's ingest runs as a table artifact and the DQ report as a link
     artifact. Quarantined files stored no results in the lake; their reasons are in the summary."""
-    from flows.trading_reports import _rows
+    from flows.trading_reports import artifact_rows
+    from reports.trading import dq_summary, write_dq_report
     from warehouse.lake import Lake
-    from warehouse.reports import dq_summary, write_dq_report
 
     if not run_ids:
         return None
@@ -129,7 +129,7 @@ def _publish_dq(data_dir: str, run_ids: list[str], trade_date: dt.date | None) -
     what = f"Data-quality results{f' for {trade_date}' if trade_date else ''}"
     create_table_artifact(
         key="historical-ingest-dq",
-        table=_rows(dq_summary(lake, run_ids)),
+        table=artifact_rows(dq_summary(lake, run_ids)),
         description=f"{what}: one row per dataset, expectation and column",
     )
     report = write_dq_report(lake, Path(data_dir), run_ids)

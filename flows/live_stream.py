@@ -1,7 +1,7 @@
 """Prefect flow `live_stream`: one long run per trading session, the live feed into the lake.
 
 Thin by design (ECOSYSTEM.md "Long-running streaming flow"): no task per event; the flow runs
-``warehouse.live.LiveRunner`` in its own process, which captures the stream, writes micro-batches
+``jobs.live.runner.LiveRunner`` in its own process, which captures the stream, writes micro-batches
 and checkpoints, and publishes a summary artifact at the end. Cancelling the run from the UI (or
 SIGTERM from the worker) flushes and checkpoints; the next run of the same date resumes.
 """
@@ -17,7 +17,7 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from ifd_core.marketdata.sessions import next_period
+from ifd_core.calendar import next_period
 from ifd_core.settings import get_settings
 from ifd_core.trading.halt import EmergencyStop
 
@@ -48,9 +48,9 @@ def live_stream(
     scheduled deployment leaves it, the run takes the session open now or opening within
     `max_wait_for_open_s` on the CME calendar, waits for its open, streams it to its close and
     ends; when no session is that near (a holiday) it ends at once, saying so."""
+    from jobs.live.runner import LiveOptions, LiveRunner
+    from jobs.rollout import decision_markdown
     from warehouse.lake import Lake
-    from warehouse.live import LiveOptions, LiveRunner
-    from warehouse.rollout import decision_markdown
 
     logger = get_run_logger()
     settings = get_settings()

@@ -18,7 +18,7 @@ def _cell(v: object) -> object:
     return v
 
 
-def _rows(df: pl.DataFrame) -> list[dict]:
+def artifact_rows(df: pl.DataFrame) -> list[dict]:
     return [{k: _cell(v) for k, v in r.items()} for r in df.to_dicts()]
 
 
@@ -30,7 +30,7 @@ def publish(
         if synthetic
         else "Real market data."
     )
-    create_table_artifact(key=f"{key}-metrics", table=_rows(table), description=title)
+    create_table_artifact(key=f"{key}-metrics", table=artifact_rows(table), description=title)
     md = [f"# {title}", "", origin, "", *lines, "", f"Report: `{report}`"]
     create_markdown_artifact(key=f"{key}-summary", markdown="\n".join(md), description=title)
     create_link_artifact(

@@ -1,21 +1,27 @@
-"""CME trading calendar and trade-date arithmetic.
+"""The CME calendar, live session periods and the trade-date rule, in one module.
 
-Wraps ``exchange_calendars`` (calendar "CMES", CME equity products) so that holidays and early
-closes come from a maintained library rather than a hand-written list. A CME Globex session opens
-at 18:00 America/New_York on the evening before its *trade date* (the hour after the 17:00 close
-is its pre-open); everything keyed by "date" in
-IFD (lake partitions, baselines, open interest) uses that trade date, never the calendar date.
+Holidays and early closes come from ``exchange_calendars`` ("CMES"), not a hand-written list. A
+Globex session opens at 18:00 New York on the evening before its *trade date*; everything keyed by
+"date" (lake partitions, baselines, open interest) uses that trade date. ``live.session_policy``
+picks ``always_on`` (the whole Globex session, closed 17:00 New York) or ``rth_only`` (09:30-16:00).
+Instants are int ns since the epoch, UTC; periods are half open. What the library says about CMES,
+checked, is in docs/operations.md ("Sessions and trade dates").
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import warnings
+from dataclasses import dataclass
+from enum import StrEnum
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+import polars as pl
+
+from ifd_core.units import NS
+
 NEW_YORK = ZoneInfo("America/New_York")
-NS = 1_000_000_000
 
 
 @lru_cache(maxsize=1)
@@ -82,3 +88,159 @@ def sessions_before(day: dt.date, count: int) -> list[dt.date]:
         last = previous_trading_day(day)
         sessions = cal.sessions_window(last.isoformat(), -count)
     return [s.date() for s in sessions]
+
+
+GLOBEX_CLOSE_ET = (17, 0)
+RTH_OPEN_ET = (9, 30)
+RTH_CLOSE_ET = (16, 0)
+# A trade date's period opens the evening before and the calendar skips at most a long weekend
+# plus a holiday or two; a search longer than this means the calendar has run out of dates.
+_MAX_SEARCH_DAYS = 14
+
+
+class SessionPolicy(StrEnum):
+    """Which part of each CME session the live deployment streams."""
+
+    ALWAYS_ON = "always_on"
+    RTH_ONLY = "rth_only"
+
+
+@dataclass(frozen=True)
+class StreamingPeriod:
+    """A span ``[open_ns, close_ns)`` in which streaming is on, and the trade date it serves."""
+
+    trade_date: dt.date
+    open_ns: int
+    close_ns: int
+
+    def contains(self, ts_ns: int) -> bool:
+        return self.open_ns <= ts_ns < self.close_ns
+
+    @property
+    def minutes(self) -> int:
+        """Whole minutes in the period (RTH uptime counts these)."""
+        return (self.close_ns - self.open_ns) // (60 * NS)
+
+
+class CalendarRangeError(ValueError):
+    """A date outside the span the exchange calendar covers."""
+
+
+def _session_bounds(trade_date: dt.date) -> tuple[int, int] | None:
+    """The library's ``(open_ns, close_ns)`` for a trade date, or None when it is no session."""
+    cal = _calendar()
+    label = trade_date.isoformat()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if not cal.is_session(label):
+                return None
+            open_ = cal.session_open(label)
+            close = cal.session_close(label)
+        except Exception as exc:  # exchange_calendars.errors.DateOutOfBounds and relatives
+            raise CalendarRangeError(
+                f"{trade_date} is outside the CMES calendar "
+                f"({cal.first_session.date()} .. {cal.last_session.date()}): {exc}. "
+                "The calendar is built for a year ahead; upgrade exchange_calendars or "
+                "widen ifd_core.calendar's range."
+            ) from exc
+    return int(open_.value), int(close.value)
+
+
+@lru_cache(maxsize=8192)
+def streaming_period(trade_date: dt.date, policy: SessionPolicy | str) -> StreamingPeriod | None:
+    """The streaming period serving ``trade_date`` under ``policy``; None on a non-trading day."""
+    policy = SessionPolicy(policy)
+    bounds = _session_bounds(trade_date)
+    if bounds is None:
+        return None
+    lib_open, lib_close = bounds
+    if policy is SessionPolicy.ALWAYS_ON:
+        open_ns = lib_open
+        close_ns = min(lib_close, et_to_ns(trade_date, *GLOBEX_CLOSE_ET))
+    else:
+        open_ns = et_to_ns(trade_date, *RTH_OPEN_ET)
+        close_ns = min(lib_close, et_to_ns(trade_date, *RTH_CLOSE_ET))
+    if close_ns <= open_ns:  # an early close before 09:30: no RTH that day
+        return None
+    return StreamingPeriod(trade_date, open_ns, close_ns)
+
+
+def _ny_date(ts_ns: int) -> dt.date:
+    return dt.datetime.fromtimestamp(ts_ns / NS, tz=NEW_YORK).date()
+
+
+def period_at(ts_ns: int, policy: SessionPolicy | str) -> StreamingPeriod | None:
+    """The period containing ``ts_ns``, or None (halt, weekend, holiday, outside RTH)."""
+    day = _ny_date(ts_ns)
+    # A period lies within its trade date's New York day or starts the evening before it.
+    for trade_date in (day, day + dt.timedelta(days=1)):
+        period = streaming_period(trade_date, policy)
+        if period is not None and period.contains(ts_ns):
+            return period
+    return None
+
+
+def next_period(ts_ns: int, policy: SessionPolicy | str) -> StreamingPeriod:
+    """The first period whose close is after ``ts_ns``: the current one when in session.
+
+    The controller sleeps until ``open_ns`` (if in the future) and streams until ``close_ns``.
+    """
+    day = _ny_date(ts_ns)
+    for offset in range(_MAX_SEARCH_DAYS + 1):
+        period = streaming_period(day + dt.timedelta(days=offset), policy)
+        if period is not None and period.close_ns > ts_ns:
+            return period
+    raise CalendarRangeError(f"no streaming period within {_MAX_SEARCH_DAYS} days of {day}")
+
+
+def trade_date_of(ts_ns: int) -> dt.date:
+    """The CME trade date of an instant, by the lake's rule (``trade_date``).
+
+    Delegates to the vectorised expression the lake partitions by, so that the controller and the
+    lake can never disagree on which date a record belongs to: after 17:00 New York an instant
+    belongs to the next session, and weekends and holidays roll forward to the next session.
+    That rule works per whole minute, so the (millisecond) polars call is cached per minute.
+    """
+    return _trade_date_of_minute(ts_ns // _MINUTE_NS)
+
+
+_MINUTE_NS = 60 * NS
+
+
+@lru_cache(maxsize=4096)
+def _trade_date_of_minute(minute: int) -> dt.date:
+    ts = pl.DataFrame({"ts": [minute * _MINUTE_NS]}, schema={"ts": pl.Int64})
+    return snap_to_sessions(ts.select(trade_date("ts")))["date"][0]
+
+
+# The lake's trade-date rule as polars expressions (docs/algorithms.md, "Trade dates").
+
+
+def _calendar_date(col: str) -> pl.Expr:
+    # Globex closes at 17:00 New York; everything after (the 17:00-18:00 pre-open included)
+    # belongs to the next session. Converted per whole minute: far fewer time-zone lookups.
+    minute = (pl.col(col).cast(pl.Int64) // 60_000_000_000) * 60_000_000_000
+    return (
+        minute.cast(pl.Datetime("ns", "UTC"))
+        .dt.convert_time_zone("America/New_York")
+        .dt.offset_by("7h")
+        .dt.date()
+    )
+
+
+def trade_date(col: str) -> pl.Expr:
+    """Placeholder date column: ``snap_to_sessions`` moves it to a CME session afterwards."""
+    return _calendar_date(col).alias("date")
+
+
+def snap_to_sessions(df: pl.DataFrame) -> pl.DataFrame:
+    """Snap dates that are not CME sessions (weekends, holidays) to the next session.
+
+    A Sunday-evening record belongs to Monday's session, and one on the eve of a holiday to the
+    session after it. Only the few distinct dates go through the calendar.
+    """
+    if df.height == 0:
+        return df
+    mapping = {d: next_session(d) for d in df["date"].unique().to_list() if d is not None}
+    return df.with_columns(pl.col("date").replace_strict(mapping, return_dtype=pl.Date))

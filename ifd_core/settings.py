@@ -25,6 +25,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from ifd_core.units import MULTIPLIER
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROFILES_DIR = PROJECT_ROOT / "config" / "profiles"
 
@@ -196,7 +198,7 @@ class AnalysisSettings(_Group):
     window_minutes: int = 5
     watermark_grace_s: int = 30
     baseline_min_samples: int = 5
-    contract_multiplier: float = 20.0
+    contract_multiplier: float = MULTIPLIER
     risk_free_rate: float = 0.04
     episode_max_gap_windows: int = Field(
         default=0,

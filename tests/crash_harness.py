@@ -22,7 +22,7 @@ def _child(req: dict) -> None:
     os.environ.update(req.get("env", {}))
     try:
         if "argv" in req:
-            from ifd_core.cli import app
+            from ifd_cli.app import app
 
             app(req["argv"], prog_name="ifd")
         elif req.get("call") == "compact":
@@ -48,8 +48,8 @@ def _child(req: dict) -> None:
 def main() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import expectations.runner  # noqa: F401 - the slow imports, paid once
-    import ifd_core.cli  # noqa: F401
-    import warehouse.analytics  # noqa: F401
+    import ifd_cli.app  # noqa: F401
+    import jobs.detect  # noqa: F401
     import warehouse.compaction  # noqa: F401
     import warehouse.ingest  # noqa: F401
 

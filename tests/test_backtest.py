@@ -10,10 +10,10 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from ifd_core.cli import app
-from ifd_core.marketdata.simulator import simulate_market
+from ifd_cli.app import app
 from ifd_core.settings import get_settings
-from warehouse.backtest import run_backtest
+from ifd_core.simulator.market import simulate_market
+from jobs.backtest import run_backtest
 from warehouse.ingest import ingest_files
 from warehouse.lake import Lake
 

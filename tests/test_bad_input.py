@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from ifd_core.cli import EXIT_DATA, EXIT_USAGE, app
+from ifd_cli.app import EXIT_DATA, EXIT_USAGE, app
 from tests.conftest import DBPY
 from tests.fixtures import dbn_factory as f
 from tests.helpers import lake_fingerprint

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ifd_core.trading.extended import Criteria
-from warehouse.calibration_report import coverage, markdown, n_for_power, rate, summarize
+from reports.calibration import coverage, markdown, n_for_power, rate, summarize
 
 
 def _stats(correct: int, incorrect: int, lo: float, hi: float) -> dict:
@@ -58,7 +58,7 @@ def test_summary_and_table_from_market_results():
 @pytest.mark.slow
 def test_no_edge_market_gets_no_false_pass_and_no_false_winner(tmp_path):
     from ifd_core.settings import get_settings
-    from warehouse.calibration import Grid, run_market
+    from jobs.calibration import Grid, run_market
 
     grid = Grid(shares=(0.0,), seeds=(3,), warmup=20, blocks=2, block_days=4, scale=0.2,
                 v1_informed_share=0.0)  # fmt: skip

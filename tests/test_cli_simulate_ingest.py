@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from ifd_core.cli import EXIT_USAGE, app
+from ifd_cli.app import EXIT_USAGE, app
 
 runner = CliRunner()
 

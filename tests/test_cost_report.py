@@ -12,10 +12,10 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from ifd_core.cli import app
+from ifd_cli.app import app
 from ifd_core.settings import get_settings
+from jobs.cost_report import NO_PRICES, month_to_date, write_cost_report
 from warehouse.cost_ledger import LakeCostLedger
-from warehouse.cost_report import NO_PRICES, month_to_date, write_cost_report
 from warehouse.lake import Lake
 from warehouse.sql import query
 

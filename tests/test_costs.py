@@ -27,9 +27,9 @@ from ifd_core.ops.costs import (
     trading_fee_entries,
 )
 from ifd_core.settings import CostSettings, PricePeriod, Settings, get_settings, price_on
+from jobs.cost_report import budget_alert_levels_crossed, month_to_date
 from tests.helpers import lake_fingerprint
 from warehouse.cost_ledger import LakeCostLedger
-from warehouse.cost_report import budget_alert_levels_crossed, month_to_date
 from warehouse.cost_views import MACROS, VIEWS
 from warehouse.lake import Lake
 from warehouse.sql import query

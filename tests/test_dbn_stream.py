@@ -10,7 +10,7 @@ from databento_dbn import SType, SymbolMappingMsg, SystemCode, SystemMsg
 from ifd_core.marketdata.dbn_stream import DbnStreamError, parse_records, ts_recv_of
 from ifd_core.marketdata.live_source import LiveParams, LiveSource, Subscription
 from ifd_core.marketdata.record_source import FileReplaySource, RecordBatch
-from ifd_core.marketdata.simulator import simulate_market
+from ifd_core.simulator.market import simulate_market
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,13 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from ifd_cli.app import app
 from ifd_core.analysis.detectors import V1Detector, V3Detector
 from ifd_core.analysis.flow_engine import FlowEngine
-from ifd_core.cli import app
 from ifd_core.marketdata.record_source import FileReplaySource, RecordBatch
-from ifd_core.marketdata.simulator import simulate_market
 from ifd_core.settings import get_settings
-from warehouse.analytics import _engine_params, raw_files_for, refresh_baselines
+from ifd_core.simulator.market import simulate_market
+from jobs.detect import engine_params, raw_files_for, refresh_baselines
 from warehouse.ingest import ingest_files
 from warehouse.lake import Lake
 
@@ -177,7 +177,7 @@ def _engine_run(env, batches) -> tuple[pl.DataFrame, pl.DataFrame]:
     settings = get_settings()
     day = env["last"]
     base, _ = refresh_baselines(env["lake"], day, settings)
-    wp, v3p, _ = _engine_params(settings)
+    wp, v3p, _ = engine_params(settings)
     engine = FlowEngine(
         wp,
         detectors=[V3Detector(lambda d: base, v3p, wp.grace_s), V1Detector(grace_s=wp.grace_s)],
@@ -219,7 +219,7 @@ def test_chain_analyzers_run_on_a_point_in_time_snapshot(env):
 def test_detecting_one_algorithm_keeps_the_other_algorithms_outcomes(env):
     """`ifd detect --algo v3` relabels v3's signals only: other algorithms' outcomes stay. (The
     scenario's v1 raises nothing, so v1's rows here are v3's signals under v1's name.)"""
-    from warehouse.analytics import label_day
+    from jobs.detect import label_day
 
     day, lake = env["last"], env["lake"]
     v3 = lake.scan("signals").filter((pl.col("date") == day) & (pl.col("algo") == "v3")).collect()
@@ -281,7 +281,7 @@ def test_a_lake_detected_before_episodes_gets_them_from_ifd_detect(env, v3_signa
     as a fresh detection."""
     import os
 
-    from warehouse.analytics import stored_signals
+    from jobs.detect import stored_signals
 
     day, lake = env["last"], env["lake"]
     for f in lake.files("signals", day):  # rewrite the day's files as the old layout wrote them

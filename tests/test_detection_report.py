@@ -20,20 +20,20 @@ from urllib.parse import unquote, urlparse
 import polars as pl
 import pytest
 
-from ifd_core.marketdata.simulator import simulate_market
 from ifd_core.settings import get_settings
-from tests.fixtures import dbn_factory as f
-from warehouse.analytics import detect_day
-from warehouse.detection_report import (
+from ifd_core.simulator.market import simulate_market
+from jobs.detect import detect_day
+from reports.detection import (
     HEATMAP_TITLE,
     SIGNALS_TITLE,
     pressure_grid,
     underlying_prices,
     write_detection_report,
 )
+from reports.trading import DQ_CHART_TITLE, DQ_TABLE_TITLE, write_dq_report
+from tests.fixtures import dbn_factory as f
 from warehouse.ingest import ingest_files
 from warehouse.lake import Lake
-from warehouse.reports import DQ_CHART_TITLE, DQ_TABLE_TITLE, write_dq_report
 from warehouse.sql import query
 
 pytestmark = pytest.mark.slow

@@ -13,9 +13,9 @@ from ifd_core.settings import Settings
 from ifd_core.trading.extended import Criteria, final, verdict
 from ifd_core.trading.paper import DayLedger, ExecConfig, PaperExecutor
 from ifd_core.trading.risk import RiskLimits
+from jobs.ab_test import ab_of
+from jobs.backtest import BacktestResult, daily_row, metrics_of
 from tests.test_episodes import DAY, frame, sig
-from warehouse.ab_test import ab_of
-from warehouse.backtest import BacktestResult, _daily_row, metrics_of
 
 
 def twelve_signals(algo: str) -> pl.DataFrame:
@@ -68,7 +68,7 @@ def hand_built_result() -> BacktestResult:
                                       "net_pnl": pnl, "gross_pnl": pnl + 4, "fees": 4.0})  # fmt: skip
                 ex.equity += pnl
         positions += led.positions
-        daily.append(_daily_row(DAY, algo, ex, 100_000.0, s, led, outs[algo]))
+        daily.append(daily_row(DAY, algo, ex, 100_000.0, s, led, outs[algo]))
     return BacktestResult(
         run_id="bt-hand", mode="backtest", algos=("v3", "v1"), days=[DAY], capital=100_000.0,
         synthetic=True, daily=pl.DataFrame(daily), outcomes=pl.concat(outs.values()),

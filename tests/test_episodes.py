@@ -159,7 +159,7 @@ def test_the_settings_reach_the_detectors_and_both_executors():
     from ifd_core.ops.resilience import Breaker
     from ifd_core.settings import BreakerSettings, Settings
     from ifd_core.trading.paper import executor_from_settings
-    from warehouse.analytics import make_detectors
+    from jobs.detect import make_detectors
 
     s = Settings(analysis={"episode_max_gap_windows": 2}, paper={"stack_episodes": True})
     for d in make_detectors(s, DAY, None, ("v3", "v1")):

@@ -19,7 +19,7 @@ from ifd_core.marketdata.historical import (
 )
 from ifd_core.ops.budget import Decision
 from ifd_core.settings import Settings, get_settings
-from tests.fixtures.historical_server import (
+from tests.servers.historical_http import (
     BILLABLE_SIZE,
     COST,
     GET_RANGE,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from ifd_core.cli import EXIT_BUDGET, app
-from tests.fixtures.historical_server import (
+from ifd_cli.app import EXIT_BUDGET, app
+from tests.servers.historical_http import (
     TEST_API_KEY,
     historical_server_fixture,  # noqa: F401 - provides the `historical_server` fixture
     samples_available,

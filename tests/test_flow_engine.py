@@ -13,7 +13,7 @@ import pytest
 from ifd_core.analysis.flow_engine import FlowEngine
 from ifd_core.marketdata.dbn_files import read_dbn
 from ifd_core.marketdata.record_source import FileReplaySource
-from ifd_core.marketdata.simulator import simulate_market
+from ifd_core.simulator.market import simulate_market
 
 
 @pytest.fixture(scope="module")

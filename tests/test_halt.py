@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ifd_core.cli import app
+from ifd_cli.app import app
 from ifd_core.trading.halt import NO_REASON, EmergencyStop
 
 runner = CliRunner()

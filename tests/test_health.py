@@ -9,14 +9,14 @@ import json
 
 from typer.testing import CliRunner
 
-from ifd_core.cli import app
+from ifd_cli.app import app
 from ifd_core.ops.resilience import Transition
 from ifd_core.settings import get_settings
-from warehouse.health import health_snapshot
+from jobs.health import health_snapshot
+from jobs.rollout import RolloutController
 from warehouse.lake import Lake
 from warehouse.migrations import ensure_migrated
 from warehouse.ops_events import AlertStore, BreakerIncidents
-from warehouse.rollout import RolloutController
 
 T0 = dt.datetime(2026, 3, 10, 15, 0, tzinfo=dt.UTC)
 

@@ -15,11 +15,11 @@ from ifd_core.broker.base import OptionContract, OrderRefused, OrderRequest
 from ifd_core.broker.ib_broker import IBBroker, LiveTradingRefused
 from ifd_core.broker.paper_broker import PaperBroker
 from ifd_core.broker.trader import SignalTrader, TraderConfig
-from ifd_core.broker.tws_test_server import Incoming, TwsTestServer
 from ifd_core.ops.resilience import Breaker
 from ifd_core.settings import BreakerSettings, IBSettings
 from ifd_core.trading.halt import EmergencyStop
 from ifd_core.trading.risk import RiskLimits
+from tests.servers.tws_server import Incoming, TwsTestServer
 
 NS = 1_000_000_000
 T0 = 1_776_432_600 * NS
@@ -258,7 +258,7 @@ def test_ib_check_reports_the_account_and_sends_nothing(server):
 
     from typer.testing import CliRunner
 
-    from ifd_core.cli import app
+    from ifd_cli.app import app
 
     env = {"IFD_IB__PORT": str(server.port), "IFD_IB__CONNECT_TIMEOUT_S": "5"}
     res = CliRunner().invoke(app, ["ib", "check", "--json"], env=env)
@@ -280,7 +280,7 @@ def test_ifd_live_with_ib_refuses_to_start_without_its_broker(tmp_path, loop):
 
     from typer.testing import CliRunner
 
-    from ifd_core.cli import app
+    from ifd_cli.app import app
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))

@@ -12,11 +12,10 @@ import time
 import polars as pl
 from typer.testing import CliRunner
 
-from ifd_core.broker.tws_test_server import TwsTestServer
-from ifd_core.calendar import NEW_YORK
-from ifd_core.cli import app
-from ifd_core.marketdata.sessions import trade_date_of
-from warehouse.analytics import label_day
+from ifd_cli.app import app
+from ifd_core.calendar import NEW_YORK, trade_date_of
+from jobs.detect import label_day
+from tests.servers.tws_server import TwsTestServer
 from warehouse.lake import Lake
 from warehouse.migrations import ensure_migrated
 from warehouse.tables import TABLES

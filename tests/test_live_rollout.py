@@ -10,13 +10,13 @@ import polars as pl
 import pytest
 from test_live_stream import KEY, fresh_lake, world  # noqa: F401 - the fixture
 
-import warehouse.live as live_mod
+import jobs.live.runner as live_mod
 from ifd_core.analysis.detectors import V3Detector
 from ifd_core.marketdata.record_source import RecordBatch
 from ifd_core.marketdata.replay_gateway import ReplayGateway
 from ifd_core.settings import get_settings
-from warehouse.live import LiveOptions, LiveRunner
-from warehouse.rollout import decision_markdown
+from jobs.live.runner import LiveOptions, LiveRunner
+from jobs.rollout import decision_markdown
 
 pytestmark = [pytest.mark.slow]
 PIECE = 2_000  # records of the MBO stream per engine call
@@ -24,7 +24,7 @@ PIECE = 2_000  # records of the MBO stream per engine call
 
 def test_challenger_errors_roll_back_and_stop_its_orders(world, monkeypatch):  # noqa: F811
     lake = fresh_lake(world, "rollout")
-    from warehouse.rollout import RolloutController
+    from jobs.rollout import RolloutController
 
     RolloutController(lake, get_settings(data_dir=lake.root)).promote(to="PAPER", operator="test")
     # Injected fault: after the day's first v3 decision, every v3 call raises. (How many

@@ -15,12 +15,12 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from ifd_core.cli import app
+from ifd_cli.app import app
 from ifd_core.marketdata.dbn_files import read_dbn
 from ifd_core.marketdata.replay_gateway import ReplayGateway
-from ifd_core.marketdata.simulator import simulate_market
 from ifd_core.settings import get_settings
-from warehouse.analytics import label_day
+from ifd_core.simulator.market import simulate_market
+from jobs.detect import label_day
 from warehouse.ingest import ingest_files
 from warehouse.lake import Lake
 
@@ -108,13 +108,13 @@ def test_a_run_under_the_emergency_stop_warns_and_says_so_in_its_summary(world, 
     lake = fresh_lake(world, "halted")
     EmergencyStop(lake.root).halt("test: live banner", by="test")
     with (
-        caplog.at_level("WARNING", logger="warehouse.live"),
+        caplog.at_level("WARNING", logger="jobs.live.runner"),
         ReplayGateway(world["sim"], [KEY]) as gw,
     ):
         res = live_cli(lake, gw.port, world["day"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["halted"] == "test: live banner"
-    said = [r.getMessage() for r in caplog.records if r.name == "warehouse.live"]
+    said = [r.getMessage() for r in caplog.records if r.name == "jobs.live.runner"]
     for when in ("starts", "ends"):
         msg = f"live run {when} while the emergency stop is on"
         assert any(m.startswith(msg) and "test: live banner" in m for m in said), said
@@ -151,7 +151,7 @@ def test_five_drops_are_five_recovered_gaps_and_change_nothing(world):
 def test_a_stopped_run_resumes_from_its_checkpoint(world, monkeypatch):
     """Stop (as SIGTERM does) right after a mid-day checkpoint; the same command again resumes
     from the checkpoint and the day ends exactly as batch detection has it."""
-    import warehouse.live as live_mod
+    import jobs.live.runner as live_mod
 
     lake = fresh_lake(world, "resume")
     settings = get_settings(
@@ -275,7 +275,7 @@ def test_a_failing_gateway_opens_the_feed_breaker_and_waits_for_its_probe(world)
     from ifd_core.marketdata.live_source import LiveParams, LiveSource, Subscription
     from ifd_core.ops.resilience import Breaker
     from ifd_core.settings import BreakerSettings
-    from warehouse.live import session_bounds
+    from jobs.live.runner import session_bounds
 
     with socket.socket() as s:  # a port nobody listens on: connect is refused
         s.bind(("127.0.0.1", 0))
@@ -321,7 +321,7 @@ def test_a_warehouse_outage_defers_flushes_and_loses_nothing(world, monkeypatch)
     day still ends exactly as batch detection has it."""
     import errno
 
-    import warehouse.live as live_mod
+    import jobs.live.runner as live_mod
 
     lake = fresh_lake(world, "outage")
     settings = get_settings(
@@ -408,7 +408,7 @@ def test_the_documented_sql_runs_while_the_live_flow_writes(world):
                "IFD_DATABENTO__API_KEY": KEY, "IFD_LIVE__FLUSH_EVERY_S": "0.2"}  # fmt: skip
         args = ["live", "--gateway", f"127.0.0.1:{gw.port}", "--date", world["day"].isoformat()]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ifd_core.cli", *args, "--exit-on-end", "--json"],
+            [sys.executable, "-m", "ifd_cli.app", *args, "--exit-on-end", "--json"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         try:
@@ -435,9 +435,9 @@ def test_ib_trades_the_routed_signals_as_they_are_decided(world, loop):
     flattens at the close and writes the orders / fills / positions / pnl_daily ledger. The
     server's market is set from the engine's book at each order (a real TWS has its own)."""
     from ifd_core.broker.ib_broker import IBBroker
-    from ifd_core.broker.tws_test_server import TwsTestServer
     from ifd_core.settings import IBSettings
-    from warehouse.live import LiveOptions, LiveRunner
+    from jobs.live.runner import LiveOptions, LiveRunner
+    from tests.servers.tws_server import TwsTestServer
 
     day, batch = world["day"], world["batch"]
     lake = fresh_lake(world, "ib")
@@ -507,7 +507,7 @@ def test_a_failing_broker_never_costs_the_days_data(world):
     once): the sends are rows whose outcome is unknown, the failure is a critical incident, and
     the date's windows, signals and outcomes are exactly batch detection's."""
     from ifd_core.broker.paper_broker import PaperBroker
-    from warehouse.live import LiveOptions, LiveRunner
+    from jobs.live.runner import LiveOptions, LiveRunner
 
     class FailingBroker(PaperBroker):
         drained = 0

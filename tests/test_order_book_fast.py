@@ -388,7 +388,7 @@ def esm4() -> np.ndarray:
 @pytest.fixture(scope="module")
 def sim_day(tmp_path_factory) -> np.ndarray:
     from ifd_core.marketdata.dbn_files import read_dbn
-    from ifd_core.marketdata.simulator import simulate_market
+    from ifd_core.simulator.market import simulate_market
 
     summary = simulate_market(tmp_path_factory.mktemp("sim"), days=1, seed=7, scale=0.3)
     mbo_file = next(f for f in summary.files if f.name.endswith(".mbo.dbn.zst"))

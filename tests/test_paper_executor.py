@@ -11,7 +11,7 @@ from ifd_core.marketdata.record_source import RecordBatch
 from ifd_core.trading.halt import EmergencyStop
 from ifd_core.trading.paper import ExecConfig, PaperExecutor
 from ifd_core.trading.risk import RiskLimits, RiskState, size_entry
-from ifd_core.trading.ticks import offset_ticks, round_to_tick, to_fixed
+from ifd_core.units import offset_ticks, round_to_tick, to_fixed
 from tests.fixtures.dbn_factory import T0, mbo_array
 
 OPT, FUT = 101, 1

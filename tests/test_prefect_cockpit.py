@@ -175,7 +175,7 @@ def cockpit(tmp_path_factory):
     world: dict = {"root": root, "data_dir": data_dir}
 
     def prepare() -> None:  # runs while the server boots
-        from ifd_core.marketdata.simulator import simulate_market
+        from ifd_core.simulator.market import simulate_market
         from warehouse.ingest import ingest_files
         from warehouse.lake import Lake
 
@@ -255,7 +255,7 @@ def test_deploy_registers_every_deployment_of_prefect_yaml(cockpit):
 
 
 def test_historical_ingest_runs_on_the_worker_and_publishes(cockpit, runs):
-    from warehouse.backtest import trading_days
+    from jobs.backtest import trading_days
     from warehouse.lake import Lake
 
     stack, day, run = cockpit["stack"], cockpit["day"], runs["ingest"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ifd_core.marketdata.record_source import FileReplaySource
-from ifd_core.marketdata.simulator import simulate_market
+from ifd_core.simulator.market import simulate_market
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,8 @@ from ifd_core.marketdata.dbn_stream import (
 from ifd_core.marketdata.live_source import LiveFeedError, LiveParams, LiveSource, Subscription
 from ifd_core.marketdata.record_source import FileReplaySource
 from ifd_core.marketdata.replay_gateway import GatewayError, ReplayGateway
-from ifd_core.marketdata.simulator import simulate_market
 from ifd_core.settings import get_settings
+from ifd_core.simulator.market import simulate_market
 
 KEY = "db-IFDREPLAYTESTKEY0000000000000"
 SUBS = ("definition", "statistics", "mbo")
@@ -305,9 +305,9 @@ def test_a_gap_replay_cannot_cover_is_backfilled_through_historical(sim_day, tmp
     """Replay refused and a minute missed on reconnect: the real Historical client (against the
     loopback Historical server, behind the budget gate, booked in the cost ledger) fills exactly
     the records between the last one seen and the first live one after the gap."""
-    from tests.fixtures.historical_server import HistoricalServer
+    from jobs.live.backfill import HistoricalBackfiller
+    from tests.servers.historical_http import HistoricalServer
     from warehouse.lake import Lake
-    from warehouse.live_backfill import HistoricalBackfiller
 
     served = tmp_path / "historical"
     served.mkdir()

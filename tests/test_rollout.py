@@ -8,8 +8,9 @@ import hashlib
 import polars as pl
 import pytest
 
-from ifd_core.ops.rollout import (
-    ErrorWindow,
+from ifd_core.ops.resilience import ErrorWindow
+from ifd_core.settings import get_settings
+from ifd_core.trading.rollout import (
     LiveHealth,
     RolloutRefused,
     RolloutState,
@@ -21,8 +22,7 @@ from ifd_core.ops.rollout import (
     routed,
     share_of,
 )
-from ifd_core.settings import get_settings
-from warehouse.rollout import RolloutController
+from jobs.rollout import RolloutController
 
 NOW = dt.datetime(2025, 3, 10, 21, 0, tzinfo=dt.UTC)
 

@@ -8,14 +8,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ifd_core.calendar import NS, et_to_ns
-from ifd_core.marketdata import frames
-from ifd_core.marketdata.sessions import (
+from ifd_core.calendar import (
+    NS,
     SessionPolicy,
     StreamingPeriod,
+    et_to_ns,
     next_period,
     period_at,
+    snap_to_sessions,
     streaming_period,
+    trade_date,
     trade_date_of,
 )
 from ifd_core.settings import get_settings
@@ -147,6 +149,6 @@ def test_trade_date_of_matches_the_lake_partitioning():
             [et_to_ns(D(2024, 12, 24), 16, 59, 59), et_to_ns(D(2024, 12, 24), 17)],
         ]
     )
-    df = frames._finish_dates(pl.DataFrame({"ts": ts}).with_columns(frames.trade_date("ts")))
+    df = snap_to_sessions(pl.DataFrame({"ts": ts}).with_columns(trade_date("ts")))
     assert [trade_date_of(int(t)) for t in ts] == df["date"].to_list()
     assert trade_date_of(et_to_ns(D(2024, 12, 24), 17)) == D(2024, 12, 26)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from ifd_cli.app import EXIT_USAGE, app
 from ifd_core import settings as st
-from ifd_core.cli import EXIT_USAGE, app
 
 
 def test_profiles_change_the_thresholds_they_name():

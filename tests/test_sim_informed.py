@@ -16,8 +16,8 @@ import databento as db
 import numpy as np
 import pytest
 
-from ifd_core.marketdata.sim_params import SimParams
-from ifd_core.marketdata.simulator import simulate_market
+from ifd_core.simulator.market import simulate_market
+from ifd_core.simulator.params import SimParams
 
 SEEDS = range(12)
 PARAMS = SimParams(informed_share=0.5, flows_per_day=(6, 6), large_prints_per_day=(0, 0))

@@ -7,9 +7,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from ifd_cli.app import EXIT_USAGE, app
 from ifd_core import settings as st
-from ifd_core.cli import EXIT_USAGE, app
-from ifd_core.marketdata.sim_params import SimParams, parse_count_range
+from ifd_core.simulator.params import SimParams, parse_count_range
 
 runner = CliRunner()
 

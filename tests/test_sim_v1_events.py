@@ -16,9 +16,9 @@ import polars as pl
 import pytest
 
 from ifd_core.analysis.ifd_v1 import detect_v1
-from ifd_core.marketdata.sim_params import SimParams
-from ifd_core.marketdata.simulator import simulate_market
 from ifd_core.settings import V1Settings
+from ifd_core.simulator.market import simulate_market
+from ifd_core.simulator.params import SimParams
 
 START = dt.date(2026, 3, 6)
 PARAMS = SimParams(v1_events_per_day=(2, 2))

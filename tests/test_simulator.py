@@ -1,4 +1,4 @@
-"""Tests of the deterministic market simulator (ifd_core.marketdata.simulator).
+"""Tests of the deterministic market simulator (ifd_core.simulator.market).
 
 The simulator's output is checked the way a consumer would read it: DBN files decoded with the
 databento client, MBO replayed through an independent dict-based L3 book written here, and the
@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 
 from ifd_core.calendar import et_to_ns, previous_trading_day
-from ifd_core.marketdata import sim_contracts, sim_pricing
-from ifd_core.marketdata.sim_noise import MEAN_OPTION_NOISE_SIZE, option_sizes
-from ifd_core.marketdata.sim_params import SimParams
-from ifd_core.marketdata.sim_plant import BASELINE_SESSIONS, plants_on
-from ifd_core.marketdata.simulator import DEFAULT_START, SimulationSummary, simulate_market
+from ifd_core.simulator import contracts, pricing
+from ifd_core.simulator.market import DEFAULT_START, SimulationSummary, simulate_market
+from ifd_core.simulator.noise import MEAN_OPTION_NOISE_SIZE, option_sizes
+from ifd_core.simulator.params import SimParams
+from ifd_core.simulator.plant import BASELINE_SESSIONS, plants_on
 
 F_LAST = 0x80
 F_SNAPSHOT = 0x20
@@ -323,7 +323,7 @@ def test_option_prices_respect_the_tick_grid(days_data: dict) -> None:
         priced = opt & np.isin(mbo["action"], [b"A", b"C", b"M", b"T", b"F"])
         prices = mbo["price"][priced]
         assert np.all(prices > 0)
-        assert np.all(sim_pricing.is_on_option_grid(prices))
+        assert np.all(pricing.is_on_option_grid(prices))
         trades = opt & (mbo["action"] == b"T")
         assert trades.sum() > 20
         fut_trades = ~opt & (mbo["action"] == b"T")
@@ -354,7 +354,7 @@ def test_definitions_describe_futures_and_options(days_data: dict) -> None:
         assert np.all(opt["min_price_increment"] == 50_000_000)
         assert np.all(opt["strike_price"] % (50 * 10**9) == 0)
         assert np.all(opt["expiration"] > et_to_ns(day, 9, 30))
-        front = sim_contracts.front_future(day).raw_symbol.encode()
+        front = contracts.front_future(day).raw_symbol.encode()
         assert front in fut["raw_symbol"]
         for exp in np.unique(opt["expiration"]):  # >= 41 strikes per expiry, both rights
             series = opt[opt["expiration"] == exp]
@@ -423,7 +423,7 @@ def test_open_interest_refers_to_the_previous_session(days_data: dict) -> None:
         assert np.all(settle["ts_event"] == et_to_ns(day, 16, 0))
         assert np.all(settle["stat_flags"] == 1)
         opt = np.isin(settle["instrument_id"], _option_ids(days_data[day]["definition"]))
-        assert np.all(sim_pricing.is_on_option_grid(settle["price"][opt]))
+        assert np.all(pricing.is_on_option_grid(settle["price"][opt]))
         assert np.all(np.diff(stats["ts_recv"].astype(np.int64)) >= 0)
 
 
@@ -566,39 +566,39 @@ def test_ground_truth_matches_the_trades_in_the_file(
 
 
 def test_contract_calendar() -> None:
-    assert sim_contracts.front_future(dt.date(2026, 3, 11)).raw_symbol == "NQH6"
-    assert sim_contracts.front_future(dt.date(2026, 3, 12)).raw_symbol == "NQM6"
-    assert sim_contracts.third_friday(2026, 3) == dt.date(2026, 3, 20)
-    assert sim_contracts.quarterly_future(2026, 3).expiration_ns == et_to_ns(
+    assert contracts.front_future(dt.date(2026, 3, 11)).raw_symbol == "NQH6"
+    assert contracts.front_future(dt.date(2026, 3, 12)).raw_symbol == "NQM6"
+    assert contracts.third_friday(2026, 3) == dt.date(2026, 3, 20)
+    assert contracts.quarterly_future(2026, 3).expiration_ns == et_to_ns(
         dt.date(2026, 3, 20), 9, 30
     )
-    monday = sim_contracts.new_expiries(dt.date(2026, 3, 2))
+    monday = contracts.new_expiries(dt.date(2026, 3, 2))
     assert [e.symbol_prefix for e in monday] == ["NQH6", "QN1H6", "QN2H6"]
-    roll_week = sim_contracts.new_expiries(dt.date(2026, 3, 16))
+    roll_week = contracts.new_expiries(dt.date(2026, 3, 16))
     assert [e.symbol_prefix for e in roll_week] == ["NQM6", "QN4H6", "QN1J6"]  # skips Mar 20
     assert roll_week[1].underlying.raw_symbol == "NQM6"
-    good_friday = sim_contracts.weekly_expiry(dt.date(2026, 4, 3))
+    good_friday = contracts.weekly_expiry(dt.date(2026, 4, 3))
     assert good_friday.expiration_ns == et_to_ns(dt.date(2026, 4, 2), 16, 0)
     assert good_friday.root == "QN1"
 
 
 def test_option_grid() -> None:
     idx = np.arange(0, 140)
-    px = sim_pricing.option_grid_price_fixed(idx)
+    px = pricing.option_grid_price_fixed(idx)
     assert px[0] == 50_000_000 and px[99] == 5 * 10**9 and px[100] == 5_250_000_000
-    assert np.all(sim_pricing.option_grid_index_of_fixed(px) == idx)
-    assert np.all(sim_pricing.is_on_option_grid(px))
-    assert not sim_pricing.is_on_option_grid(np.array([5_050_000_000]))[0]
-    assert not sim_pricing.is_on_option_grid(np.array([0]))[0]
-    assert sim_pricing.round_premium_fixed(np.array([0.001]))[0] == 50_000_000
+    assert np.all(pricing.option_grid_index_of_fixed(px) == idx)
+    assert np.all(pricing.is_on_option_grid(px))
+    assert not pricing.is_on_option_grid(np.array([5_050_000_000]))[0]
+    assert not pricing.is_on_option_grid(np.array([0]))[0]
+    assert pricing.round_premium_fixed(np.array([0.001]))[0] == 50_000_000
     tau = 30 / 365.25
-    value = float(sim_pricing.black76(21000.0, 21000.0, tau, True))
+    value = float(pricing.black76(21000.0, 21000.0, tau, True))
     approx = (
         0.3989 * 21000.0 * 0.21 * tau**0.5 * np.exp(-0.04 * tau)
     )  # ATM: F*vol*sqrt(T)/sqrt(2pi)
     assert abs(value - approx) / approx < 0.01
-    put = float(sim_pricing.black76(21000.0, 20000.0, tau, False))
-    call = float(sim_pricing.black76(21000.0, 20000.0, tau, True))
+    put = float(pricing.black76(21000.0, 20000.0, tau, False))
+    call = float(pricing.black76(21000.0, 20000.0, tau, True))
     assert abs((call - put) - np.exp(-0.04 * tau) * 1000.0) < 1e-6  # put-call parity
 
 

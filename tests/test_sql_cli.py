@@ -20,7 +20,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from ifd_core.cli import EXIT_BUSY, EXIT_INTERRUPTED, EXIT_USAGE, app
+from ifd_cli.app import EXIT_BUSY, EXIT_INTERRUPTED, EXIT_USAGE, app
 from warehouse.lake import Lake
 from warehouse.migrations import ensure_migrated
 from warehouse.sql import SqlError, SqlTimeout, connect_read_only, query

@@ -20,7 +20,7 @@ from ifd_core.ops.resilience import Breaker
 from ifd_core.settings import BreakerSettings
 from ifd_core.trading.paper import ExecConfig
 from ifd_core.trading.risk import RiskLimits
-from ifd_core.trading.ticks import to_points
+from ifd_core.units import to_points
 from tests.fixtures.dbn_factory import T0, mbo_array
 from tests.test_paper_executor import OPT, S, add, episode_signals, run, signal, trade
 

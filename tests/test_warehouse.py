@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from ifd_core.cli import EXIT_USAGE, app
+from ifd_cli.app import EXIT_USAGE, app
 from tests.conftest import NT
 from tests.fixtures import dbn_factory as f
 from warehouse.lake import Lake
@@ -141,7 +141,7 @@ def test_sql_works_while_another_process_ingests(tmp_path, data_dir):
                 [
                     sys.executable,
                     "-m",
-                    "ifd_core.cli",
+                    "ifd_cli.app",
                     "sql",
                     "SELECT count(*) AS n FROM mbo",
                     "--csv",

@@ -26,7 +26,7 @@ stored signal; today in UTC, the ledger's calendar).
   of synthetic data are not counted: real dollars per simulated signal mean nothing. Per-algo
   rows split the month's data cost by share of records consumed (``engine_runs`` of non-synthetic
   data whose ``detectors`` include the algo), the ``by_records`` rule; ``all_to_v3`` is applied
-  by ``warehouse.cost_report`` because the rule is a setting.
+  by ``jobs.cost_report`` because the rule is a setting.
 * ``cost_projection`` = ``cost_projection_asof(<today UTC>)``; ``cost_projection_asof(d)``: per
   month up to ``d``'s: data spend to ``d``, elapsed days (``d``'s day in its month, all days for
   earlier months), days in month and ``projection`` = spent / elapsed days x days in month.

@@ -109,7 +109,7 @@ def _origin_of(batch: DbnBatch, explicit: str | None) -> str:
     return "historical"
 
 
-class _Known:
+class KnownInstruments:
     """Definitions known to this run: the lake's plus those loaded earlier in the run."""
 
     def __init__(self, lake: Lake) -> None:
@@ -147,7 +147,7 @@ def ingest_files(
     ensure_migrated(lake)
     lake.clean_staging()  # transactions of a dead writer are rolled back
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-    known = _Known(lake)
+    known = KnownInstruments(lake)
     results = []
     for path in ingest_order(paths):
         try:
@@ -163,7 +163,7 @@ def ingest_files(
 
 
 def _ingest_one(
-    path: Path, lake: Lake, run_id: str, origin, known: _Known, validate, limits
+    path: Path, lake: Lake, run_id: str, origin, known: KnownInstruments, validate, limits
 ) -> FileResult:
     try:
         batch = read_dbn(path, limits=limits)

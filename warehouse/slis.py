@@ -23,9 +23,9 @@ import polars as pl
 
 from ifd_core.ops.budget import SPEND_ENTRY_TYPES
 from ifd_core.ops.liveness import rth_minutes, uptime_minutes
+from ifd_core.units import NS
 from warehouse.lake import Lake
 
-NS = 1_000_000_000
 MS = 1_000_000
 STAGES = {
     "feed": "feed_latency_ns",

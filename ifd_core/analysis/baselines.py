@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-NS = 1_000_000_000
+from ifd_core.units import NS
+
 DAY_NS = 86_400 * NS
 NY = "America/New_York"
 # Moneyness as (strike / underlying − 1) in percent; bucket edges are symmetric around the money.

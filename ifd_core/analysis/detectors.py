@@ -32,8 +32,8 @@ from ifd_core.analysis.episodes import EpisodeTracker
 from ifd_core.analysis.ifd_v1 import detect_v1
 from ifd_core.analysis.ifd_v3 import V3Params, score_v3
 from ifd_core.settings import V1Settings
+from ifd_core.units import NS
 
-NS = 1_000_000_000
 NY = "America/New_York"
 BaselineProvider = Callable[[dt.date], dict[str, pl.DataFrame] | None]
 

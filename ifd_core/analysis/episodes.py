@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-NS = 1_000_000_000
+from ifd_core.units import NS
+
 # What makes two signals comparable at all: one algorithm, one date, one side of one expiry.
 _KEY = ("algo", "date", "option_type", "expiration", "view")
 _NEEDS = (*_KEY, "signal_id", "instrument_id", "strike", "underlying_price", "window_start",

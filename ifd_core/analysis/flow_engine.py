@@ -32,16 +32,15 @@ from ifd_core.analysis.detectors import EngineContext, empty_signals
 from ifd_core.analysis.order_book import BookSet
 from ifd_core.analysis.pressure_windows import PressureWindows, WindowParams
 from ifd_core.analysis.trade_sign import TradeSigner
+from ifd_core.calendar import snap_to_sessions, trade_date
 from ifd_core.marketdata.frames import (
-    _finish_dates,
     fixed_price,
     instruments_frame,
     open_interest_frame,
     statistics_frame,
-    trade_date,
 )
 from ifd_core.marketdata.record_source import RecordBatch
-from ifd_core.trading.ticks import to_points
+from ifd_core.units import to_points
 
 OPTION_CLASSES = ("C", "P")
 INSTRUMENT_COLS = [
@@ -306,7 +305,7 @@ class FlowEngine:
             .drop("_end", "tape_ts")
             .sort("window_start", "instrument_id")
         )
-        return _finish_dates(out.with_columns(trade_date("window_start")))
+        return snap_to_sessions(out.with_columns(trade_date("window_start")))
 
 
 def _trim(tape: pl.DataFrame, closed_before: int | None) -> pl.DataFrame:

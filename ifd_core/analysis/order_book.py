@@ -40,7 +40,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-UNDEF_PRICE = np.iinfo(np.int64).max  # DBN's "no price"
+from ifd_core.units import UNDEF_PRICE
+
 F_LAST = 0x80
 F_SNAPSHOT = 0x20
 

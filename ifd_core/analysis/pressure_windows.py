@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from ifd_core.marketdata.frames import fixed_price
+from ifd_core.units import MULTIPLIER, NS
 
-NS = 1_000_000_000
 TRADE_COLUMNS = {
     "ts_event": pl.UInt64,
     "instrument_id": pl.UInt32,
@@ -46,7 +46,7 @@ TRADE_COLUMNS = {
 class WindowParams:
     window_s: int = 300
     grace_s: int = 30
-    multiplier: float = 20.0  # $ per index point per contract (NQ options)
+    multiplier: float = MULTIPLIER  # $ per index point per contract (NQ options)
     large_print: int = 50  # contracts; a print at least this large counts as large
     ratio_cap: float = 100.0  # the legacy B/S ratio, never infinite
     alpha: float = 1.0  # contracts added to both sides of the log ratio

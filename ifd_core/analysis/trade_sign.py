@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-UNDEF_PRICE = np.iinfo(np.int64).max
+from ifd_core.units import UNDEF_PRICE
 
 BUY, SELL, UNKNOWN = b"B", b"A", b"U"
 METHOD_NAMES = np.array(["aggressor", "quote", "tick", "unknown"])

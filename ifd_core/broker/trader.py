@@ -42,10 +42,9 @@ from ifd_core.broker.base import (
 from ifd_core.ops.resilience import Breaker, BreakerOpen, guarded_write_once
 from ifd_core.trading.paper import SAME_EPISODE, DayLedger, EpisodeClaims
 from ifd_core.trading.risk import RiskLimits, RiskState, size_entry
-from ifd_core.trading.ticks import MULTIPLIER, round_to_tick, to_fixed
+from ifd_core.units import MULTIPLIER, NS, round_to_tick, to_fixed
 
 log = logging.getLogger(__name__)
-NS = 1_000_000_000
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-UNDEF_PRICE = np.iinfo(np.int64).max
+from ifd_core.calendar import snap_to_sessions, trade_date
+from ifd_core.units import UNDEF_PRICE
+
 UNDEF_I32 = np.iinfo(np.int32).max
 UNDEF_TS = np.iinfo(np.uint64).max
 STAT_OPEN_INTEREST = 9
@@ -31,34 +33,6 @@ def fixed_price(col: str) -> pl.Expr:
     micro-batch and in a whole day's batch came out one ulp apart (0.15 vs 0.15000000000000002).
     A multiplication is one IEEE operation whatever the length: live and batch agree exactly."""
     return pl.col(col).cast(pl.Float64) * PRICE_UNIT
-
-
-def _calendar_date(col: str) -> pl.Expr:
-    # Globex closes at 17:00 New York; everything after (the 17:00-18:00 pre-open included)
-    # belongs to the next session. Converted per whole minute: far fewer time-zone lookups.
-    minute = (pl.col(col).cast(pl.Int64) // 60_000_000_000) * 60_000_000_000
-    return (
-        minute.cast(pl.Datetime("ns", "UTC")).dt.convert_time_zone(NY).dt.offset_by("7h").dt.date()
-    )
-
-
-def trade_date(col: str) -> pl.Expr:
-    """Placeholder column: ``_finish_dates`` snaps it to a CME session after the frame is built."""
-    return _calendar_date(col).alias("date")
-
-
-def _finish_dates(df: pl.DataFrame) -> pl.DataFrame:
-    """Snap dates that are not CME sessions (weekends, holidays) to the next session.
-
-    A Sunday-evening record belongs to Monday's session, and one on the eve of a holiday to the
-    session after it. Only the few distinct dates go through the calendar.
-    """
-    from ifd_core.calendar import next_session
-
-    if df.height == 0:
-        return df
-    mapping = {d: next_session(d) for d in df["date"].unique().to_list() if d is not None}
-    return df.with_columns(pl.col("date").replace_strict(mapping, return_dtype=pl.Date))
 
 
 def _chars(a: np.ndarray) -> np.ndarray:
@@ -228,7 +202,7 @@ def instruments_frame(a: np.ndarray) -> pl.DataFrame:
 
 def tables_of(schema: str, a: np.ndarray) -> dict[str, pl.DataFrame]:
     """Every lake table a decoded array of ``schema`` feeds, each row on its CME trade date."""
-    return {t: _finish_dates(df) for t, df in _tables_of(schema, a).items()}
+    return {t: snap_to_sessions(df) for t, df in _tables_of(schema, a).items()}
 
 
 def _tables_of(schema: str, a: np.ndarray) -> dict[str, pl.DataFrame]:

@@ -59,10 +59,10 @@ from ifd_core.marketdata.dbn_stream import (
 )
 from ifd_core.marketdata.record_source import RecordBatch
 from ifd_core.ops.resilience import Breaker, BreakerOpen
+from ifd_core.units import NS
 
 log = logging.getLogger(__name__)
 
-NS = 1_000_000_000
 _EMPTY = np.empty(0, np.uint8)
 
 

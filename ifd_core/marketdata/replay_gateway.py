@@ -56,10 +56,10 @@ import numpy as np
 from ifd_core.marketdata.dbn_files import SYNTHETIC_MARKER
 from ifd_core.marketdata.dbn_stream import END_OF_SESSION_MSG
 from ifd_core.marketdata.record_source import FileReplaySource
+from ifd_core.units import NS
 
 log = logging.getLogger(__name__)
 
-NS = 1_000_000_000
 LSG_VERSION = "0.7.2-ifd-replay"
 DEFAULT_HEARTBEAT_S = 30
 SEND_CHUNK = 65_536  # records per write at full speed

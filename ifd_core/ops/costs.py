@@ -31,6 +31,7 @@ import polars as pl
 
 from ifd_core.ops.budget import SPEND_ENTRY_TYPES, prorated_daily
 from ifd_core.settings import PricePeriod, price_on
+from ifd_core.units import NS
 
 __all__ = [
     "BYTES_PER_GB",
@@ -58,7 +59,6 @@ FIXED_COST_TYPES: tuple[str, ...] = ("subscription_fee",)
 TRADING_COST_TYPES: tuple[str, ...] = ("broker_commission", "exchange_fee")
 QUOTE_TYPES: tuple[str, ...] = ("historical_quote",)
 REAL_MONEY_MODES: tuple[str, ...] = ("live", "ib")
-NS = 1_000_000_000
 
 
 def days_in_month(year: int, month: int) -> int:

@@ -19,8 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from ifd_core.calendar import NS
-from ifd_core.marketdata.sessions import SessionPolicy, streaming_period
+from ifd_core.calendar import NS, SessionPolicy, streaming_period
 
 MS = 1_000_000
 MINUTE_NS = 60 * NS

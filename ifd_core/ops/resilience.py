@@ -76,7 +76,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
@@ -634,3 +634,31 @@ def guarded_write_once(
     the caller must reconcile (query the broker) before deciding to place it again.
     """
     return breaker.call(fn, *args, **kwargs)
+
+
+@dataclass
+class ErrorWindow:
+    """Windows scored and windows failed by the challenger over the last ``span_ns`` of data time.
+
+    Exchange time, not wall time, so a replayed day trips exactly where the live day would.
+    """
+
+    span_ns: int
+    _events: deque = field(default_factory=deque)  # (data_ts, windows, failed)
+    windows: int = 0
+    failed: int = 0
+
+    def add(self, data_ts: int, windows: int, failed: int) -> None:
+        self._events.append((data_ts, windows, failed))
+        self.windows += windows
+        self.failed += failed
+        self._trim(data_ts)
+
+    def _trim(self, now: int) -> None:
+        while self._events and self._events[0][0] <= now - self.span_ns:
+            _, w, f = self._events.popleft()
+            self.windows -= w
+            self.failed -= f
+
+    def rate(self) -> float | None:
+        return self.failed / self.windows if self.windows else None

@@ -30,8 +30,8 @@ import polars as pl
 from scipy.stats import fisher_exact, norm
 
 from ifd_core.trading.metrics import AccuracyStats, wilson_interval
+from ifd_core.units import NS
 
-NS = 1_000_000_000
 _ALTERNATIVES = ("greater", "less", "two-sided")
 
 PAIR_SCHEMA = {

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-NS = 1_000_000_000
+from ifd_core.units import NS
 
 OUTCOME_SCHEMA = {
     "signal_id": pl.String,

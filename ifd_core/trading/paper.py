@@ -42,9 +42,8 @@ import polars as pl
 from ifd_core.analysis.order_book_fast import FastBookSet
 from ifd_core.marketdata.record_source import RecordBatch
 from ifd_core.trading.risk import RiskLimits, RiskState, size_entry
-from ifd_core.trading.ticks import MULTIPLIER, offset_ticks, round_to_tick, to_points
+from ifd_core.units import MULTIPLIER, NS, offset_ticks, round_to_tick, to_points
 
-NS = 1_000_000_000
 _T = ord("T")
 _SIDE_SIGN = {"B": 1, "S": -1}
 SAME_EPISODE = "same_episode"  # the reason of a skipped entry (analysis/episodes.py)

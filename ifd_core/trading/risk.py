@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ifd_core.trading.ticks import MULTIPLIER
+from ifd_core.units import MULTIPLIER
 
 
 @dataclass(frozen=True)

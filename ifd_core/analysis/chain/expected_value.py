@@ -35,6 +35,7 @@ import polars as pl
 from scipy.special import expit, logit, ndtr
 
 from ifd_core.analysis.chain.snapshot import MarketSnapshot, ensure_greeks
+from ifd_core.units import MULTIPLIER
 
 VERSION = "1.0"
 YEAR_S = 365.25 * 86_400
@@ -51,7 +52,7 @@ class ExpectedValueParams:
     horizon_s: float | None = None  # None: hold until TP or SL
     slippage_points: float = 0.25  # per side (§17 paper-trading slippage)
     commission_usd: float = 0.0  # per side per contract; no broker rate is assumed
-    point_value_usd: float = 20.0  # NQ futures $ per index point
+    point_value_usd: float = MULTIPLIER  # NQ futures $ per index point
     coefficients: Mapping[str, float] = field(default_factory=dict)  # β per feature, logit units
     top_n: int = 5
 

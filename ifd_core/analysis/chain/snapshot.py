@@ -48,9 +48,7 @@ import numpy as np
 import polars as pl
 
 from ifd_core.analysis import black76
-
-NS = 1_000_000_000
-MULTIPLIER = 20.0  # $ per index point per NQ option (one option controls one E-mini future)
+from ifd_core.units import MULTIPLIER, NS
 
 CHAIN_SCHEMA: dict[str, pl.DataType] = {
     "instrument_id": pl.UInt32,

@@ -1,0 +1,378 @@
+"""The backtester: the production FlowEngine and the production paper executor over stored days
+(platform.md §3.6 PROPOSAL), with labels, metrics, Monte Carlo and walk-forward.
+
+For each trade date with raw files, in order: the day's records are read once; the FlowEngine with
+the detectors of the requested algorithms (baselines from the 20 sessions before, as `ifd detect`)
+produces the signals; each algorithm's executor (its own account, carried from day to day) trades
+them against its own replay of the traded options' book; the signals are labelled by the triple
+barrier. Nothing here depends on batch boundaries or wall time, so two runs give identical
+orders, fills and P&L (tested).
+
+Walk-forward (``walk_forward=True``): the parameter tuned is the executor's minimum signal
+confidence over ``backtest.confidence_grid``; one executor per grid value runs beside the main one
+(same records, same signals). Rolling windows of ``wf_train_sessions`` choose the value with the
+best net P&L, the next ``wf_test_sessions`` report it; the final ``holdout_sessions`` are never
+used for choosing and are reported apart with the value chosen on everything before them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import polars as pl
+
+from ifd_core.analysis.episodes import first_per_episode
+from ifd_core.calendar import streaming_period
+from ifd_core.marketdata.record_source import FileReplaySource
+from ifd_core.settings import Settings
+from ifd_core.trading.halt import EmergencyStop
+from ifd_core.trading.labels import BarrierParams
+from ifd_core.trading.paper import PaperExecutor, executor_from_settings
+from jobs.detect import (
+    engine_pass,
+    lake_origin,
+    outcomes_of,
+    raw_files_for,
+    refresh_baselines,
+)
+from warehouse.lake import Lake
+from warehouse.migrations import ensure_migrated
+from warehouse.tables import TABLES
+
+LEDGER = ("orders", "fills", "positions")
+
+
+@dataclass
+class BacktestResult:
+    run_id: str
+    mode: str
+    algos: tuple[str, ...]
+    days: list[dt.date]
+    capital: float
+    synthetic: bool
+    daily: pl.DataFrame  # pnl_daily rows plus signal/label counts per (date, algo)
+    outcomes: pl.DataFrame  # date, algo, signal_id, label, ...
+    signals: pl.DataFrame  # the engine's signals of every day (the SIGNAL_SCHEMA columns)
+    positions: pl.DataFrame
+    orders: pl.DataFrame
+    fills: pl.DataFrame
+    seconds: float
+    records: int
+    walk_forward: dict | None = None
+    monte_carlo: dict[str, dict] = field(default_factory=dict)
+    mc_paths: dict[str, object] = field(default_factory=dict)  # MonteCarloResult per algo
+
+
+def trading_days(lake: Lake, start: dt.date, end: dt.date) -> list[dt.date]:
+    """Trade dates in [start, end] with ingested MBO, in order."""
+    dates = (
+        lake.scan("ingest_log")
+        .filter(pl.col("status") == "loaded")
+        .select(pl.col("dates").str.json_decode(pl.List(pl.String)).explode().alias("d"))
+        .collect()["d"]
+        .drop_nulls()
+        .unique()
+        .to_list()
+    )
+    days = sorted(dt.date.fromisoformat(d) for d in dates)
+    return [d for d in days if start <= d <= end and raw_files_for(lake, d)]
+
+
+def run_backtest(
+    lake: Lake,
+    settings: Settings,
+    start: dt.date,
+    end: dt.date,
+    algos: Sequence[str],
+    *,
+    walk_forward: bool = False,
+    write: bool = True,
+    mode: str = "backtest",
+    progress: Callable[[str], None] | None = None,
+) -> BacktestResult:
+    ensure_migrated(lake)
+    say = progress or (lambda msg: None)
+    days = trading_days(lake, start, end)
+    if not days:
+        raise ValueError(f"no ingested trading days between {start} and {end}")
+    algos = tuple(algos)
+    run_id = f"bt-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    halt = EmergencyStop(settings.data_dir)
+    if (why := halt.reason()) is not None:
+        say(f"EMERGENCY STOP ACTIVE: every entry of this backtest is refused ({why})")
+    capital = settings.paper.capital
+
+    def make(algo: str, min_conf: float | None = None) -> PaperExecutor:
+        ex = executor_from_settings(algo, settings, halted=halt.reason, run_id=run_id, mode=mode)
+        if min_conf is not None:
+            ex.cfg = replace(ex.cfg, min_confidence=min_conf)
+        return ex
+
+    executors = {a: make(a) for a in algos}
+    grid = list(settings.backtest.confidence_grid) if walk_forward else []
+    variants = {(a, c): make(a, c) for a in algos for c in grid}
+    barrier = BarrierParams.from_settings(settings)
+    config_version = settings.config_version()
+    t0 = time.perf_counter()
+    records = 0
+    synthetic = False
+    origins: dict[dt.date, str] = {}
+    daily_rows: list[dict] = []
+    variant_rows: list[dict] = []
+    outcomes, ledgers, all_signals = [], {t: [] for t in LEDGER}, []
+    for n, day in enumerate(days, 1):
+        period = streaming_period(day, "always_on")
+        if period is None:
+            continue
+        paths = raw_files_for(lake, day)
+        origins[day] = lake_origin(lake, day)
+        synthetic |= origins[day] == "synthetic"
+        batches = list(FileReplaySource(paths, batch_records=500_000).batches())
+        records += sum(len(b) for b in batches)
+        base, _ = refresh_baselines(lake, day, settings)
+        _, signals, _, _ = engine_pass(iter(batches), settings, day, base, algos)
+        signals = signals.with_columns(pl.lit(config_version).alias("config_version"))
+        labels = outcomes_of(lake, day, signals, barrier) if signals.height else None
+        all_signals.append(signals)
+        for algo in algos:
+            sig = signals.filter(pl.col("algo") == algo)
+            ex = executors[algo]
+            equity0 = ex.equity
+            led = ex.run_day(batches, sig, period.close_ns)
+            for t in LEDGER:
+                ledgers[t] += [{"date": day, **r} for r in getattr(led, t)]
+            lab = (
+                labels.filter(pl.col("algo") == algo)
+                if labels is not None
+                else pl.DataFrame(
+                    schema={
+                        c: OUTCOME_COLUMNS[c]
+                        for c in ("signal_id", "episode_id", "decision_ts", "label")
+                    }
+                )  # fmt: skip
+            )
+            outcomes += [{"date": day, "algo": algo, **r} for r in lab.to_dicts()]
+            daily_rows.append(daily_row(day, algo, ex, equity0, sig, led, lab))
+            for c in grid:
+                v = variants[(algo, c)]
+                before = v.equity
+                v.run_day(batches, sig, period.close_ns)
+                variant_rows.append({"date": day, "algo": algo, "min_confidence": c,
+                                     "net_pnl": v.equity - before})  # fmt: skip
+        say(f"{day}: {n}/{len(days)} days, {signals.height} signals")
+    seconds = time.perf_counter() - t0
+
+    def with_origin(df: pl.DataFrame) -> pl.DataFrame:
+        if df.height == 0:
+            return df.with_columns(pl.lit(None, pl.String).alias("origin"))
+        return df.with_columns(
+            pl.col("date").replace_strict(origins, return_dtype=pl.String).alias("origin")
+        )
+
+    daily = with_origin(
+        pl.DataFrame(daily_rows).with_columns(
+            pl.lit(run_id).alias("run_id"), pl.lit(mode).alias("mode")
+        )
+    )
+    frames = {t: with_origin(_frame(t, ledgers[t])) for t in LEDGER}
+    result = BacktestResult(
+        run_id=run_id,
+        mode=mode,
+        algos=algos,
+        days=days,
+        capital=capital,
+        synthetic=synthetic,
+        daily=daily,
+        outcomes=pl.DataFrame(outcomes) if outcomes else _empty_outcomes(),
+        signals=pl.concat(all_signals, how="diagonal_relaxed") if all_signals else pl.DataFrame(),
+        positions=frames["positions"],
+        orders=frames["orders"],
+        fills=frames["fills"],
+        seconds=seconds,
+        records=records,
+    )
+    result.monte_carlo, result.mc_paths = _monte_carlo(result, settings)
+    if walk_forward:
+        result.walk_forward = _walk_forward(pl.DataFrame(variant_rows), days, settings)
+    if write:
+        _write(lake, result)
+    return result
+
+
+def daily_row(day, algo, ex: PaperExecutor, equity0, sig, led, labels) -> dict:
+    """One (date, algo) row: ``signals`` counts signals, ``episodes`` their episodes, and the
+    label counts (resolved, correct, ...) count episodes by their first signal's label — the
+    unit the extended test pools. ``orders`` are entries decided (skipped ones excluded)."""
+    net = [p["net_pnl"] for p in led.positions]
+    firsts = first_per_episode(labels) if labels.height else None
+    counts = firsts["label"].value_counts() if firsts is not None else None
+    n = dict(counts.iter_rows()) if counts is not None else {}
+    episodes = sig["episode_id"].n_unique() if sig.height and "episode_id" in sig.columns else 0
+    return {
+        "date": day,
+        "algo": algo,
+        "config_version": sig["config_version"][0] if sig.height else "",
+        "signals": sig.height,
+        "episodes": episodes,
+        "resolved": n.get("correct", 0) + n.get("incorrect", 0),
+        "correct": n.get("correct", 0),
+        "incorrect": n.get("incorrect", 0),
+        "neutral": n.get("neutral", 0),
+        "orders": sum(o["purpose"] == "entry" and o["status"] != "skipped" for o in led.orders),
+        "skipped_same_episode": sum(o["status"] == "skipped" for o in led.orders),
+        "rejected": sum(o["status"] == "rejected" for o in led.orders),
+        "trades": len(net),
+        "wins": sum(x > 0 for x in net),
+        "losses": sum(x < 0 for x in net),
+        "gross_win": float(sum(x for x in net if x > 0)),
+        "gross_loss": float(sum(x for x in net if x < 0)),
+        "gross_pnl": float(sum(p["gross_pnl"] for p in led.positions)),
+        "fees": float(sum(p["fees"] for p in led.positions)),
+        "net_pnl": ex.equity - equity0,
+        "equity_end": ex.equity,
+        "drawdown": ex.peak_equity - ex.equity,
+    }
+
+
+def _frame(table: str, rows: list[dict]) -> pl.DataFrame:
+    schema = {c: t for c, t in TABLES[table].pl_schema.items()}
+    if not rows:
+        return pl.DataFrame(schema=schema)
+    return pl.DataFrame(rows, schema_overrides={c: schema[c] for c in rows[0] if c in schema})
+
+
+def _empty_outcomes() -> pl.DataFrame:
+    return pl.DataFrame(schema=OUTCOME_COLUMNS)
+
+
+OUTCOME_COLUMNS = {
+    "date": pl.Date,
+    "algo": pl.String,
+    "signal_id": pl.String,
+    "episode_id": pl.String,
+    "decision_ts": pl.UInt64,
+    "label": pl.String,
+}
+
+
+def _monte_carlo(result: BacktestResult, settings: Settings) -> tuple[dict, dict]:
+    from ifd_core.trading.monte_carlo import block_bootstrap
+
+    bt = settings.backtest
+    summary, raw = {}, {}
+    for algo in result.algos:
+        pnl = result.daily.filter(pl.col("algo") == algo).sort("date")["net_pnl"].to_numpy()
+        if len(pnl) == 0:
+            continue
+        mc = block_bootstrap(
+            pnl,
+            capital=result.capital,
+            paths=bt.mc_paths,
+            block_days=min(bt.mc_block_days, len(pnl)),
+            equity_floor_fraction=bt.equity_floor_fraction,
+            seed=bt.mc_seed,
+        )
+        summary[algo], raw[algo] = mc.to_dict(), mc
+    return summary, raw
+
+
+def _walk_forward(rows: pl.DataFrame, days: list[dt.date], settings: Settings) -> dict:
+    """Choose the min confidence on each train window, report it on the next test window; the
+    holdout is reported with the choice made on all sessions before it."""
+    bt = settings.backtest
+    n_hold = min(bt.holdout_sessions, max(0, len(days) - 2))
+    tunable, holdout = days[: len(days) - n_hold], days[len(days) - n_hold :]
+    train_n, test_n = bt.wf_train_sessions, bt.wf_test_sessions
+    # P&L is summed per session: days are the unit; each executor acts once per episode.
+    out: dict = {"train_sessions": train_n, "test_sessions": test_n, "unit": "days", "algos": {}}
+    if len(tunable) < train_n + test_n:
+        out["note"] = (
+            f"{len(tunable)} sessions before the holdout: fewer than train {train_n} + test "
+            f"{test_n}, so no walk-forward window; only the holdout choice is reported"
+        )
+    for algo in rows["algo"].unique().sort().to_list():
+        r = rows.filter(pl.col("algo") == algo)
+        windows = []
+        for s in range(0, len(tunable) - train_n - test_n + 1, test_n):
+            train, test = tunable[s : s + train_n], tunable[s + train_n : s + train_n + test_n]
+            best = _best_conf(r, train)
+            pnl = r.filter(pl.col("date").is_in(test) & (pl.col("min_confidence") == best))
+            windows.append(
+                {
+                    "train_start": train[0],
+                    "train_end": train[-1],
+                    "test_start": test[0],
+                    "test_end": test[-1],
+                    "min_confidence": best,
+                    "test_net_pnl": float(pnl["net_pnl"].sum()),
+                }
+            )
+        chosen = _best_conf(r, tunable) if tunable else None
+        hold = r.filter(pl.col("date").is_in(holdout) & (pl.col("min_confidence") == chosen))
+        out["algos"][algo] = {
+            "windows": windows,
+            "test_net_pnl": float(sum(w["test_net_pnl"] for w in windows)),
+            "holdout_sessions": len(holdout),
+            "holdout_min_confidence": chosen,
+            "holdout_net_pnl": float(hold["net_pnl"].sum()) if holdout else None,
+        }
+    return out
+
+
+def _best_conf(rows: pl.DataFrame, days: list[dt.date]) -> float:
+    """The grid value with the highest net P&L over ``days`` (ties: the lower threshold)."""
+    agg = (
+        rows.filter(pl.col("date").is_in(days))
+        .group_by("min_confidence")
+        .agg(pl.col("net_pnl").sum())
+        .sort(["net_pnl", "min_confidence"], descending=[True, False])
+    )
+    return float(agg["min_confidence"][0])
+
+
+def _write(lake: Lake, r: BacktestResult) -> None:
+    """The run's ledger and daily P&L into the lake, one file per date and table, in one
+    commit: a run's orders never show without its fills and P&L."""
+    with lake.transaction(f"backtest {r.run_id}"):
+        for t, df in (("orders", r.orders), ("fills", r.fills), ("positions", r.positions)):
+            if df.height:
+                lake.write(t, df.select(list(TABLES[t].schema)), r.run_id)
+        cols = list(TABLES["pnl_daily"].schema)
+        lake.write("pnl_daily", r.daily.select(cols), r.run_id)
+
+
+def metrics_of(result: BacktestResult) -> pl.DataFrame:
+    """Per-algorithm metrics of a run; every algorithm gets a row, and Sharpe counts the
+    sessions without a trade as P&L 0. Accuracy counts episodes (``metrics.UNIT``)."""
+    from ifd_core.trading.metrics import daily_sharpe, metrics_table
+
+    trades = result.positions.select("algo", "date", "exit_ts", "net_pnl")
+    outcomes = (
+        result.outcomes.select(list(OUTCOME_COLUMNS))
+        if result.outcomes.height
+        else _empty_outcomes()
+    )
+    table = metrics_table(outcomes, trades, by=("algo",))
+    # Sharpe over every session of the run, the ones without a trade included (P&L 0 that day).
+    sharpe = {
+        a: daily_sharpe(result.daily.filter(pl.col("algo") == a)["net_pnl"].to_list())
+        for a in result.algos
+    }
+    table = table.with_columns(
+        pl.col("algo").replace_strict(sharpe, default=None, return_dtype=pl.Float64)
+        .alias("daily_sharpe")
+    )  # fmt: skip
+    # Every algorithm run gets a row, also one that raised nothing (zeros, not a missing line).
+    algos = pl.DataFrame({"algo": list(result.algos)})
+    table = algos.join(table, on="algo", how="left")
+    counts = ["signals", "episodes", "resolved", "correct", "incorrect", "neutral", "trades",
+              "wins", "losses"]  # fmt: skip
+    return table.with_columns(
+        *[pl.col(c).fill_null(0) for c in counts if c in table.columns],
+        pl.col("net_pnl").fill_null(0.0),
+        pl.col("max_drawdown").fill_null(0.0),
+    )

@@ -1,0 +1,168 @@
+"""The extended (two-week) test runner (platform.md §3.8 PROPOSAL).
+
+Historical mode: the last ``extended.sessions`` stored sessions (or a date range) are replayed
+through the backtester — both algorithms, the paper executor, the labels — and turned into one
+daily row per (date, algo) with daily figures; the weekly and final reports pool the counts, and
+``ifd_core.trading.extended.verdict`` says PASS, FAIL(reasons) or INCONCLUSIVE(reasons).
+
+Real-time mode follows the live deployment day by day: each run adds the newest stored session
+that the test has not seen yet (the live flow ingests its capture at the end of each date) to the
+test's rows under ``<data>/extended/<test_id>/daily.parquet``, and the verdict is taken over the
+rows so far; the test is complete once it holds ``extended.sessions`` sessions.
+
+What each daily row measures, and from where: signals, their episodes, and the labels of the
+episodes (triple barrier on each episode's first signal; the unit the criteria count), trades and
+P&L (paper executor), data cost (spend entries of the cost ledger booked that day; subscription
+proration is the cost-control issue's), tick coverage (share of the regular-trading-hours minutes
+in which the underlying future traded), p95 decision latency (``signal_latency`` of live runs that
+day; a historical replay has none, and the verdict says so rather than assuming it), RTH uptime
+(from the live path's staleness incidents that day; none recorded for a replayed day), open
+critical incidents (the ``incidents`` table).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from ifd_core.settings import Settings
+from ifd_core.trading.extended import DAILY_SCHEMA, Criteria, Verdict, final, verdict, weekly
+from jobs.backtest import BacktestResult, run_backtest, trading_days
+from warehouse.lake import Lake
+from warehouse.slis import day_slis, latency_p95_by_day
+
+
+@dataclass
+class ExtendedResult:
+    test_id: str
+    mode: str
+    days: list[dt.date]
+    daily: pl.DataFrame
+    weekly: pl.DataFrame
+    final: pl.DataFrame
+    verdict: Verdict
+    synthetic: bool
+    complete: bool
+    backtest: BacktestResult | None
+
+    def to_dict(self) -> dict:
+        return {
+            "test_id": self.test_id,
+            "mode": self.mode,
+            "data": "SYNTHETIC" if self.synthetic else "real",
+            "days": [d.isoformat() for d in self.days],
+            "complete": self.complete,
+            "verdict": str(self.verdict),
+            "status": self.verdict.status,
+            "reasons": list(self.verdict.reasons),
+            "final": self.final.to_dicts(),
+            "weekly": self.weekly.to_dicts(),
+            "daily": self.daily.to_dicts(),
+        }
+
+
+def criteria_from(settings: Settings) -> Criteria:
+    """The pass criteria in ``settings.extended`` (the window length is not a criterion)."""
+    return Criteria(**settings.extended.model_dump(exclude={"sessions"}))
+
+
+def run_extended(
+    lake: Lake,
+    settings: Settings,
+    *,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    realtime_test_id: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ExtendedResult:
+    n = settings.extended.sessions
+    stored = trading_days(lake, dt.date(1900, 1, 1), dt.date(2999, 12, 31))
+    if realtime_test_id:
+        return _realtime(lake, settings, realtime_test_id, stored, progress)
+    if start or end:
+        days = [d for d in stored if (not start or d >= start) and (not end or d <= end)]
+    else:
+        days = stored[-n:]
+    if not days:
+        raise ValueError("no stored sessions to run the extended test on")
+    bt = run_backtest(lake, settings, days[0], days[-1], ("v3", "v1"), mode="extended",
+                      progress=progress)  # fmt: skip
+    daily = daily_rows(lake, bt)
+    test_id = f"ext-{bt.run_id.removeprefix('bt-')}"
+    return _result(test_id, "historical", daily, settings, bt, complete=len(bt.days) >= n)
+
+
+def _realtime(lake, settings, test_id, stored, progress) -> ExtendedResult:
+    path = Path(settings.data_dir) / "extended" / test_id / "daily.parquet"
+    have = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=DAILY_SCHEMA)
+    if "episodes" not in have.columns:
+        raise ValueError(
+            f"the rows of real-time extended test {test_id} ({path}) count signals, not signal "
+            "episodes (they predate episodes) and cannot be pooled with new rows; start a new "
+            "test id"
+        )
+    seen = set(have["date"].to_list())
+    n = settings.extended.sessions
+    new = [d for d in stored if d not in seen and (not seen or d > max(seen))]
+    bt = None
+    if new and have["date"].n_unique() < n:
+        day = new[0]
+        bt = run_backtest(lake, settings, day, day, ("v3", "v1"), mode="extended",
+                          progress=progress)  # fmt: skip
+        have = pl.concat([have, daily_rows(lake, bt)], how="diagonal_relaxed")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        have.write_parquet(tmp)
+        os.replace(tmp, path)
+    if have.height == 0:
+        raise ValueError("no stored session yet for the real-time extended test")
+    complete = have["date"].n_unique() >= n
+    return _result(test_id, "realtime", have, settings, bt, complete=complete)
+
+
+def _result(test_id, mode, daily, settings, bt, complete: bool) -> ExtendedResult:
+    v = verdict(daily, criteria_from(settings))
+    if not complete and v.status == "PASS":  # a pass needs the whole window
+        v = Verdict("INCONCLUSIVE", [f"{daily['date'].n_unique()} of "
+                                     f"{settings.extended.sessions} sessions so far"])  # fmt: skip
+    synthetic = bool(bt.synthetic) if bt is not None else False
+    return ExtendedResult(
+        test_id=test_id,
+        mode=mode,
+        days=sorted(set(daily["date"].to_list())),
+        daily=daily,
+        weekly=weekly(daily),
+        final=final(daily),
+        verdict=v,
+        synthetic=synthetic,
+        complete=complete,
+        backtest=bt,
+    )
+
+
+def daily_rows(lake: Lake, bt: BacktestResult) -> pl.DataFrame:
+    """The backtest's per-day results plus what the lake measured about each day."""
+    extra = pl.DataFrame(
+        [day_slis(lake, d) for d in bt.days],
+        schema={
+            "date": pl.Date,
+            "data_cost": pl.Float64,
+            "tick_coverage": pl.Float64,
+            "uptime_rth": pl.Float64,
+            "critical_incidents_open": pl.Int64,
+        },
+        orient="row",
+    )
+    lat = latency_p95_by_day(lake, bt.days)
+    daily = bt.daily.join(extra, on="date", how="left").join(lat, on=["date", "algo"], how="left")
+    return daily.select(
+        [
+            pl.col(c).cast(t) if c in daily.columns else pl.lit(None, t).alias(c)
+            for c, t in DAILY_SCHEMA.items()
+        ]  # fmt: skip
+    )

@@ -1,0 +1,2 @@
+"""The live run: the Live feed through the FlowEngine into the lake, split by concern
+(docs/operations.md, "Live")."""

@@ -1,0 +1,1 @@
+"""Static HTML reports under ``<data>/reports/``, built on one page/figure/table kit."""

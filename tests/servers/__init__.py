@@ -1,0 +1,1 @@
+"""Loopback test doubles of outside services, each runnable with ``python -m``."""
