@@ -30,6 +30,7 @@ def configure_logging(level: str) -> int:
         if not any(h.get_name() == _HANDLER_NAME for h in logger.handlers):
             handler = logging.StreamHandler()
             handler.set_name(_HANDLER_NAME)
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+            handler.setFormatter(logging.Formatter(fmt))
             logger.addHandler(handler)
     return numeric
