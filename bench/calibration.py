@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ifd_core.settings import get_settings
     from jobs.calibration import Grid
-    from jobs.extended_test import criteria_from
+    from jobs.extended import criteria_from
     from reports.calibration import markdown, summarize
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -100,7 +100,7 @@ def demo(days: int = 30, seed: int = 7, scale: float = 0.3) -> dict:
     from flows.baseline_refresh import baseline_refresh
     from flows.cost_report import cost_report
     from flows.detection import detection
-    from flows.extended_test import extended_test
+    from flows.extended import extended_test
     from flows.historical_ingest import historical_ingest
     from flows.nightly_backtest import nightly_backtest
     from ifd_core.simulator.market import BASELINE_SESSIONS

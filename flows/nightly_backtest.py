@@ -21,7 +21,7 @@ def nightly_backtest(
 ) -> dict | State:
     """Backtest v3 and v1 (default: the last `sessions` stored sessions) and run the A/B test on
     the same days; publishes metrics, Monte Carlo, the A/B verdict and the report links."""
-    from jobs.ab_test import run_ab
+    from jobs.ab import run_ab
     from jobs.backtest import metrics_of, trading_days
     from reports.trading import write_ab_report, write_backtest_report
     from warehouse.lake import Lake

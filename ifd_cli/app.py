@@ -1193,7 +1193,7 @@ def ab(
     (Fisher exact for small cells), a bootstrap CI of the daily P&L difference, and a verdict
     that says how many more resolved episodes are needed when the sample cannot decide. The
     unit is the signal episode: one flow seen in several windows is one outcome."""
-    from jobs.ab_test import run_ab
+    from jobs.ab import run_ab
     from reports.trading import write_ab_report
     from warehouse.lake import Lake
 
@@ -1242,7 +1242,7 @@ def extended_test(
     from counts, and PASS / FAIL(reasons) / INCONCLUSIVE(reasons) against settings.extended."""
     import polars as pl
 
-    from jobs.extended_test import run_extended
+    from jobs.extended import run_extended
     from reports.trading import write_extended_report
     from warehouse.lake import Lake
 

@@ -35,10 +35,10 @@ from ifd_core.simulator.params import SimParams
 from ifd_core.trading.extended import verdict as extended_verdict
 from ifd_core.trading.labels import BarrierParams
 from ifd_core.trading.metrics import accuracy_stats
-from jobs.ab_test import ab_of
+from jobs.ab import ab_of
 from jobs.backtest import BacktestResult, run_backtest
 from jobs.detect import outcomes_of
-from jobs.extended_test import criteria_from, daily_rows
+from jobs.extended import criteria_from, daily_rows
 from warehouse.ingest import ingest_files
 from warehouse.lake import Lake
 

@@ -13,7 +13,7 @@ from ifd_core.settings import Settings
 from ifd_core.trading.extended import Criteria, final, verdict
 from ifd_core.trading.paper import DayLedger, ExecConfig, PaperExecutor
 from ifd_core.trading.risk import RiskLimits
-from jobs.ab_test import ab_of
+from jobs.ab import ab_of
 from jobs.backtest import BacktestResult, daily_row, metrics_of
 from tests.test_episodes import DAY, frame, sig
 

@@ -21,7 +21,7 @@ def extended_test(
     realtime_test_id: str | None = None,
 ) -> dict | State:
     """PASS / FAIL(reasons) / INCONCLUSIVE(reasons) for v3 against the configured criteria."""
-    from jobs.extended_test import run_extended
+    from jobs.extended import run_extended
     from reports.trading import write_extended_report
     from warehouse.lake import Lake
 
@@ -40,7 +40,7 @@ def extended_test(
     publish("extended-test", f"Extended test {res.test_id}", res.synthetic, lines, res.final,
             report)  # fmt: skip
     from ifd_core.trading.extended import verdict
-    from jobs.extended_test import criteria_from
+    from jobs.extended import criteria_from
 
     statistical = verdict(res.daily, criteria_from(settings), operational=False)
     return {"test_id": res.test_id, "verdict": str(res.verdict), "report": str(report),
