@@ -40,7 +40,7 @@ test-fast: setup
 	$(UV) run pytest -q -m "not slow"
 
 lint: setup
-	$(UV) run ruff check . && $(UV) run ruff format --check .
+	$(UV) run ruff check . && $(UV) run ruff format --check . && $(UV) run lint-imports
 
 bench: setup
 	$(UV) run python bench/ingest.py
