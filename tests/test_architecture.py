@@ -22,9 +22,6 @@ def test_import_linter_contracts_are_kept():
     exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
     run = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    assert "broken" not in run.stdout.split("Contracts:")[-1].split("\n")[0].replace(
-        " 0 broken", ""
-    )
 
 
 def _cycles(graph: grimp.ImportGraph) -> list[list[str]]:
