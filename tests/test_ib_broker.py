@@ -19,7 +19,7 @@ from ifd_core.ops.resilience import Breaker
 from ifd_core.settings import BreakerSettings, IBSettings
 from ifd_core.trading.halt import EmergencyStop
 from ifd_core.trading.risk import RiskLimits
-from tests.servers.tws_server import Incoming, TwsTestServer
+from tests.servers.tws import Incoming, TwsTestServer
 
 NS = 1_000_000_000
 T0 = 1_776_432_600 * NS

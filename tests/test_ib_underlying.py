@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from ifd_cli.app import app
 from ifd_core.calendar import NEW_YORK, trade_date_of
 from jobs.detect import label_day
-from tests.servers.tws_server import TwsTestServer
+from tests.servers.tws import TwsTestServer
 from warehouse.lake import Lake
 from warehouse.migrations import ensure_migrated
 from warehouse.tables import TABLES

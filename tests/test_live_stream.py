@@ -437,7 +437,7 @@ def test_ib_trades_the_routed_signals_as_they_are_decided(world, loop):
     from ifd_core.broker.ib_broker import IBBroker
     from ifd_core.settings import IBSettings
     from jobs.live.runner import LiveOptions, LiveRunner
-    from tests.servers.tws_server import TwsTestServer
+    from tests.servers.tws import TwsTestServer
 
     day, batch = world["day"], world["batch"]
     lake = fresh_lake(world, "ib")

@@ -28,7 +28,7 @@ from ib_async import (
     StopOrder,
 )
 
-from tests.servers.tws_server import (
+from tests.servers.tws import (
     CLIENT_ID_IN_USE,
     Incoming,
     TwsServerError,
@@ -523,7 +523,7 @@ def test_raw_protocol_client_id_in_use_and_version_refusal(server, ib):
 @pytest.mark.timeout(30)
 def test_main_serves_on_loopback_and_prints_the_port():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.servers.tws_server", "--port", "0"],
+        [sys.executable, "-m", "tests.servers.tws", "--port", "0"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -2,8 +2,9 @@
 
 Databento cannot be reached from our test machines, and users want to push a stored day through
 the live path; so this server speaks enough of the live subscription gateway (LSG) protocol for
-the unmodified ``databento.Live`` client (the protocol as the SDK implements it in
-``databento/live/gateway.py`` and ``databento/common/cram.py``; ECOSYSTEM.md has the exchange):
+the unmodified ``databento.Live`` client. The control lines are built and parsed with the SDK's
+own message classes (``databento.live.gateway``) and the challenge answer is checked with its
+``databento.common.cram``, so the two sides cannot drift apart (ECOSYSTEM.md has the exchange):
 
     S->C  lsg_version=...\\n  cram=<challenge>\\n
     C->S  auth=<sha256("<challenge>|<key>")>-<key[-5:]>|dataset=...|encoding=dbn|...\\n
@@ -39,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import secrets
 import signal
@@ -52,6 +52,17 @@ from pathlib import Path
 import databento as db
 import databento_dbn as dbn
 import numpy as np
+from databento.common import cram
+from databento.live.gateway import (
+    AuthenticationRequest,
+    AuthenticationResponse,
+    ChallengeRequest,
+    GatewayControl,
+    Greeting,
+    SessionStart,
+    SubscriptionRequest,
+    parse_gateway_message,
+)
 
 from ifd_core.marketdata.dbn_files import SYNTHETIC_MARKER
 from ifd_core.marketdata.dbn_stream import END_OF_SESSION_MSG
@@ -189,8 +200,12 @@ def _ts_recv(recs: np.ndarray) -> np.ndarray:
     return recs["ts_recv"] if "ts_recv" in recs.dtype.names else recs["ts_event"]
 
 
-def _fields(line: str) -> dict[str, str]:
-    return {k: v for k, _, v in (t.partition("=") for t in line.strip().split("|"))}
+def _read_control(line: bytes) -> GatewayControl | None:
+    """One control line from the client as the SDK's message class, or None if it is none."""
+    try:
+        return parse_gateway_message(line.decode(errors="replace"))
+    except ValueError:
+        return None
 
 
 class ReplayGateway:
@@ -312,51 +327,58 @@ class ReplayGateway:
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         challenge = secrets.token_hex(16)
-        writer.write(f"lsg_version={LSG_VERSION}\ncram={challenge}\n".encode())
-        auth = _fields((await reader.readline()).decode())
+        writer.write(bytes(Greeting(lsg_version=LSG_VERSION)))
+        writer.write(bytes(ChallengeRequest(cram=challenge)))
+        auth = _read_control(await reader.readline())
         problem = self._check_auth(challenge, auth)
-        if problem:
+        if problem or not isinstance(auth, AuthenticationRequest):
             self.stats.auth_failures += 1
             self.stats.refusals.append(problem)
-            writer.write(f"success=0|error={problem}\n".encode())
+            writer.write(bytes(AuthenticationResponse(success="0", error=problem)))
             await writer.drain()
             writer.close()
             return
-        writer.write(f"success=1|session_id={next(self._session_ids)}\n".encode())
+        session_id = str(next(self._session_ids))
+        writer.write(bytes(AuthenticationResponse(success="1", session_id=session_id)))
         subs: list[_Sub] = []
         while True:
-            line = (await reader.readline()).decode()
+            line = await reader.readline()
             if not line:
                 return
-            f = _fields(line)
-            if "start_session" in f:
+            msg = _read_control(line)
+            if isinstance(msg, SessionStart):
                 break
-            if "schema" in f:
-                start = f.get("start")
+            if isinstance(msg, SubscriptionRequest):
+                start = msg.start
                 subs.append(
                     _Sub(
-                        f["schema"],
-                        f.get("stype_in", "raw_symbol"),
-                        [s for s in f.get("symbols", "").split(",") if s],
+                        str(msg.schema),
+                        str(msg.stype_in),
+                        [s for s in str(msg.symbols).split(",") if s],
                         int(start) if start not in (None, "") else None,
                     )
                 )
-        heartbeat_s = int(auth.get("heartbeat_interval_s") or DEFAULT_HEARTBEAT_S)
+            else:
+                log.warning("replay gateway: ignoring %r before start_session", line[:200])
+        heartbeat_s = int(auth.heartbeat_interval_s or DEFAULT_HEARTBEAT_S)
         watcher = asyncio.ensure_future(_discard_until_eof(reader))
         try:
             await self._serve(writer, subs, heartbeat_s, watcher)
         finally:
             watcher.cancel()
 
-    def _check_auth(self, challenge: str, auth: dict[str, str]) -> str:
-        dataset = auth.get("dataset", "")
+    def _check_auth(self, challenge: str, auth: GatewayControl | None) -> str:
+        """Why the authentication request is refused ("" when it is accepted)."""
+        if not isinstance(auth, AuthenticationRequest):
+            return "Authentication failed: expected an authentication request"
+        dataset = str(auth.dataset)
         if dataset != self.dataset:
             return f"Unknown dataset {dataset!r}: this gateway serves {self.dataset} only"
-        if auth.get("encoding", "dbn") != "dbn" or auth.get("compression", "none") != "none":
+        if str(auth.encoding) != "dbn" or str(auth.compression) != "none":
             return "this gateway sends uncompressed DBN only (encoding=dbn, compression=none)"
         for key in self.keys:
-            want = hashlib.sha256(f"{challenge}|{key}".encode()).hexdigest() + "-" + key[-5:]
-            if secrets.compare_digest(auth.get("auth", ""), want):
+            want = cram.get_challenge_response(challenge, key)
+            if secrets.compare_digest(auth.auth, want):
                 return ""
         return "Authentication failed: the API key is not valid for this gateway"
 
