@@ -34,7 +34,7 @@ def test_environment_overrides_profile_and_dotenv(monkeypatch, tmp_path):
     s = st.get_settings()
     assert s.profile == "conservative_testing"
     assert s.analysis.v3.min_pressure_ratio == 4.5  # .env beats the profile
-    assert s.analysis.v3.min_volume_concentration == 0.6  # the profile beats the defaults
+    assert s.analysis.v3.min_total_volume == 200  # the profile beats the defaults
     monkeypatch.setenv("IFD_ANALYSIS__V3__MIN_PRESSURE_RATIO", "5.5")
     assert st.get_settings().analysis.v3.min_pressure_ratio == 5.5  # environment beats .env
 
