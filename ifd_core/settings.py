@@ -82,7 +82,7 @@ class WarehouseSettings(_Group):
 class BudgetSettings(_Group):
     """Budget gate thresholds (platform.md §2.9); amounts in USD."""
 
-    monthly_budget: float = Field(default=175.0, gt=0.0)
+    monthly_budget: float = 175.0  # > 0: BudgetGate refuses others, naming the variable
     auto_approve_max: float = Field(default=5.0, ge=0.0)
     approval_above: float = Field(default=10.0, ge=0.0)
     approval_share_of_remaining: float = Field(default=0.5, ge=0.0, le=1.0)
