@@ -8,6 +8,7 @@ derived rows carry so that a result can be traced to the parameters that produce
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import itertools
 import json
@@ -25,10 +26,15 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from ifd_core.logs import LEVELS
 from ifd_core.units import MULTIPLIER
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROFILES_DIR = PROJECT_ROOT / "config" / "profiles"
+ENV_PREFIX = "IFD_"
+# IFD_ variables that configure the process, not the settings schema (fault injection, the
+# Prefect deployments' repository path): the environment guard lets these through.
+PROCESS_VARIABLES = frozenset({"IFD_FAILPOINTS", "IFD_FAILPOINTS_TRACE", "IFD_REPO_DIR"})
 
 
 class _Group(BaseModel):
@@ -43,8 +49,6 @@ class DatabentoSettings(_Group):
     historical_gateway: str | None = Field(
         default=None, description="Historical API base URL; None means Databento's own."
     )
-    live_gateway: str | None = None
-    live_port: int = 13000
 
 
 class WarehouseSettings(_Group):
@@ -78,12 +82,12 @@ class WarehouseSettings(_Group):
 class BudgetSettings(_Group):
     """Budget gate thresholds (platform.md §2.9); amounts in USD."""
 
-    monthly_budget: float = 175.0
-    auto_approve_max: float = 5.0
-    approval_above: float = 10.0
-    approval_share_of_remaining: float = 0.5
-    approval_post_utilization: float = 0.80
-    defer_post_utilization: float = 0.95
+    monthly_budget: float = 175.0  # > 0: BudgetGate refuses others, naming the variable
+    auto_approve_max: float = Field(default=5.0, ge=0.0)
+    approval_above: float = Field(default=10.0, ge=0.0)
+    approval_share_of_remaining: float = Field(default=0.5, ge=0.0, le=1.0)
+    approval_post_utilization: float = Field(default=0.80, ge=0.0, le=1.0)
+    defer_post_utilization: float = Field(default=0.95, ge=0.0, le=1.0)
     alert_levels: list[float] = Field(default_factory=lambda: [0.80, 0.95])
 
 
@@ -161,45 +165,119 @@ class CostSettings(_Group):
         return v
 
 
-class V3Settings(_Group):
-    """IFD v3 thresholds (algorithms.md §4.1, §17 ifd_v3_production)."""
+class V3Weights(_Group):
+    """Weights of v3's evidence features (``ifd_v3``: f_size, f_imbalance, f_prints); sum to 1."""
 
-    min_pressure_ratio: float = 2.0
-    min_volume_concentration: float = 0.4
-    min_time_persistence: float = 0.5
-    min_trend_strength: float = 0.6
-    min_baseline_anomaly: float = 2.0
-    min_overall_confidence: float = 0.7
-    market_making_penalty: float = 0.4
-    lookback_days: int = 20
-    min_data_quality: float = 0.9
-    straddle_time_window_s: int = 300
-    max_market_making_probability: float = 0.3
-    pressure_weight: float = 0.4
-    baseline_weight: float = 0.3
-    market_making_weight: float = 0.2
-    coordination_weight: float = 0.1
+    size: float = Field(default=0.35, ge=0.0, le=1.0)
+    imbalance: float = Field(default=0.30, ge=0.0, le=1.0)
+    prints: float = Field(default=0.35, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> V3Weights:
+        total = self.size + self.imbalance + self.prints
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"analysis.v3.weights must sum to 1, got {total:g}")
+        return self
+
+
+class V3SupportGains(_Group):
+    """Share of the remaining doubt each support feature removes (``ifd_v3`` step 4)."""
+
+    persistence: float = Field(default=0.4, ge=0.0, le=1.0)
+    trend: float = Field(default=0.1, ge=0.0, le=1.0)
+    concentration: float = Field(default=0.1, ge=0.0, le=1.0)
+    coordination: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class V3Settings(_Group):
+    """IFD v3 parameters: exactly the detector's ``V3Params`` (``analysis/wiring.v3_params``).
+
+    The reference's thresholds (volume concentration, time persistence, trend strength, baseline
+    anomaly, a market-making penalty, four weights) have no place in the v3 score; the keys here
+    are the score's own gates, weights, gains and scales (see ``ifd_core/analysis/ifd_v3.py``).
+    """
+
+    min_pressure_ratio: float = Field(
+        default=2.0, gt=1.0, description="Gate: B/S ≥ r, i.e. |imbalance| ≥ (r − 1)/(r + 1)."
+    )
+    min_total_volume: int = Field(default=100, ge=1, description="Gate: window contracts.")
+    min_trades: int = Field(default=5, ge=1, description="Gate: trades in the window.")
+    min_premium: float = Field(default=0.0, ge=0.0, description="Gate: premium in USD.")
+    min_overall_confidence: float = Field(
+        default=0.7, ge=0.0, le=1.0, description="A gated window is a signal at this score."
+    )
+    min_data_quality: float = Field(
+        default=0.9, ge=0.0, le=1.0, description="Baseline sessions present / N; below: no signal."
+    )
+    lookback_days: int = Field(
+        default=20, ge=1, description="Sessions of history a baseline is built from."
+    )
+    weights: V3Weights = Field(default_factory=V3Weights)
+    support_gains: V3SupportGains = Field(default_factory=V3SupportGains)
+    size_full_ratio: float = Field(
+        default=1000.0, gt=1.0, description="Net volume / normal volume where f_size reaches 1."
+    )
+    full_breadth_prints: float = Field(
+        default=3.0, gt=1.0, description="Independent orders on the flow side for full breadth."
+    )
+    mm_floor: float = Field(
+        default=0.25, ge=0.0, lt=1.0, description="Market-making likelihood that does not discount."
+    )
+    straddle_size_balance: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Other-right size balance from which it counts fully as a straddle leg.",
+    )
+    persistence_windows: int = Field(
+        default=3, ge=2, description="The window and the k − 1 before it (persistence)."
+    )
+    trend_full_step: float = Field(
+        default=0.2, gt=0.0, description="Imbalance rise per window that is a full trend."
+    )
+    coordination_band_pct: float = Field(
+        default=0.5, gt=0.0, description="Strikes within ± this % of the underlying coordinate."
+    )
+    coordination_full_count: int = Field(
+        default=3, ge=1, description="Coordinated strikes for full coordination."
+    )
+    no_baseline_quality: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Data quality of a window without a baseline."
+    )
 
 
 class V1Settings(_Group):
     """Dead Simple v1 thresholds (algorithms.md §6, §17 v1 production)."""
 
-    min_vol_oi_ratio: float = 10.0
-    min_volume: int = 500
-    min_dollar_size: float = 100_000.0
-    max_distance_percent: float = 2.0
-    tier_extreme: float = 50.0
-    tier_very_high: float = 30.0
-    tier_high: float = 20.0
-    tier_moderate: float = 10.0
+    min_vol_oi_ratio: float = Field(default=10.0, gt=0.0)
+    min_volume: int = Field(default=500, ge=1)
+    min_dollar_size: float = Field(default=100_000.0, ge=0.0)
+    max_distance_percent: float = Field(default=2.0, gt=0.0)
+    # Vol/OI from which a signal is EXTREME, VERY_HIGH, HIGH; below tier_high it is MODERATE
+    # (anything that passed min_vol_oi_ratio).
+    tier_extreme: float = Field(default=50.0, gt=0.0)
+    tier_very_high: float = Field(default=30.0, gt=0.0)
+    tier_high: float = Field(default=20.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _tiers_descend(self) -> V1Settings:
+        if not self.tier_extreme >= self.tier_very_high >= self.tier_high:
+            raise ValueError("analysis.v1 tiers must satisfy tier_extreme >= tier_very_high >= "
+                             "tier_high")  # fmt: skip
+        return self
 
 
 class AnalysisSettings(_Group):
-    window_minutes: int = 5
-    watermark_grace_s: int = 30
-    baseline_min_samples: int = 5
-    contract_multiplier: float = MULTIPLIER
-    risk_free_rate: float = 0.04
+    window_minutes: int = Field(default=5, ge=1)
+    watermark_grace_s: int = Field(default=30, ge=0)
+    baseline_min_samples: int = Field(default=5, ge=1)
+    contract_multiplier: float = Field(default=MULTIPLIER, gt=0.0)
+    risk_free_rate: float = Field(
+        default=0.04,
+        ge=-0.05,
+        le=0.25,
+        description="Black-76 discount rate of the engine's implied vol and delta per trade.",
+    )
     episode_max_gap_windows: int = Field(
         default=0,
         ge=0,
@@ -223,32 +301,31 @@ class LabelSettings(_Group):
 
 
 class RiskSettings(_Group):
-    max_position_size: int = 15
-    max_daily_trades: int = 30
-    stop_loss_percent: float = 12.0
-    min_signal_confidence: float = 0.0
-    daily_loss_stop: float = 2_000.0
-    max_drawdown_stop: float = 5_000.0
-    max_positions: int = 10
-    max_loss_per_trade: float = 1_000.0
+    max_position_size: int = Field(default=15, ge=1)
+    max_daily_trades: int = Field(default=30, ge=1)
+    stop_loss_percent: float = Field(default=12.0, gt=0.0, le=100.0)
+    min_signal_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    daily_loss_stop: float = Field(default=2_000.0, gt=0.0)
+    max_drawdown_stop: float = Field(default=5_000.0, gt=0.0)
+    max_positions: int = Field(default=10, ge=1)
+    max_loss_per_trade: float = Field(default=1_000.0, gt=0.0)
     risk_budget_percent: float = Field(
-        default=1.0, description="Equity risked per trade (stop distance x contracts x $20)."
+        default=1.0,
+        gt=0.0,
+        le=100.0,
+        description="Equity risked per trade (stop distance x contracts x $20).",
     )
-    take_profit_percent: float = 24.0
+    take_profit_percent: float = Field(default=24.0, gt=0.0)
 
 
 class PaperSettings(_Group):
-    capital: float = 100_000.0
-    commission_per_contract: float = 2.0
-    slippage_ticks: float = Field(
-        default=0.25,
-        description="Reference profile value, not applied: market orders walk the visible book.",
-    )
-    latency_ms: int = 50
+    capital: float = Field(default=100_000.0, gt=0.0)
+    commission_per_contract: float = Field(default=2.0, ge=0.0)
+    latency_ms: int = Field(default=50, ge=0)
     order_type: Literal["market", "limit"] = "market"
-    limit_offset_ticks: int = 0
-    limit_ttl_s: float = 300.0
-    time_stop_s: float = Field(default=1800.0, description="Default: the label horizon.")
+    limit_offset_ticks: int = Field(default=0, ge=0)
+    limit_ttl_s: float = Field(default=300.0, gt=0.0)
+    time_stop_s: float = Field(default=1800.0, gt=0.0, description="Default: the label horizon.")
     stack_episodes: bool = Field(
         default=False,
         description="Trade every signal of an episode (paper and live); default: only the first.",
@@ -256,37 +333,46 @@ class PaperSettings(_Group):
 
 
 class BacktestSettings(_Group):
-    mc_paths: int = 10_000
-    mc_block_days: int = 1
+    mc_paths: int = Field(default=10_000, ge=1)
+    mc_block_days: int = Field(default=1, ge=1)
     mc_seed: int = 0
     equity_floor_fraction: float = Field(
-        default=0.5, description="Monte Carlo ruin: equity at or below this share of capital."
+        default=0.5,
+        ge=0.0,
+        lt=1.0,
+        description="Monte Carlo ruin: equity at or below this share of capital.",
     )
-    wf_train_sessions: int = 20
-    wf_test_sessions: int = 5
-    holdout_sessions: int = 10
+    wf_train_sessions: int = Field(default=20, ge=1)
+    wf_test_sessions: int = Field(default=5, ge=1)
+    holdout_sessions: int = Field(default=10, ge=0)
     confidence_grid: list[float] = Field(default_factory=lambda: [0.0, 0.5, 0.6, 0.7, 0.8])
-    bootstrap_resamples: int = 10_000
+    bootstrap_resamples: int = Field(default=10_000, ge=1)
 
 
 class ExtendedSettings(_Group):
-    sessions: int = 10
-    min_resolved: int = 100
-    min_accuracy: float = 0.75
-    min_accuracy_lower: float = 0.65
-    min_edge_over_v1: float = 0.05
-    min_count_wl: float = 1.8
-    min_payoff: float = 1.0
-    max_cost_per_signal: float = 5.0
-    max_latency_p95_ms: float = 100.0
-    min_uptime_rth: float = 0.999
-    min_tick_coverage: float = 0.95
+    """The extended test: its length and its pass criteria (``trading.extended.Criteria``)."""
+
+    sessions: int = Field(default=10, ge=1)
+    min_resolved: int = Field(default=100, ge=1)
+    min_accuracy: float = Field(default=0.75, ge=0.0, le=1.0)
+    min_accuracy_lower: float = Field(default=0.65, ge=0.0, le=1.0)
+    min_edge_over_v1: float = Field(default=0.05, ge=0.0, le=1.0)
+    min_count_wl: float = Field(default=1.8, ge=0.0)
+    min_payoff: float = Field(default=1.0, ge=0.0)
+    max_cost_per_signal: float = Field(default=5.0, gt=0.0)
+    max_latency_p95_ms: float = Field(default=100.0, gt=0.0)
+    min_uptime_rth: float = Field(default=0.999, ge=0.0, le=1.0)
+    min_tick_coverage: float = Field(default=0.95, ge=0.0, le=1.0)
 
 
 class ABSettings(_Group):
-    split_ratio: float = 0.5
-    comparison_period_hours: int = 24
-    min_signals_for_comparison: int = 10
+    """The A/B decision rule (``ab_stats.decide``, platform.md §3.4): v1 and v3 see the same
+    stream, so there is no traffic split; these are the verdict's bars."""
+
+    min_accuracy: float = Field(default=0.75, ge=0.0, le=1.0)
+    min_accuracy_lower: float = Field(default=0.65, ge=0.0, le=1.0)
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    noninferiority_margin: float = Field(default=0.02, ge=0.0, lt=1.0)
 
 
 class IBSettings(_Group):
@@ -361,9 +447,9 @@ class LiveSettings(_Group):
 class BreakerSettings(_Group):
     """Circuit-breaker thresholds per outside dependency (platform.md §4.1 PROPOSAL)."""
 
-    consecutive_failures: int = 3
+    consecutive_failures: int = Field(default=3, ge=1)
     failure_rate: float = Field(
-        default=0.5, description="Trip when this share of the last calls failed."
+        default=0.5, gt=0.0, le=1.0, description="Trip when this share of the last calls failed."
     )
     rate_window_calls: int = Field(
         default=20, description="How many last calls the failure share is over."
@@ -382,9 +468,9 @@ class BreakerSettings(_Group):
 class RetrySettings(_Group):
     """Retries for idempotent reads only: exponential backoff with full jitter (§4.1)."""
 
-    base_s: float = 1.0
-    cap_s: float = 60.0
-    max_attempts: int = 5
+    base_s: float = Field(default=1.0, gt=0.0)
+    cap_s: float = Field(default=60.0, gt=0.0)
+    max_attempts: int = Field(default=5, ge=1)
 
 
 class ResilienceSettings(_Group):
@@ -407,7 +493,6 @@ class RolloutSettings(_Group):
     min_accuracy_lower: float = 0.65
     min_accuracy: float = 0.75
     noninferiority_margin: float = 0.02
-    alpha: float = 0.05
     min_pnl_ci_lower: float = Field(
         default=-50.0, description="Bootstrap 90 % CI lower bound of net P&L per trade (USD)."
     )
@@ -550,8 +635,7 @@ class Settings(BaseSettings):
         default=None,
         description="IFD_DATA_DIR, the data root named in DESIGN.md; same as warehouse.data_dir.",
     )
-    env: Literal["dev", "test", "prod"] = "dev"
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description="Level of IFD's loggers (ifd_core.logs).")
     databento: DatabentoSettings = Field(default_factory=DatabentoSettings)
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
@@ -581,13 +665,23 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Highest priority first: explicit overrides, environment, .env, then the profile file.
+        # The guard first refuses IFD_ variables that name no setting (pydantic-settings ignores
+        # an unknown top-level group such as IFD_RISKK__..., which would silently use defaults).
         return (
+            EnvironmentGuard(settings_cls),
             init_settings,
             env_settings,
             dotenv_settings,
             ProfileSource(settings_cls, init_settings, env_settings, dotenv_settings),
             file_secret_settings,
         )
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, v: str) -> str:
+        if v.upper() not in LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LEVELS)}, not {v!r}")
+        return v.upper()
 
     @model_validator(mode="after")
     def _one_data_root(self) -> Settings:
@@ -646,21 +740,72 @@ class ProfileError(ValueError):
     """A profile that does not exist or does not fit the schema."""
 
 
+class UnknownSettingError(ValueError):
+    """An IFD_ environment variable that names no setting (a typo must not fall back silently)."""
+
+
 def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
 
 
 def load_profile(name: str) -> dict[str, Any]:
-    path = PROFILES_DIR / f"{name}.toml"
-    if not path.is_file():
+    """The values of profile ``name``: a name in config/profiles/, never a path."""
+    available = ", ".join(available_profiles()) or "none"
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise ProfileError(
-            f"unknown profile {name!r}; available: {', '.join(available_profiles()) or 'none'}"
+            f"profile {name!r} is not a profile name (a name from config/profiles/, not a "
+            f"path); available: {available}"
         )
+    path = PROFILES_DIR / f"{name}.toml"
+    if not path.is_file() or not path.resolve().is_relative_to(PROFILES_DIR.resolve()):
+        raise ProfileError(f"unknown profile {name!r}; available: {available}")
     data = tomllib.loads(path.read_text())
     data.pop("description", None)
     if "databento" in data and "api_key" in data["databento"]:
         raise ProfileError(f"profile {name!r} holds a secret (databento.api_key); use the env")
     return data
+
+
+def unknown_setting(variable: str) -> str | None:
+    """Why the IFD_ ``variable`` names no setting (with a "did you mean"), or None if it does.
+
+    Walks the ``__``-separated path through the schema's groups, case-insensitively as
+    pydantic-settings reads the environment; a path that reaches a leaf (or a non-group value
+    such as ``costs.prices``) is known.
+    """
+    if variable.upper() in PROCESS_VARIABLES:
+        return None
+    model: type[BaseModel] = Settings
+    parts = variable[len(ENV_PREFIX) :].lower().split("__")
+    for depth, part in enumerate(parts):
+        fields = model.model_fields
+        if part not in fields:
+            where = ".".join(parts[:depth]) or "the top level"
+            near = difflib.get_close_matches(part, list(fields), n=1)
+            hint = f"; did you mean {'.'.join([*parts[:depth], near[0]])!r}?" if near else ""
+            return f"{variable}: no setting {part!r} in {where}{hint}"
+        annotation = fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return None
+
+
+class EnvironmentGuard(PydanticBaseSettingsSource):
+    """Refuses IFD_ environment variables that name no setting; contributes no values."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused, required by ABC
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        problems = [
+            why
+            for name in sorted(os.environ)
+            if name.upper().startswith(ENV_PREFIX) and (why := unknown_setting(name.upper()))
+        ]
+        if problems:
+            raise UnknownSettingError("unknown setting in the environment: " + "; ".join(problems))
+        return {}
 
 
 class ProfileSource(PydanticBaseSettingsSource):

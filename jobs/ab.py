@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from ifd_core.analysis.episodes import first_per_episode
-from ifd_core.settings import Settings
+from ifd_core.settings import ABSettings, Settings
 from ifd_core.trading.ab_stats import (
     agreement,
     bootstrap_diff_ci,
@@ -79,6 +79,16 @@ def run_ab(
     return ab_of(bt, settings)
 
 
+def decision_rule(ab: ABSettings) -> dict:
+    """The bars of ``ab_stats.decide`` from the ``ab`` settings."""
+    return {
+        "min_accuracy_point": ab.min_accuracy,
+        "min_accuracy_lower": ab.min_accuracy_lower,
+        "alpha": ab.alpha,
+        "noninferiority_margin": ab.noninferiority_margin,
+    }
+
+
 def ab_of(bt: BacktestResult, settings: Settings) -> ABResult:
     """The A/B statistics of a finished v3 + v1 backtest (pure: no lake)."""
     stats, n_episodes, n_signals = {}, {}, {}
@@ -111,7 +121,7 @@ def ab_of(bt: BacktestResult, settings: Settings) -> ABResult:
         n_pairs = pairs.height
     else:
         n_pairs, agree = 0, None
-    verdict = decide(v3, v1, pnl_diff_ci=diff)
+    verdict = decide(v3, v1, pnl_diff_ci=diff, **decision_rule(settings.ab))
     return ABResult(
         backtest=bt,
         accuracy={k: s.to_dict() for k, s in stats.items()},

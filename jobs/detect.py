@@ -29,12 +29,12 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from ifd_core.analysis.baselines import BaselineParams, add_bucket_keys, build_baselines
+from ifd_core.analysis.baselines import add_bucket_keys, build_baselines
 from ifd_core.analysis.detectors import V1Detector, V3Detector
-from ifd_core.analysis.episodes import EpisodeParams, EpisodeTracker
+from ifd_core.analysis.episodes import EpisodeTracker
 from ifd_core.analysis.flow_engine import FlowEngine
-from ifd_core.analysis.ifd_v3 import V3Params
 from ifd_core.analysis.pressure_windows import WindowParams, pressure_measures
+from ifd_core.analysis.wiring import engine_params, episode_params
 from ifd_core.calendar import sessions_before
 from ifd_core.failpoints import failpoint
 from ifd_core.marketdata.frames import PRICE_UNIT, fixed_price
@@ -120,33 +120,6 @@ def lake_origin(lake: Lake, day: dt.date) -> str:
 
 
 # ---------------------------------------------------------------------- engine runs
-def engine_params(settings: Settings) -> tuple[WindowParams, V3Params, BaselineParams]:
-    a = settings.analysis
-    wp = WindowParams(
-        window_s=a.window_minutes * 60,
-        grace_s=a.watermark_grace_s,
-        multiplier=a.contract_multiplier,
-    )
-    r = a.v3.min_pressure_ratio
-    v3 = V3Params(
-        min_imbalance=(r - 1.0) / (r + 1.0),  # B/S ≥ r  ⇔  (B − S)/(B + S) ≥ (r − 1)/(r + 1)
-        min_confidence=a.v3.min_overall_confidence,
-        min_data_quality=a.v3.min_data_quality,
-    )
-    bp = BaselineParams(lookback_sessions=a.v3.lookback_days, min_samples=a.baseline_min_samples)
-    return wp, v3, bp
-
-
-def episode_params(settings: Settings) -> EpisodeParams:
-    """How signals group into episodes: the window length, the allowed gap, v3's band."""
-    wp, v3p, _ = engine_params(settings)
-    return EpisodeParams(
-        window_s=wp.window_s,
-        max_gap_windows=settings.analysis.episode_max_gap_windows,
-        band_pct=v3p.coordination_band_pct,
-    )
-
-
 def make_detectors(
     settings: Settings,
     day: dt.date,

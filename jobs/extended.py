@@ -68,7 +68,7 @@ class ExtendedResult:
 
 def criteria_from(settings: Settings) -> Criteria:
     """The pass criteria in ``settings.extended`` (the window length is not a criterion)."""
-    return Criteria(**settings.extended.model_dump(exclude={"sessions"}))
+    return Criteria.from_settings(settings.extended)
 
 
 def run_extended(

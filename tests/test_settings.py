@@ -34,7 +34,7 @@ def test_environment_overrides_profile_and_dotenv(monkeypatch, tmp_path):
     s = st.get_settings()
     assert s.profile == "conservative_testing"
     assert s.analysis.v3.min_pressure_ratio == 4.5  # .env beats the profile
-    assert s.analysis.v3.min_volume_concentration == 0.6  # the profile beats the defaults
+    assert s.analysis.v3.min_total_volume == 200  # the profile beats the defaults
     monkeypatch.setenv("IFD_ANALYSIS__V3__MIN_PRESSURE_RATIO", "5.5")
     assert st.get_settings().analysis.v3.min_pressure_ratio == 5.5  # environment beats .env
 
@@ -118,3 +118,122 @@ def test_live_group_environment_override_and_validation(monkeypatch):
     monkeypatch.setenv("IFD_LIVE__SESSION_POLICY", "sometimes")
     with pytest.raises(Exception, match="session_policy"):
         st.get_settings()
+
+
+# ------------------------------------------------------------------ v3 settings are V3Params
+def test_default_v3_settings_build_the_detector_the_engine_ran_before():
+    # Before the settings drove every parameter, the engine built exactly this; detection at
+    # default settings is therefore unchanged (same signals from the same records).
+    from ifd_core.analysis.ifd_v3 import V3Params
+    from ifd_core.analysis.pressure_windows import WindowParams
+    from ifd_core.analysis.wiring import engine_params
+
+    wp, v3, bp = engine_params(st.get_settings())
+    assert v3 == V3Params(min_imbalance=1 / 3, min_confidence=0.7, min_data_quality=0.9)
+    assert wp == WindowParams(window_s=300, grace_s=30)
+    assert (bp.lookback_sessions, bp.min_samples) == (20, 5)
+
+
+def test_conservative_profile_makes_v3_stricter():
+    from ifd_core.analysis.wiring import v3_params
+
+    base = v3_params(st.get_settings().analysis.v3)
+    strict = v3_params(st.get_settings("conservative_testing").analysis.v3)
+    assert strict.min_imbalance > base.min_imbalance
+    assert strict.min_total_volume > base.min_total_volume
+    assert strict.min_trades > base.min_trades
+    assert strict.min_confidence > base.min_confidence
+    assert strict.full_breadth_prints > base.full_breadth_prints
+    assert strict.mm_floor < base.mm_floor  # market making discounts sooner
+
+
+def test_v3_weights_must_sum_to_one():
+    with pytest.raises(Exception, match="must sum to 1"):
+        st.get_settings(analysis={"v3": {"weights": {"size": 0.5}}})
+    s = st.get_settings(analysis={"v3": {"weights": {"size": 0.45, "imbalance": 0.2}}})
+    assert s.analysis.v3.weights.model_dump() == {"size": 0.45, "imbalance": 0.2, "prints": 0.35}
+
+
+def test_criteria_defaults_are_the_extended_settings():
+    from ifd_core.trading.extended import Criteria
+
+    assert Criteria() == Criteria.from_settings(st.get_settings().extended)
+    assert Criteria.from_settings(st.ExtendedSettings(min_resolved=7)).min_resolved == 7
+
+
+# ------------------------------------------------------------------ the schema's edges
+@pytest.mark.parametrize(
+    ("variable", "suggestion"),
+    [
+        ("IFD_RISKK__MAX_POSITION_SIZE", "did you mean 'risk'"),
+        ("IFD_ANALYSYS__V3__MIN_PRESSURE_RATIO", "did you mean 'analysis'"),
+        ("IFD_ANALYSIS__V33__MIN_PRESSURE_RATIO", "did you mean 'analysis.v3'"),
+        ("IFD_RISK__MAX_POSITON_SIZE", "did you mean 'risk.max_position_size'"),
+    ],
+)
+def test_unknown_environment_group_is_an_error_with_a_suggestion(monkeypatch, variable, suggestion):
+    monkeypatch.setenv(variable, "3")
+    with pytest.raises(st.UnknownSettingError, match=suggestion):
+        st.get_settings()
+
+
+def test_process_variables_are_not_settings(monkeypatch):
+    monkeypatch.setenv("IFD_FAILPOINTS", "")
+    monkeypatch.setenv("IFD_REPO_DIR", "/x")
+    assert st.get_settings().risk.max_position_size == 15
+
+
+def test_unknown_environment_group_fails_the_cli_as_a_usage_error(monkeypatch):
+    monkeypatch.setenv("IFD_RISKK__MAX_POSITION_SIZE", "1000")
+    res = CliRunner().invoke(app, ["config", "show"])
+    assert res.exit_code == EXIT_USAGE
+    assert "riskk" in res.stderr and "risk" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ({"analysis": {"v3": {"min_pressure_ratio": -3}}}, "min_pressure_ratio"),
+        ({"analysis": {"v3": {"min_pressure_ratio": 0.5}}}, "min_pressure_ratio"),
+        ({"analysis": {"v3": {"min_pressure_ratio": 1.0}}}, "min_pressure_ratio"),
+        ({"analysis": {"v3": {"min_overall_confidence": 1.2}}}, "min_overall_confidence"),
+        ({"analysis": {"v3": {"support_gains": {"trend": -0.1}}}}, "trend"),
+        ({"analysis": {"v3": {"mm_floor": 1.0}}}, "mm_floor"),
+        ({"analysis": {"v3": {"min_trades": 0}}}, "min_trades"),
+        ({"risk": {"max_position_size": 0}}, "max_position_size"),
+        ({"risk": {"min_signal_confidence": 1.5}}, "min_signal_confidence"),
+        ({"extended": {"min_accuracy": 1.1}}, "min_accuracy"),
+        ({"analysis": {"v1": {"tier_high": 60.0}}}, "tier"),
+    ],
+)
+def test_values_outside_their_range_are_refused(override, field):
+    with pytest.raises(Exception, match=field):
+        st.get_settings(**override)
+
+
+def test_log_level_is_one_of_the_logging_levels():
+    assert st.get_settings(log_level="debug").log_level == "DEBUG"
+    with pytest.raises(Exception, match="log_level must be one of"):
+        st.get_settings(log_level="LOUD")
+
+
+@pytest.mark.parametrize("name", ["../config/profiles/v1_production", "/etc/passwd", "a/b", ".."])
+def test_profile_is_a_name_never_a_path(name):
+    with pytest.raises(st.ProfileError, match="available: .*v1_production"):
+        st.get_settings(name)
+
+
+def test_profile_path_on_the_command_line_is_a_usage_error():
+    res = CliRunner().invoke(app, ["config", "show", "--profile", "../../etc/passwd"])
+    assert res.exit_code == EXIT_USAGE
+    assert "not a profile name" in res.stderr and "conservative_testing" in res.stderr
+
+
+def test_profiles_set_only_keys_the_code_reads():
+    # Every profile loads (unknown keys are errors) and no profile sets a removed key.
+    for name in st.available_profiles():
+        st.get_settings(name)
+    text = " ".join(p.read_text() for p in st.PROFILES_DIR.glob("*.toml"))
+    for removed in ("min_volume_concentration", "market_making_penalty", "slippage_ticks",
+                    "tier_moderate", "split_ratio", "min_baseline_anomaly"):  # fmt: skip
+        assert removed not in text

@@ -214,7 +214,7 @@ class FlowEngine:
         )
         call = (o["instrument_class"] == "C").to_numpy()
         with np.errstate(invalid="ignore"):
-            iv = black76.implied_vol(px, f, k, tau, call, iterations=40)
+            iv = black76.implied_vol(px, f, k, tau, call, self.windows.p.rate, iterations=40)
         o = o.with_columns(pl.Series("iv_trade", iv, pl.Float64).fill_nan(None))
         # The instrument's last good IV *before* this trade: previous batches, then this one.
         o = o.join(self._last_iv.rename({"iv": "iv_prev"}), on="instrument_id", how="left")
@@ -235,7 +235,8 @@ class FlowEngine:
             .group_by("instrument_id", maintain_order=True)
             .last()
         )
-        d = black76.delta(f, k, tau, o["iv"].fill_null(np.nan).to_numpy(), call)
+        iv_known = o["iv"].fill_null(np.nan).to_numpy()
+        d = black76.delta(f, k, tau, iv_known, call, self.windows.p.rate)
         o = o.with_columns(pl.Series("delta", d, pl.Float64).fill_nan(None))
         return o.select(*options.columns, "delta")
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from ifd_core.analysis.black76 import RATE
 from ifd_core.marketdata.frames import fixed_price
 from ifd_core.units import MULTIPLIER, NS
 
@@ -52,6 +53,7 @@ class WindowParams:
     alpha: float = 1.0  # contracts added to both sides of the log ratio
     dominance: float = 0.2  # |imbalance| above which a side dominates
     confidence_trades: int = 20  # trades for full sample-size confidence
+    rate: float = RATE  # Black-76 discount rate of each trade's implied vol and delta
 
 
 class PressureWindows:

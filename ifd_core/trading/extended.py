@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from ifd_core.settings import ExtendedSettings
 from ifd_core.trading.ab_stats import compare_accuracy, required_per_arm
 from ifd_core.trading.metrics import wilson_interval
 
@@ -164,29 +165,38 @@ def final(daily: pl.DataFrame) -> pl.DataFrame:
     return pool(daily, ["algo"])
 
 
+_SETTINGS = ExtendedSettings()  # the defaults live in the settings schema, not here
+
+
 @dataclass(frozen=True)
 class Criteria:
     """PROPOSAL pass criteria for the candidate over the window (platform.md §3.8, §5).
 
-    ``baseline_accuracy`` and ``power`` only size the sample the edge test needs (0.65 vs 0.75 at
-    one-sided alpha 0.05, power 0.8 -> about 260 resolved per arm); below that size a
+    Built from the ``extended`` settings by ``from_settings``; the thresholds' defaults are the
+    schema's. ``baseline_accuracy`` and ``power`` only size the sample the edge test needs (0.65
+    vs 0.75 at one-sided alpha 0.05, power 0.8 -> about 260 resolved per arm); below that size a
     non-significant edge is "not shown yet", not "absent".
     """
 
-    min_resolved: int = 100  # resolved episodes
-    min_accuracy: float = 0.75
-    min_accuracy_lower: float = 0.65
-    min_edge_over_v1: float = 0.05
-    min_count_wl: float = 1.8
-    min_payoff: float = 1.0
-    max_cost_per_signal: float = 5.0
-    max_latency_p95_ms: float = 100.0
-    min_uptime_rth: float = 0.999
-    min_tick_coverage: float = 0.95
+    min_resolved: int = _SETTINGS.min_resolved  # resolved episodes
+    min_accuracy: float = _SETTINGS.min_accuracy
+    min_accuracy_lower: float = _SETTINGS.min_accuracy_lower
+    min_edge_over_v1: float = _SETTINGS.min_edge_over_v1
+    min_count_wl: float = _SETTINGS.min_count_wl
+    min_payoff: float = _SETTINGS.min_payoff
+    max_cost_per_signal: float = _SETTINGS.max_cost_per_signal
+    max_latency_p95_ms: float = _SETTINGS.max_latency_p95_ms
+    min_uptime_rth: float = _SETTINGS.min_uptime_rth
+    min_tick_coverage: float = _SETTINGS.min_tick_coverage
     max_open_critical: int = 0
     alpha: float = 0.05
     baseline_accuracy: float = 0.65
     power: float = 0.8
+
+    @classmethod
+    def from_settings(cls, s: ExtendedSettings) -> Criteria:
+        """The criteria an ``extended`` settings group sets (its window length is not one)."""
+        return cls(**s.model_dump(exclude={"sessions"}))
 
 
 @dataclass(frozen=True)
