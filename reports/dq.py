@@ -13,6 +13,7 @@ import polars as pl
 from plotly.subplots import make_subplots
 
 from reports.kit import figure_html, table_html, write_page
+from warehouse.lake import Lake
 from warehouse.sql import query
 from warehouse.tables import MARKET_TABLES
 
@@ -20,7 +21,7 @@ DQ_TABLE_TITLE = "Expectations"
 DQ_CHART_TITLE = "Unexpected rows and batch pass rate per expectation"
 
 
-def dq_summary(lake, run_ids: str | Sequence[str]) -> pl.DataFrame:
+def dq_summary(lake: Lake, run_ids: str | Sequence[str]) -> pl.DataFrame:
     """``dq_results`` of the ingest run(s) per dataset, expectation and column: batches
     validated, batches passed, rows checked, unexpected rows and the pass rate."""
     ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
@@ -38,7 +39,7 @@ def dq_summary(lake, run_ids: str | Sequence[str]) -> pl.DataFrame:
     )
 
 
-def dq_batches(lake, run_ids: str | Sequence[str]) -> pl.DataFrame:
+def dq_batches(lake: Lake, run_ids: str | Sequence[str]) -> pl.DataFrame:
     """One row per validated batch (file and dataset) of the run(s), from ``dq_summary``."""
     ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
     return query(
@@ -50,7 +51,7 @@ def dq_batches(lake, run_ids: str | Sequence[str]) -> pl.DataFrame:
     )
 
 
-def dq_origins(lake, run_ids: Sequence[str]) -> set[str]:
+def dq_origins(lake: Lake, run_ids: Sequence[str]) -> set[str]:
     """Origins of the rows the run(s) published: the ingest log's file hashes, looked up in the
     market tables (``source_sha`` is the first 16 hex digits of the raw file's sha256)."""
     log = lake.scan("ingest_log").filter(pl.col("run_id").is_in(list(run_ids))).collect()
@@ -70,7 +71,7 @@ def dq_origins(lake, run_ids: Sequence[str]) -> set[str]:
     return origins
 
 
-def dq_quarantined(lake, run_ids: Sequence[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def dq_quarantined(lake: Lake, run_ids: Sequence[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """What the run(s) quarantined, which the lake does not hold: a batch with any failed
     expectation is kept out of the lake, its results only in ``<data>/quarantine/<dir>/``.
     Returns (files: file, reason, dir; expectations grouped like ``dq_summary``)."""
@@ -153,7 +154,7 @@ def dq_figure(summary: pl.DataFrame) -> go.Figure:
 
 
 def write_dq_report(
-    lake, data_dir: Path, run_id: str | Sequence[str], *, name: str | None = None
+    lake: Lake, data_dir: Path, run_id: str | Sequence[str], *, name: str | None = None
 ) -> Path:
     """``<data>/reports/dq-<run_id>.html``: the Great Expectations results the ingest run(s)
     stored in ``dq_results``, one row per dataset/expectation/column, and the batches.
