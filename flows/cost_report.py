@@ -22,12 +22,9 @@ KEY = "cost-report"
 @flow(name="cost_report", log_prints=True)
 def cost_report(day: str | None = None) -> dict:
     """Book subscriptions through ``day`` (ISO date, default today in UTC), report its month."""
-    from jobs.cost_report import (
-        NO_PRICES,
-        month_to_date,
-        summary_lines,
-        write_cost_report,
-    )
+    from ifd_core.ops.costs import NO_PRICES
+    from jobs.cost_report import month_to_date, summary_lines
+    from reports.cost import write_cost_report
     from warehouse.cost_ledger import LakeCostLedger
     from warehouse.lake import Lake
 

@@ -120,7 +120,7 @@ def _publish_dq(data_dir: str, run_ids: list[str], trade_date: dt.date | None) -
     """The DQ results of this flow's ingest runs as a table artifact and the DQ report as a link
     artifact. Quarantined files stored no results in the lake; their reasons are in the summary."""
     from flows.trading_reports import artifact_rows
-    from reports.trading import dq_summary, write_dq_report
+    from reports.dq import dq_summary, write_dq_report
     from warehouse.lake import Lake
 
     if not run_ids:

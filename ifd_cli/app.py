@@ -1303,7 +1303,9 @@ def cost_report(
 ) -> None:
     """Book the month's subscription days up to DAY, then the month to date against the budget
     (status, projection, cost per actionable signal) and the HTML report (platform.md §4.11)."""
-    from jobs.cost_report import NO_PRICES, month_to_date, summary_lines, write_cost_report
+    from ifd_core.ops.costs import NO_PRICES
+    from jobs.cost_report import month_to_date, summary_lines
+    from reports.cost import write_cost_report
     from warehouse.cost_ledger import LakeCostLedger
     from warehouse.lake import Lake
     from warehouse.migrations import CatalogBusy

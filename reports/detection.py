@@ -4,7 +4,7 @@ price, the strike × time pressure heatmap of the option windows and the signals
 Everything comes from the lake (``trades``, ``instruments``, ``pressure_windows`` and the
 ``signals_with_outcomes`` view); nothing is computed that the lake does not hold, and a day with
 no signals or no windows still gives a page that says so. Times on the page are New York wall
-time. A day whose data is synthetic carries the SYNTHETIC banner (reports.py).
+time. A day whose data is synthetic carries the SYNTHETIC banner (``reports.kit``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.subplots import make_subplots
 
-from reports.trading import _fig, _table, write_page
+from reports.kit import figure_html, table_html, write_page
 from warehouse.lake import Lake
 from warehouse.sql import query
 
@@ -326,15 +326,15 @@ def write_detection_report(
         "the <code>underlying_price</code> it was decided at; green BUY and red SELL (aggressor "
         "side in the option), circle v3 and diamond v1; hover for symbol, view, confidence and "
         "the triple-barrier outcome (<code>signal_outcomes.label</code>).</p>",
-        _fig(signals_figure(prices, signals, day)),
+        figure_html(signals_figure(prices, signals, day)),
         f"<h2>{HEATMAP_TITLE}</h2><p>Per strike and 5-minute window "
         "(<code>pressure_windows.window_start</code>): <code>sum(buy_volume) − "
         "sum(sell_volume)</code>, contracts, over every root and expiration with that strike; "
         "calls (top) and puts (bottom) in separate panels, because buying calls and buying puts "
         "mean opposite views. Blue: net bought, red: net sold; blank: no trade. Unsigned "
         "volume (no aggressor) is left out.</p>",
-        _fig(heatmap_figure(grid, day)),
-        _table(signals_frame(signals), f"{TABLE_TITLE} ({', '.join(algos)}) on {day}")
+        figure_html(heatmap_figure(grid, day)),
+        table_html(signals_frame(signals), f"{TABLE_TITLE} ({', '.join(algos)}) on {day}")
         if signals.height
         else f"<h2>{TABLE_TITLE}</h2><p>No signal of {', '.join(algos)} on {day}.</p>",
     ]

@@ -13,8 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ifd_cli.app import app
+from ifd_core.ops.costs import NO_PRICES
 from ifd_core.settings import get_settings
-from jobs.cost_report import NO_PRICES, month_to_date, write_cost_report
+from jobs.cost_report import month_to_date
+from reports.cost import write_cost_report
 from warehouse.cost_ledger import LakeCostLedger
 from warehouse.lake import Lake
 from warehouse.sql import query

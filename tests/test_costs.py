@@ -27,7 +27,7 @@ from ifd_core.ops.costs import (
     trading_fee_entries,
 )
 from ifd_core.settings import CostSettings, PricePeriod, Settings, get_settings, price_on
-from jobs.cost_report import budget_alert_levels_crossed, month_to_date
+from jobs.cost_report import month_to_date
 from tests.helpers import lake_fingerprint
 from warehouse.cost_ledger import LakeCostLedger
 from warehouse.cost_views import MACROS, VIEWS
@@ -419,13 +419,6 @@ def test_a_new_month_starts_at_zero(licence) -> None:
     july = month_to_date(lake, licence, dt.date(2025, 7, 1))
     assert july.spent == pytest.approx(LICENCE / 31)
     assert july.projection == pytest.approx(LICENCE)
-
-
-def test_budget_alert_levels_crossed(data_dir) -> None:
-    s = get_settings()
-    assert budget_alert_levels_crossed(s, 130.0, 140.0) == [0.8]
-    assert budget_alert_levels_crossed(s, 140.0, 167.0) == [0.95]
-    assert budget_alert_levels_crossed(s, 167.0, 170.0) == []
 
 
 # -- the views ---------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from reports.detection import (
     underlying_prices,
     write_detection_report,
 )
-from reports.trading import DQ_CHART_TITLE, DQ_TABLE_TITLE, write_dq_report
+from reports.dq import DQ_CHART_TITLE, DQ_TABLE_TITLE, write_dq_report
 from tests.fixtures import dbn_factory as f
 from warehouse.ingest import ingest_files
 from warehouse.lake import Lake

@@ -7,7 +7,7 @@ import math
 import polars as pl
 import pytest
 
-from ifd_core.analysis.ifd_v1 import detect_v1, summarize_v1
+from ifd_core.analysis.ifd_v1 import detect_v1
 
 
 def option(strike, right, buy, oi, last, sell=0, unsigned=0, underlying=21870.0):
@@ -48,13 +48,9 @@ def test_sold_calls_are_bearish_and_sold_puts_bullish():
     assert run(option(21840, "P", 0, 50, 35.5, sell=2750))["view"].to_list() == ["BULLISH"]
 
 
-def test_order_and_summary():
+def test_signals_are_ordered_by_strike():
     out = run(option(21900, "C", 1200, 100, 42.0), option(21840, "P", 2750, 50, 35.5))
     assert out["strike"].to_list() == [21840.0, 21900.0]
-    summary = summarize_v1(out)
-    assert summary["total_premium"] == pytest.approx(2_960_500)
-    assert summary["call_share"] == pytest.approx(0.3405, abs=1e-4)
-    assert summary["view"] == "BEARISH"
 
 
 def test_thresholds_are_inclusive():

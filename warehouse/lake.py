@@ -248,9 +248,6 @@ class Lake:
         files = [str(p) for p in self.files(table)] or [str(self.seed_file(table))]
         return pl.scan_parquet(files, schema=TABLES[table].pl_schema, missing_columns="insert")
 
-    def has_seed(self, table: str) -> bool:
-        return self.seed_file(table).exists()
-
     # ------------------------------------------------------------------ writes
     def _tx(self) -> Transaction | None:
         return getattr(self._local, "tx", None)

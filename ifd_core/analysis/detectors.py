@@ -94,12 +94,6 @@ V1_FEATURES = ("vol_oi_ratio", "open_interest", "new_strike", "buy_volume", "sel
 V1_TIER_CONFIDENCE = {"EXTREME": 0.95, "VERY_HIGH": 0.85, "HIGH": 0.75, "MODERATE": 0.6}
 
 
-def _session_key() -> pl.Expr:
-    return pl.concat_str(
-        pl.col("date").cast(pl.String), pl.col("instrument_id").cast(pl.String), separator="|"
-    )
-
-
 def empty_signals() -> pl.DataFrame:
     return pl.DataFrame(schema=SIGNAL_SCHEMA)
 

@@ -82,26 +82,3 @@ def _plan(signals: pl.DataFrame, p: V1Settings) -> pl.DataFrame:
         distance.alias("distance_percent"),
         (distance <= p.max_distance_percent).alias("actionable"),
     )
-
-
-def summarize_v1(signals: pl.DataFrame) -> dict:
-    """Call and put premium of the signals and the overall view (call share > 65 % bullish)."""
-    calls = float(signals.filter(pl.col("right") == "C")["premium"].sum())
-    puts = float(signals.filter(pl.col("right") == "P")["premium"].sum())
-    total = calls + puts
-    share = calls / total if total else None
-    if share is None:
-        view = "NEUTRAL"
-    elif share > 0.65:
-        view = "BULLISH"
-    elif share < 0.35:
-        view = "BEARISH"
-    else:
-        view = "MIXED"
-    return {
-        "call_premium": calls,
-        "put_premium": puts,
-        "total_premium": total,
-        "call_share": share,
-        "view": view,
-    }

@@ -24,6 +24,8 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from enum import StrEnum
 from typing import Any
 
@@ -37,10 +39,12 @@ __all__ = [
     "BYTES_PER_GB",
     "DATA_COST_TYPES",
     "FIXED_COST_TYPES",
+    "NO_PRICES",
     "QUOTE_TYPES",
     "REAL_MONEY_MODES",
     "TRADING_COST_TYPES",
     "BudgetStatus",
+    "MonthCost",
     "allocate",
     "budget_status",
     "cost_per_signal",
@@ -260,3 +264,96 @@ def budget_status(
     if used >= 0.5:
         return BudgetStatus.ON_TRACK
     return BudgetStatus.UNDER_BUDGET
+
+
+# --- the month to date (built by jobs.cost_report.month_to_date, drawn by reports.cost) ---
+NO_PRICES = (
+    "NO PRICES CONFIGURED: subscriptions and live usage are not booked, so the data cost below "
+    "is only what was quoted and spent through the budget gate. Set IFD_COSTS__PRICES from "
+    "Databento's pricing page (README, Costs)."
+)
+
+
+@dataclass
+class MonthCost:
+    """The month's data cost up to ``as_of`` against the budget, and what it bought."""
+
+    month: str
+    as_of: dt.date
+    budget: float
+    spent: float
+    """Data cost (``SPEND_ENTRY_TYPES``) booked from the 1st to ``as_of``, USD."""
+    utilization: float
+    remaining: float
+    elapsed_days: int
+    days_in_month: int
+    projection: float
+    """spent / elapsed days x days in month (§4.2)."""
+    status: BudgetStatus
+    by_type: dict[str, float]
+    """Data cost per entry type; the values sum to ``spent``."""
+    by_day: pl.DataFrame
+    """Data cost per (date, entry_type), for the chart and the daily alert."""
+    trading_costs: float
+    trading_by_type: dict[str, float]
+    quoted: float
+    actionable_signals: dict[str, int]
+    synthetic_signals: int
+    cost_per_signal: float | None
+    marginal_cost_per_signal: float | None
+    per_algo: dict[str, dict[str, float | None]]
+    """Allocated data cost and cost per signal per algorithm (settings.costs.allocation)."""
+    allocation: str
+    target_cost_per_signal: float
+    daily_budget: float
+    """Monthly budget / days in month: the line of the daily chart (§4.11)."""
+    remaining_per_day: float | None
+    """What is left per remaining calendar day after ``as_of`` (None on the last day)."""
+    alert_levels_reached: list[float]
+    prices_configured: bool
+    price_source: str | None
+    entries: pl.DataFrame = dataclass_field(repr=False)
+    """The ledger rows of the month up to ``as_of``."""
+
+    @property
+    def total_signals(self) -> int:
+        return sum(self.actionable_signals.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no frames), for `ifd cost report --json` and flow results."""
+        r = 6
+        return {
+            "month": self.month,
+            "as_of": self.as_of.isoformat(),
+            "prices_configured": self.prices_configured,
+            "price_source": self.price_source,
+            "budget": self.budget,
+            "spent": round(self.spent, r),
+            "utilization": round(self.utilization, r),
+            "remaining": round(self.remaining, r),
+            "elapsed_days": self.elapsed_days,
+            "days_in_month": self.days_in_month,
+            "projection": round(self.projection, r),
+            "status": self.status.value,
+            "alert_levels_reached": self.alert_levels_reached,
+            "by_type": {k: round(v, r) for k, v in self.by_type.items()},
+            "trading_costs": round(self.trading_costs, r),
+            "trading_by_type": {k: round(v, r) for k, v in self.trading_by_type.items()},
+            "quoted": round(self.quoted, r),
+            "actionable_signals": self.actionable_signals,
+            "synthetic_signals": self.synthetic_signals,
+            "cost_per_signal": _round(self.cost_per_signal, r),
+            "marginal_cost_per_signal": _round(self.marginal_cost_per_signal, r),
+            "target_cost_per_signal": self.target_cost_per_signal,
+            "allocation": self.allocation,
+            "per_algo": {
+                a: {k: _round(v, r) for k, v in d.items()} for a, d in self.per_algo.items()
+            },
+            "daily_budget": round(self.daily_budget, r),
+            "remaining_per_day": _round(self.remaining_per_day, r),
+            "ledger_entries": self.entries.height,
+        }
+
+
+def _round(v: float | None, digits: int) -> float | None:
+    return None if v is None else round(v, digits)

@@ -26,7 +26,6 @@ MINUTE_NS = 60 * NS
 
 IncidentState = Literal["open", "resolved"]
 Severity = Literal["warning", "critical"]
-AlertLevel = Literal["warning", "critical", "severe"]
 
 
 @dataclass(frozen=True)
@@ -189,13 +188,6 @@ class FeedLiveness:
         )
 
 
-def bad_intervals(incidents: Iterable[Incident], now_ns: int) -> list[tuple[int, int]]:
-    """``[opened, resolved)`` of each row, open episodes running to ``now_ns`` (for uptime)."""
-    return [
-        (i.opened_ns, i.resolved_ns if i.resolved_ns is not None else now_ns) for i in incidents
-    ]
-
-
 # --- latency (§4.8) ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SignalLatency:
@@ -312,33 +304,6 @@ class LatencyHistogram:
         }
 
 
-def rolling_p95_alert(
-    samples_ns: Sequence[int] | np.ndarray,
-    warn_ms: float = 80,
-    crit_ms: float = 150,
-    severe_ms: float = 300,
-    *,
-    min_samples: int = 5,
-) -> AlertLevel | None:
-    """Alert level of a rolling window's p95 (§4.8): > 80 ms warning, > 150 critical, > 300 severe.
-
-    The caller passes the window (e.g. ``hist.values_since(now - 5 min)``). Fewer than
-    ``min_samples`` samples give no alert: one slow signal is not a p95 (the reference's breach
-    check also needed 5).
-    """
-    arr = np.asarray(samples_ns, dtype=np.int64)
-    if arr.size < max(min_samples, 1):
-        return None
-    p95_ms = float(np.percentile(arr, 95, method="linear")) / MS
-    if p95_ms > severe_ms:
-        return "severe"
-    if p95_ms > crit_ms:
-        return "critical"
-    if p95_ms > warn_ms:
-        return "warning"
-    return None
-
-
 # --- uptime (§4.9) -------------------------------------------------------------------------------
 def rth_minutes(trade_date: dt.date) -> list[int]:
     """Start (ns UTC) of every RTH minute of ``trade_date``; empty on a holiday.
@@ -387,40 +352,3 @@ def uptime_minutes(
         return 0, 0, None
     good = total - len(bad_minutes(bad_intervals_ns, trade_date))
     return good, total, 100.0 * good / total
-
-
-def incidents_from_minutes(
-    bad_minute_starts_ns: Iterable[int],
-    *,
-    kind: str = "downtime",
-    critical_minutes: int = 5,
-) -> list[Incident]:
-    """Merge contiguous bad minutes into resolved incidents (count, MTTR and longest follow).
-
-    ``critical`` from ``critical_minutes`` on: the monthly RTH budget at 99.9 % is about 8
-    minutes, so one such incident spends most of it.
-    """
-    out: list[Incident] = []
-    run: list[int] = []
-
-    def flush() -> None:
-        if run:
-            n = len(run)
-            out.append(
-                Incident(
-                    kind=kind,
-                    state="resolved",
-                    opened_ns=run[0],
-                    resolved_ns=run[-1] + MINUTE_NS,
-                    detail=f"{n} bad RTH minute{'s' if n != 1 else ''}",
-                    severity="critical" if n >= critical_minutes else "warning",
-                )
-            )
-
-    for m in sorted(set(bad_minute_starts_ns)):
-        if run and m != run[-1] + MINUTE_NS:
-            flush()
-            run = []
-        run.append(m)
-    flush()
-    return out

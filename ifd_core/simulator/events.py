@@ -127,10 +127,6 @@ class MboDay:
             stop = min(start + rows, self.n)
             yield self._fill(start, stop, buf[: stop - start], ids, seq).tobytes()
 
-    def to_array(self) -> np.ndarray:
-        """All records as one MBOMsg structured array (for tests and small days)."""
-        return np.frombuffer(b"".join(self.chunks()), dtype=MBO_DTYPE)
-
     def _fill(
         self, start: int, stop: int, out: np.ndarray, ids: _OrderIds, seq: np.ndarray
     ) -> np.ndarray:

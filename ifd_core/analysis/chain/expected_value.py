@@ -331,11 +331,3 @@ def reliability_curve(
             "realized_rate": pl.Float64,
         },
     )
-
-
-def brier_score(predicted: Sequence[float] | np.ndarray, realized: Sequence[bool | int]) -> float:
-    p = np.asarray(predicted, dtype=np.float64)
-    y = np.asarray(realized, dtype=np.float64)
-    if p.size == 0:
-        raise ValueError("no predictions")
-    return float(np.mean((p - y) ** 2))
