@@ -2,7 +2,7 @@
 
 The CLI is the top layer: it composes flows, jobs, reports, the warehouse and ifd_core, importing
 them lazily inside each command so that `ifd --help` stays fast. Each module of this package holds
-one command group (see the package listing); `common` holds what they share.
+one command group (listed in the package docstring); `common` holds what they share.
 
 Exit codes (stable, for scripts):
   0 success · 1 bad or rejected data (refused, quarantined) · 2 usage error

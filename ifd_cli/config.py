@@ -7,10 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ifd_cli.common import (
-    load_settings,
-    out,
-)
+from ifd_cli.common import load_settings, out
 
 commands = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 

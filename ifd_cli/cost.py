@@ -8,14 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ifd_cli.common import (
-    EXIT_BUSY,
-    err,
-    fail,
-    load_settings,
-    out,
-    parse_date,
-)
+from ifd_cli.common import EXIT_BUSY, err, fail, load_settings, out, parse_date
 
 commands = typer.Typer(help="Data cost against the monthly budget.", no_args_is_help=True)
 

@@ -9,14 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ifd_cli.common import (
-    EXIT_SERVICE,
-    err,
-    esc,
-    fail,
-    load_settings,
-    out,
-)
+from ifd_cli.common import EXIT_SERVICE, err, esc, fail, load_settings, out
 
 commands = typer.Typer()
 

@@ -7,11 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ifd_cli.common import (
-    fail,
-    load_settings,
-    out,
-)
+from ifd_cli.common import fail, load_settings, out
 
 commands = typer.Typer(
     help="The one rollout controller: challenger stage, promotions, rollbacks (§4.7).",
