@@ -20,12 +20,12 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from rich.console import Console
 
 from ifd_core.settings import get_settings
 
@@ -132,13 +132,14 @@ def demo(days: int = 30, seed: int = 7, scale: float = 0.3) -> dict:
         f"them from {first}: {sim['planted']} planted flows, {sim['decoys']} decoys. Not evidence "
         "about real markets.",
         "",
-        *[f"- {k}: `{v}`" for k, v in _reports(out).items()],
+        *[f"- {k}: `{v}`" for k, v in report_paths(out).items()],
     ]
     create_markdown_artifact(key="demo-summary", markdown="\n".join(md))
     return out
 
 
-def _reports(out: dict) -> dict[str, str]:
+def report_paths(out: dict) -> dict[str, str]:
+    """The HTML reports the demo wrote, by name (those it did not write are left out)."""
     found = {
         "detection report": out["detection"].get("report"),
         "backtest report": out["backtest"].get("report"),
@@ -149,90 +150,27 @@ def _reports(out: dict) -> dict[str, str]:
     return {k: v for k, v in found.items() if v}
 
 
-def run_demo(settings, *, days: int, seed: int, scale: float, console: Console, progress) -> int:
-    """`ifd demo`: the `demo` flow, then what landed, the signals and where to look."""
-    from ifd_cli.app import print_frame
-    from warehouse.lake import Lake
-    from warehouse.sql import query
+@dataclass(frozen=True)
+class DemoRun:
+    """One run of the `demo` flow: its result when it completed, else its final state."""
 
-    console.rule("[bold]IFD demo — SYNTHETIC data, as Prefect flow runs[/]")
-    console.print(
-        "Each step is a Prefect flow run; without PREFECT_API_URL the first one starts a local "
-        "temporary Prefect server (about 15 s).",
-        highlight=False,
-    )
+    state: str
+    message: str | None
+    result: dict | None
+    seconds: float
+
+    @property
+    def completed(self) -> bool:
+        return self.result is not None
+
+
+def run_demo_flow(days: int, seed: int, scale: float) -> DemoRun:
+    """Run the `demo` flow in this process and time it (the temporary Prefect server included)."""
     # The temporary server inherits this: no telemetry (offline machines; it also raced the
     # first run for the SQLite database).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     logging.getLogger("prefect.task_runs").setLevel(logging.WARNING)  # one line per file is enough
     t0 = time.perf_counter()
     state = demo(days=days, seed=seed, scale=scale, return_state=True)
-    if not state.is_completed():
-        console.print(f"[red]the demo flow ended {state.name}[/]: {state.message}")
-        return 1
-    out = state.result()
-    seconds = time.perf_counter() - t0
-    lake = Lake(settings.data_dir)
-    landed = query(
-        lake,
-        " UNION ALL ".join(
-            f"SELECT '{t}' AS \"table\", origin, count(*) AS rows, count(DISTINCT date) AS days, "
-            f"min(date) AS first, max(date) AS last FROM {t} GROUP BY ALL"
-            for t in ("mbo", "trades", "instruments", "open_interest", "settlements")
-        ),
-    )
-    print_frame(landed, title="What landed in the lake (origin says SYNTHETIC data)")
-    day = out["days"][-1]
-    sig = query(
-        lake,
-        "SELECT algo, raw_symbol, direction, view, round(confidence, 3) AS confidence, tier, label "
-        "FROM "
-        "signals_with_outcomes WHERE date = ? ORDER BY decision_ts, algo",
-        [dt.date.fromisoformat(day)],
-    )
-    print_frame(sig, title=f"Signals on {day} (SYNTHETIC)")
-    bt, ext = out["backtest"], out["extended"]
-    acc = bt.get("accuracy") or {}
-    console.rule("[bold]Verdicts beside the truth the simulator knows (SYNTHETIC)[/]")
-    for r in out["evaluation"]:
-        informed = (
-            f"{r['informed_found'] / r['found']:.2f} ({r['informed_found']}/{r['found']})"
-            if r["found"]
-            else "n/a (none found)"
-        )
-        a = acc.get(r["algo"]) or {}
-        accuracy = (
-            f"{a['accuracy']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}] over {a['resolved']} "
-            "resolved episodes"
-            if a.get("accuracy") is not None
-            else "n/a (no resolved episodes)"
-        )
-        console.print(
-            f"[bold]{r['algo']}[/]: found {r['found']}/{r['planted']} planted flows in "
-            f"{r['days']} sessions, {r['signals_on_decoys']} signals on {r['decoys']} decoys, "
-            f"{r['stray_signals']} stray signals; true informed share of the flows it found: "
-            f"{informed}; backtest accuracy {accuracy}",
-            highlight=False,
-        )
-    console.print(f"A/B verdict: {bt.get('verdict')}", highlight=False)
-    console.print(f"Extended test: {ext.get('verdict')}", highlight=False)
-    console.print(f"Extended test, statistical criteria only (a replay measures no latency or "
-                  f"uptime): {ext.get('statistical_verdict')}", highlight=False)  # fmt: skip
-    console.print(
-        "An informed flow is followed by a move of the underlying; the label needs it to reach "
-        "the barrier first, so even a perfect detector's accuracy sits below its informed share. "
-        "README 'Calibration' measures these statistics on many such markets.",
-        highlight=False,
-    )
-    console.print(f"\nThe story ran as Prefect flow runs in {seconds:.0f}s. All of it is SYNTHETIC."
-                  f" Ground truth: {out['truth']}", highlight=False)  # fmt: skip
-    for k, v in _reports(out).items():
-        console.print(f"{k + ':':<22} {v}", highlight=False)
-    console.print(
-        f'\nSQL: uv run ifd sql "SELECT algo, raw_symbol, direction, view, confidence, label '
-        f"FROM signals_with_outcomes WHERE date = DATE '{day}'\"\n"
-        "UI:  uv run ifd serve   then open http://127.0.0.1:4200 (the demo's runs, artifacts and "
-        "reports are there)",
-        highlight=False,
-    )
-    return 0
+    result = state.result() if state.is_completed() else None
+    return DemoRun(state.name, state.message, result, time.perf_counter() - t0)

@@ -9,10 +9,24 @@ the Prefect flows at start.
 from __future__ import annotations
 
 import logging
+import sys
 
 IFD_LOGGERS = ("ifd_core", "warehouse", "expectations", "jobs", "reports", "flows", "ifd_cli")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _HANDLER_NAME = "ifd-stderr"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record comes, not as it was when the handler
+    was made: a test runner or `CliRunner` that swaps stderr gets the records of its own run."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 def configure_logging(level: str) -> int:
@@ -28,7 +42,7 @@ def configure_logging(level: str) -> int:
         logger = logging.getLogger(logger_name)
         logger.setLevel(numeric)
         if not any(h.get_name() == _HANDLER_NAME for h in logger.handlers):
-            handler = logging.StreamHandler()
+            handler = _StderrHandler()
             handler.set_name(_HANDLER_NAME)
             fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
             handler.setFormatter(logging.Formatter(fmt))

@@ -1,0 +1,142 @@
+"""What every command module of the `ifd` command shares: exit codes, consoles, settings and lake
+access, the progress bar, table printing and the parsing of common options.
+
+Settings are loaded here, and so is logging configured: once per invocation, from
+``--verbose``/``--quiet`` when given, else from the ``log_level`` of the settings the command
+loads (its ``--profile`` included).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+# Stable, for scripts (listed in `ifd --help`).
+EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_BUDGET, EXIT_BUSY, EXIT_SERVICE = 0, 1, 2, 3, 4, 5
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what shells report for a command stopped by Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away (`| head`)
+
+ALGO_CHOICES = ("v3", "v1", "both")
+
+# Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+log = logging.getLogger(__name__)
+
+
+class _LoggingState:
+    """The invocation's logging: the level the command line forces, and whether it is set."""
+
+    override: str | None = None
+    configured: bool = False
+
+
+def start_invocation(level_override: str | None) -> None:
+    """Called by the app at each invocation (tests run many in one process): forget the last
+    one's logging, and apply ``level_override`` (from --verbose/--quiet) at once if given."""
+    _LoggingState.override = level_override
+    _LoggingState.configured = False
+    if level_override is not None:
+        _configure_logging(level_override)
+
+
+def _configure_logging(level: str) -> None:
+    from ifd_core.logs import configure_logging
+
+    try:
+        configure_logging(level)
+    except ValueError as exc:
+        raise fail(f"invalid configuration: log_level: {exc}", EXIT_USAGE) from None
+    _LoggingState.configured = True
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    """Say what went wrong on stderr; the caller raises the returned exit with ``code``."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def load_settings(profile: str | None = None):
+    """The effective settings (a bad profile or value is a usage error); the first call of an
+    invocation configures logging from their ``log_level`` unless the command line set it."""
+    from ifd_core.settings import ProfileError, get_settings
+
+    try:
+        settings = get_settings(profile)
+    except ProfileError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    except Exception as exc:  # pydantic validation: unknown key, wrong type
+        first = str(exc).splitlines()
+        raise fail("invalid configuration: " + " ".join(first[:3]), EXIT_USAGE) from None
+    if not _LoggingState.configured:
+        _configure_logging(settings.log_level)
+    log.debug(
+        "settings: profile %s, data root %s, log level %s",
+        settings.profile or "(none)",
+        settings.data_dir,
+        _LoggingState.override or settings.log_level,
+    )
+    return settings
+
+
+def open_lake(profile: str | None = None):
+    from warehouse.lake import Lake
+
+    return Lake(load_settings(profile).data_dir)
+
+
+def progress_bar():
+    """A progress bar on stderr, shown only on a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal,
+    )
+
+
+def print_frame(df, fmt: str = "table", title: str | None = None) -> None:
+    if fmt == "csv":
+        sys.stdout.write(df.write_csv())
+    elif fmt == "json":
+        sys.stdout.write(json.dumps(df.to_dicts(), default=str, indent=1) + "\n")
+    else:
+        table = Table(title=title, show_lines=False)
+        for c in df.columns:
+            table.add_column(c, overflow="fold")
+        for row in df.iter_rows():
+            table.add_row(*("" if v is None else str(v) for v in row))
+        out.print(table)
+
+
+def parse_date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise fail(f"not a date: {value!r} (use YYYY-MM-DD)", EXIT_USAGE) from None
+
+
+def parse_algos(algo: str) -> tuple[str, ...]:
+    """--algo v3, v1 or both as the algorithms to run."""
+    if algo not in ALGO_CHOICES:
+        raise fail(f"--algo must be one of {', '.join(ALGO_CHOICES)}", EXIT_USAGE)
+    return ("v3", "v1") if algo == "both" else (algo,)
+
+
+def esc(text: str) -> str:
+    """``text`` with rich markup escaped, for messages that quote user or file content."""
+    from rich.markup import escape
+
+    return escape(text)
