@@ -90,9 +90,8 @@ def ib_record_underlying(
     import time
 
     from ifd_core.broker.ib_quotes import QuotesUnavailable
-    from ifd_core.calendar import trade_date_of
+    from ifd_core.calendar import trade_date_bounds, trade_date_of
     from jobs.ib_underlying import futures_of, record_underlying
-    from jobs.live.runner import session_bounds
     from warehouse.lake import Lake
     from warehouse.migrations import ensure_migrated
 
@@ -100,7 +99,7 @@ def ib_record_underlying(
     lake = Lake(settings.data_dir)
     ensure_migrated(lake)
     day = parse_date(date) if date else trade_date_of(time.time_ns())
-    until = time.time() + seconds if seconds is not None else session_bounds(day)[1] / 1e9
+    until = time.time() + seconds if seconds is not None else trade_date_bounds(day)[1] / 1e9
     futures = futures_of(lake, day)
     if not futures:
         raise fail(f"no option of {day} is defined in the lake: ingest its definitions first",

@@ -138,7 +138,8 @@ def live(
     import signal
 
     from ifd_core.marketdata.live_source import LiveFeedError
-    from jobs.live.runner import BrokerNotReady, LiveOptions, LiveRunner, WarehouseUnavailable
+    from jobs.live.dates import WarehouseUnavailable
+    from jobs.live.runner import BrokerNotReady, LiveOptions, LiveRunner
     from warehouse.lake import Lake
 
     host, port = _host_port(gateway)

@@ -166,6 +166,21 @@ def streaming_period(trade_date: dt.date, policy: SessionPolicy | str) -> Stream
     return StreamingPeriod(trade_date, open_ns, close_ns)
 
 
+def trade_date_bounds(trade_date: dt.date) -> tuple[int, int]:
+    """``[start_ns, end_ns)``: every instant the trade-date rule (``trade_date_of``) puts on
+    ``trade_date``, from the previous session's 17:00 New York close to this one's.
+
+    Wider than the streaming period: it also holds the 17:00-18:00 pre-open (order adds that
+    build the books), a weekend or holiday before the session and, on an early-close day, the
+    records up to 17:00. The live run keys its records by this span so that it consumes exactly
+    the records the lake partitions into the date (``streaming_period`` says when to stream).
+    """
+    return (
+        et_to_ns(previous_trading_day(trade_date), *GLOBEX_CLOSE_ET),
+        et_to_ns(trade_date, *GLOBEX_CLOSE_ET),
+    )
+
+
 def _ny_date(ts_ns: int) -> dt.date:
     return dt.datetime.fromtimestamp(ts_ns / NS, tz=NEW_YORK).date()
 

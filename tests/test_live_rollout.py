@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from test_live_stream import KEY, fresh_lake, world  # noqa: F401 - the fixture
 
-import jobs.live.runner as live_mod
+import jobs.live.dates as dates_mod
 from ifd_core.analysis.detectors import V3Detector
 from ifd_core.marketdata.record_source import RecordBatch
 from ifd_core.marketdata.replay_gateway import ReplayGateway
@@ -48,7 +48,7 @@ def test_challenger_errors_roll_back_and_stop_its_orders(world, monkeypatch):  #
     # Which windows close in one detector call depends on how the network cuts the stream into
     # batches (coarser under load). The MBO stream is fed in fixed pieces of the day's record
     # sequence instead, so the calls, and which of them fail, are the same on every run.
-    real_feed = live_mod._DayState.feed
+    real_feed = dates_mod.DayState.feed
     fed = {"n": 0}
 
     def in_fixed_pieces(self, batch, source):
@@ -61,7 +61,7 @@ def test_challenger_errors_roll_back_and_stop_its_orders(world, monkeypatch):  #
             i += len(part)
             real_feed(self, RecordBatch(batch.schema, part, batch.origin), source)
 
-    monkeypatch.setattr(live_mod._DayState, "feed", in_fixed_pieces)
+    monkeypatch.setattr(dates_mod.DayState, "feed", in_fixed_pieces)
     # The small scenario closes few windows per call: let any failed window count. The
     # detector's breaker would also trip on these failures (BREAKER_OPEN, its own trigger, pinned
     # in test_rollout); which of the two fires first depends on how the network cuts the stream

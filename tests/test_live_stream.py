@@ -151,6 +151,7 @@ def test_five_drops_are_five_recovered_gaps_and_change_nothing(world):
 def test_a_stopped_run_resumes_from_its_checkpoint(world, monkeypatch):
     """Stop (as SIGTERM does) right after a mid-day checkpoint; the same command again resumes
     from the checkpoint and the day ends exactly as batch detection has it."""
+    import jobs.live.dates as dates_mod
     import jobs.live.runner as live_mod
 
     lake = fresh_lake(world, "resume")
@@ -159,7 +160,7 @@ def test_a_stopped_run_resumes_from_its_checkpoint(world, monkeypatch):
         databento={"api_key": KEY},
         live={"flush_every_s": 0.2, "flush_every_records": 20_000},
     )
-    real_checkpoint = live_mod._DayState.checkpoint
+    real_checkpoint = dates_mod.DayState.checkpoint
     armed = {"runner": None}
 
     def checkpoint_then_stop(self, finalized: bool) -> None:
@@ -169,7 +170,7 @@ def test_a_stopped_run_resumes_from_its_checkpoint(world, monkeypatch):
             armed["runner"] = None
             runner.stop()
 
-    monkeypatch.setattr(live_mod._DayState, "checkpoint", checkpoint_then_stop)
+    monkeypatch.setattr(dates_mod.DayState, "checkpoint", checkpoint_then_stop)
     clocks: list[int] = []  # the exchange time the rollout guard sees at each flush
     real_on_flush = live_mod.LiveGuard.on_flush
     monkeypatch.setattr(
@@ -272,10 +273,10 @@ def test_a_failing_gateway_opens_the_feed_breaker_and_waits_for_its_probe(world)
 
     import databento as db
 
+    from ifd_core.calendar import trade_date_bounds
     from ifd_core.marketdata.live_source import LiveParams, LiveSource, Subscription
     from ifd_core.ops.resilience import Breaker
     from ifd_core.settings import BreakerSettings
-    from jobs.live.runner import session_bounds
 
     with socket.socket() as s:  # a port nobody listens on: connect is refused
         s.bind(("127.0.0.1", 0))
@@ -298,7 +299,7 @@ def test_a_failing_gateway_opens_the_feed_breaker_and_waits_for_its_probe(world)
         src = LiveSource(
             params,
             [Subscription("mbo", ("NQ.OPT",))],
-            start_ns=session_bounds(world["day"])[0],
+            start_ns=trade_date_bounds(world["day"])[0],
             client_factory=client,
             breaker=breaker,
         )
@@ -321,7 +322,9 @@ def test_a_warehouse_outage_defers_flushes_and_loses_nothing(world, monkeypatch)
     day still ends exactly as batch detection has it."""
     import errno
 
+    import jobs.live.dates as dates_mod
     import jobs.live.runner as live_mod
+    from jobs.live.rows import LIVE_KEY
 
     lake = fresh_lake(world, "outage")
     settings = get_settings(
@@ -331,7 +334,7 @@ def test_a_warehouse_outage_defers_flushes_and_loses_nothing(world, monkeypatch)
         resilience={"breaker": {"cooldown_s": 0.5, "cooldown_max_s": 5.0}},
     )
     outage = {"left": 0, "armed": True, "failed": 0}
-    real_checkpoint, real_write = live_mod._DayState.checkpoint, Lake.write
+    real_checkpoint, real_write = dates_mod.DayState.checkpoint, Lake.write
 
     def checkpoint(self, finalized: bool) -> None:
         real_checkpoint(self, finalized)
@@ -339,13 +342,13 @@ def test_a_warehouse_outage_defers_flushes_and_loses_nothing(world, monkeypatch)
             outage.update(armed=False, left=3)
 
     def write(self, table, df, key, bucket=None):
-        if outage["left"] and key.startswith(live_mod.LIVE_KEY):
+        if outage["left"] and key.startswith(LIVE_KEY):
             outage["left"] -= 1
             outage["failed"] += 1
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(self, table, df, key, bucket)
 
-    monkeypatch.setattr(live_mod._DayState, "checkpoint", checkpoint)
+    monkeypatch.setattr(dates_mod.DayState, "checkpoint", checkpoint)
     monkeypatch.setattr(Lake, "write", write)
     said: list[str] = []
     with ReplayGateway(world["sim"], [KEY]) as gw:

@@ -15,9 +15,11 @@ from ifd_core.calendar import (
     et_to_ns,
     next_period,
     period_at,
+    previous_trading_day,
     snap_to_sessions,
     streaming_period,
     trade_date,
+    trade_date_bounds,
     trade_date_of,
 )
 from ifd_core.settings import get_settings
@@ -152,3 +154,20 @@ def test_trade_date_of_matches_the_lake_partitioning():
     df = snap_to_sessions(pl.DataFrame({"ts": ts}).with_columns(trade_date("ts")))
     assert [trade_date_of(int(t)) for t in ts] == df["date"].to_list()
     assert trade_date_of(et_to_ns(D(2024, 12, 24), 17)) == D(2024, 12, 26)
+
+
+@pytest.mark.parametrize(
+    "day",
+    # a Monday, the session after Good Friday, an early close, the first session after DST began
+    [D(2024, 6, 10), D(2024, 4, 1), D(2024, 11, 29), D(2024, 3, 11), D(2024, 12, 26)],
+)
+def test_trade_date_bounds_are_exactly_the_instants_of_the_trade_date(day):
+    start, end = trade_date_bounds(day)
+    assert trade_date_of(start) == day and trade_date_of(end - 1) == day
+    assert trade_date_of(start - 1) < day < trade_date_of(end)
+    assert start == et_to_ns(previous_trading_day(day), 17) and end == et_to_ns(day, 17)
+    # The streaming period lies inside; the span also holds the pre-open (and, on an early
+    # close, the hours to 17:00) that the lake partitions into the date.
+    period = streaming_period(day, ALWAYS)
+    assert start < period.open_ns and period.close_ns <= end
+    assert trade_date_of(period.open_ns - 30 * 60 * NS) == day  # 17:30 pre-open
