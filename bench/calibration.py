@@ -99,16 +99,26 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 todo.append((share, seed, path))
     t0 = time.perf_counter()
-    print(f"calibration (SYNTHETIC): {len(todo)} market(s) to run, {len(results)} kept, "
-          f"{grid.days} sessions each, {a.jobs} worker(s)")  # fmt: skip
+    print(
+        f"calibration (SYNTHETIC): {len(todo)} market(s) to run, {len(results)} kept, "
+        f"{grid.days} sessions each, {a.jobs} worker(s)"
+    )
 
     def run(share: float, seed: int, path: Path) -> dict:
         if a.jobs == 1:
             market = _one(share, seed, grid_d, str(a.out))
             path.write_text(json.dumps({"grid": grid_d, "market": market}, default=str))
         else:  # a fresh interpreter per market: forked or spawned pool workers ran 20x slower
-            cmd = [sys.executable, __file__, "--one", f"{share}:{seed}", "--grid",
-                   json.dumps(grid_d), "--out", str(a.out)]  # fmt: skip
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                f"{share}:{seed}",
+                "--grid",
+                json.dumps(grid_d),
+                "--out",
+                str(a.out),
+            ]
             subprocess.run(cmd, check=True)
         return json.loads(path.read_text())["market"]
 

@@ -299,9 +299,12 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "fast_cold_compile_s": cold,
         "variants": results,
-        "ratios": {v: results[v]["rate"] / results[b]["rate"] for v, b in base.items()
-                   if v in results and b in results},
-    }  # fmt: skip
+        "ratios": {
+            v: results[v]["rate"] / results[b]["rate"]
+            for v, b in base.items()
+            if v in results and b in results
+        },
+    }
     (OUT / "engine.json").write_text(json.dumps(report, indent=1))
     print(f"wrote {OUT / 'engine.json'}")
 

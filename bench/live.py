@@ -55,8 +55,18 @@ class Gateway:
 
     def __init__(self, data: Path, speed: str) -> None:
         env = {**os.environ, "IFD_DATABENTO__API_KEY": KEY}
-        cmd = [sys.executable, "-m", "ifd_cli.app", "gateway", "--data", str(data), "--port", "0",
-               "--speed", speed]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "ifd_cli.app",
+            "gateway",
+            "--data",
+            str(data),
+            "--port",
+            "0",
+            "--speed",
+            speed,
+        ]
         self.proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
         line = self.proc.stderr.readline()
         m = re.search(r"on 127\.0\.0\.1:(\d+)", line)
@@ -256,8 +266,10 @@ def main() -> None:
         print(f"{k:8} {row['records']:>10,} {rate:>8.3f} {ratio:>7.3f}")
     for name in ("decision_latency_speed_max", "decision_latency_speed_1"):
         d = doc[name]
-        print(f"{name}: p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms, max {d['max_ms']} ms "
-              f"over {d['batches']} batches")  # fmt: skip
+        print(
+            f"{name}: p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms, max {d['max_ms']} ms "
+            f"over {d['batches']} batches"
+        )
     print(f"written {out / 'live.json'}")
 
 

@@ -38,9 +38,10 @@ def baseline_refresh(trade_date: dt.date | None = None) -> dict | State:
     wanted = settings.analysis.v3.lookback_days
     rows = [{"bucket_table": name, "rows": df.height} for name, df in sorted((base or {}).items())]
     create_table_artifact(
-        key="baseline-refresh", table=rows or [{"bucket_table": "none", "rows": 0}],
+        key="baseline-refresh",
+        table=rows or [{"bucket_table": "none", "rows": 0}],
         description=f"Baselines for {trade_date}",
-    )  # fmt: skip
+    )
     md = [
         f"# Baselines for {trade_date}",
         "",

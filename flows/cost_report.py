@@ -1,5 +1,6 @@
 """Prefect flow `cost_report`: book the month's subscription days, then the month-to-date cost
-against the budget (§2.9, §3.7, §4.11) as table, markdown and link artifacts and an HTML report.
+against the budget (docs/operations.md §Costs) as table, markdown and link artifacts and an HTML
+report.
 
 Runs daily after the close and on the last day of each month (prefect.yaml). The day is a UTC
 calendar date because the ledger's months are UTC months; the daily run at 18:15 New York falls
@@ -45,8 +46,12 @@ def cost_report(day: str | None = None) -> dict:
     if mc.status.value in ("WARNING", "CRITICAL", "CAUTION"):
         log.warning(
             "data budget %s: $%.2f of $%.2f spent (%.1f %%), projection $%.2f at month end",
-            mc.status.value, mc.spent, mc.budget, mc.utilization * 100, mc.projection,
-        )  # fmt: skip
+            mc.status.value,
+            mc.spent,
+            mc.budget,
+            mc.utilization * 100,
+            mc.projection,
+        )
 
     kind = "Month-end cost report" if month_end else "Cost report"
     title = f"{kind} {mc.month} (to {d})"
@@ -63,8 +68,14 @@ def cost_report(day: str | None = None) -> dict:
     md += [f"Booked {len(booked)} subscription entries this run.", "", f"Report: `{report}`"]
     create_markdown_artifact(key=f"{KEY}-summary", markdown="\n".join(md), description=title)
     create_link_artifact(
-        key=f"{KEY}-report", link=report.resolve().as_uri(), link_text=report.name,
+        key=f"{KEY}-report",
+        link=report.resolve().as_uri(),
+        link_text=report.name,
         description=f"{title}: HTML report (static file)",
-    )  # fmt: skip
-    return {**doc, "report": str(report), "booked_subscription_entries": len(booked),
-            "month_end": month_end}  # fmt: skip
+    )
+    return {
+        **doc,
+        "report": str(report),
+        "booked_subscription_entries": len(booked),
+        "month_end": month_end,
+    }

@@ -38,10 +38,13 @@ def simulate(sim_dir: str, days: int, seed: int, scale: float) -> dict:
 
     log = get_run_logger()
     summary = simulate_market(
-        Path(sim_dir), days, seed, scale=scale,
+        Path(sim_dir),
+        days,
+        seed,
+        scale=scale,
         progress=lambda d, t: log.info("simulated %d/%d sessions (SYNTHETIC)", d, t),
         params=SimParams.from_settings(get_settings().simulator),
-    )  # fmt: skip
+    )
     return {
         "files": [str(p) for p in summary.files],
         "days": [d.isoformat() for d in summary.days],
@@ -64,8 +67,18 @@ def evaluate_days(data_dir: str, days: list[dt.date], truth_path: str) -> list[d
     truth = json.loads(Path(truth_path).read_text())
     rows = []
     for algo in ("v3", "v1"):
-        tot = dict.fromkeys(("planted", "found", "signals", "decoys", "signals_on_decoys",
-                             "stray_signals", "informed_found"), 0)  # fmt: skip
+        tot = dict.fromkeys(
+            (
+                "planted",
+                "found",
+                "signals",
+                "decoys",
+                "signals_on_decoys",
+                "stray_signals",
+                "informed_found",
+            ),
+            0,
+        )
         hours = 0.0
         for day in days:
             signals = (
@@ -78,17 +91,23 @@ def evaluate_days(data_dir: str, days: list[dt.date], truth_path: str) -> list[d
             events = [e for e in truth["events"] if e["date"] == day.isoformat()]
             ev = evaluate(signals, events, algo, h)
             hours += h
-            for k, v in (("planted", ev.planted), ("found", ev.found), ("signals", ev.signals),
-                         ("decoys", ev.decoys), ("signals_on_decoys", ev.decoy_signals),
-                         ("stray_signals", ev.strays)):  # fmt: skip
+            for k, v in (
+                ("planted", ev.planted),
+                ("found", ev.found),
+                ("signals", ev.signals),
+                ("decoys", ev.decoys),
+                ("signals_on_decoys", ev.decoy_signals),
+                ("stray_signals", ev.strays),
+            ):
                 tot[k] += v
             tot["informed_found"] += sum(1 for f in ev.per_flow if f["signals"] and f["informed"])
         rows.append({"algo": algo, **tot, "session_hours": round(hours, 1), "days": len(days)})
     create_table_artifact(
-        key="demo-evaluation", table=rows,
+        key="demo-evaluation",
+        table=rows,
         description=f"{days[0]} to {days[-1]}: signals against the simulator's ground truth "
         "(SYNTHETIC)",
-    )  # fmt: skip
+    )
     return rows
 
 
@@ -107,8 +126,9 @@ def demo(days: int = 30, seed: int = 7, scale: float = 0.3) -> dict:
 
     settings = get_settings()
     root = Path(settings.data_dir).resolve()
-    sim = simulate(str(root / "simulated" / f"seed{seed}-days{days}-scale{scale:g}"), days, seed,
-                   scale)  # fmt: skip
+    sim = simulate(
+        str(root / "simulated" / f"seed{seed}-days{days}-scale{scale:g}"), days, seed, scale
+    )
     sessions = [dt.date.fromisoformat(d) for d in sim["days"]]
     flow_days = sessions[BASELINE_SESSIONS:] or sessions[-1:]
     first, last = flow_days[0], flow_days[-1]
@@ -121,10 +141,17 @@ def demo(days: int = 30, seed: int = 7, scale: float = 0.3) -> dict:
     ext = extended_test(start=first, end=last)
     cost = cost_report()
     out = {
-        "days": sim["days"], "truth": sim["truth"], "planted": sim["planted"],
-        "decoys": sim["decoys"], "files": len(ingest), "detection": det,
-        "evaluation": evaluation, "backtest": bt, "extended": ext, "cost_report": cost["report"],
-    }  # fmt: skip
+        "days": sim["days"],
+        "truth": sim["truth"],
+        "planted": sim["planted"],
+        "decoys": sim["decoys"],
+        "files": len(ingest),
+        "detection": det,
+        "evaluation": evaluation,
+        "backtest": bt,
+        "extended": ext,
+        "cost_report": cost["report"],
+    }
     md = [
         "# IFD demo (SYNTHETIC data)",
         "",

@@ -79,8 +79,10 @@ def detection(
     ]
     if labels.height:
         md += ["| algo | outcome | signals |", "|---|---|---|"]
-        md += [f"| {r['algo']} | {r['label'] or 'not labelled'} | {r['len']} |"
-               for r in labels.to_dicts()]  # fmt: skip
+        md += [
+            f"| {r['algo']} | {r['label'] or 'not labelled'} | {r['len']} |"
+            for r in labels.to_dicts()
+        ]
         md.append("")
     md.append(f"Report: `{report}`")
     create_markdown_artifact(key=f"{KEY}-summary", markdown="\n".join(md), description=title)
@@ -95,9 +97,11 @@ def detection(
         description=f"{title}: signals with their outcome label",
     )
     create_link_artifact(
-        key=f"{KEY}-report", link=report.resolve().as_uri(), link_text=report.name,
+        key=f"{KEY}-report",
+        link=report.resolve().as_uri(),
+        link_text=report.name,
         description=f"{title}: HTML report (static file)",
-    )  # fmt: skip
+    )
     return {
         "day": day.isoformat(),
         "algos": list(algos),

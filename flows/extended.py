@@ -29,19 +29,30 @@ def extended_test(
         return skip
     log = get_run_logger()
     settings = get_settings()
-    res = run_extended(Lake(settings.data_dir), settings, start=start, end=end,
-                       realtime_test_id=realtime_test_id, progress=log.info)  # fmt: skip
+    res = run_extended(
+        Lake(settings.data_dir),
+        settings,
+        start=start,
+        end=end,
+        realtime_test_id=realtime_test_id,
+        progress=log.info,
+    )
     report = write_extended_report(settings.data_dir, res)
     lines = [
         f"{len(res.days)} sessions ({res.mode}), complete: {res.complete}.",
         "",
         f"Verdict: **{res.verdict}**",
     ]
-    publish("extended-test", f"Extended test {res.test_id}", res.synthetic, lines, res.final,
-            report)  # fmt: skip
+    publish(
+        "extended-test", f"Extended test {res.test_id}", res.synthetic, lines, res.final, report
+    )
     from ifd_core.trading.extended import verdict
     from jobs.extended import criteria_from
 
     statistical = verdict(res.daily, criteria_from(settings), operational=False)
-    return {"test_id": res.test_id, "verdict": str(res.verdict), "report": str(report),
-            "statistical_verdict": str(statistical)}  # fmt: skip
+    return {
+        "test_id": res.test_id,
+        "verdict": str(res.verdict),
+        "report": str(report),
+        "statistical_verdict": str(statistical),
+    }

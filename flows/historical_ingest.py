@@ -134,7 +134,9 @@ def _publish_dq(data_dir: str, run_ids: list[str], trade_date: dt.date | None) -
     )
     report = write_dq_report(lake, Path(data_dir), run_ids)
     create_link_artifact(
-        key="historical-ingest-dq-report", link=report.resolve().as_uri(), link_text=report.name,
+        key="historical-ingest-dq-report",
+        link=report.resolve().as_uri(),
+        link_text=report.name,
         description=f"{what}: HTML report (static file)",
-    )  # fmt: skip
+    )
     return report

@@ -24,10 +24,14 @@ def lake_compaction(min_files: int = 8, min_age_days: int = 2) -> dict:
     stale = lake.clean_staging()
     done = compact_lake(lake, min_files=min_files, min_age_days=min_age_days, progress=log.info)
     rows = [
-        {"table": c.table, "date": c.day.isoformat(), "files_before": c.files_before,
-         "rows": c.rows}
+        {
+            "table": c.table,
+            "date": c.day.isoformat(),
+            "files_before": c.files_before,
+            "rows": c.rows,
+        }
         for c in done
-    ]  # fmt: skip
+    ]
     if rows:
         create_table_artifact(key="lake-compaction", table=rows, description="Partitions merged")
     before = sum(c.files_before for c in done)

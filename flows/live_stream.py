@@ -1,6 +1,6 @@
 """Prefect flow `live_stream`: one long run per trading session, the live feed into the lake.
 
-Thin by design (ECOSYSTEM.md "Long-running streaming flow"): no task per event; the flow runs
+Thin by design (docs/operations.md §Live run): no task per event; the flow runs
 ``jobs.live.runner.LiveRunner`` in its own process, which captures the stream, writes micro-batches
 and checkpoints, and publishes a summary artifact at the end. Cancelling the run from the UI (or
 SIGTERM from the worker) flushes and checkpoints; the next run of the same date resumes.
@@ -62,9 +62,13 @@ def live_stream(
             logger.info(msg)
             create_markdown_artifact(key="live-stream-summary", markdown=f"# Live stream\n\n{msg}")
             return {
-                "run_id": None, "days": [], "gaps": [], "stopped": False, "halted": None,
+                "run_id": None,
+                "days": [],
+                "gaps": [],
+                "stopped": False,
+                "halted": None,
                 "skipped": msg,
-            }  # fmt: skip
+            }
         trade_date, wait_s = found
         if wait_s > 0:
             logger.info("waiting %.0f s for the %s session to open", wait_s, trade_date)

@@ -47,7 +47,13 @@ def nightly_backtest(
             f"worst-5% drawdown {mc['worst5_drawdown']:.2%}, P(loss) {mc['prob_loss']:.1%}"
         )
     lines += ["", f"A/B verdict: **{ab.verdict.text}**", f"A/B report: `{ab_report}`"]
-    publish("nightly-backtest", "Nightly backtest and A/B test", bt.synthetic, lines, metrics,
-            report)  # fmt: skip
-    return {"run_id": bt.run_id, "report": str(report), "ab_report": str(ab_report),
-            "verdict": ab.verdict.text, "accuracy": ab.accuracy}  # fmt: skip
+    publish(
+        "nightly-backtest", "Nightly backtest and A/B test", bt.synthetic, lines, metrics, report
+    )
+    return {
+        "run_id": bt.run_id,
+        "report": str(report),
+        "ab_report": str(ab_report),
+        "verdict": ab.verdict.text,
+        "accuracy": ab.accuracy,
+    }

@@ -97,10 +97,22 @@ def prefect_server(
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", host,
-             "--port", str(port)],
-            env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                host,
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         say(f"starting the Prefect server on {host}:{port} (log: {log})")
         deadline = time.monotonic() + timeout_s

@@ -34,6 +34,8 @@ def publish(
     md = [f"# {title}", "", origin, "", *lines, "", f"Report: `{report}`"]
     create_markdown_artifact(key=f"{key}-summary", markdown="\n".join(md), description=title)
     create_link_artifact(
-        key=f"{key}-report", link=report.resolve().as_uri(), link_text=report.name,
+        key=f"{key}-report",
+        link=report.resolve().as_uri(),
+        link_text=report.name,
         description=f"{title}: HTML report (static file)",
-    )  # fmt: skip
+    )

@@ -22,7 +22,8 @@ def cost_report(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Book the month's subscription days up to DAY, then the month to date against the budget
-    (status, projection, cost per actionable signal) and the HTML report (platform.md §4.11)."""
+    (status, projection, cost per actionable signal) and the HTML report (docs/operations.md
+    §Costs)."""
     from ifd_core.ops.costs import NO_PRICES
     from jobs.cost_report import month_to_date, summary_lines
     from reports.cost import write_cost_report
@@ -46,8 +47,10 @@ def cost_report(
     if as_json:
         typer.echo(json.dumps(doc, indent=1))
         return
-    out.print(f"[bold]Costs {mc.month}[/] to {d}: booked {len(booked)} subscription entries",
-              highlight=False)  # fmt: skip
+    out.print(
+        f"[bold]Costs {mc.month}[/] to {d}: booked {len(booked)} subscription entries",
+        highlight=False,
+    )
     for line in summary_lines(mc)[(0 if mc.prices_configured else 2) :]:
         out.print(line, highlight=False, markup=False)
     out.print(f"report: {report}", highlight=False)

@@ -65,8 +65,11 @@ def run_demo(settings, *, days: int, seed: int, scale: float) -> int:
     )
     print_frame(sig, title=f"Signals on {day} (SYNTHETIC)")
     _print_verdicts(result)
-    out.print(f"\nThe story ran as Prefect flow runs in {run.seconds:.0f}s. All of it is SYNTHETIC."
-              f" Ground truth: {result['truth']}", highlight=False)  # fmt: skip
+    out.print(
+        f"\nThe story ran as Prefect flow runs in {run.seconds:.0f}s. All of it is SYNTHETIC."
+        f" Ground truth: {result['truth']}",
+        highlight=False,
+    )
     for k, v in report_paths(result).items():
         out.print(f"{k + ':':<22} {v}", highlight=False)
     out.print(
@@ -107,8 +110,11 @@ def _print_verdicts(result: dict) -> None:
         )
     out.print(f"A/B verdict: {bt.get('verdict')}", highlight=False)
     out.print(f"Extended test: {ext.get('verdict')}", highlight=False)
-    out.print(f"Extended test, statistical criteria only (a replay measures no latency or "
-              f"uptime): {ext.get('statistical_verdict')}", highlight=False)  # fmt: skip
+    out.print(
+        f"Extended test, statistical criteria only (a replay measures no latency or "
+        f"uptime): {ext.get('statistical_verdict')}",
+        highlight=False,
+    )
     out.print(
         "An informed flow is followed by a move of the underlying; the label needs it to reach "
         "the barrier first, so even a perfect detector's accuracy sits below its informed share. "

@@ -62,10 +62,16 @@ def ib_check(
         typer.echo(json.dumps(doc, indent=1))
         return
     kind = "REAL MONEY" if doc["mode"] == "ib" else "paper"
-    out.print(f"connected to {doc['gateway']}: account {doc['account']} ({kind}); managed "
-              f"{', '.join(doc['accounts'])}", highlight=False)  # fmt: skip
-    out.print(f"IFD's open orders: {len(doc['open_orders'])}; positions of known contracts: "
-              f"{doc['positions'] or 'none'}", highlight=False)  # fmt: skip
+    out.print(
+        f"connected to {doc['gateway']}: account {doc['account']} ({kind}); managed "
+        f"{', '.join(doc['accounts'])}",
+        highlight=False,
+    )
+    out.print(
+        f"IFD's open orders: {len(doc['open_orders'])}; positions of known contracts: "
+        f"{doc['positions'] or 'none'}",
+        highlight=False,
+    )
     for u in doc["not_placed_by_ifd"]:
         out.print(f"[yellow]not placed by IFD[/]: {u}", highlight=False)
 
@@ -102,13 +108,20 @@ def ib_record_underlying(
     until = time.time() + seconds if seconds is not None else trade_date_bounds(day)[1] / 1e9
     futures = futures_of(lake, day)
     if not futures:
-        raise fail(f"no option of {day} is defined in the lake: ingest its definitions first",
-                    EXIT_DATA)  # fmt: skip
+        raise fail(
+            f"no option of {day} is defined in the lake: ingest its definitions first", EXIT_DATA
+        )
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        summary = record_underlying(lake, settings, until, futures, stopped=stop.is_set,
-                                    progress=lambda m: err.print(m, highlight=False))  # fmt: skip
+        summary = record_underlying(
+            lake,
+            settings,
+            until,
+            futures,
+            stopped=stop.is_set,
+            progress=lambda m: err.print(m, highlight=False),
+        )
     except QuotesUnavailable as exc:
         raise fail(str(exc), EXIT_SERVICE) from None
     finally:
@@ -119,5 +132,6 @@ def ib_record_underlying(
         typer.echo(json.dumps(doc, indent=1))
         return
     what = f"{summary.ticks} trades of {', '.join(summary.futures)} from IB"
-    out.print(f"{day}: {what} in {summary.files} files; reconnects {summary.reconnects}",
-              highlight=False)  # fmt: skip
+    out.print(
+        f"{day}: {what} in {summary.files} files; reconnects {summary.reconnects}", highlight=False
+    )

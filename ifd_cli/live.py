@@ -83,9 +83,17 @@ def gateway(
 
     try:
         stats = run_gateway(
-            data, [key], host, port, pace, drop_after, drop_every, replay_window_s, outage_s,
+            data,
+            [key],
+            host,
+            port,
+            pace,
+            drop_after,
+            drop_every,
+            replay_window_s,
+            outage_s,
             on_ready=ready,
-        )  # fmt: skip
+        )
     except (OSError, ValueError) as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     err.print(
@@ -146,9 +154,14 @@ def live(
     settings = load_settings(profile)
     day = parse_date(date) if date else None
     opts = LiveOptions(
-        host, port, day=day, exit_on_end=exit_on_end, algos=parse_algos(algo), trade=trade,
+        host,
+        port,
+        day=day,
+        exit_on_end=exit_on_end,
+        algos=parse_algos(algo),
+        trade=trade,
         confirm_live=confirm_live,
-    )  # fmt: skip
+    )
     runner = LiveRunner(
         Lake(settings.data_dir), settings, opts, progress=lambda m: err.print(m, highlight=False)
     )
@@ -187,7 +200,7 @@ def _print_live(summary, as_json: bool) -> None:
                 "duplicates_removed": g.duplicates_removed,
             }
             for g in summary.gaps
-        ],  # fmt: skip
+        ],
         "incidents": summary.incidents,
         "late_records": summary.late_records,
         "halted": summary.halted,
@@ -201,8 +214,12 @@ def _print_live(summary, as_json: bool) -> None:
         typer.echo(json.dumps(doc, indent=1))
         return
     if summary.halted:
-        out.print(f"EMERGENCY STOP was on during this run: new entries refused ({summary.halted})",
-                  highlight=False, markup=False, soft_wrap=True)  # fmt: skip
+        out.print(
+            f"EMERGENCY STOP was on during this run: new entries refused ({summary.halted})",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     for d in doc["days"]:
         state = "finalized" if d["finalized"] else "checkpointed (resume with the same command)"
         cost = "" if d["live_cost_usd"] is None else f", live usage ${d['live_cost_usd']:,.2f}"
@@ -249,8 +266,11 @@ def halt(
     except OSError as exc:
         raise _stop_write_failed(stop, "record the halt", exc) from None
     _said_kept_aside(stop, change)
-    out.print(f"[bold red]HALTED[/]: {esc(reason.strip())}. New orders are refused until "
-              "`ifd resume`.", highlight=False, soft_wrap=True)  # fmt: skip
+    out.print(
+        f"[bold red]HALTED[/]: {esc(reason.strip())}. New orders are refused until `ifd resume`.",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @commands.command()

@@ -30,8 +30,12 @@ def status(
         return
     colour = {"ok": "green", "warning": "yellow", "critical": "red", "unknown": "dim"}
     for c in doc["components"]:
-        out.print(f"[{colour[c['health']]}]{c['health']:<8}[/] [bold]{c['name']:<22}[/] "
-                  f"{esc(c['detail'])}", highlight=False, soft_wrap=True)  # fmt: skip
+        out.print(
+            f"[{colour[c['health']]}]{c['health']:<8}[/] [bold]{c['name']:<22}[/] "
+            f"{esc(c['detail'])}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @commands.command()
@@ -81,8 +85,9 @@ def serve(
     from flows.serve import serve as run_serve
 
     try:
-        run_serve(host, port, activate=activate, limit=limit,
-                  say=lambda m: err.print(m, highlight=False))  # fmt: skip
+        run_serve(
+            host, port, activate=activate, limit=limit, say=lambda m: err.print(m, highlight=False)
+        )
     except RuntimeError as exc:
         raise fail(str(exc), EXIT_SERVICE) from None
     except KeyboardInterrupt:

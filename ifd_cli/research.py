@@ -105,9 +105,14 @@ def backtest(
     halted_at_start = stop.state()
     try:
         result = run_backtest(
-            lake, settings, s, e, parse_algos(algo), walk_forward=walk_forward,
+            lake,
+            settings,
+            s,
+            e,
+            parse_algos(algo),
+            walk_forward=walk_forward,
             progress=lambda m: err.print(m, highlight=False),
-        )  # fmt: skip
+        )
     except ValueError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     halt_doc = _backtest_halt(halted_at_start, stop.state(), result.orders)
@@ -132,8 +137,11 @@ def backtest(
     if halt_doc["active"]:
         out.print(halt_doc["line"], highlight=False, markup=False, soft_wrap=True)
     label = " (SYNTHETIC data: not evidence about real markets)" if result.synthetic else ""
-    out.print(f"[bold]Backtest {result.run_id}[/]{label}: {len(result.days)} days, "
-              f"{result.records:,} records in {result.seconds:.1f} s", highlight=False)  # fmt: skip
+    out.print(
+        f"[bold]Backtest {result.run_id}[/]{label}: {len(result.days)} days, "
+        f"{result.records:,} records in {result.seconds:.1f} s",
+        highlight=False,
+    )
     print_frame(_metrics_view(metrics), title="Metrics per algorithm")
     out.print(_unit_line(_units(metrics)), highlight=False)
     for a, mc in result.monte_carlo.items():
@@ -197,9 +205,12 @@ def ab(
     settings = load_settings(profile)
     try:
         res = run_ab(
-            Lake(settings.data_dir), settings, parse_date(start), parse_date(end),
+            Lake(settings.data_dir),
+            settings,
+            parse_date(start),
+            parse_date(end),
             progress=lambda m: err.print(m, highlight=False),
-        )  # fmt: skip
+        )
     except ValueError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     metrics = _metrics_for(res.backtest)
@@ -215,8 +226,11 @@ def ab(
     out.print(_unit_line(_units(metrics)), highlight=False)
     t = res.test
     p = "n/a" if t.get("p_value") is None else f"{t['p_value']:.4f}"
-    out.print(f"accuracy v3 - v1 over episodes: {t.get('test')} test, one-sided p = {p}; paired "
-              f"episodes {res.pairs}, agreement {res.agreement}", highlight=False)  # fmt: skip
+    out.print(
+        f"accuracy v3 - v1 over episodes: {t.get('test')} test, one-sided p = {p}; paired "
+        f"episodes {res.pairs}, agreement {res.agreement}",
+        highlight=False,
+    )
     if res.pnl_diff_ci:
         m, lo, hi = res.pnl_diff_ci
         out.print(f"daily P&L v3 - v1: {m:+.2f} $ [{lo:+.2f}, {hi:+.2f}] (bootstrap by day)")
@@ -246,10 +260,13 @@ def extended_test(
     settings = load_settings(profile)
     try:
         res = run_extended(
-            Lake(settings.data_dir), settings,
-            start=parse_date(start) if start else None, end=parse_date(end) if end else None,
-            realtime_test_id=realtime, progress=lambda m: err.print(m, highlight=False),
-        )  # fmt: skip
+            Lake(settings.data_dir),
+            settings,
+            start=parse_date(start) if start else None,
+            end=parse_date(end) if end else None,
+            realtime_test_id=realtime,
+            progress=lambda m: err.print(m, highlight=False),
+        )
     except ValueError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     doc = res.to_dict()
@@ -265,20 +282,31 @@ def extended_test(
         typer.echo(json.dumps(doc, indent=1, default=str))
         return
     label = " (SYNTHETIC data: not evidence about real markets)" if res.synthetic else ""
-    out.print(f"[bold]Extended test {res.test_id}[/]{label}: {len(res.days)} sessions "
-              f"({res.mode})", highlight=False)  # fmt: skip
+    out.print(
+        f"[bold]Extended test {res.test_id}[/]{label}: {len(res.days)} sessions ({res.mode})",
+        highlight=False,
+    )
     view = res.final.select(
-        "algo", "days", "signals", "episodes", pl.col("resolved").alias("resolved ep."),
+        "algo",
+        "days",
+        "signals",
+        "episodes",
+        pl.col("resolved").alias("resolved ep."),
         (pl.col("accuracy") * 100).round(1).alias("acc %"),
-        pl.format("[{}, {}]", (pl.col("accuracy_ci_low") * 100).round(1),
-                  (pl.col("accuracy_ci_high") * 100).round(1)).alias("Wilson 95 %"),
-        "trades", (pl.col("win_rate") * 100).round(1).alias("win %"),
-        pl.col("payoff").round(2), pl.col("count_wl").round(2).alias("W/L"),
+        pl.format(
+            "[{}, {}]",
+            (pl.col("accuracy_ci_low") * 100).round(1),
+            (pl.col("accuracy_ci_high") * 100).round(1),
+        ).alias("Wilson 95 %"),
+        "trades",
+        (pl.col("win_rate") * 100).round(1).alias("win %"),
+        pl.col("payoff").round(2),
+        pl.col("count_wl").round(2).alias("W/L"),
         pl.col("net_pnl").round(2).alias("net P&L $"),
         pl.col("cost_per_signal").round(2).alias("$/signal"),
         pl.col("latency_p95_ms").round(1).alias("p95 ms"),
         (pl.col("tick_coverage") * 100).round(1).alias("coverage %"),
-    )  # fmt: skip
+    )
     print_frame(view, title="Final (pooled from daily counts)")
     out.print(_unit_line(units), highlight=False)
     out.print(f"[bold]verdict[/]: {res.verdict}", highlight=False)

@@ -10,7 +10,8 @@ import typer
 from ifd_cli.common import fail, load_settings, out
 
 commands = typer.Typer(
-    help="The one rollout controller: challenger stage, promotions, rollbacks (§4.7).",
+    help="The one rollout controller: challenger stage, promotions, rollbacks"
+    " (docs/algorithms.md §16).",
     no_args_is_help=True,
 )
 
@@ -45,8 +46,11 @@ def rollout_status(
     if as_json:
         typer.echo(json.dumps(doc, indent=1))
         return
-    out.print(f"[bold]{doc['challenger']}[/] vs {doc['incumbent']}: [bold]{st.stage}[/] "
-              f"share {st.share} % since {doc['since']}", highlight=False)  # fmt: skip
+    out.print(
+        f"[bold]{doc['challenger']}[/] vs {doc['incumbent']}: [bold]{st.stage}[/] "
+        f"share {st.share} % since {doc['since']}",
+        highlight=False,
+    )
     out.print(f"last: {last['action']} by {last['operator']}: {last['reason']}", markup=False)
 
 
@@ -102,6 +106,9 @@ def rollout_history(
         typer.echo(json.dumps(rows, indent=1))
         return
     for r in rows:
-        out.print(f"{r['ts']} {r['action']:<8} {r['from'] or '-':>13} -> {r['to']:<13} "
-                  f"{r['share']:>3} %  {r['operator']}: {r['reason']}",
-                  highlight=False, markup=False)  # fmt: skip
+        out.print(
+            f"{r['ts']} {r['action']:<8} {r['from'] or '-':>13} -> {r['to']:<13} "
+            f"{r['share']:>3} %  {r['operator']}: {r['reason']}",
+            highlight=False,
+            markup=False,
+        )

@@ -80,7 +80,7 @@ class WarehouseSettings(_Group):
 
 
 class BudgetSettings(_Group):
-    """Budget gate thresholds (platform.md §2.9); amounts in USD."""
+    """Budget gate thresholds (docs/operations.md §Costs); amounts in USD."""
 
     monthly_budget: float = 175.0  # > 0: BudgetGate refuses others, naming the variable
     auto_approve_max: float = Field(default=5.0, ge=0.0)
@@ -92,7 +92,8 @@ class BudgetSettings(_Group):
 
 
 class PricePeriod(_Group):
-    """The prices in force from ``effective_from`` until the next period starts (§2.9, §3.7).
+    """The prices in force from ``effective_from`` until the next period starts (docs/operations.md
+    §Costs).
 
     Nothing here has a default price: every number must be copied from the provider's pricing
     page, order form or invoice, and ``source`` must say where and when it was verified, because
@@ -134,7 +135,7 @@ class PricePeriod(_Group):
 
 
 class CostSettings(_Group):
-    """Provider prices over time and how costs are attributed (platform.md §2.9, §3.7).
+    """Provider prices over time and how costs are attributed (docs/operations.md §Costs).
 
     ``prices`` is empty by default on purpose: the platform must not invent prices, and every
     cost report says loudly when none are configured. Set it with
@@ -150,7 +151,8 @@ class CostSettings(_Group):
     live_streaming_budget_stop: bool = Field(
         default=False,
         description="Stop live streaming when the budget is exhausted. Off: stopping the feed "
-        "silently blinds the system, so an exhausted budget escalates instead (§2.9).",
+        "silently blinds the system, so an exhausted budget escalates instead"
+        " (docs/operations.md §Costs).",
     )
 
     @field_validator("prices")
@@ -247,7 +249,7 @@ class V3Settings(_Group):
 
 
 class V1Settings(_Group):
-    """Dead Simple v1 thresholds (algorithms.md §6, §17 v1 production)."""
+    """Dead Simple v1 thresholds (docs/algorithms.md §7)."""
 
     min_vol_oi_ratio: float = Field(default=10.0, gt=0.0)
     min_volume: int = Field(default=500, ge=1)
@@ -262,8 +264,9 @@ class V1Settings(_Group):
     @model_validator(mode="after")
     def _tiers_descend(self) -> V1Settings:
         if not self.tier_extreme >= self.tier_very_high >= self.tier_high:
-            raise ValueError("analysis.v1 tiers must satisfy tier_extreme >= tier_very_high >= "
-                             "tier_high")  # fmt: skip
+            raise ValueError(
+                "analysis.v1 tiers must satisfy tier_extreme >= tier_very_high >= tier_high"
+            )
         return self
 
 
@@ -288,7 +291,8 @@ class AnalysisSettings(_Group):
 
 
 class LabelSettings(_Group):
-    """The triple-barrier label of a signal (platform.md §3.2): live labels, ``ifd detect`` and
+    """The triple-barrier label of a signal (docs/algorithms.md §10): live labels, ``ifd detect``
+    and
     backtests all read these, so they agree; both values are stored with every label."""
 
     barrier_points: float = Field(
@@ -366,7 +370,7 @@ class ExtendedSettings(_Group):
 
 
 class ABSettings(_Group):
-    """The A/B decision rule (``ab_stats.decide``, platform.md §3.4): v1 and v3 see the same
+    """The A/B decision rule (``ab_stats.decide``, docs/algorithms.md §14): v1 and v3 see the same
     stream, so there is no traffic split; these are the verdict's bars."""
 
     min_accuracy: float = Field(default=0.75, ge=0.0, le=1.0)
@@ -409,7 +413,7 @@ class ExecutionSettings(_Group):
 class LiveSettings(_Group):
     """The live deployment: session policy, liveness, flushing, reconnects and backfill.
 
-    platform.md §2.1-§2.2 and §4.8-§4.9. ``session_policy`` is a setting, not a constant, because
+    docs/operations.md §Live run. ``session_policy`` is a setting, not a constant, because
     ``always_on`` (the whole Globex session) suits flat-rate live licensing while ``rth_only``
     (09:30-16:00 ET) limits what is recorded; both follow the exchange calendar.
     """
@@ -445,7 +449,8 @@ class LiveSettings(_Group):
 
 
 class BreakerSettings(_Group):
-    """Circuit-breaker thresholds per outside dependency (platform.md §4.1 PROPOSAL)."""
+    """Circuit-breaker thresholds per outside dependency (docs/operations.md §Breakers and
+    retries)."""
 
     consecutive_failures: int = Field(default=3, ge=1)
     failure_rate: float = Field(
@@ -466,7 +471,8 @@ class BreakerSettings(_Group):
 
 
 class RetrySettings(_Group):
-    """Retries for idempotent reads only: exponential backoff with full jitter (§4.1)."""
+    """Retries for idempotent reads only: exponential backoff with full jitter (docs/operations.md
+    §Breakers and retries)."""
 
     base_s: float = Field(default=1.0, gt=0.0)
     cap_s: float = Field(default=60.0, gt=0.0)
@@ -479,7 +485,7 @@ class ResilienceSettings(_Group):
 
 
 class RolloutSettings(_Group):
-    """The one rollout controller (platform.md §4.7 PROPOSAL): stages, promotion, rollback."""
+    """The one rollout controller (docs/algorithms.md §16): stages, promotion, rollback."""
 
     challenger: str = "v3"
     incumbent: str = "v1"
@@ -584,7 +590,8 @@ class SimulatorSettings(_Group):
 
 
 class AlertSettings(_Group):
-    """Warning/critical thresholds of the alert rules (platform.md §4.2, §4.8, §4.9, §4.11)."""
+    """Warning/critical thresholds of the alert rules (docs/operations.md §Health, SLIs and
+    alerts)."""
 
     latency_p95_warning_ms: float = 80.0
     latency_p95_critical_ms: float = 150.0
@@ -633,7 +640,8 @@ class Settings(BaseSettings):
     profile: str | None = None
     data_dir: Path | None = Field(
         default=None,
-        description="IFD_DATA_DIR, the data root named in DESIGN.md; same as warehouse.data_dir.",
+        description="IFD_DATA_DIR, the data root (docs/architecture.md §Data flow);"
+        " same as warehouse.data_dir.",
     )
     log_level: str = Field(default="INFO", description="Level of IFD's loggers (ifd_core.logs).")
     databento: DatabentoSettings = Field(default_factory=DatabentoSettings)

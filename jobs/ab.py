@@ -1,4 +1,5 @@
-"""The A/B test (platform.md §3.4 PROPOSAL): v1 and v3 on the same record stream, each with its
+"""The A/B test (docs/operations.md §Backtest, A/B and extended test): v1 and v3 on the same record
+stream, each with its
 own paper account, their signals paired, accuracy compared with the right test, the daily P&L
 difference bootstrapped by trading day, and a verdict that says "inconclusive: need N more
 resolved episodes" rather than naming a winner when the sample cannot tell.

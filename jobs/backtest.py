@@ -1,5 +1,6 @@
 """The backtester: the production FlowEngine and the production paper executor over stored days
-(platform.md §3.6 PROPOSAL), with labels, metrics, Monte Carlo and walk-forward.
+(docs/operations.md §Backtest, A/B and extended test), with labels, metrics, Monte Carlo and
+walk-forward.
 
 For each trade date with raw files, in order: the day's records are read once; the FlowEngine with
 the detectors of the requested algorithms (baselines from the 20 sessions before, as `ifd detect`)
@@ -153,7 +154,7 @@ def run_backtest(
                         c: OUTCOME_COLUMNS[c]
                         for c in ("signal_id", "episode_id", "decision_ts", "label")
                     }
-                )  # fmt: skip
+                )
             )
             outcomes += [{"date": day, "algo": algo, **r} for r in lab.to_dicts()]
             daily_rows.append(daily_row(day, algo, ex, equity0, sig, led, lab))
@@ -161,8 +162,9 @@ def run_backtest(
                 v = variants[(algo, c)]
                 before = v.equity
                 v.run_day(batches, sig, period.close_ns)
-                variant_rows.append({"date": day, "algo": algo, "min_confidence": c,
-                                     "net_pnl": v.equity - before})  # fmt: skip
+                variant_rows.append(
+                    {"date": day, "algo": algo, "min_confidence": c, "net_pnl": v.equity - before}
+                )
         say(f"{day}: {n}/{len(days)} days, {signals.height} signals")
     seconds = time.perf_counter() - t0
 
@@ -363,14 +365,24 @@ def metrics_of(result: BacktestResult) -> pl.DataFrame:
         for a in result.algos
     }
     table = table.with_columns(
-        pl.col("algo").replace_strict(sharpe, default=None, return_dtype=pl.Float64)
+        pl.col("algo")
+        .replace_strict(sharpe, default=None, return_dtype=pl.Float64)
         .alias("daily_sharpe")
-    )  # fmt: skip
+    )
     # Every algorithm run gets a row, also one that raised nothing (zeros, not a missing line).
     algos = pl.DataFrame({"algo": list(result.algos)})
     table = algos.join(table, on="algo", how="left")
-    counts = ["signals", "episodes", "resolved", "correct", "incorrect", "neutral", "trades",
-              "wins", "losses"]  # fmt: skip
+    counts = [
+        "signals",
+        "episodes",
+        "resolved",
+        "correct",
+        "incorrect",
+        "neutral",
+        "trades",
+        "wins",
+        "losses",
+    ]
     return table.with_columns(
         *[pl.col(c).fill_null(0) for c in counts if c in table.columns],
         pl.col("net_pnl").fill_null(0.0),

@@ -87,8 +87,12 @@ class MarketResult:
     ab: dict
 
     def to_dict(self) -> dict:
-        return {"share": self.share, "seed": self.seed, "ab": self.ab,
-                "blocks": [b.to_dict() for b in self.blocks]}  # fmt: skip
+        return {
+            "share": self.share,
+            "seed": self.seed,
+            "ab": self.ab,
+            "blocks": [b.to_dict() for b in self.blocks],
+        }
 
 
 def sim_params(settings: Settings, share: float, grid: Grid) -> SimParams:
@@ -159,8 +163,9 @@ def _algo_block(bt: BacktestResult, algo: str, events: list[dict], days: list[dt
     firsts = first_per_episode(outcomes) if outcomes.height else outcomes
     per_episode = accuracy_stats(firsts["label"].to_list() if firsts.height else [])
     by_signal = _classify(signals, events, days, algo)
-    by_episode = _classify(first_per_episode(signals) if signals.height else signals, events,
-                           days, algo)  # fmt: skip
+    by_episode = _classify(
+        first_per_episode(signals) if signals.height else signals, events, days, algo
+    )
     daily = bt.daily.filter(pl.col("algo") == algo)
     mc = bt.monte_carlo.get(algo, {})
     return {
@@ -193,8 +198,15 @@ def _classify(signals: pl.DataFrame, events: list[dict], days: list[dt.date], al
         decoy += ev.decoy_signals
         stray += ev.strays
         on_flows += ev.signals - ev.decoy_signals - ev.strays - ev.wrong_direction
-    return {"n": n, "planted": planted, "found": found, "informed_found": informed_found,
-            "decoy": decoy, "stray": stray, "on_flows": on_flows}  # fmt: skip
+    return {
+        "n": n,
+        "planted": planted,
+        "found": found,
+        "informed_found": informed_found,
+        "decoy": decoy,
+        "stray": stray,
+        "on_flows": on_flows,
+    }
 
 
 def _label_flows(lake: Lake, settings: Settings, events: list[dict]) -> list[dict]:
@@ -223,13 +235,19 @@ def _label_flows(lake: Lake, settings: Settings, events: list[dict]) -> list[dic
                 "decision_ts": [e["end_ns"] for e in todays],
                 "underlying_id": [under.get(e["instrument_ids"][0]) for e in todays],
             },
-            schema={"signal_id": pl.String, "algo": pl.String, "view": pl.String,
-                    "decision_ts": pl.UInt64, "underlying_id": pl.UInt32},
-        )  # fmt: skip
+            schema={
+                "signal_id": pl.String,
+                "algo": pl.String,
+                "view": pl.String,
+                "decision_ts": pl.UInt64,
+                "underlying_id": pl.UInt32,
+            },
+        )
         lab = outcomes_of(
             lake, dt.date.fromisoformat(day), sig, BarrierParams.from_settings(settings)
         )
         for e, label in zip(todays, lab["label"].to_list(), strict=True):
-            rows.append({"informed": bool(e.get("informed")), "shape": e.get("shape"),
-                         "label": label})  # fmt: skip
+            rows.append(
+                {"informed": bool(e.get("informed")), "shape": e.get("shape"), "label": label}
+            )
     return rows

@@ -1,4 +1,4 @@
-"""The month's costs against the budget (platform.md §2.9, §3.7, §4.2, §4.11); the page that
+"""The month's costs against the budget (docs/operations.md §Costs); the page that
 draws them is ``reports.cost``.
 
 ``month_to_date`` is the one place the month's cost figures are put together — from the cost

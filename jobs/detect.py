@@ -132,11 +132,18 @@ def make_detectors(
     detectors = []
     for algo in algos:
         if algo == "v3":
-            detectors.append(V3Detector(lambda d: baselines if d == day else None, v3p, wp.grace_s,
-                                        episodes=EpisodeTracker(ep)))  # fmt: skip
+            detectors.append(
+                V3Detector(
+                    lambda d: baselines if d == day else None,
+                    v3p,
+                    wp.grace_s,
+                    episodes=EpisodeTracker(ep),
+                )
+            )
         elif algo == "v1":
-            detectors.append(V1Detector(settings.analysis.v1, wp.grace_s,
-                                        episodes=EpisodeTracker(ep)))  # fmt: skip
+            detectors.append(
+                V1Detector(settings.analysis.v1, wp.grace_s, episodes=EpisodeTracker(ep))
+            )
         else:
             raise ValueError(f"unknown algorithm {algo!r}: v1 or v3")
     return detectors
@@ -453,8 +460,9 @@ def label_day(
         pl.lit(source_key(raw_files_for(lake, day))).alias("source_sha"),
     )
     out = out.select(cols)
-    lake.replace_day("signal_outcomes", day, pl.concat([kept, out], how="vertical_relaxed"),
-                     "outcomes")  # fmt: skip
+    lake.replace_day(
+        "signal_outcomes", day, pl.concat([kept, out], how="vertical_relaxed"), "outcomes"
+    )
     return out
 
 

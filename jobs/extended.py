@@ -1,4 +1,4 @@
-"""The extended (two-week) test runner (platform.md §3.8 PROPOSAL).
+"""The extended (two-week) test runner (docs/operations.md §Backtest, A/B and extended test).
 
 Historical mode: the last ``extended.sessions`` stored sessions (or a date range) are replayed
 through the backtester — both algorithms, the paper executor, the labels — and turned into one
@@ -90,8 +90,9 @@ def run_extended(
         days = stored[-n:]
     if not days:
         raise ValueError("no stored sessions to run the extended test on")
-    bt = run_backtest(lake, settings, days[0], days[-1], ("v3", "v1"), mode="extended",
-                      progress=progress)  # fmt: skip
+    bt = run_backtest(
+        lake, settings, days[0], days[-1], ("v3", "v1"), mode="extended", progress=progress
+    )
     daily = daily_rows(lake, bt)
     test_id = f"ext-{bt.run_id.removeprefix('bt-')}"
     return _result(test_id, "historical", daily, settings, bt, complete=len(bt.days) >= n)
@@ -112,8 +113,9 @@ def _realtime(lake, settings, test_id, stored, progress) -> ExtendedResult:
     bt = None
     if new and have["date"].n_unique() < n:
         day = new[0]
-        bt = run_backtest(lake, settings, day, day, ("v3", "v1"), mode="extended",
-                          progress=progress)  # fmt: skip
+        bt = run_backtest(
+            lake, settings, day, day, ("v3", "v1"), mode="extended", progress=progress
+        )
         have = pl.concat([have, daily_rows(lake, bt)], how="diagonal_relaxed")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -128,8 +130,10 @@ def _realtime(lake, settings, test_id, stored, progress) -> ExtendedResult:
 def _result(test_id, mode, daily, settings, bt, complete: bool) -> ExtendedResult:
     v = verdict(daily, criteria_from(settings))
     if not complete and v.status == "PASS":  # a pass needs the whole window
-        v = Verdict("INCONCLUSIVE", [f"{daily['date'].n_unique()} of "
-                                     f"{settings.extended.sessions} sessions so far"])  # fmt: skip
+        v = Verdict(
+            "INCONCLUSIVE",
+            [f"{daily['date'].n_unique()} of {settings.extended.sessions} sessions so far"],
+        )
     synthetic = bool(bt.synthetic) if bt is not None else False
     return ExtendedResult(
         test_id=test_id,
@@ -164,5 +168,5 @@ def daily_rows(lake: Lake, bt: BacktestResult) -> pl.DataFrame:
         [
             pl.col(c).cast(t) if c in daily.columns else pl.lit(None, t).alias(c)
             for c, t in DAILY_SCHEMA.items()
-        ]  # fmt: skip
+        ]
     )

@@ -1,4 +1,5 @@
-"""One read-only look at the health of every component, for ``ifd status`` (platform.md §4.2).
+"""One read-only look at the health of every component, for ``ifd status`` (docs/operations.md
+§Health, SLIs and alerts).
 
 Everything comes from the lake (incidents, alerts, rollout events, latency, ledger) and the
 emergency-stop file, so the answer is the same from any process and needs no running service;
@@ -62,8 +63,9 @@ def health_snapshot(lake: Lake, settings: Settings, now: dt.datetime | None = No
     brk = open_of("breaker:")
     if brk.height:
         for r in brk.iter_rows(named=True):
-            comps.append(_c(r["kind"], "critical" if r["severity"] == "critical" else "warning",
-                            r["detail"]))  # fmt: skip
+            comps.append(
+                _c(r["kind"], "critical" if r["severity"] == "critical" else "warning", r["detail"])
+            )
     else:
         comps.append(_c("breakers", "ok", "all closed (no open breaker incident)"))
 
@@ -76,9 +78,14 @@ def health_snapshot(lake: Lake, settings: Settings, now: dt.datetime | None = No
     if ev.height:
         last = ev.row(-1, named=True)
         bad = last["to_stage"] in ("ROLLED_BACK", "HALTED")
-        comps.append(_c("rollout", "critical" if bad else "ok",
-                        f"{settings.rollout.challenger} {last['to_stage']} share {last['share']} % "
-                        f"({last['action']}: {last['reason']})"))  # fmt: skip
+        comps.append(
+            _c(
+                "rollout",
+                "critical" if bad else "ok",
+                f"{settings.rollout.challenger} {last['to_stage']} share {last['share']} % "
+                f"({last['action']}: {last['reason']})",
+            )
+        )
     else:
         comps.append(_c("rollout", "unknown", "no rollout started (SHADOW on first use)"))
 
@@ -102,8 +109,11 @@ def health_snapshot(lake: Lake, settings: Settings, now: dt.datetime | None = No
     if dec.height:
         p95 = float(dec["p95_ms"].max())
         a = settings.alerts
-        h = "critical" if p95 > a.latency_p95_critical_ms else (
-            "warning" if p95 > a.latency_p95_warning_ms else "ok")  # fmt: skip
+        h = (
+            "critical"
+            if p95 > a.latency_p95_critical_ms
+            else ("warning" if p95 > a.latency_p95_warning_ms else "ok")
+        )
         comps.append(
             _c("decision latency", h, f"p95 {p95:.1f} ms over 24 h ({int(dec['n'].sum())} signals)")
         )
@@ -114,14 +124,36 @@ def health_snapshot(lake: Lake, settings: Settings, now: dt.datetime | None = No
     if last_day is not None:
         _, cost, completeness, uptime, critical = day_slis(lake, last_day)
         a = settings.alerts
-        up = "unknown" if uptime is None else (
-            "critical" if uptime < a.uptime_critical else
-            "warning" if uptime < a.uptime_warning else "ok")  # fmt: skip
-        comps.append(_c("uptime (RTH)", up, f"{last_day}: " + (
-            "not watched live" if uptime is None else f"{uptime * 100:.2f} %")))  # fmt: skip
-        cp = "unknown" if completeness is None else (
-            "critical" if completeness < a.completeness_critical else
-            "warning" if completeness < a.completeness_warning else "ok")  # fmt: skip
+        up = (
+            "unknown"
+            if uptime is None
+            else (
+                "critical"
+                if uptime < a.uptime_critical
+                else "warning"
+                if uptime < a.uptime_warning
+                else "ok"
+            )
+        )
+        comps.append(
+            _c(
+                "uptime (RTH)",
+                up,
+                f"{last_day}: "
+                + ("not watched live" if uptime is None else f"{uptime * 100:.2f} %"),
+            )
+        )
+        cp = (
+            "unknown"
+            if completeness is None
+            else (
+                "critical"
+                if completeness < a.completeness_critical
+                else "warning"
+                if completeness < a.completeness_warning
+                else "ok"
+            )
+        )
         pct = "n/a" if completeness is None else f"{completeness * 100:.1f} % of RTH minutes"
         comps.append(_c("data completeness", cp, f"{last_day}: {pct}"))
     else:
@@ -134,9 +166,15 @@ def health_snapshot(lake: Lake, settings: Settings, now: dt.datetime | None = No
     ch = {"CRITICAL": "critical", "WARNING": "warning", "CAUTION": "warning"}.get(status, "ok")
     if not mc.prices_configured:
         ch = "warning"
-    comps.append(_c("cost", ch, f"{mc.month}: ${mc.spent:,.2f} of ${mc.budget:,.2f} "
-                    f"({mc.utilization * 100:.1f} %), projection ${mc.projection:,.2f}, {status}"
-                    + ("" if mc.prices_configured else "; NO PRICES CONFIGURED")))  # fmt: skip
+    comps.append(
+        _c(
+            "cost",
+            ch,
+            f"{mc.month}: ${mc.spent:,.2f} of ${mc.budget:,.2f} "
+            f"({mc.utilization * 100:.1f} %), projection ${mc.projection:,.2f}, {status}"
+            + ("" if mc.prices_configured else "; NO PRICES CONFIGURED"),
+        )
+    )
     worst = max(
         (c["health"] for c in comps),
         key=["ok", "unknown", "warning", "critical"].index,

@@ -54,8 +54,9 @@ def futures_of(lake: Lake, day: dt.date) -> list[FutureContract]:
     out = []
     for r in futs.sort("expiration").iter_rows(named=True):
         exp = dt.datetime.fromtimestamp(r["expiration"] / 1e9, NY).date()
-        out.append(FutureContract(int(r["instrument_id"]), r["raw_symbol"], exp,
-                                  symbol=r["asset"] or "NQ"))  # fmt: skip
+        out.append(
+            FutureContract(int(r["instrument_id"]), r["raw_symbol"], exp, symbol=r["asset"] or "NQ")
+        )
     return out
 
 

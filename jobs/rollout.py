@@ -1,6 +1,7 @@
 """The rollout controller over the lake: state from ``rollout_events``, evidence from the ledger.
 
-One controller per challenger (platform.md §4.7). Its state is the latest row of the append-only
+One controller per challenger (docs/algorithms.md §16). Its state is the latest row of the
+append-only
 ``rollout_events`` table (view ``rollout_state``), so the live flow, a nightly review and an
 operator's ``ifd rollout rollback`` act on the same truth and a restart changes nothing. Every
 decision — promotions, holds, demotions, rollbacks — is a row with the rules it judged; a rollback
@@ -257,9 +258,11 @@ class RolloutController:
         per_trade = float(pos.mean()) if pos.size else None
         # One-sample percentile bootstrap of the mean = the paired one against zero.
         boot = bootstrap_diff_ci(
-            pos, np.zeros_like(pos), resamples=self.settings.backtest.bootstrap_resamples,
+            pos,
+            np.zeros_like(pos),
+            resamples=self.settings.backtest.bootstrap_resamples,
             confidence=0.90,
-        )  # fmt: skip
+        )
         ci_low = boot[1] if boot else None
         days = sorted(set(sig["date"].to_list()))
         lat = latency_p95_by_day(lake, days).filter(pl.col("algo") == c)

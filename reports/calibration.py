@@ -23,8 +23,13 @@ ALGOS = ("v3", "v1")
 def rate(k: int, n: int) -> dict:
     """``k`` of ``n`` with its Wilson 95 % interval (None when there is nothing to count)."""
     ci = wilson_interval(k, n)
-    return {"k": k, "n": n, "rate": k / n if n else None,
-            "low": ci[0] if ci else None, "high": ci[1] if ci else None}  # fmt: skip
+    return {
+        "k": k,
+        "n": n,
+        "rate": k / n if n else None,
+        "low": ci[0] if ci else None,
+        "high": ci[1] if ci else None,
+    }
 
 
 def fmt(r: dict) -> str:
@@ -144,35 +149,56 @@ def markdown(summary: dict, grid: dict) -> str:
         return "n/a" if x is None else format(x, spec)
 
     line("markets × blocks", lambda r: f"{r['markets']} × {r['blocks'] // max(r['markets'], 1)}")
-    line("labeller: informed flows labelled correct",
-         lambda r: fmt(r["labeller"]["informed_correct"]))  # fmt: skip
-    line("labeller: uninformed flows labelled correct",
-         lambda r: fmt(r["labeller"]["uninformed_correct"]))  # fmt: skip
-    line("labeller: uninformed flows labelled neutral",
-         lambda r: fmt(r["labeller"]["uninformed_neutral"]))  # fmt: skip
+    line(
+        "labeller: informed flows labelled correct",
+        lambda r: fmt(r["labeller"]["informed_correct"]),
+    )
+    line(
+        "labeller: uninformed flows labelled correct",
+        lambda r: fmt(r["labeller"]["uninformed_correct"]),
+    )
+    line(
+        "labeller: uninformed flows labelled neutral",
+        lambda r: fmt(r["labeller"]["uninformed_neutral"]),
+    )
     for algo in ALGOS:
         a = lambda r, k, algo=algo: r["algos"][algo][k]  # noqa: E731
         line(f"{algo}: recall of planted flows", lambda r, a=a: fmt(a(r, "recall")))
-        line(f"{algo}: precision (episodes on a planted flow)",
-             lambda r, a=a: fmt(a(r, "precision_episodes")))  # fmt: skip
-        line(f"{algo}: true informed share of detected flows",
-             lambda r, a=a: fmt(a(r, "informed_share_of_found")))  # fmt: skip
+        line(
+            f"{algo}: precision (episodes on a planted flow)",
+            lambda r, a=a: fmt(a(r, "precision_episodes")),
+        )
+        line(
+            f"{algo}: true informed share of detected flows",
+            lambda r, a=a: fmt(a(r, "informed_share_of_found")),
+        )
         line(f"{algo}: signals on decoys", lambda r, a=a: str(a(r, "decoy_signals")))
-        line(f"{algo}: true accuracy (pooled episodes)",
-             lambda r, a=a: num(a(r, "true_accuracy"), ".3f"))  # fmt: skip
-        line(f"{algo}: 95 % interval covers it, counted in episodes (target 0.90–0.98)",
-             lambda r, a=a: fmt(a(r, "coverage_episodes")))  # fmt: skip
-        line(f"{algo}: … counted in signals (before)",
-             lambda r, a=a: fmt(a(r, "coverage_signals")))  # fmt: skip
-        line(f"{algo}: Monte Carlo P(losing block) predicted",
-             lambda r, a=a: num(a(r, "mc_predicted_prob_loss")))  # fmt: skip
-        line(f"{algo}: realized share of losing blocks",
-             lambda r, a=a: fmt(a(r, "realized_losing_blocks")))  # fmt: skip
+        line(
+            f"{algo}: true accuracy (pooled episodes)",
+            lambda r, a=a: num(a(r, "true_accuracy"), ".3f"),
+        )
+        line(
+            f"{algo}: 95 % interval covers it, counted in episodes (target 0.90–0.98)",
+            lambda r, a=a: fmt(a(r, "coverage_episodes")),
+        )
+        line(f"{algo}: … counted in signals (before)", lambda r, a=a: fmt(a(r, "coverage_signals")))
+        line(
+            f"{algo}: Monte Carlo P(losing block) predicted",
+            lambda r, a=a: num(a(r, "mc_predicted_prob_loss")),
+        )
+        line(
+            f"{algo}: realized share of losing blocks",
+            lambda r, a=a: fmt(a(r, "realized_losing_blocks")),
+        )
     line("extended test PASS (no edge: target ≤ 0.05)", lambda r: fmt(r["extended"]["pass"]))
     line("extended test INCONCLUSIVE", lambda r: fmt(r["extended"]["inconclusive"]))
-    line("episodes for 80 % power (v3's true accuracy) vs min_resolved",
-         lambda r: f"{r['extended']['episodes_for_80pct_power'] or 'never'} vs "
-                   f"{r['extended']['min_resolved']}")  # fmt: skip
+    line(
+        "episodes for 80 % power (v3's true accuracy) vs min_resolved",
+        lambda r: (
+            f"{r['extended']['episodes_for_80pct_power'] or 'never'} vs "
+            f"{r['extended']['min_resolved']}"
+        ),
+    )
     line("A/B names a winner (equal arms: target ≤ 0.05)", lambda r: fmt(r["ab"]["any_winner"]))
     line("A/B names v3", lambda r: fmt(r["ab"]["v3"]))
     line("A/B inconclusive (underpowered)", lambda r: fmt(r["ab"]["inconclusive"]))

@@ -71,8 +71,13 @@ def underlying_prices(lake: Lake, day: dt.date, underlying_ids: Sequence[int]) -
     """The underlying futures' price over the day: the last trade of each minute from ``trades``
     (columns underlying_id, symbol, ts (ns), price, source). Futures without any trade that day
     fall back to the windows' ``underlying_price`` at each window end (source ``windows``)."""
-    schema = {"underlying_id": pl.UInt32, "symbol": pl.String, "ts": pl.Int64,
-              "price": pl.Float64, "source": pl.String}  # fmt: skip
+    schema = {
+        "underlying_id": pl.UInt32,
+        "symbol": pl.String,
+        "ts": pl.Int64,
+        "price": pl.Float64,
+        "source": pl.String,
+    }
     ids = sorted({int(i) for i in underlying_ids if i is not None})
     if not ids:
         return pl.DataFrame(schema=schema)
@@ -224,9 +229,11 @@ def heatmap_figure(grid: pl.DataFrame, day: dt.date) -> go.Figure:
         cols=1,
         shared_xaxes=True,
         vertical_spacing=0.08,
-        subplot_titles=("Calls: net contracts bought (+) or sold (−)",
-                        "Puts: net contracts bought (+) or sold (−)"),
-    )  # fmt: skip
+        subplot_titles=(
+            "Calls: net contracts bought (+) or sold (−)",
+            "Puts: net contracts bought (+) or sold (−)",
+        ),
+    )
     top = max((abs(v) for v in g["net"].to_list() if v is not None), default=1) or 1
     for row, right in ((1, "C"), (2, "P")):
         part = g.filter(pl.col("right") == right)
@@ -255,10 +262,15 @@ def heatmap_figure(grid: pl.DataFrame, day: dt.date) -> go.Figure:
     fig.update_xaxes(title_text="window start, New York time", row=2, col=1)
     fig.update_layout(
         title=f"{HEATMAP_TITLE} on {day}",
-        coloraxis={"colorscale": "RdBu", "cmid": 0, "cmin": -top, "cmax": top,
-                   "colorbar": {"title": "net contracts"}},
+        coloraxis={
+            "colorscale": "RdBu",
+            "cmid": 0,
+            "cmin": -top,
+            "cmax": top,
+            "colorbar": {"title": "net contracts"},
+        },
         height=760,
-    )  # fmt: skip
+    )
     return fig
 
 

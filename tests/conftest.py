@@ -70,7 +70,7 @@ def _fresh_historical_breakers():
 @pytest.fixture(scope="session")
 def prefect_server():
     """One temporary Prefect server (and database) for the session's flow-running tests: a
-    server per test costs 10-15 s (ECOSYSTEM.md 2b), and without one flows start an ephemeral
+    server per test costs 10-15 s, and without one flows start an ephemeral
     server that logs into closed streams at exit."""
     from prefect.testing.utilities import prefect_test_harness
 

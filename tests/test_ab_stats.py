@@ -1,4 +1,4 @@
-"""A/B statistics (platform.md §3.4 TEST): pairing, accuracy tests, bootstrap, power, decision."""
+"""A/B statistics (docs/algorithms.md §14): pairing, accuracy tests, bootstrap, power, decision."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Alert episodes (platform.md §4.2 TEST): one FIRING and one RESOLVED per persisting condition."""
+"""Alert episodes (docs/operations.md §Health, SLIs and alerts): one FIRING and one RESOLVED per persisting condition."""
 
 from __future__ import annotations
 

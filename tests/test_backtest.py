@@ -47,8 +47,10 @@ def test_two_backtests_give_identical_fills_and_pnl(world):
     assert a.positions.height > 0, "the scenario should trade"
     for name in ("orders", "fills", "positions", "daily"):
         assert strip_run(getattr(a, name)).equals(strip_run(getattr(b, name))), name
-    timeless = [{k: {f: v for f, v in mc.items() if f != "seconds"} for k, mc in r.items()}
-                for r in (a.monte_carlo, b.monte_carlo)]  # fmt: skip
+    timeless = [
+        {k: {f: v for f, v in mc.items() if f != "seconds"} for k, mc in r.items()}
+        for r in (a.monte_carlo, b.monte_carlo)
+    ]
     assert timeless[0] == timeless[1]
 
 
@@ -120,8 +122,15 @@ def test_backtest_json_carries_metrics_monte_carlo_walk_forward_and_the_report(w
         "IFD_BACKTEST__WF_TEST_SESSIONS": "2",
         "IFD_BACKTEST__HOLDOUT_SESSIONS": "2",
     }
-    args = ["backtest", "--start", str(days[-10]), "--end", str(days[-1]), "--walk-forward",
-            "--json"]  # fmt: skip
+    args = [
+        "backtest",
+        "--start",
+        str(days[-10]),
+        "--end",
+        str(days[-1]),
+        "--walk-forward",
+        "--json",
+    ]
     res = runner.invoke(app, args, env=env)
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
@@ -148,8 +157,9 @@ def test_backtest_json_carries_metrics_monte_carlo_walk_forward_and_the_report(w
 def test_ab_on_few_sessions_is_inconclusive_and_says_how_many_more(world):
     lake, days = world["lake"], world["days"]
     env = {"IFD_WAREHOUSE__DATA_DIR": str(lake.root)}
-    res = runner.invoke(app, ["ab", "--start", str(days[-3]), "--end", str(days[-1]), "--json"],
-                        env=env)  # fmt: skip
+    res = runner.invoke(
+        app, ["ab", "--start", str(days[-3]), "--end", str(days[-1]), "--json"], env=env
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["recommendation"] == "inconclusive"

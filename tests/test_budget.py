@@ -1,4 +1,4 @@
-"""The §2.9 budget gate, alerts and proration, and the lake cost ledger it reads from."""
+"""The docs/operations.md §Costs budget gate, alerts and proration, and the lake cost ledger it reads from."""
 
 from __future__ import annotations
 

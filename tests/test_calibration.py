@@ -15,12 +15,26 @@ def _stats(correct: int, incorrect: int, lo: float, hi: float) -> dict:
 
 
 def _block(v3: dict, pnl: float = -1.0) -> dict:
-    algo = {"per_episode": v3, "per_signal": v3, "planted": 3, "found": 2, "informed_found": 1,
-            "episodes": 4, "episodes_on_flows": 3, "decoy_signals": 0, "net_pnl": pnl,
-            "mc_prob_loss": 0.5}  # fmt: skip
-    return {"algos": {"v3": algo, "v1": algo}, "extended": {"status": "INCONCLUSIVE"},
-            "labeller": [{"informed": True, "label": "correct"},
-                         {"informed": False, "label": "neutral"}]}  # fmt: skip
+    algo = {
+        "per_episode": v3,
+        "per_signal": v3,
+        "planted": 3,
+        "found": 2,
+        "informed_found": 1,
+        "episodes": 4,
+        "episodes_on_flows": 3,
+        "decoy_signals": 0,
+        "net_pnl": pnl,
+        "mc_prob_loss": 0.5,
+    }
+    return {
+        "algos": {"v3": algo, "v1": algo},
+        "extended": {"status": "INCONCLUSIVE"},
+        "labeller": [
+            {"informed": True, "label": "correct"},
+            {"informed": False, "label": "neutral"},
+        ],
+    }
 
 
 def test_coverage_counts_blocks_whose_interval_holds_the_pooled_accuracy():
@@ -50,8 +64,9 @@ def test_summary_and_table_from_market_results():
     row = summary[0.0]
     assert row["algos"]["v3"]["recall"]["k"] == 2 and row["ab"]["any_winner"]["k"] == 0
     assert row["labeller"]["informed_correct"]["k"] == 1
-    text = markdown(summary, {"warmup": 20, "blocks": 1, "block_days": 3, "scale": 0.2,
-                              "seeds": [1]})  # fmt: skip
+    text = markdown(
+        summary, {"warmup": 20, "blocks": 1, "block_days": 3, "scale": 0.2, "seeds": [1]}
+    )
     assert "SYNTHETIC" in text and "not evidence about IFD's signals on real markets" in text
 
 
@@ -60,8 +75,15 @@ def test_no_edge_market_gets_no_false_pass_and_no_false_winner(tmp_path):
     from ifd_core.settings import get_settings
     from jobs.calibration import Grid, run_market
 
-    grid = Grid(shares=(0.0,), seeds=(3,), warmup=20, blocks=2, block_days=4, scale=0.2,
-                v1_informed_share=0.0)  # fmt: skip
+    grid = Grid(
+        shares=(0.0,),
+        seeds=(3,),
+        warmup=20,
+        blocks=2,
+        block_days=4,
+        scale=0.2,
+        v1_informed_share=0.0,
+    )
     m = run_market(0.0, 3, grid, tmp_path, lambda d: get_settings(data_dir=str(d)))
     assert len(m.blocks) == 2
     assert all(b.algos["v3"]["planted"] > 0 for b in m.blocks)  # flows were planted and judged

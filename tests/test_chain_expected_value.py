@@ -1,4 +1,4 @@
-"""Expected value (§9 PROPOSAL): touch-TP-before-SL probabilities of driftless Brownian motion,
+"""Expected value (docs/algorithms.md §9): touch-TP-before-SL probabilities of driftless Brownian motion,
 tilts, costs, the grid, and the reliability curve. References are computed here independently:
 the gambler's-ruin ratio, the reflection principle, and the Fourier series of the exit problem."""
 

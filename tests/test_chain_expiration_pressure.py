@@ -1,4 +1,4 @@
-"""Expiration pressure (§7): the spec's chain (price 15010; 15000 2500 C / 1800 P, 15025 1200 /
+"""Expiration pressure (docs/algorithms.md §9): the spec's chain (price 15010; 15000 2500 C / 1800 P, 15025 1200 /
 3200, 14975 1800 / 2100), with the PROPOSAL's Black-76 probabilities and dealer-gamma pin map.
 Expected numbers come from textbook formulas written here, not from the module."""
 

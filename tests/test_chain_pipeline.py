@@ -1,4 +1,4 @@
-"""Signals and orchestration (§16–17): one signal schema with content ids, conflict netting per
+"""Signals and orchestration (docs/algorithms.md §9–17): one signal schema with content ids, conflict netting per
 underlying and horizon, deterministic ranking, composite score, and the analyzers end to end."""
 
 from __future__ import annotations

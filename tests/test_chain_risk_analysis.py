@@ -1,4 +1,4 @@
-"""Risk analysis (§10): the spec's chain (price 21761.75; 21750 C 545 @12.75 / P 18 @6.00,
+"""Risk analysis (docs/algorithms.md §9): the spec's chain (price 21761.75; 21750 C 545 @12.75 / P 18 @6.00,
 21760 C 15 @8.00 / P 1 @10.75, 21770 C 60 @4.05 / P 0 @17.00) with per-option volumes; roles
 from the price side, "no data" instead of a verdict on empty input, and the doc's thresholds."""
 

@@ -1,4 +1,4 @@
-"""Volume shock (§8): signed recent flow vs a time-of-day baseline, the dealer hedge in futures
+"""Volume shock (docs/algorithms.md §9): signed recent flow vs a time-of-day baseline, the dealer hedge in futures
 (sign convention tested), hedge share, sweeps, and no recommendation with EV ≤ 0."""
 
 from __future__ import annotations

@@ -23,9 +23,18 @@ def _incidents(lake: Lake, day: dt.date, n: int) -> None:
         at = dt.datetime(day.year, day.month, day.day, 14, i, tzinfo=dt.UTC)
         write_incident_rows(
             lake,
-            [{"run_id": f"r{i}", "kind": "feed_stale", "state": "open", "severity": "warning",
-              "opened_at": at, "resolved_at": None, "detail": f"incident {i}"}],
-        )  # fmt: skip
+            [
+                {
+                    "run_id": f"r{i}",
+                    "kind": "feed_stale",
+                    "state": "open",
+                    "severity": "warning",
+                    "opened_at": at,
+                    "resolved_at": None,
+                    "detail": f"incident {i}",
+                }
+            ],
+        )
 
 
 @pytest.fixture

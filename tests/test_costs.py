@@ -1,4 +1,4 @@
-"""Costs (platform.md §2.9, §3.7, §4.2, §4.11): prices in settings, the cost functions, booking
+"""Costs (docs/operations.md §Costs): prices in settings, the cost functions, booking
 into the lake ledger, the cost views and the month to date.
 
 The prices below are test inputs, not the platform's: production prices come only from
@@ -134,7 +134,7 @@ def test_prices_from_the_environment_and_outside_config_version(monkeypatch) -> 
     assert s.config_version() == base  # prices do not change signals
 
 
-# -- the §2.9 budget gate against a ledger with booked costs ------------------------------------
+# -- the docs/operations.md §Costs budget gate against a ledger with booked costs ------------------------------------
 
 
 def test_booked_subscriptions_count_against_the_gate(data_dir) -> None:
@@ -274,7 +274,7 @@ def test_live_fill_without_a_configured_rate_is_refused(data_dir) -> None:
     assert trading_fee_entries(_fills("paper"), lambda d: None) == []  # simulated: not asked
 
 
-# -- cost per signal (§3.7) --------------------------------------------------------------------
+# -- cost per signal (docs/operations.md §Costs) --------------------------------------------------------------------
 
 
 def test_cost_per_signal_functions() -> None:
@@ -354,7 +354,7 @@ def test_per_algorithm_allocation_by_records_and_all_to_v3(licence) -> None:
     assert mc.per_algo["v1"]["data_cost"] == 0.0
 
 
-# -- projection and status (§4.2, §4.11) -------------------------------------------------------
+# -- projection and status (docs/operations.md §Health, SLIs and alerts, docs/operations.md §Costs) -------------------------------------------------------
 
 
 def test_projection_and_status_functions() -> None:
@@ -397,11 +397,21 @@ def test_120_by_day_15_projects_240_and_is_caution(data_dir) -> None:
 
     proj = query(lake, "SELECT * FROM cost_projection_asof(DATE '2025-06-15') ORDER BY month")
     assert proj.to_dicts() == [
-        {"month": "2025-05", "spent": 99.0, "elapsed_days": 31, "days_in_month": 31,
-         "projection": 99.0},
-        {"month": "2025-06", "spent": 120.0, "elapsed_days": 15, "days_in_month": 30,
-         "projection": 240.0},
-    ]  # fmt: skip
+        {
+            "month": "2025-05",
+            "spent": 99.0,
+            "elapsed_days": 31,
+            "days_in_month": 31,
+            "projection": 99.0,
+        },
+        {
+            "month": "2025-06",
+            "spent": 120.0,
+            "elapsed_days": 15,
+            "days_in_month": 30,
+            "projection": 240.0,
+        },
+    ]
 
 
 def test_a_new_month_starts_at_zero(licence) -> None:

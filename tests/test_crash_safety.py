@@ -36,8 +36,19 @@ MBO = (
     / "order_book_deltas_catalog/databento/orderbooks_mbo_2024-05-08T00-00-00_2024-05-08T00-00-02.dbn.zst"
 )  # noqa: E501
 DEFS = NT / "order_book_deltas_catalog/databento/orderbooks_definition.dbn.zst"
-TABLES = ("mbo", "trades", "pressure_windows", "option_flow_daily", "engine_runs", "signals",
-          "signal_outcomes", "baselines", "incidents", "dq_results", "ingest_log")  # fmt: skip
+TABLES = (
+    "mbo",
+    "trades",
+    "pressure_windows",
+    "option_flow_daily",
+    "engine_runs",
+    "signals",
+    "signal_outcomes",
+    "baselines",
+    "incidents",
+    "dq_results",
+    "ingest_log",
+)
 DATA_TABLES = TABLES[:-2]  # the log tables grow by one row per (re)run: checked by agreement
 SAMPLED = {"commit.pv", "commit.snap", "commit.switched"}
 
@@ -167,11 +178,20 @@ def ingested(zygote, tmp_path_factory):
 
 def test_first_ingest_killed_at_every_step(zygote, ingested, tmp_path):
     crash_everywhere(
-        zygote, ingested, tmp_path,
-        {"ingest.validated", "ingest.raw_kept", "commit.locked", "commit.pv", "commit.tv",
-         "commit.snap", "commit.switched"},
+        zygote,
+        ingested,
+        tmp_path,
+        {
+            "ingest.validated",
+            "ingest.raw_kept",
+            "commit.locked",
+            "commit.pv",
+            "commit.tv",
+            "commit.snap",
+            "commit.switched",
+        },
         argv=["ingest", str(MBO)],
-    )  # fmt: skip
+    )
 
 
 def test_reingest_of_an_overlapping_file_killed_at_every_step(zygote, ingested, tmp_path):
@@ -209,9 +229,13 @@ def simulated(zygote, tmp_path_factory):
 def test_detection_killed_at_every_step(zygote, simulated, tmp_path):
     base, day = simulated
     crash_everywhere(
-        zygote, base, tmp_path, {"detect.engine", "detect.signals", "commit.switched"},
-        interrupt_at=SAMPLED, argv=["detect", "--date", str(day), "--algo", "both"],
-    )  # fmt: skip
+        zygote,
+        base,
+        tmp_path,
+        {"detect.engine", "detect.signals", "commit.switched"},
+        interrupt_at=SAMPLED,
+        argv=["detect", "--date", str(day), "--algo", "both"],
+    )
 
 
 def test_compaction_killed_at_every_step(zygote, ingested, tmp_path):
@@ -220,16 +244,27 @@ def test_compaction_killed_at_every_step(zygote, ingested, tmp_path):
     old = dt.date(2020, 1, 6)
     for i in range(4):
         rows = pl.DataFrame(
-            {"date": [old], "run_id": [f"r{i}"], "kind": ["test"], "state": ["open"],
-             "severity": ["warning"], "opened_at": [dt.datetime(2020, 1, 6, tzinfo=dt.UTC)],
-             "resolved_at": [None], "detail": [f"incident {i}"]},
-        )  # fmt: skip
+            {
+                "date": [old],
+                "run_id": [f"r{i}"],
+                "kind": ["test"],
+                "state": ["open"],
+                "severity": ["warning"],
+                "opened_at": [dt.datetime(2020, 1, 6, tzinfo=dt.UTC)],
+                "resolved_at": [None],
+                "detail": [f"incident {i}"],
+            },
+        )
         lake.write("incidents", rows, f"ops-{i}")
     assert len(lake.files("incidents", old)) == 4
     crash_everywhere(
-        zygote, base, tmp_path, {"compaction.merged", "commit.switched"},
-        interrupt_at=SAMPLED, call="compact",
-    )  # fmt: skip
+        zygote,
+        base,
+        tmp_path,
+        {"compaction.merged", "commit.switched"},
+        interrupt_at=SAMPLED,
+        call="compact",
+    )
     assert len(Lake(tmp_path / "clean").files("incidents", old)) == 1
 
 

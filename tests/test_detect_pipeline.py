@@ -291,8 +291,13 @@ def test_a_lake_detected_before_episodes_gets_them_from_ifd_detect(env, v3_signa
         os.replace(tmp, f)
     assert "episode_id" not in pl.read_parquet(lake.files("signals", day)[0]).columns
     assert stored_signals(lake, day, "v3") is None
-    res = cli(env, "sql", f"SELECT count(*) AS n, count(episode_id) AS with_id FROM "
-              f"signal_episodes WHERE date = DATE '{day}' AND algo = 'v3'", "--json")  # fmt: skip
+    res = cli(
+        env,
+        "sql",
+        f"SELECT count(*) AS n, count(episode_id) AS with_id FROM "
+        f"signal_episodes WHERE date = DATE '{day}' AND algo = 'v3'",
+        "--json",
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.output) == [{"n": len(v3_signals), "with_id": 0}]
     again = cli(env, "detect", "--date", day.isoformat(), "--json")

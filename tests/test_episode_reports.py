@@ -22,10 +22,15 @@ def twelve_signals(algo: str) -> pl.DataFrame:
     """3 flows, 12 signals: the QN2J6 put in 4 windows; two coordinated strikes in 2 windows;
     a call bought in 4 windows."""
     rows = [sig(k, algo=algo) for k in range(4)]
-    rows += [sig(k, algo=algo, iid=7200 + j, strike=19300.0 + 25 * j, right="C", view="BULLISH")
-             for k in (5, 6) for j in (0, 1)]  # fmt: skip
-    rows += [sig(k, algo=algo, iid=7300, strike=19500.0, right="C", view="BULLISH")
-             for k in range(10, 14)]  # fmt: skip
+    rows += [
+        sig(k, algo=algo, iid=7200 + j, strike=19300.0 + 25 * j, right="C", view="BULLISH")
+        for k in (5, 6)
+        for j in (0, 1)
+    ]
+    rows += [
+        sig(k, algo=algo, iid=7300, strike=19500.0, right="C", view="BULLISH")
+        for k in range(10, 14)
+    ]
     return assign_episodes(frame(rows)).with_columns(pl.lit("cfg").alias("config_version"))
 
 
@@ -59,22 +64,45 @@ def hand_built_result() -> BacktestResult:
         led = DayLedger()
         for k, r in enumerate(s.sort("decision_ts", "signal_id").iter_rows(named=True)):
             acted = r["signal_id"] in set(firsts["signal_id"])
-            led.orders.append({"purpose": "entry", "signal_id": r["signal_id"],
-                               "status": "filled" if acted else "skipped",
-                               "reason": "" if acted else "same_episode"})  # fmt: skip
+            led.orders.append(
+                {
+                    "purpose": "entry",
+                    "signal_id": r["signal_id"],
+                    "status": "filled" if acted else "skipped",
+                    "reason": "" if acted else "same_episode",
+                }
+            )
             if acted:
                 pnl = 100.0 if k % 2 == 0 else -40.0
-                led.positions.append({"algo": algo, "date": DAY, "exit_ts": r["decision_ts"],
-                                      "net_pnl": pnl, "gross_pnl": pnl + 4, "fees": 4.0})  # fmt: skip
+                led.positions.append(
+                    {
+                        "algo": algo,
+                        "date": DAY,
+                        "exit_ts": r["decision_ts"],
+                        "net_pnl": pnl,
+                        "gross_pnl": pnl + 4,
+                        "fees": 4.0,
+                    }
+                )
                 ex.equity += pnl
         positions += led.positions
         daily.append(daily_row(DAY, algo, ex, 100_000.0, s, led, outs[algo]))
     return BacktestResult(
-        run_id="bt-hand", mode="backtest", algos=("v3", "v1"), days=[DAY], capital=100_000.0,
-        synthetic=True, daily=pl.DataFrame(daily), outcomes=pl.concat(outs.values()),
-        signals=pl.concat(sigs.values()), positions=pl.DataFrame(positions),
-        orders=pl.DataFrame(), fills=pl.DataFrame(), seconds=0.0, records=0,
-    )  # fmt: skip
+        run_id="bt-hand",
+        mode="backtest",
+        algos=("v3", "v1"),
+        days=[DAY],
+        capital=100_000.0,
+        synthetic=True,
+        daily=pl.DataFrame(daily),
+        outcomes=pl.concat(outs.values()),
+        signals=pl.concat(sigs.values()),
+        positions=pl.DataFrame(positions),
+        orders=pl.DataFrame(),
+        fills=pl.DataFrame(),
+        seconds=0.0,
+        records=0,
+    )
 
 
 def test_twelve_signals_are_three_episodes():
@@ -110,10 +138,12 @@ def test_the_ab_test_counts_three_episodes_per_arm_and_says_so():
 
 def test_the_extended_test_counts_three_episodes():
     daily = hand_built_result().daily.with_columns(
-        pl.lit(0.0).alias("data_cost"), pl.lit(None, pl.Float64).alias("latency_p95_ms"),
-        pl.lit(1.0).alias("uptime_rth"), pl.lit(1.0).alias("tick_coverage"),
+        pl.lit(0.0).alias("data_cost"),
+        pl.lit(None, pl.Float64).alias("latency_p95_ms"),
+        pl.lit(1.0).alias("uptime_rth"),
+        pl.lit(1.0).alias("tick_coverage"),
         pl.lit(0).alias("critical_incidents_open"),
-    )  # fmt: skip
+    )
     v3 = final(daily).filter(pl.col("algo") == "v3").row(0, named=True)
     assert (v3["signals"], v3["episodes"], v3["resolved"], v3["correct"]) == (12, 3, 3, 2)
     assert v3["accuracy"] == pytest.approx(2 / 3)

@@ -137,7 +137,7 @@ def test_streaming_window_by_window_equals_batch_and_reruns_give_the_same_ids():
         [
             tracker.assign(frame([r for r in rows if r["window_start"] == T1110 + k * W]))
             for k in range(4)
-        ]  # fmt: skip
+        ]
     )
     key = ["signal_id", "episode_id"]
     assert streamed.select(key).sort("signal_id").equals(batch.select(key).sort("signal_id"))
@@ -165,8 +165,15 @@ def test_the_settings_reach_the_detectors_and_both_executors():
     for d in make_detectors(s, DAY, None, ("v3", "v1")):
         assert d.episodes.params == EpisodeParams(window_s=300, max_gap_windows=2, band_pct=0.5)
     ex = executor_from_settings("v3", s, halted=lambda: None, run_id="r", mode="backtest")
-    trader = trader_from_settings("v3", s, PaperBroker(2.0), Breaker("b", BreakerSettings()),
-                                  quote=lambda i: None, halted=lambda: None, run_id="r")  # fmt: skip
+    trader = trader_from_settings(
+        "v3",
+        s,
+        PaperBroker(2.0),
+        Breaker("b", BreakerSettings()),
+        quote=lambda i: None,
+        halted=lambda: None,
+        run_id="r",
+    )
     assert ex.cfg.stack_episodes and trader.cfg.stack_episodes
     assert Settings().paper.stack_episodes is False
     assert Settings().analysis.episode_max_gap_windows == 0

@@ -1,4 +1,4 @@
-"""Extended-test pooling and verdict (platform.md §3.8)."""
+"""Extended-test pooling and verdict (docs/algorithms.md §15)."""
 
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ def test_two_sessions_pool_to_hand_computed_values():
     assert (r["trades"], r["wins"], r["losses"], r["days"]) == (7, 3, 4, 2)
     # 7 / 10 pooled, not the mean of 0.75 and 0.667 (= 0.708).
     assert r["accuracy"] == pytest.approx(0.70)
-    # §3.3: 7 correct of 10 -> Wilson ~[0.40, 0.89].
+    # docs/algorithms.md §12: 7 correct of 10 -> Wilson ~[0.40, 0.89].
     assert r["accuracy_ci_low"] == pytest.approx(0.3968, abs=1e-3)
     assert r["accuracy_ci_high"] == pytest.approx(0.8922, abs=1e-3)
     assert r["neutral_share"] == pytest.approx(4 / 14)

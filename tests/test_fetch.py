@@ -286,7 +286,7 @@ def test_persistent_quote_server_error_opens_the_breaker_after_three(
     server: HistoricalServer, settings: Settings, ledger: LakeCostLedger, out_dir: Path
 ) -> None:
     # Retries with full jitter (max 5 attempts), but the breaker opens after 3 consecutive
-    # failures and the 4th attempt is refused without calling the server (§4.1).
+    # failures and the 4th attempt is refused without calling the server (docs/operations.md §Breakers and retries).
     server.fail(COST, 500, "Unexpected condition.")
     add_breaker_sink("test", BreakerIncidents(ledger.lake, "fetch-test"))
     with pytest.raises(HistoricalError, match="not attempted.*HTTP 500") as info:

@@ -143,9 +143,19 @@ def test_no_file_is_not_halted_and_resume_writes_nothing(stop):
 
 def test_a_file_written_by_the_previous_version_still_reads(stop):
     stop.path.parent.mkdir(parents=True)
-    old = {"halted": True, "reason": "operator: news", "since": "2026-03-10T15:00:00+00:00",
-           "history": [{"event": "halt", "at": "2026-03-10T15:00:00+00:00",
-                        "reason": "operator: news", "by": "cli"}]}  # fmt: skip
+    old = {
+        "halted": True,
+        "reason": "operator: news",
+        "since": "2026-03-10T15:00:00+00:00",
+        "history": [
+            {
+                "event": "halt",
+                "at": "2026-03-10T15:00:00+00:00",
+                "reason": "operator: news",
+                "by": "cli",
+            }
+        ],
+    }
     stop.path.write_text(json.dumps(old, indent=1))
     assert stop.reason() == "operator: news" and stop.state().unreadable is None
     stop.path.write_text(json.dumps({**old, "reason": ""}))
@@ -167,8 +177,12 @@ def test_halt_engages_whatever_the_file_holds_and_keeps_the_bad_one_aside(stop, 
     first, second = doc["history"]
     assert first["event"] == "unreadable" and first["reason"] == change.unreadable
     assert first["kept_as"] == str(change.kept_as)
-    assert second == {"event": "halt", "at": doc["since"], "reason": "bad fill on the open",
-                      "by": "test"}  # fmt: skip
+    assert second == {
+        "event": "halt",
+        "at": doc["since"],
+        "reason": "bad fill on the open",
+        "by": "test",
+    }
     (aside,) = kept_aside(stop)
     assert aside == change.kept_as and aside.name.startswith("halt.json.unreadable-")
     if kind == "directory":
@@ -218,8 +232,10 @@ def test_halt_resume_history_in_order(stop):
     assert stop.reason() == "second"
     assert stop.resume() and not stop.resume()
     assert [(h["event"], h["reason"]) for h in stop.history()] == [
-        ("halt", "first"), ("halt", "second"), ("resume", "second")
-    ]  # fmt: skip
+        ("halt", "first"),
+        ("halt", "second"),
+        ("resume", "second"),
+    ]
     assert list(stop.path.parent.glob("*.tmp")) == []
 
 
@@ -234,8 +250,9 @@ def test_concurrent_writers_neither_clobber_temp_files_nor_lose_history(stop):
     under another writer, no read-modify-write losing an entry), and no temp file is left."""
     corrupt(stop, "binary")
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_halt_many, args=(str(stop.path.parents[1]), w, 15))
-             for w in range(8)]  # fmt: skip
+    procs = [
+        ctx.Process(target=_halt_many, args=(str(stop.path.parents[1]), w, 15)) for w in range(8)
+    ]
     for p in procs:
         p.start()
     for p in procs:

@@ -1,4 +1,4 @@
-"""`ifd status` (platform.md §4.2, §4.8): every component's health from what the lake holds —
+"""`ifd status` (docs/operations.md §Health, SLIs and alerts): every component's health from what the lake holds —
 open breaker episodes, the rollout stage, firing alerts, cost against the budget — and nothing
 claimed healthy that was never observed."""
 

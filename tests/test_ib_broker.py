@@ -30,8 +30,7 @@ CON = {11: 2001, 12: 2002}
 
 
 def sig(n: int, direction: str = "BUY") -> dict:
-    return {"signal_id": f"s{n}", "direction": direction, "confidence": 0.8,
-            "config_version": "cv"}  # fmt: skip
+    return {"signal_id": f"s{n}", "direction": direction, "confidence": 0.8, "config_version": "cv"}
 
 
 def make_server(accounts=("DU1234567",)) -> TwsTestServer:
@@ -69,11 +68,16 @@ def ib_broker(server: TwsTestServer, **kw) -> IBBroker:
 
 def trader(broker, quotes: Quotes, halted=lambda: None) -> SignalTrader:
     return SignalTrader(
-        "v3", broker, Breaker(f"broker:{broker.name}", BreakerSettings(), exclude=(OrderRefused,)),
+        "v3",
+        broker,
+        Breaker(f"broker:{broker.name}", BreakerSettings(), exclude=(OrderRefused,)),
         TraderConfig(stop_fraction=0.1, target_fraction=0.2, time_stop_s=600),
         RiskLimits(max_contracts=15, risk_budget_fraction=0.01, max_loss_per_trade=1000),
-        capital=100_000.0, quote=quotes.q.get, halted=halted, run_id="r1",
-    )  # fmt: skip
+        capital=100_000.0,
+        quote=quotes.q.get,
+        halted=halted,
+        run_id="r1",
+    )
 
 
 def settle(t: SignalTrader, done, timeout: float = 5.0, now: int = T0):
@@ -207,8 +211,9 @@ def test_a_live_account_needs_the_setting_and_a_confirmation(loop):
             ib_broker(srv).connect()
         with pytest.raises(LiveTradingRefused):  # the setting alone is not enough
             ib_broker(srv, live_trading_enabled=True).connect()
-        settings = IBSettings(port=srv.port, client_id=8, connect_timeout_s=5,
-                              live_trading_enabled=True)  # fmt: skip
+        settings = IBSettings(
+            port=srv.port, client_id=8, connect_timeout_s=5, live_trading_enabled=True
+        )
         broker = IBBroker(settings, confirm_live=True)
         broker.connect()
         assert broker.mode == "ib"
@@ -238,8 +243,16 @@ def test_paper_and_ib_give_the_same_ledger_for_the_same_signals(server, loop):
     def shape(led, table, keys):
         return sorted(tuple(r[k] for k in keys) for r in getattr(led, table))
 
-    order_keys = ["signal_id", "purpose", "side", "type", "qty", "status", "filled_qty",
-                  "avg_price"]  # fmt: skip
+    order_keys = [
+        "signal_id",
+        "purpose",
+        "side",
+        "type",
+        "qty",
+        "status",
+        "filled_qty",
+        "avg_price",
+    ]
     assert shape(p, "orders", order_keys) == shape(i, "orders", order_keys)
     fill_keys = ["signal_id", "side", "price", "qty", "fee"]
     assert shape(p, "fills", fill_keys) == shape(i, "fills", fill_keys)
@@ -285,9 +298,13 @@ def test_ifd_live_with_ib_refuses_to_start_without_its_broker(tmp_path, loop):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
-    env = {"IFD_WAREHOUSE__DATA_DIR": str(tmp_path), "IFD_EXECUTION__BROKER": "ib",
-           "IFD_IB__PORT": str(closed), "IFD_IB__CONNECT_TIMEOUT_S": "2",
-           "IFD_DATABENTO__API_KEY": "db-" + "X" * 29}  # fmt: skip
+    env = {
+        "IFD_WAREHOUSE__DATA_DIR": str(tmp_path),
+        "IFD_EXECUTION__BROKER": "ib",
+        "IFD_IB__PORT": str(closed),
+        "IFD_IB__CONNECT_TIMEOUT_S": "2",
+        "IFD_DATABENTO__API_KEY": "db-" + "X" * 29,
+    }
     args = ["live", "--gateway", "127.0.0.1:1", "--date", "2026-03-30", "--exit-on-end"]
     res = CliRunner().invoke(app, args, env=env)
     assert res.exit_code == 5 and "cannot reach TWS" in res.output, res.output

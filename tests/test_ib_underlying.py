@@ -31,16 +31,32 @@ def ns(d: dt.date) -> int:
 def define(lake: Lake, day: dt.date) -> None:
     """The day's future and one option on it, as `instruments` rows."""
     rows = [
-        {"instrument_id": FUT, "raw_symbol": "NQM99", "asset": "NQ", "instrument_class": "F",
-         "expiration": ns(FUT_EXPIRY), "underlying_id": 0},
-        {"instrument_id": OPT, "raw_symbol": "QN1M99 C18250", "asset": "QN1",
-         "instrument_class": "C", "strike": 18250.0, "expiration": ns(FUT_EXPIRY),
-         "underlying_id": FUT},
-    ]  # fmt: skip
+        {
+            "instrument_id": FUT,
+            "raw_symbol": "NQM99",
+            "asset": "NQ",
+            "instrument_class": "F",
+            "expiration": ns(FUT_EXPIRY),
+            "underlying_id": 0,
+        },
+        {
+            "instrument_id": OPT,
+            "raw_symbol": "QN1M99 C18250",
+            "asset": "QN1",
+            "instrument_class": "C",
+            "strike": 18250.0,
+            "expiration": ns(FUT_EXPIRY),
+            "underlying_id": FUT,
+        },
+    ]
     schema = TABLES["instruments"].pl_schema
     df = pl.DataFrame(rows).with_columns(pl.lit(day).alias("date"), pl.lit(1).alias("ts_recv"))
-    df = df.select([(pl.col(c) if c in df.columns else pl.lit(None)).cast(t).alias(c)
-                    for c, t in schema.items()])  # fmt: skip
+    df = df.select(
+        [
+            (pl.col(c) if c in df.columns else pl.lit(None)).cast(t).alias(c)
+            for c, t in schema.items()
+        ]
+    )
     lake.write("instruments", df, "test-definitions")
 
 
@@ -63,8 +79,11 @@ def test_ib_prices_label_a_signal_when_databento_has_none(tmp_path, loop):
 
         pusher = threading.Thread(target=market)
         pusher.start()
-        env = {"IFD_WAREHOUSE__DATA_DIR": str(tmp_path), "IFD_IB__PORT": str(srv.port),
-               "IFD_IB__CONNECT_TIMEOUT_S": "5"}  # fmt: skip
+        env = {
+            "IFD_WAREHOUSE__DATA_DIR": str(tmp_path),
+            "IFD_IB__PORT": str(srv.port),
+            "IFD_IB__CONNECT_TIMEOUT_S": "5",
+        }
         args = ["ib", "record-underlying", "--date", day.isoformat(), "--seconds", "2.5", "--json"]
         res = CliRunner().invoke(app, args, env=env)
         pusher.join()
@@ -77,10 +96,15 @@ def test_ib_prices_label_a_signal_when_databento_has_none(tmp_path, loop):
     assert set(ticks["instrument_id"]) == {FUT} and set(ticks["source"]) == {"ib"}
     assert ticks["ts_event"][0] < decided["ts"] < ticks["ts_event"][1]
     signal = pl.DataFrame(
-        {"signal_id": ["s1"], "algo": ["v3"], "view": ["BULLISH"],
-         "decision_ts": [decided["ts"]], "underlying_id": [FUT]},
+        {
+            "signal_id": ["s1"],
+            "algo": ["v3"],
+            "view": ["BULLISH"],
+            "decision_ts": [decided["ts"]],
+            "underlying_id": [FUT],
+        },
         schema_overrides={"decision_ts": pl.UInt64, "underlying_id": pl.UInt32},
-    )  # fmt: skip
+    )
     label_day(lake, day, signal)
     (o,) = lake.scan("signal_outcomes").collect().iter_rows(named=True)
     assert (o["label"], o["ref_price"], o["price_source"]) == ("correct", 18250.0, "ib")
@@ -88,8 +112,11 @@ def test_ib_prices_label_a_signal_when_databento_has_none(tmp_path, loop):
 
 def test_record_underlying_says_what_is_missing(tmp_path, loop):
     """No definitions: exit 1 with the reason; no TWS listening: exit 5."""
-    env = {"IFD_WAREHOUSE__DATA_DIR": str(tmp_path), "IFD_IB__PORT": "1",
-           "IFD_IB__CONNECT_TIMEOUT_S": "2"}  # fmt: skip
+    env = {
+        "IFD_WAREHOUSE__DATA_DIR": str(tmp_path),
+        "IFD_IB__PORT": "1",
+        "IFD_IB__CONNECT_TIMEOUT_S": "2",
+    }
     res = CliRunner().invoke(app, ["ib", "record-underlying", "--seconds", "1"], env=env)
     assert res.exit_code == 1 and "ingest its definitions" in res.output, res.output
     lake = Lake(tmp_path)

@@ -1,4 +1,4 @@
-"""Dead Simple v1 with the spec's hand cases (algorithms.md §6), PROPOSAL semantics."""
+"""Dead Simple v1 with the spec's hand cases (docs/algorithms.md §7), PROPOSAL semantics."""
 
 from __future__ import annotations
 

@@ -43,10 +43,15 @@ def orders(iid, sizes, side, k=0, start_s=5, gap_s=12, day=SESSION, delta=None) 
     """One print per aggressive order, ``gap_s`` apart, in window ``k`` after 10:00 of ``day``."""
     t0 = _open(day) + k * W + start_s * NS
     return [
-        {"ts_event": t0 + i * gap_s * NS, "instrument_id": iid, "size": q, "aggressor": side,
-         "delta": delta}
+        {
+            "ts_event": t0 + i * gap_s * NS,
+            "instrument_id": iid,
+            "size": q,
+            "aggressor": side,
+            "delta": delta,
+        }
         for i, q in enumerate(sizes)
-    ]  # fmt: skip
+    ]
 
 
 def sweep(iid, levels, side, k=0, at_s=150, day=SESSION) -> list[dict]:
@@ -74,8 +79,12 @@ def windows(prints: list[dict]) -> pl.DataFrame:
         pl.col("instrument_id").replace_strict(strike, return_dtype=pl.Float64).alias("strike"),
         pl.lit(EXPIRY, pl.UInt64).alias("expiration"),
         pl.lit(UNDERLYING).alias("underlying_price"),
-        pl.col("window_start").cast(pl.Int64).cast(pl.Datetime("ns", "UTC")).dt.date().alias("date"),
-    )  # fmt: skip
+        pl.col("window_start")
+        .cast(pl.Int64)
+        .cast(pl.Datetime("ns", "UTC"))
+        .dt.date()
+        .alias("date"),
+    )
 
 
 def _history(missing: int = 0) -> dict[str, pl.DataFrame]:
@@ -234,7 +243,7 @@ def test_views_follow_aggressor_side_and_right(baselines):
 
 
 def test_view_is_the_sign_of_delta_signed_volume(baselines):
-    # algorithms.md §4.5 [proposal]: 500 puts bought (delta −0.4) → BEARISH; the same on calls
+    # docs/algorithms.md §6: 500 puts bought (delta −0.4) → BEARISH; the same on calls
     # (+0.4) → BULLISH; 500 puts sold → BULLISH.
     flow = [50] * 10
     prints = orders(PUT, flow, "B", delta=-0.4) + orders(CALL + 2, flow, "B", delta=0.4)
@@ -289,8 +298,9 @@ def test_windows_stored_without_order_sizes_fall_back_to_the_largest_print(basel
     then uses the side's volume / max_print, never more breadth than the prints show."""
     many = orders(CALL, [50] * 10, "B")
     one = orders(CALL + 1, [300], "B") + orders(CALL + 1, [3, 2, 2, 1], "A", 0, 9)
-    old = windows(many + one).with_columns(pl.lit(None, pl.Int64).alias("buy_size_sq"),
-                                           pl.lit(None, pl.Int64).alias("sell_size_sq"))  # fmt: skip
+    old = windows(many + one).with_columns(
+        pl.lit(None, pl.Int64).alias("buy_size_sq"), pl.lit(None, pl.Int64).alias("sell_size_sq")
+    )
     out = score_v3(score(add_bucket_keys(old), baselines), V3Params())
     assert row(out, CALL)["independent_prints"] == pytest.approx(10.0)
     assert row(out, CALL)["signal"]

@@ -1,4 +1,4 @@
-"""Triple-barrier labels (platform.md §3.2 TEST): the spec's hand-computed cases at 5 points and
+"""Triple-barrier labels (docs/algorithms.md §10): the spec's hand-computed cases at 5 points and
 30 minutes (passed explicitly; the configured default is 25 points), on the future's trades."""
 
 from __future__ import annotations
@@ -107,8 +107,12 @@ def test_ib_trades_continue_the_tape_only_after_databento_stops():
     """Databento trades of FUT up to minute 10; IB's from minute 12 (its minute-5 print is
     ignored: Databento holds the tape there). Future 43 has IB prices only."""
     databento = tape((0, 100.0), (5, 100.0), (10, 100.0))
-    ib = pl.concat([tape((5, 999.0), (12, 106.0)), tape((1, 50.0), (2, 56.0)).with_columns(
-        pl.lit(43, pl.UInt32).alias("instrument_id"))])  # fmt: skip
+    ib = pl.concat(
+        [
+            tape((5, 999.0), (12, 106.0)),
+            tape((1, 50.0), (2, 56.0)).with_columns(pl.lit(43, pl.UInt32).alias("instrument_id")),
+        ]
+    )
     full, first = extend_tape(databento, ib)
     assert first == {FUT: T0 + 12 * MIN, 43: T0 + 1 * MIN}
     assert full.height == 3 + 1 + 2
@@ -120,8 +124,10 @@ def test_ib_trades_continue_the_tape_only_after_databento_stops():
     )
     out = label_signals(sigs, full, BarrierParams(5.0, 300))
     out = out.with_columns(price_sources(out, first))
-    got = {r["signal_id"]: (r["label"], r["ref_price"], r["price_source"])
-           for r in out.iter_rows(named=True)}  # fmt: skip
+    got = {
+        r["signal_id"]: (r["label"], r["ref_price"], r["price_source"])
+        for r in out.iter_rows(named=True)
+    }
     assert got == {
         "before": ("neutral", 100.0, "databento"),
         "across": ("correct", 100.0, "databento+ib"),

@@ -13,8 +13,10 @@ from warehouse.tables import TABLES
 
 def _rows(i: int) -> pl.DataFrame:
     row = {c: None for c in TABLES["incidents"].schema} | {
-        "date": dt.date(2026, 3, 2), "run_id": f"r{i}", "kind": "test",
-    }  # fmt: skip
+        "date": dt.date(2026, 3, 2),
+        "run_id": f"r{i}",
+        "kind": "test",
+    }
     return pl.DataFrame([row], schema=TABLES["incidents"].pl_schema)
 
 

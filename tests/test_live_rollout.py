@@ -1,4 +1,4 @@
-"""End to end (platform.md §4.7): a replayed day in which the challenger's error rate crosses the
+"""End to end (docs/algorithms.md §16): a replayed day in which the challenger's error rate crosses the
 threshold ends with the rollout controller rolled back and no challenger order after the
 rollback's exchange-time cutoff; the incumbent keeps trading."""
 

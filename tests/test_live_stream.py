@@ -407,13 +407,20 @@ def test_the_documented_sql_runs_while_the_live_flow_writes(world):
     sql = sql.read_text()
     failures, runs = [], []
     with ReplayGateway(world["sim"], [KEY]) as gw:
-        env = {**os.environ, "IFD_WAREHOUSE__DATA_DIR": str(lake.root),
-               "IFD_DATABENTO__API_KEY": KEY, "IFD_LIVE__FLUSH_EVERY_S": "0.2"}  # fmt: skip
+        env = {
+            **os.environ,
+            "IFD_WAREHOUSE__DATA_DIR": str(lake.root),
+            "IFD_DATABENTO__API_KEY": KEY,
+            "IFD_LIVE__FLUSH_EVERY_S": "0.2",
+        }
         args = ["live", "--gateway", f"127.0.0.1:{gw.port}", "--date", world["day"].isoformat()]
         proc = subprocess.Popen(
             [sys.executable, "-m", "ifd_cli.app", *args, "--exit-on-end", "--json"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             while proc.poll() is None:
                 try:
@@ -468,9 +475,14 @@ def test_ib_trades_the_routed_signals_as_they_are_decided(world, loop):
         rows = offered.unique("instrument_id").iter_rows(named=True)
         for n, s in enumerate(rows, start=100):
             con[s["instrument_id"]] = n
-            srv.add_contract(n, last_trade_date=f"{s['expiration']:%Y%m%d}",
-                             strike=s["strike"], right=s["option_type"],
-                             trading_class=s["root"], under_con_id=1)  # fmt: skip
+            srv.add_contract(
+                n,
+                last_trade_date=f"{s['expiration']:%Y%m%d}",
+                strike=s["strike"],
+                right=s["option_type"],
+                trading_class=s["root"],
+                under_con_id=1,
+            )
         ib = MirroredIB(IBSettings(port=srv.port, client_id=9, connect_timeout_s=5))
         with ReplayGateway(world["sim"], [KEY]) as gw:
             opts = LiveOptions("127.0.0.1", gw.port, day=day, exit_on_end=True)

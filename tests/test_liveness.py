@@ -1,4 +1,4 @@
-"""Liveness incidents, latency SLIs and RTH-minute uptime (platform.md §2.1, §4.8, §4.9)."""
+"""Liveness incidents, latency SLIs and RTH-minute uptime (docs/operations.md §Health, SLIs and alerts)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Block bootstrap Monte Carlo of daily P&L (platform.md §3.6)."""
+"""Block bootstrap Monte Carlo of daily P&L (docs/algorithms.md §13)."""
 
 from __future__ import annotations
 

@@ -45,9 +45,22 @@ def mbo(*rows: tuple) -> np.ndarray:
         iid = r[6] if len(r) > 6 else IID
         price = UNDEF_PRICE if px is None else round(px * PX)
         out[i] = (
-            14, 0xA0, 1, iid, 1_000 + i, oid, price, sz, flags, 0,
-            action.encode(), side.encode(), 1_000 + i, 0, i,
-        )  # fmt: skip
+            14,
+            0xA0,
+            1,
+            iid,
+            1_000 + i,
+            oid,
+            price,
+            sz,
+            flags,
+            0,
+            action.encode(),
+            side.encode(),
+            1_000 + i,
+            0,
+            i,
+        )
     return out
 
 

@@ -256,9 +256,22 @@ def random_stream(seed: int, n: int, instruments: int = 90) -> np.ndarray:
         size = int(rng.integers(0, 12)) if rng.random() < 0.05 else int(rng.integers(1, 12))
         flags = LAST if rng.random() < 0.55 else (SNAPSHOT if rng.random() < 0.1 else 0)
         out[k] = (
-            14, 0xA0, 1, iid, 1_000 + k, oid, price, size, flags, 0,
-            bytes([act]), bytes([side]), 1_000 + k, 0, k,
-        )  # fmt: skip
+            14,
+            0xA0,
+            1,
+            iid,
+            1_000 + k,
+            oid,
+            price,
+            size,
+            flags,
+            0,
+            bytes([act]),
+            bytes([side]),
+            1_000 + k,
+            0,
+            k,
+        )
     # One very long event (a snapshot with no F_LAST until the end): the pending buffer grows.
     big = out[-3000:]
     big["instrument_id"] = iids[0]

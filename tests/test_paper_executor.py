@@ -23,13 +23,27 @@ def rows_to_batch(rows: list[dict]) -> list[RecordBatch]:
 
 
 def add(ts_s: float, side: str, price: float, size: int, oid: int, iid: int = OPT) -> dict:
-    return {"iid": iid, "ts": int(ts_s * S), "action": "A", "side": side, "price": price,
-            "size": size, "oid": oid}  # fmt: skip
+    return {
+        "iid": iid,
+        "ts": int(ts_s * S),
+        "action": "A",
+        "side": side,
+        "price": price,
+        "size": size,
+        "oid": oid,
+    }
 
 
 def trade(ts_s: float, price: float, size: int, iid: int = OPT, side: str = "B") -> dict:
-    return {"iid": iid, "ts": int(ts_s * S), "action": "T", "side": side, "price": price,
-            "size": size, "oid": 0}  # fmt: skip
+    return {
+        "iid": iid,
+        "ts": int(ts_s * S),
+        "action": "T",
+        "side": side,
+        "price": price,
+        "size": size,
+        "oid": 0,
+    }
 
 
 def signal(direction: str = "BUY", at_s: float = 10.0, **kw) -> pl.DataFrame:
@@ -99,8 +113,12 @@ def test_a_short_call_whose_premium_rises_10_percent_is_stopped_out():
 
 
 def test_a_target_is_taken_on_the_first_trade_through_it():
-    rows = [add(1, "A", 10.00, 5, 1), add(1.1, "B", 9.75, 5, 2), add(20, "B", 12.50, 5, 3),
-            trade(21, 12.50, 1)]  # fmt: skip
+    rows = [
+        add(1, "A", 10.00, 5, 1),
+        add(1.1, "B", 9.75, 5, 2),
+        add(20, "B", 12.50, 5, 3),
+        trade(21, 12.50, 1),
+    ]
     _, led = run(rows, signal(), ExecConfig(target_fraction=0.24), RiskLimits(max_contracts=1))
     (pos,) = led.positions
     assert pos["exit_reason"] == "target" and pos["exit_price"] == 12.5
@@ -193,8 +211,13 @@ def test_no_liquidity_and_late_decisions_are_rejected_with_a_reason():
 
 
 def test_two_runs_are_identical():
-    rows = [add(1, "A", 10.00, 5, 1), add(1.1, "B", 9.75, 5, 2), add(20, "B", 12.50, 5, 3),
-            trade(21, 12.50, 1), add(30, "A", 10.50, 5, 4)]  # fmt: skip
+    rows = [
+        add(1, "A", 10.00, 5, 1),
+        add(1.1, "B", 9.75, 5, 2),
+        add(20, "B", 12.50, 5, 3),
+        trade(21, 12.50, 1),
+        add(30, "A", 10.50, 5, 4),
+    ]
     sigs = pl.concat([signal(), signal(signal_id="sig-2", at_s=25.0)])
     a = run(rows, sigs, limits=RiskLimits(max_contracts=2))[1]
     b = run(rows, sigs, limits=RiskLimits(max_contracts=2))[1]
@@ -252,8 +275,12 @@ def test_a_second_episode_trades_and_stacking_is_a_setting():
     cfg = ExecConfig(time_stop_s=60.0)
     _, led = run(deep_book(), sig, cfg, RiskLimits(max_contracts=1))
     assert [p["signal_id"] for p in led.positions] == ["sig-0", "sig-2"]
-    _, stacked = run(deep_book(), sig, ExecConfig(time_stop_s=60.0, stack_episodes=True),
-                     RiskLimits(max_contracts=1))  # fmt: skip
+    _, stacked = run(
+        deep_book(),
+        sig,
+        ExecConfig(time_stop_s=60.0, stack_episodes=True),
+        RiskLimits(max_contracts=1),
+    )
     assert [p["signal_id"] for p in stacked.positions] == ["sig-0", "sig-1", "sig-2", "sig-3"]
     assert not [o for o in stacked.orders if o["status"] == "skipped"]
 

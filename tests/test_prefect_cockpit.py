@@ -56,12 +56,24 @@ def render(chromium: str, url: str, shot: Path, profile: Path, timeout: float = 
     """Load `url` in headless Chromium; returns the DOM after scripts ran and saves a PNG."""
     shot.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-        f"--user-data-dir={profile}", "--virtual-time-budget=15000", "--window-size=1400,1000",
-        f"--screenshot={shot}", "--dump-dom", url,
-    ]  # fmt: skip
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=15000",
+        "--window-size=1400,1000",
+        f"--screenshot={shot}",
+        "--dump-dom",
+        url,
+    ]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
@@ -334,25 +346,34 @@ def test_backtest_report_renders_in_chromium(cockpit, runs, chromium, tmp_path):
     ("run_key", "shot_name", "path", "expected"),
     [
         pytest.param(
-            "backtest", "v2-flow-run-nightly-backtest", "/v2/runs/flow-run/{id}",
-            ["Finished in state Completed", "{day}: 2/2 days"], id="v2-backtest-logs",
+            "backtest",
+            "v2-flow-run-nightly-backtest",
+            "/v2/runs/flow-run/{id}",
+            ["Finished in state Completed", "{day}: 2/2 days"],
+            id="v2-backtest-logs",
         ),
         pytest.param(
-            "backtest", "v2-flow-run-nightly-backtest-artifacts",
+            "backtest",
+            "v2-flow-run-nightly-backtest-artifacts",
             "/v2/runs/flow-run/{id}?tab=Artifacts",
             ["nightly-backtest-summary", "nightly-backtest-metrics", "nightly-backtest-report"],
             id="v2-backtest-artifacts",
         ),
         pytest.param(
-            "ingest", "v2-flow-run-historical-ingest", "/v2/runs/flow-run/{id}",
-            ["Finished in state Completed"], id="v2-ingest-logs",
+            "ingest",
+            "v2-flow-run-historical-ingest",
+            "/v2/runs/flow-run/{id}",
+            ["Finished in state Completed"],
+            id="v2-ingest-logs",
         ),
         pytest.param(
             "backtest", "v1-flow-run-nightly-backtest", "/runs/flow-run/{id}", [], id="v1-backtest"
         ),
     ],
-)  # fmt: skip
-def test_flow_run_page_renders_in_the_prefect_ui(cockpit, runs, chromium, tmp_path, run_key, shot_name, path, expected):  # fmt: skip
+)
+def test_flow_run_page_renders_in_the_prefect_ui(
+    cockpit, runs, chromium, tmp_path, run_key, shot_name, path, expected
+):
     stack, run = cockpit["stack"], runs[run_key]
     settings = stack.http("GET", "/ui-settings")
     assert settings["default_ui"] == "v2" and settings["v2_base_url"] == "/v2", settings

@@ -1,4 +1,4 @@
-"""Pressure windows: the spec's hand-computed cases (algorithms.md §2.4) and stream parity."""
+"""Pressure windows: the spec's hand-computed cases (docs/algorithms.md §4) and stream parity."""
 
 from __future__ import annotations
 

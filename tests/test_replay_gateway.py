@@ -81,8 +81,12 @@ def test_the_sdk_client_sees_metadata_mappings_and_every_record(sim_day):
         raw = io.BytesIO()
         client.add_stream(raw)
         for schema in SUBS:
-            client.subscribe("GLBX.MDP3", schema, symbols=["QN1.OPT", "QN2.OPT", "NQ.OPT", "NQ.FUT"],
-                             stype_in="parent")  # fmt: skip
+            client.subscribe(
+                "GLBX.MDP3",
+                schema,
+                symbols=["QN1.OPT", "QN2.OPT", "NQ.OPT", "NQ.FUT"],
+                stype_in="parent",
+            )
         client.start()
         client.block_for_close(timeout=60)
         meta = db.DBNStore.from_bytes(raw.getvalue()).metadata

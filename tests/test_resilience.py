@@ -1,4 +1,4 @@
-"""Circuit breakers and retry policy (platform.md §4.1 PROPOSAL TEST, plus edge cases).
+"""Circuit breakers and retry policy (docs/operations.md §Breakers and retries, plus edge cases).
 
 Time is an injected fake monotonic clock, so cool-downs of minutes take no time; threads are
 used only where the claim is about concurrency (single probe, no lock held during a call).

@@ -1,4 +1,4 @@
-"""The rollout controller (platform.md §4.7 TEST): pure rules and the controller over a lake."""
+"""The rollout controller (docs/algorithms.md §16): pure rules and the controller over a lake."""
 
 from __future__ import annotations
 

@@ -7,9 +7,15 @@ from __future__ import annotations
 from flows.serve import build_deployments, deployment_specs, load_flow
 
 EXPECTED = {
-    "historical-ingest", "baseline-refresh", "nightly-backtest", "extended-test", "cost-report",
-    "lake-compaction", "live-stream", "detection",
-}  # fmt: skip
+    "historical-ingest",
+    "baseline-refresh",
+    "nightly-backtest",
+    "extended-test",
+    "cost-report",
+    "lake-compaction",
+    "live-stream",
+    "detection",
+}
 
 
 def test_every_flow_of_the_issue_has_a_deployment_with_a_schedule():

@@ -1,4 +1,4 @@
-"""Session controller: streaming periods from the CMES calendar under both policies (§2.1)."""
+"""Session controller: streaming periods from the CMES calendar under both policies (docs/operations.md §Sessions and trade dates)."""
 
 from __future__ import annotations
 

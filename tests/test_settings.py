@@ -234,6 +234,12 @@ def test_profiles_set_only_keys_the_code_reads():
     for name in st.available_profiles():
         st.get_settings(name)
     text = " ".join(p.read_text() for p in st.PROFILES_DIR.glob("*.toml"))
-    for removed in ("min_volume_concentration", "market_making_penalty", "slippage_ticks",
-                    "tier_moderate", "split_ratio", "min_baseline_anomaly"):  # fmt: skip
+    for removed in (
+        "min_volume_concentration",
+        "market_making_penalty",
+        "slippage_ticks",
+        "tier_moderate",
+        "split_ratio",
+        "min_baseline_anomaly",
+    ):
         assert removed not in text

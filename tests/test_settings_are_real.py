@@ -89,7 +89,7 @@ SPECIAL: dict[tuple, list[dict]] = {
                 "live_usage_per_gb": 1.0,
                 "source": "SYNTHETIC test price",
             }
-        ]  # fmt: skip
+        ]
     ],
     ("rollout", "challenger"): ["v1"],
     ("rollout", "incumbent"): ["v3"],
@@ -135,9 +135,10 @@ def changed_settings(path: tuple, tmp: Path) -> tuple[Settings, Any]:
     annotation = type(parent).model_fields[path[-1]].annotation
     for candidate in _candidates(path, value, annotation, tmp):
         override = (
-            _nested(path[:-1], candidate) if isinstance(candidate, dict) and path in SPECIAL
+            _nested(path[:-1], candidate)
+            if isinstance(candidate, dict) and path in SPECIAL
             else _nested(path, candidate)
-        )  # fmt: skip
+        )
         try:
             s = st.get_settings(**_merge(BASE, override))
         except (ValidationError, ValueError):
@@ -162,12 +163,19 @@ def _v1(s: Settings):
     under = 20_000.0
 
     def row(volume: float, ratio: float, premium: float, distance_pct: float) -> None:
-        rows.append({
-            "row": len(rows), "right": "C", "buy_volume": int(volume), "sell_volume": 0,
-            "unsigned_volume": 0, "open_interest": max(int(volume / ratio), 1),
-            "premium": premium, "underlying_price": under,
-            "strike": under * (1 + distance_pct / 100.0),
-        })  # fmt: skip
+        rows.append(
+            {
+                "row": len(rows),
+                "right": "C",
+                "buy_volume": int(volume),
+                "sell_volume": 0,
+                "unsigned_volume": 0,
+                "open_interest": max(int(volume / ratio), 1),
+                "premium": premium,
+                "underlying_price": under,
+                "strike": under * (1 + distance_pct / 100.0),
+            }
+        )
 
     for i in range(400):  # vol/OI from 5 to 105: the gate and the tiers
         row(10_000, 5 + i * 0.25, 1e6, 1.0)
@@ -377,10 +385,19 @@ def _rollout(s: Settings):
     r = s.rollout
     since = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
     ev = ro.StageEvidence(
-        sessions=6, resolved_c=120, correct_c=86, resolved_i=120, correct_i=84,
-        pnl_per_trade_ci_low=-40.0, pnl_per_trade=12.0, trades=80, latency_p95_ms=95.0,
-        uptime_rth=0.9992, cost_per_signal=4.8, critical_incidents=0,
-    )  # fmt: skip
+        sessions=6,
+        resolved_c=120,
+        correct_c=86,
+        resolved_i=120,
+        correct_i=84,
+        pnl_per_trade_ci_low=-40.0,
+        pnl_per_trade=12.0,
+        trades=80,
+        latency_p95_ms=95.0,
+        uptime_rth=0.9992,
+        cost_per_signal=4.8,
+        critical_incidents=0,
+    )
     weak = dataclasses.replace(ev, resolved_c=55, correct_c=31)
     strong = dataclasses.replace(
         ev, sessions=12, resolved_c=300, correct_c=270, resolved_i=300, correct_i=240
@@ -469,8 +486,9 @@ def _ib(s: Settings):
 def _logging(s: Settings):
     from ifd_core.logs import IFD_LOGGERS, configure_logging
 
-    before = {n: (logging.getLogger(n).level, list(logging.getLogger(n).handlers))
-              for n in IFD_LOGGERS}  # fmt: skip
+    before = {
+        n: (logging.getLogger(n).level, list(logging.getLogger(n).handlers)) for n in IFD_LOGGERS
+    }
     try:
         return configure_logging(s.log_level)
     finally:  # leave logging as it was: later tests capture records their own way
@@ -534,10 +552,14 @@ READ_IN_LOOPS: dict[str, str] = {
 
 def _builders_for(key: str) -> list[Callable[[Settings], Any]]:
     return [
-        b for prefix, bs in BUILDERS.items() for b in bs
-        if key == prefix or key.startswith(prefix + ".") or key.startswith(prefix) and
-        prefix.endswith("_")
-    ]  # fmt: skip
+        b
+        for prefix, bs in BUILDERS.items()
+        for b in bs
+        if key == prefix
+        or key.startswith(prefix + ".")
+        or key.startswith(prefix)
+        and prefix.endswith("_")
+    ]
 
 
 def _read_by_product(key: str) -> bool:

@@ -96,8 +96,11 @@ def test_v1_events_can_carry_no_edge_while_the_flows_do(tmp_path):
     algorithm's events informed and the other's not."""
     params = SimParams(informed_share=1.0, v1_informed_share=0.0, v1_events_per_day=(2, 2))
     summary = simulate_market(tmp_path, 3, 4, start=START, scale=0.1, params=params)
-    events = [e for e in json.loads(summary.truth_path.read_text())["events"]
-              if e["kind"] == "institutional"]  # fmt: skip
+    events = [
+        e
+        for e in json.loads(summary.truth_path.read_text())["events"]
+        if e["kind"] == "institutional"
+    ]
     blocks = [e for e in events if e["shape"] == "low_oi_block"]
     flows = [e for e in events if e["shape"] != "low_oi_block"]
     assert blocks and flows

@@ -416,8 +416,10 @@ def test_query_timeout_in_python(lake, migrated):
 
 def _holds_open(pid: int, path: Path) -> bool:
     try:
-        return any(os.path.realpath(f"/proc/{pid}/fd/{fd}") == str(path)
-                   for fd in os.listdir(f"/proc/{pid}/fd"))  # fmt: skip
+        return any(
+            os.path.realpath(f"/proc/{pid}/fd/{fd}") == str(path)
+            for fd in os.listdir(f"/proc/{pid}/fd")
+        )
     except OSError:
         return False
 

@@ -38,12 +38,17 @@ def make(broker=None, halted=lambda: None, **cfg):
     broker = broker or Counting()
     broker.connect()
     trader = SignalTrader(
-        "v3", broker, Breaker("broker:paper", BreakerSettings()),
+        "v3",
+        broker,
+        Breaker("broker:paper", BreakerSettings()),
         TraderConfig(stop_fraction=0.1, target_fraction=0.2, time_stop_s=600, **cfg),
         RiskLimits(max_contracts=15, risk_budget_fraction=0.01, max_loss_per_trade=1000),
-        capital=100_000.0, quote=lambda iid: broker.quotes.get(iid), halted=halted,
-        run_id="r1", mode="paper",
-    )  # fmt: skip
+        capital=100_000.0,
+        quote=lambda iid: broker.quotes.get(iid),
+        halted=halted,
+        run_id="r1",
+        mode="paper",
+    )
     return broker, trader
 
 
@@ -181,8 +186,14 @@ def test_the_ledger_lands_in_the_lake_and_only_real_money_fees_are_booked(lake):
         pytest.approx(-1.0 * 10 * 20 - 2 * 10 * 2.5)
     ]
     # The same fills from a real-money IB account book commission and exchange fee (test rates).
-    prices = [{"effective_from": "2020-01-01", "commission_per_contract": 0.85,
-               "exchange_fee_per_contract": 1.38, "source": "test rates"}]  # fmt: skip
+    prices = [
+        {
+            "effective_from": "2020-01-01",
+            "commission_per_contract": 0.85,
+            "exchange_fee_per_contract": 1.38,
+            "source": "test rates",
+        }
+    ]
     real = get_settings(costs={"prices": prices})
     led = t.ledger()
     for f in led.fills:
@@ -208,8 +219,10 @@ def test_a_later_signal_of_an_episode_is_skipped_and_never_sent():
     assert broker.sent == [first, other]
     rows = {o["order_id"]: o for o in t.ledger().orders}
     assert (rows[later]["status"], rows[later]["reason"], rows[later]["qty"]) == (
-        "skipped", "same_episode", 0,
-    )  # fmt: skip
+        "skipped",
+        "same_episode",
+        0,
+    )
     assert later not in t.working() and t._working_entries() == 0
 
 

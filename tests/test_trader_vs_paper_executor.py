@@ -24,18 +24,41 @@ from ifd_core.units import to_points
 from tests.fixtures.dbn_factory import T0, mbo_array
 from tests.test_paper_executor import OPT, S, add, episode_signals, run, signal, trade
 
-KEEP = ["side", "qty", "entry_ts", "entry_price", "exit_ts", "exit_price", "exit_reason",
-        "gross_pnl", "fees", "net_pnl"]  # fmt: skip
+KEEP = [
+    "side",
+    "qty",
+    "entry_ts",
+    "entry_price",
+    "exit_ts",
+    "exit_price",
+    "exit_reason",
+    "gross_pnl",
+    "fees",
+    "net_pnl",
+]
 
 
 def trade_in_real_time(rows, sig: pl.DataFrame, cfg: ExecConfig, limits: RiskLimits, end_s):
     broker = PaperBroker(fee_per_contract=cfg.fee_per_contract)
     broker.connect()
-    tcfg = TraderConfig(cfg.order_type, cfg.stop_fraction, cfg.target_fraction, cfg.time_stop_s,
-                        cfg.min_confidence, cfg.stack_episodes)  # fmt: skip
-    trader = SignalTrader("v3", broker, Breaker("broker:paper", BreakerSettings()), tcfg, limits,
-                          capital=100_000.0, quote=lambda iid: broker.quotes.get(iid),
-                          mode="paper")  # fmt: skip
+    tcfg = TraderConfig(
+        cfg.order_type,
+        cfg.stop_fraction,
+        cfg.target_fraction,
+        cfg.time_stop_s,
+        cfg.min_confidence,
+        cfg.stack_episodes,
+    )
+    trader = SignalTrader(
+        "v3",
+        broker,
+        Breaker("broker:paper", BreakerSettings()),
+        tcfg,
+        limits,
+        capital=100_000.0,
+        quote=lambda iid: broker.quotes.get(iid),
+        mode="paper",
+    )
     contract = OptionContract(OPT, "NQH6 C20000", "QN1", dt.date(2026, 4, 17), 20000.0, "C")
     latency = int(cfg.latency_ms * 1e6)
     due = sorted((int(s["decision_ts"]) + latency, s) for s in sig.iter_rows(named=True))
@@ -67,26 +90,46 @@ def trade_in_real_time(rows, sig: pl.DataFrame, cfg: ExecConfig, limits: RiskLim
 
 SCENARIOS = {
     "time stop at the bid": (
-        [add(1, "A", 12.25, 2, 1), add(1.1, "B", 12.00, 5, 2), add(30, "B", 13.00, 5, 3),
-         add(200, "B", 13.25, 1, 4)],
-        signal(), ExecConfig(time_stop_s=60.0), RiskLimits(max_contracts=2),
+        [
+            add(1, "A", 12.25, 2, 1),
+            add(1.1, "B", 12.00, 5, 2),
+            add(30, "B", 13.00, 5, 3),
+            add(200, "B", 13.25, 1, 4),
+        ],
+        signal(),
+        ExecConfig(time_stop_s=60.0),
+        RiskLimits(max_contracts=2),
     ),
     "short stopped out by a print": (
-        [add(1, "B", 10.00, 5, 1), add(1.1, "A", 10.25, 5, 2), add(20, "A", 11.25, 5, 3),
-         trade(21, 11.00, 1)],
-        signal("SELL"), ExecConfig(stop_fraction=0.10, target_fraction=0.24),
+        [
+            add(1, "B", 10.00, 5, 1),
+            add(1.1, "A", 10.25, 5, 2),
+            add(20, "A", 11.25, 5, 3),
+            trade(21, 11.00, 1),
+        ],
+        signal("SELL"),
+        ExecConfig(stop_fraction=0.10, target_fraction=0.24),
         RiskLimits(max_contracts=1),
     ),
     "target on the first print through it": (
-        [add(1, "A", 10.00, 5, 1), add(1.1, "B", 9.75, 5, 2), add(20, "B", 12.50, 5, 3),
-         trade(21, 12.25, 1), trade(22, 12.50, 1)],
-        signal(), ExecConfig(target_fraction=0.24), RiskLimits(max_contracts=1),
+        [
+            add(1, "A", 10.00, 5, 1),
+            add(1.1, "B", 9.75, 5, 2),
+            add(20, "B", 12.50, 5, 3),
+            trade(21, 12.25, 1),
+            trade(22, 12.50, 1),
+        ],
+        signal(),
+        ExecConfig(target_fraction=0.24),
+        RiskLimits(max_contracts=1),
     ),
     "flattened at the session end": (
         [add(1, "A", 10.00, 5, 1), add(1.1, "B", 9.75, 5, 2), add(50, "B", 10.50, 5, 3)],
-        signal(), ExecConfig(), RiskLimits(max_contracts=3),
+        signal(),
+        ExecConfig(),
+        RiskLimits(max_contracts=3),
     ),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
@@ -110,8 +153,11 @@ def test_both_act_once_per_episode_and_skip_the_same_signals(stack):
     live = trade_in_real_time(rows, sig, cfg, limits, end_s=900.0)
 
     def entries(led):
-        return [(o["signal_id"], o["status"], o["reason"] if o["status"] == "skipped" else "")
-                for o in led.orders if o["purpose"] == "entry"]  # fmt: skip
+        return [
+            (o["signal_id"], o["status"], o["reason"] if o["status"] == "skipped" else "")
+            for o in led.orders
+            if o["purpose"] == "entry"
+        ]
 
     assert entries(live) == entries(paper)
     assert len(paper.positions) == (5 if stack else 2)

@@ -1,4 +1,4 @@
-"""Outcome metrics (platform.md §3.3 TEST, §3.7 TEST): hand-computed numbers, empty inputs."""
+"""Outcome metrics (docs/algorithms.md §12, docs/operations.md §Costs TEST): hand-computed numbers, empty inputs."""
 
 from __future__ import annotations
 

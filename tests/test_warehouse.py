@@ -214,9 +214,13 @@ def test_a_query_reads_the_snapshot_it_started_on(lake):
     con = connect_read_only(lake, pin_for="SELECT count(*) FROM dq_summary")
     first = con.execute("SELECT count(*) FROM dq_summary").fetchone()[0]
     row = {c: None for c in TABLES["dq_results"].schema} | {
-        "date": dt.date(2026, 3, 2), "run_id": "r1", "dataset": "GLBX.MDP3",
-        "source_file": "x", "batch_success": True, "success": True,
-    }  # fmt: skip
+        "date": dt.date(2026, 3, 2),
+        "run_id": "r1",
+        "dataset": "GLBX.MDP3",
+        "source_file": "x",
+        "batch_success": True,
+        "success": True,
+    }
     lake.write("dq_results", pl.DataFrame([row], schema=TABLES["dq_results"].pl_schema), "k")
     assert con.execute("SELECT count(*) FROM dq_summary").fetchone()[0] == first == 0
     con.close()

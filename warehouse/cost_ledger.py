@@ -1,4 +1,5 @@
-"""The cost ledger in the lake: an append-only event table of quotes, spend and fees (§2.9).
+"""The cost ledger in the lake: an append-only event table of quotes, spend and fees
+(docs/operations.md §Costs).
 
 Every quote the budget gate sees, every spend it allows and every fee is one row of the
 ``cost_ledger`` table; the month's spend is a query over those rows, never a counter kept in

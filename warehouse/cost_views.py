@@ -1,4 +1,4 @@
-"""Cost views of the catalog (platform.md §2.9, §3.7, §4.2, §4.11): queries over the ledger.
+"""Cost views of the catalog (docs/operations.md §Costs): queries over the ledger.
 
 The budget dashboard, cost per signal and the month-end projection are views over the
 ``cost_ledger`` event table (plus ``signals`` and ``engine_runs``), never tables of their own, so

@@ -15,7 +15,7 @@ README = Path(__file__).with_name("README.md")
 
 HEADER = """# The IFD warehouse
 
-A Parquet lake plus a DuckDB catalog of views over it (see ../shared/DESIGN.md, "Warehouse").
+A Parquet lake plus a DuckDB catalog of views over it (see docs/lake.md).
 
 * Data root: `./data` by default, `IFD_WAREHOUSE__DATA_DIR` to move it. Inside it: `raw/` (immutable
   DBN files, `<dataset>/<schema>/<sha16>-<name>`), `lake/<table>/date=YYYY-MM-DD/<key>.parquet`

@@ -1,6 +1,7 @@
 """Writing the operational event tables: alerts, incidents and breaker transitions.
 
-Each write is one new Parquet file (append-only, DESIGN.md): alert episodes and incidents are
+Each write is one new Parquet file (append-only, docs/architecture.md): alert episodes and
+incidents are
 never updated in place, a later row says what changed. Any process (the live flow, a nightly flow,
 a CLI command) can write them at the same time without a lock.
 """
@@ -115,7 +116,9 @@ class AlertStore:
 
 
 def evaluate_daily_alerts(lake: Lake, settings: Settings, mc, day: dt.date) -> list[AlertEvent]:
-    """Budget, daily cost, RTH uptime and completeness rules for ``day`` (§4.2, §4.9, §4.11):
+    """Budget, daily cost, RTH uptime and completeness rules for ``day`` (docs/operations.md
+    §Health, SLIs and alerts, docs/operations.md §Health, SLIs and alerts, docs/operations.md
+    §Costs):
     the month's episodes are per month, so a new month starts without any open budget alert."""
     from warehouse.slis import day_slis
 
@@ -123,10 +126,14 @@ def evaluate_daily_alerts(lake: Lake, settings: Settings, mc, day: dt.date) -> l
     budget = mc.budget or None
     obs = [
         ("budget.month", mc.month, mc.utilization, f"${mc.spent:,.2f} of ${mc.budget:,.2f}"),
-        ("budget.projection", mc.month, mc.projection / budget if budget else None,
-         f"projection ${mc.projection:,.2f}"),
+        (
+            "budget.projection",
+            mc.month,
+            mc.projection / budget if budget else None,
+            f"projection ${mc.projection:,.2f}",
+        ),
         ("cost.daily", day.isoformat(), cost, ""),
         ("uptime.rth", day.isoformat(), uptime, ""),
         ("data.completeness", day.isoformat(), completeness, ""),
-    ]  # fmt: skip
+    ]
     return AlertStore(lake, settings, run_id=f"cost-report-{day}").observe(obs)

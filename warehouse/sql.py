@@ -332,10 +332,15 @@ class _Watch:
                 continue
 
 
-@retry(retry=retry_if_exception(_file_vanished), stop=stop_after_attempt(VANISHED_ATTEMPTS),
-       wait=wait_fixed(0.05), reraise=True)  # fmt: skip
-def _run(lake: Lake, sql: str, params: list | None, dirs: tuple, shape: Shape | None,
-         watch: _Watch) -> pl.DataFrame:  # fmt: skip
+@retry(
+    retry=retry_if_exception(_file_vanished),
+    stop=stop_after_attempt(VANISHED_ATTEMPTS),
+    wait=wait_fixed(0.05),
+    reraise=True,
+)
+def _run(
+    lake: Lake, sql: str, params: list | None, dirs: tuple, shape: Shape | None, watch: _Watch
+) -> pl.DataFrame:
     # Only what differs from the defaults is passed (simple stand-ins in tests take just lake).
     con = connect_read_only(lake, allowed_directories=dirs, pin_for=sql)
     try:

@@ -632,7 +632,7 @@ TABLES: dict[str, Table] = {
         _t(
             "rollout_events",
             "one decision of the rollout controller",
-            "The append-only history of the one rollout controller (platform.md §4.7): every "
+            "The append-only history of the one rollout controller (docs/algorithms.md §16): every "
             "stage change (promote, demote, rollback, halt), every held review, with the rules "
             "that passed or failed and their values (JSON), the evidence, config version and "
             "operator. The current stage is the latest row (view rollout_state).",
@@ -659,7 +659,7 @@ TABLES: dict[str, Table] = {
             "one state change of one alert episode",
             "Alert episodes per rule and subject, deduplicated: FIRING when a condition starts, "
             "ESCALATED when it reaches the critical level, RESOLVED when it ends; the value and "
-            "threshold behind each change (platform.md §4.2, §4.11).",
+            "threshold behind each change (docs/operations.md §Health, SLIs and alerts).",
             {
                 "alert_id": S,
                 "episode_id": S,

@@ -1,6 +1,6 @@
 """Baselines of pressure windows: what normal flow looks like, from earlier sessions only.
 
-algorithms.md §3.5 PROPOSAL, as issue #3 states it: the history is the previous N trading
+docs/algorithms.md §5, as issue #3 states it: the history is the previous N trading
 *sessions* (CME calendar), never the session being judged, so a window can never be part of its
 own baseline. Every window of those sessions is a sample (not one row per day). Two keys:
 

@@ -39,8 +39,16 @@ from ifd_core.units import NS
 
 # What makes two signals comparable at all: one algorithm, one date, one side of one expiry.
 _KEY = ("algo", "date", "option_type", "expiration", "view")
-_NEEDS = (*_KEY, "signal_id", "instrument_id", "strike", "underlying_price", "window_start",
-          "window_end", "decision_ts")  # fmt: skip
+_NEEDS = (
+    *_KEY,
+    "signal_id",
+    "instrument_id",
+    "strike",
+    "underlying_price",
+    "window_start",
+    "window_end",
+    "decision_ts",
+)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The FlowEngine: the one place market logic runs, fed by any RecordSource.
 
-DESIGN.md "One engine": batches of DBN records in ts_recv order go through the instrument
+docs/architecture.md §One engine, three feeds: batches of DBN records in ts_recv order go through
+the instrument
 master (definition records), the L3 books, trade signing (the exchange's aggressor side, else
 Lee–Ready against the book just before the trade, else the tick test) and the event-time
 pressure windows. Closed windows come out enriched with the option's contract keys (root,

@@ -1,4 +1,5 @@
-"""A detector behind its circuit breaker, with its error rate kept in exchange time (§4.1, §4.7).
+"""A detector behind its circuit breaker, with its error rate kept in exchange time
+(docs/operations.md §Breakers and retries, docs/algorithms.md §16).
 
 A detector that raises must not take the live flow down with it (the incumbent and the data
 capture go on), and it must not fail silently either: every failed call is logged, counted in

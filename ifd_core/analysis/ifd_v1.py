@@ -1,6 +1,6 @@
 """Dead Simple v1: today's option volume against prior-session open interest.
 
-algorithms.md §6 with its PROPOSAL fixes: volume and premium come from aggressor-signed prints
+docs/algorithms.md §7 with its fixes: volume and premium come from aggressor-signed prints
 (premium = Σ size × price × $20 actually traded, not last price × volume); the view follows the
 *signed* flow (calls bought or puts sold are bullish, calls sold or puts bought bearish); open
 interest 0 is a brand-new strike (ratio ∞, flagged), not a skip; a target and a stop exist only

@@ -1,4 +1,4 @@
-"""IFD v3: institutional-flow scoring of pressure windows (algorithms.md §4.4 PROPOSAL).
+"""IFD v3: institutional-flow scoring of pressure windows (docs/algorithms.md §6).
 
 Input: windows scored against their baselines (``baselines.score``) and enriched by the engine.
 For each window:

@@ -2,7 +2,7 @@
 
 Input is batches of MBO records as numpy structured arrays in the ``databento_dbn.MBOMsg``
 layout (what ``read_dbn(path).arrays["mbo"]`` returns), in ``ts_recv`` order, any number of
-instruments mixed. Databento CME semantics (DESIGN.md, "Data and its contracts"):
+instruments mixed. Databento CME semantics (docs/algorithms.md §3):
 
 * ``A`` add, ``C`` cancel (removes ``size`` from the order; the whole order when it is at least
   the order's size), ``M`` modify (new price and size; a price change loses queue priority — only

@@ -504,9 +504,17 @@ def _flush_book(st, bk, ot, lv, pd, b):
     while s >= 0:
         nxt = pd[s, _P_NEXT]
         _apply_one(
-            st, bk, ot, lv, b, pd[s, _P_ACT], pd[s, _P_SIDE], pd[s, _P_OID], pd[s, _P_PX],
+            st,
+            bk,
+            ot,
+            lv,
+            b,
+            pd[s, _P_ACT],
+            pd[s, _P_SIDE],
+            pd[s, _P_OID],
+            pd[s, _P_PX],
             pd[s, _P_SZ],
-        )  # fmt: skip
+        )
         pd[s, _P_NEXT] = st[_S_PD_FREE]
         st[_S_PD_FREE] = s
         s = nxt
@@ -692,9 +700,20 @@ class FastBookSet:
         i = 0
         while True:
             code, i = _apply_kernel(
-                recs, i, base, pre_trade, self.audit, st, self._it, self._bk, self._ot, self._lv,
-                self._pd, out.view(_PRE_KERNEL_DTYPE), au,
-            )  # fmt: skip
+                recs,
+                i,
+                base,
+                pre_trade,
+                self.audit,
+                st,
+                self._it,
+                self._bk,
+                self._ot,
+                self._lv,
+                self._pd,
+                out.view(_PRE_KERNEL_DTYPE),
+                au,
+            )
             if code == _DONE:
                 break
             self._grow(code)

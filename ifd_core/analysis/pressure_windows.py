@@ -1,6 +1,6 @@
 """Pressure windows: aggressor-signed option volume per instrument and 5-minute window.
 
-Event time only (algorithms.md §2.3 PROPOSAL): a window [start, start + W) closes when the
+Event time only (docs/algorithms.md §4): a window [start, start + W) closes when the
 watermark — the largest ``ts_event`` seen minus a grace period — passes its end, or at the end
 of the stream. Every closed window is emitted exactly once, in (window_start, instrument_id)
 order, and only windows that saw a trade exist. The state is the trades of still-open windows,
@@ -127,7 +127,7 @@ class PressureWindows:
 
 
 def pressure_measures(p: WindowParams) -> list[pl.Expr]:
-    """Finite, symmetric pressure from ``buy_volume`` and ``sell_volume`` (§2.3 PROPOSAL):
+    """Finite, symmetric pressure from ``buy_volume`` and ``sell_volume`` (docs/algorithms.md §4):
     imbalance in [−1, 1], the log ratio with ``alpha`` contracts added to both sides, and the
     legacy B/S ratio capped at ``ratio_cap`` (never infinite)."""
     b = pl.col("buy_volume").cast(pl.Float64)

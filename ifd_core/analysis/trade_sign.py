@@ -1,7 +1,7 @@
 """Trade signing: who was the aggressor of each MBO ``T`` record.
 
 CME tells us the aggressor in the ``T`` record's ``side`` ('B' buy aggressor, 'A' sell
-aggressor), so that is used whenever present (algorithms.md §1.1, §2.3). Side 'N' is left for
+aggressor), so that is used whenever present (docs/algorithms.md §3). Side 'N' is left for
 prints without an aggressor — the opening auction print (the ESH4 sample's only 'N' trade is the
 23:00 UTC open, against a still-crossed pre-open book), implied and spread-leg prints. Those are
 signed by Lee–Ready:

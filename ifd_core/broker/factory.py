@@ -23,8 +23,12 @@ def broker_from_settings(settings: Settings, *, confirm_live: bool = False) -> B
 
 def broker_breaker(settings: Settings, broker: Broker, on_change=None) -> Breaker:
     """The broker's circuit breaker; an order it refused before sending is not a broker fault."""
-    return Breaker(f"broker:{broker.name}", settings.resilience.breaker, on_change=on_change,
-                   exclude=(OrderRefused,))  # fmt: skip
+    return Breaker(
+        f"broker:{broker.name}",
+        settings.resilience.breaker,
+        on_change=on_change,
+        exclude=(OrderRefused,),
+    )
 
 
 def trader_from_settings(
@@ -48,6 +52,14 @@ def trader_from_settings(
         stack_episodes=p.stack_episodes,
     )
     return SignalTrader(
-        algo, broker, breaker, cfg, limits_from_settings(settings), capital=p.capital,
-        quote=quote, halted=halted, run_id=run_id, id_tag=id_tag,
-    )  # fmt: skip
+        algo,
+        broker,
+        breaker,
+        cfg,
+        limits_from_settings(settings),
+        capital=p.capital,
+        quote=quote,
+        halted=halted,
+        run_id=run_id,
+        id_tag=id_tag,
+    )

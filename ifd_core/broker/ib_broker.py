@@ -134,8 +134,10 @@ class IBBroker(IBConnection):
         if len(details) != 1:
             what = "no contract" if not details else f"{len(details)} contracts"
             expiry = want.lastTradeDateOrContractMonth
-            raise OrderRefused(f"IB has {what} for {c.raw_symbol} ({expiry} {c.strike:g} "
-                               f"{c.right}, FOP CME x{c.multiplier})")  # fmt: skip
+            raise OrderRefused(
+                f"IB has {what} for {c.raw_symbol} ({expiry} {c.strike:g} "
+                f"{c.right}, FOP CME x{c.multiplier})"
+            )
         contract = details[0].contract
         self._contracts[c.instrument_id] = contract
         self._by_con_id[contract.conId] = c.instrument_id

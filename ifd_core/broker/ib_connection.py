@@ -39,8 +39,13 @@ class IBConnection:
         if ib.isConnected():
             return
         try:
-            ib.connect(self.s.host, self.s.port, clientId=client_id,
-                       timeout=self.s.connect_timeout_s, readonly=readonly)  # fmt: skip
+            ib.connect(
+                self.s.host,
+                self.s.port,
+                clientId=client_id,
+                timeout=self.s.connect_timeout_s,
+                readonly=readonly,
+            )
         except (OSError, TimeoutError) as exc:
             raise self.unreachable(
                 f"cannot reach TWS / IB Gateway at {self.s.host}:{self.s.port}: {exc}; is it "

@@ -64,8 +64,9 @@ class UnderlyingRecorder(IBConnection):
         details = self.ib.reqContractDetails(want)
         if len(details) != 1:
             what = "no contract" if not details else f"{len(details)} contracts"
-            raise QuotesUnavailable(f"IB has {what} for {fut.raw_symbol} (FUT CME, last trade "
-                                    f"{fut.expiration})")  # fmt: skip
+            raise QuotesUnavailable(
+                f"IB has {what} for {fut.raw_symbol} (FUT CME, last trade {fut.expiration})"
+            )
         contract = details[0].contract
         self._iid[contract.conId] = fut.instrument_id
         self.ib.reqMktData(contract, "", False, False)
@@ -82,8 +83,12 @@ class UnderlyingRecorder(IBConnection):
                 continue
             for tick in t.ticks:
                 if tick.tickType in LAST_TICKS and tick.price > 0:
-                    self._rows.append({
-                        "ts_event": int(tick.time.timestamp() * 1e9), "instrument_id": iid,
-                        "price": float(tick.price), "size": float(tick.size or 0.0),
-                        "source": "ib",
-                    })  # fmt: skip
+                    self._rows.append(
+                        {
+                            "ts_event": int(tick.time.timestamp() * 1e9),
+                            "instrument_id": iid,
+                            "price": float(tick.price),
+                            "size": float(tick.size or 0.0),
+                            "source": "ib",
+                        }
+                    )

@@ -1,7 +1,8 @@
 """The real-time trader: signals become broker orders, broker events become the ledger.
 
 Whatever the broker (``PaperBroker`` or ``IBBroker``), the decisions are the same as the paper
-executor's (platform.md §3.5): size by ``risk.size_entry`` (risk budget over the stop distance,
+executor's (docs/algorithms.md §11): size by ``risk.size_entry`` (risk budget over the stop
+distance,
 max contracts, max loss per trade, daily loss and drawdown stops), enter at market (or at a limit
 at the touch), then a protective stop and a target in premium points from the fill price, a time
 stop, and everything flattened at the session end. The ledger rows have the columns the paper
@@ -151,9 +152,18 @@ class SignalTrader:
                 reason = "; ".join(sizing.reasons)
             qty = max(sizing.contracts, 1)
         limit = touch if self.cfg.order_type == "limit" and not reason else None
-        req = OrderRequest(oid, s["signal_id"], self.algo, contract, side, qty,
-                           "limit" if limit is not None else "market", "entry", now,
-                           limit)  # fmt: skip
+        req = OrderRequest(
+            oid,
+            s["signal_id"],
+            self.algo,
+            contract,
+            side,
+            qty,
+            "limit" if limit is not None else "market",
+            "entry",
+            now,
+            limit,
+        )
         head = self._head(s, contract)
         if reason:
             self._orders[oid] = (req, OrderUpdate(oid, status, reason=reason), head)
@@ -200,8 +210,11 @@ class SignalTrader:
 
     def working(self) -> list[str]:
         """Our orders the broker may still act on (sent, not final)."""
-        return [oid for oid, (_, u, _) in self._orders.items()
-                if u.status not in FINAL and oid not in self._unsent]  # fmt: skip
+        return [
+            oid
+            for oid, (_, u, _) in self._orders.items()
+            if u.status not in FINAL and oid not in self._unsent
+        ]
 
     def unsettled(self) -> list[str]:
         """Orders still working, or reported filled before their fills (IB reports a fill with
@@ -219,8 +232,9 @@ class SignalTrader:
 
     def next_due(self) -> int | None:
         """The earliest time stop of an open position (a replay can pump at that instant)."""
-        return min((self._due(p) for p in self._open.values() if p.exit_order is None),
-                   default=None)  # fmt: skip
+        return min(
+            (self._due(p) for p in self._open.values() if p.exit_order is None), default=None
+        )
 
     def _due(self, pos: _Pos) -> int:
         return pos.opened_at + int(self.cfg.time_stop_s * NS)
@@ -294,16 +308,25 @@ class SignalTrader:
             return
         self._seen_fills.add(f.fill_id)
         req, _, head = self._orders[f.order_id]
-        self._fills.append({
-            "fill_id": f"{self.algo}-{f.fill_id}", "order_id": f.order_id, **head, "ts": f.ts,
-            "side": f.side, "price": f.price, "qty": f.qty, "fee": f.fee,
-            "liquidity": f.liquidity,
-        })  # fmt: skip
+        self._fills.append(
+            {
+                "fill_id": f"{self.algo}-{f.fill_id}",
+                "order_id": f.order_id,
+                **head,
+                "ts": f.ts,
+                "side": f.side,
+                "price": f.price,
+                "qty": f.qty,
+                "fee": f.fee,
+                "liquidity": f.liquidity,
+            }
+        )
         if req.purpose == "entry":
             pos = self._open.get(req.order_id)
             if pos is None:
-                pos = _Pos(self._id("P"), req, 0, 0.0, f.ts,
-                           0, 0, 0.0, min(now, f.ts) if now else f.ts)  # fmt: skip
+                pos = _Pos(
+                    self._id("P"), req, 0, 0.0, f.ts, 0, 0, 0.0, min(now, f.ts) if now else f.ts
+                )
                 self._open[req.order_id] = pos
             pos.entry_px = (pos.entry_px * pos.qty + f.price * f.qty) / (pos.qty + f.qty)
             pos.qty += f.qty
@@ -326,8 +349,17 @@ class SignalTrader:
     # ------------------------------------------------------------------ exits
     def _exit(self, pos: _Pos, why: str, now: int) -> None:
         side = "S" if pos.entry.side == "B" else "B"
-        req = OrderRequest(self._id("O"), pos.entry.signal_id, self.algo, pos.entry.contract,
-                           side, pos.qty, "market", why, now)  # fmt: skip
+        req = OrderRequest(
+            self._id("O"),
+            pos.entry.signal_id,
+            self.algo,
+            pos.entry.contract,
+            side,
+            pos.qty,
+            "market",
+            why,
+            now,
+        )
         pos.exit_order = req.order_id
         self._send(req, self._orders[pos.entry.order_id][2])
         if self._orders[req.order_id][1].status == "rejected":
@@ -343,27 +375,45 @@ class SignalTrader:
         self.peak_equity = max(self.peak_equity, self.equity)
         del self._open[pos.entry.order_id]
         req = self._orders[pos.exit_order][0]
-        self._closed.append({
-            "position_id": pos.position_id, **self._orders[pos.entry.order_id][2],
-            "raw_symbol": pos.entry.contract.raw_symbol,
-            "side": "LONG" if pos.entry.side == "B" else "SHORT", "qty": pos.qty,
-            "entry_ts": pos.entry_ts, "entry_price": pos.entry_px, "exit_ts": f.ts,
-            "exit_price": f.price, "exit_reason": req.purpose, "gross_pnl": gross,
-            "fees": fees, "net_pnl": net,
-        })  # fmt: skip
+        self._closed.append(
+            {
+                "position_id": pos.position_id,
+                **self._orders[pos.entry.order_id][2],
+                "raw_symbol": pos.entry.contract.raw_symbol,
+                "side": "LONG" if pos.entry.side == "B" else "SHORT",
+                "qty": pos.qty,
+                "entry_ts": pos.entry_ts,
+                "entry_price": pos.entry_px,
+                "exit_ts": f.ts,
+                "exit_price": f.price,
+                "exit_reason": req.purpose,
+                "gross_pnl": gross,
+                "fees": fees,
+                "net_pnl": net,
+            }
+        )
 
     # ------------------------------------------------------------------ the ledger
     def ledger(self) -> DayLedger:
         """One row per order in its latest state, every fill, every closed position."""
         orders = []
         for req, upd, head in self._orders.values():
-            orders.append({
-                "order_id": req.order_id, **head, "purpose": req.purpose, "side": req.side,
-                "type": req.kind, "qty": 0 if req.order_id in self._unsent else req.qty,
-                "limit_price": req.limit_price,
-                "created_ts": req.created_ts, "status": upd.status,
-                "filled_qty": upd.filled_qty, "avg_price": upd.avg_price, "reason": upd.reason,
-            })  # fmt: skip
+            orders.append(
+                {
+                    "order_id": req.order_id,
+                    **head,
+                    "purpose": req.purpose,
+                    "side": req.side,
+                    "type": req.kind,
+                    "qty": 0 if req.order_id in self._unsent else req.qty,
+                    "limit_price": req.limit_price,
+                    "created_ts": req.created_ts,
+                    "status": upd.status,
+                    "filled_qty": upd.filled_qty,
+                    "avg_price": upd.avg_price,
+                    "reason": upd.reason,
+                }
+            )
         return DayLedger(orders, list(self._fills), list(self._closed))
 
     def _head(self, s: dict, contract: OptionContract) -> dict:

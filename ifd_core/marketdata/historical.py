@@ -1,4 +1,4 @@
-"""Budget-gated downloads from Databento Historical (platform.md §2.9).
+"""Budget-gated downloads from Databento Historical (docs/operations.md §Costs).
 
 Historical data is billed per byte, and Databento quotes a request exactly before it is made
 (``metadata.get_cost`` / ``get_record_count`` / ``get_billable_size``). So a download here is
@@ -149,7 +149,8 @@ _SINKS: dict[str, Callable[[Transition], None]] = {}
 
 
 def breakers(settings: Settings | None = None) -> BreakerRegistry:
-    """The process's breakers of the Historical API, one per gateway (§4.1)."""
+    """The process's breakers of the Historical API, one per gateway (docs/operations.md §Breakers
+    and retries)."""
     global _REGISTRY
     if _REGISTRY is None:
         from ifd_core.settings import get_settings
@@ -389,9 +390,15 @@ def fetch_historical(
     shown = ",".join(symbols[:5]) + (f",… ({len(symbols)} symbols)" if len(symbols) > 5 else "")
     what = f"{dataset} {schema} {shown} [{start_s}, {end_s})"
     quote = quote_request(
-        client, dataset=dataset, start=start_s, end=end_s, schema=schema,
-        symbols=symbols, stype_in=stype_in, settings=settings,
-    )  # fmt: skip
+        client,
+        dataset=dataset,
+        start=start_s,
+        end=end_s,
+        schema=schema,
+        symbols=symbols,
+        stype_in=stype_in,
+        settings=settings,
+    )
 
     gate = BudgetGate(settings.budget)
     month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
@@ -431,10 +438,15 @@ def fetch_historical(
             "download",
             str(client.gateway),
             lambda: client.timeseries.get_range(
-                dataset=dataset, start=start_s, end=end_s, symbols=symbols, schema=schema,
-                stype_in=stype_in, path=partial,
+                dataset=dataset,
+                start=start_s,
+                end=end_s,
+                symbols=symbols,
+                schema=schema,
+                stype_in=stype_in,
+                path=partial,
             ),
-        )  # fmt: skip
+        )
     except BaseException as exc:
         partial.unlink(missing_ok=True)
         # Booked at $0 with the error; if Databento billed a cut stream anyway, the invoice

@@ -2,10 +2,11 @@
 nothing.
 
 ``LiveSource.batches()`` yields the same ``RecordBatch``es a file replay yields, in ts_recv order,
-so the FlowEngine cannot tell a socket from a file (DESIGN.md "One engine, three feeds").
+so the FlowEngine cannot tell a socket from a file (docs/architecture.md §One engine, three feeds).
 
 Why the SDK's own ``reconnect_policy`` is not used: it resubscribes with ``start=None`` and so
-loses everything between the drop and the reconnect (platform.md §2.2). Instead each connection is
+loses everything between the drop and the reconnect (docs/operations.md §Live run). Instead each
+connection is
 a fresh client whose subscriptions ask for intraday replay from the last ``ts_event`` seen (less a
 margin, because the stream is ordered by ts_recv, not ts_event). The replayed overlap is removed
 exactly: the stream is in ts_recv order, so everything before the last ts_recv seen is a
@@ -23,7 +24,8 @@ reported.
 
 Connection attempts are retried with exponential backoff and jitter (tenacity); only the
 connection is retried, never a permanent refusal (wrong key, unknown dataset or symbol). With a
-circuit breaker (``breaker=``, platform.md §4.1) every attempt goes through it: a gateway that
+circuit breaker (``breaker=``, docs/operations.md §Breakers and retries) every attempt goes through
+it: a gateway that
 keeps failing opens it (an incident), and while it is open the next attempt waits for the
 breaker's probe time instead of hammering the gateway.
 """

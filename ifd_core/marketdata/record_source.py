@@ -1,6 +1,7 @@
 """Record sources: batches of DBN records in ts_recv order, whatever the feed.
 
-DESIGN.md "One engine, three feeds": the FlowEngine consumes ``RecordBatch``es and never knows
+docs/architecture.md §One engine, three feeds: the FlowEngine consumes ``RecordBatch``es and never
+knows
 whether they came from files, a Historical download or the Live client. ``FileReplaySource``
 is the file feed: it merges the records of several DBN files (a day's definition, statistics and
 mbo, say) into one ts_recv-ordered stream, cut into batches of at most ``batch_records``.

@@ -4,7 +4,7 @@ Databento cannot be reached from our test machines, and users want to push a sto
 the live path; so this server speaks enough of the live subscription gateway (LSG) protocol for
 the unmodified ``databento.Live`` client. The control lines are built and parsed with the SDK's
 own message classes (``databento.live.gateway``) and the challenge answer is checked with its
-``databento.common.cram``, so the two sides cannot drift apart (ECOSYSTEM.md has the exchange):
+``databento.common.cram``, so the two sides cannot drift apart; the exchange:
 
     S->C  lsg_version=...\\n  cram=<challenge>\\n
     C->S  auth=<sha256("<challenge>|<key>")>-<key[-5:]>|dataset=...|encoding=dbn|...\\n

@@ -1,4 +1,4 @@
-"""Alert rules and their deduplication (platform.md §4.2, §4.8, §4.9, §4.11 PROPOSAL).
+"""Alert rules and their deduplication (docs/operations.md §Health, SLIs and alerts).
 
 The reference built alert ids from timestamps, so one persisting condition re-alerted every 30 s.
 Here an alert is an *episode* per (rule, subject): one FIRING row when the value first crosses the
@@ -122,7 +122,8 @@ def rules_from(s: AlertSettings) -> dict[str, AlertRule]:
             s.budget_critical,
             unit="%",
         ),
-        # §4.11 CAUTION: on course to overspend. Warning only (critical never reached).
+        # docs/operations.md §Costs CAUTION: on course to overspend. Warning only (critical never
+        # reached).
         AlertRule(
             "budget.projection",
             "projected month spend / budget",

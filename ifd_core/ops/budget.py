@@ -1,4 +1,5 @@
-"""The budget gate for optional data spend (platform.md §2.9), and the ledger contract it reads.
+"""The budget gate for optional data spend (docs/operations.md §Costs), and the ledger contract it
+reads.
 
 Pure decisions, no I/O: the caller gets the month's spend from a ``CostLedger`` and asks
 ``BudgetGate.authorize`` before spending. Keeping the gate free of I/O makes every threshold
@@ -101,7 +102,8 @@ def _pct(x: float) -> str:
 
 
 class BudgetGate:
-    """Applies the §2.9 thresholds of one ``BudgetSettings`` to proposed spends."""
+    """Applies the docs/operations.md §Costs thresholds of one ``BudgetSettings`` to proposed
+    spends."""
 
     def __init__(self, settings: BudgetSettings) -> None:
         if settings.monthly_budget <= 0:
@@ -218,7 +220,8 @@ class BudgetGate:
 
 
 def prorated_daily(monthly_fee: float, year: int, month: int) -> float:
-    """A flat monthly fee spread over the calendar days of that month (§2.9 subscription_fee).
+    """A flat monthly fee spread over the calendar days of that month (docs/operations.md §Costs
+    subscription_fee).
 
     Calendar days, not trading days: a licence is billed for the month whatever the market does.
     """

@@ -1,4 +1,4 @@
-"""Cost arithmetic of the platform (platform.md §2.9, §3.7, §4.2, §4.11): pure functions, no I/O.
+"""Cost arithmetic of the platform (docs/operations.md §Costs): pure functions, no I/O.
 
 What a day of subscriptions, a run's live bytes or a real-money fill costs, cost per signal,
 how the month's data cost is split between algorithms, the month-end projection and the budget
@@ -196,7 +196,8 @@ def marginal_data_cost(data_cost_by_type: Mapping[str, float]) -> float:
 
 
 def cost_per_signal(data_cost: float, actionable_signals: int) -> float | None:
-    """§3.7: data cost of the period / actionable signals of the period; None without signals
+    """docs/operations.md §Costs: data cost of the period / actionable signals of the period; None
+    without signals
     (a cost per zero signals is not a number, and reporting 0 or infinity would mislead)."""
     if actionable_signals < 0:
         raise ValueError(f"signal count cannot be negative, got {actionable_signals}")
@@ -206,7 +207,7 @@ def cost_per_signal(data_cost: float, actionable_signals: int) -> float | None:
 def allocate(
     amount: float, mode: str, records_by_algo: Mapping[str, int], algos: list[str]
 ) -> dict[str, float] | None:
-    """Split a data cost between the algorithms that ran (§3.7).
+    """Split a data cost between the algorithms that ran (docs/operations.md §Costs).
 
     ``by_records``: by share of records consumed (the engine records each algorithm's runs read).
     ``all_to_v3``: everything to v3, because v1 needs no MBO and would run on cheaper data alone;
@@ -227,14 +228,15 @@ def allocate(
 
 # ----------------------------------------------------------------------- projection and status
 def projection(spent: float, day_of_month: int, month_days: int) -> float:
-    """§4.2/§4.11: the month's spend if it continues at the mean daily rate so far."""
+    """docs/operations.md §Health, SLIs and alerts/§4.11: the month's spend if it continues at the
+    mean daily rate so far."""
     if not 1 <= day_of_month <= month_days:
         raise ValueError(f"day {day_of_month} is outside a {month_days}-day month")
     return spent / day_of_month * month_days
 
 
 class BudgetStatus(StrEnum):
-    """§4.11 status of a month, strongest first."""
+    """docs/operations.md §Costs status of a month, strongest first."""
 
     CRITICAL = "CRITICAL"
     WARNING = "WARNING"
@@ -288,7 +290,7 @@ class MonthCost:
     elapsed_days: int
     days_in_month: int
     projection: float
-    """spent / elapsed days x days in month (§4.2)."""
+    """spent / elapsed days x days in month (docs/operations.md §Health, SLIs and alerts)."""
     status: BudgetStatus
     by_type: dict[str, float]
     """Data cost per entry type; the values sum to ``spent``."""
@@ -306,7 +308,7 @@ class MonthCost:
     allocation: str
     target_cost_per_signal: float
     daily_budget: float
-    """Monthly budget / days in month: the line of the daily chart (§4.11)."""
+    """Monthly budget / days in month: the line of the daily chart (docs/operations.md §Costs)."""
     remaining_per_day: float | None
     """What is left per remaining calendar day after ``as_of`` (None on the last day)."""
     alert_levels_reached: list[float]

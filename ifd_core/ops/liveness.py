@@ -1,4 +1,5 @@
-"""Liveness, latency and uptime SLIs for the live deployment (platform.md §2.1, §4.8, §4.9).
+"""Liveness, latency and uptime SLIs for the live deployment (docs/operations.md §Health, SLIs and
+alerts).
 
 Everything here is a pure state machine or function with the clock passed in (wall-clock ns UTC):
 no threads, no sleeps, no I/O. The live flow calls the ``on_*`` hooks as things happen and
@@ -6,7 +7,7 @@ no threads, no sleeps, no I/O. The live flow calls the ``on_*`` hooks as things 
 ``incidents`` table. Keeping the clock injected is what makes "stale after exactly 10 s", "one
 incident per episode" and "99.23 % uptime" testable without waiting.
 
-Wall clock is used for liveness only (DESIGN.md): latency *samples* mix clocks on purpose
+Wall clock is used for liveness only (docs/architecture.md): latency *samples* mix clocks on purpose
 (``ts_event``/``ts_recv`` are exchange/Databento clocks, local receive and emit are ours).
 """
 
@@ -188,7 +189,8 @@ class FeedLiveness:
         )
 
 
-# --- latency (§4.8) ------------------------------------------------------------------------------
+# --- latency (docs/operations.md §Health, SLIs and alerts)
+# ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SignalLatency:
     """The four instants stored with every signal, and the SLIs derived from them."""
@@ -221,7 +223,7 @@ class LatencyHistogram:
     dependency, and at one sample per signal (or per batch) the newest ``capacity`` samples are
     exact and cheap. Percentiles interpolate linearly (the reference's definition). Samples may be
     recorded with the wall time they were taken so that a rolling window can be cut
-    (``values_since``), which is what the §4.8 alert runs on.
+    (``values_since``), which is what the docs/operations.md §Health, SLIs and alerts alert runs on.
     """
 
     def __init__(self, capacity: int = 100_000) -> None:
@@ -304,7 +306,8 @@ class LatencyHistogram:
         }
 
 
-# --- uptime (§4.9) -------------------------------------------------------------------------------
+# --- uptime (docs/operations.md §Health, SLIs and alerts)
+# -------------------------------------------------------------------------------
 def rth_minutes(trade_date: dt.date) -> list[int]:
     """Start (ns UTC) of every RTH minute of ``trade_date``; empty on a holiday.
 
@@ -320,7 +323,8 @@ def rth_minutes(trade_date: dt.date) -> list[int]:
 def bad_minutes(bad_intervals_ns: Iterable[tuple[int, int]], trade_date: dt.date) -> list[int]:
     """RTH minutes of ``trade_date`` that overlap any bad interval ``[start, end)``.
 
-    A minute is good only if every condition held throughout it (§4.9), so any overlap makes
+    A minute is good only if every condition held throughout it (docs/operations.md §Health, SLIs
+    and alerts), so any overlap makes
     the whole minute bad.
     """
     minutes = rth_minutes(trade_date)

@@ -1,4 +1,5 @@
-"""Circuit breakers and the retry policy for every outside dependency (platform.md §4.1 PROPOSAL).
+"""Circuit breakers and the retry policy for every outside dependency (docs/operations.md §Breakers
+and retries).
 
 Why: the reference error handler had no half-open state, a success rate that never moved and
 callbacks that slept and returned True, so one success after a failover "recovered" a dependency

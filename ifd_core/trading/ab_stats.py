@@ -1,7 +1,8 @@
-"""A/B statistics for the paired shadow design (platform.md §3.4).
+"""A/B statistics for the paired shadow design (docs/algorithms.md §14).
 
 Both algorithms consume the same record stream and emit all their signals; they are compared on
-*outcomes* (§3.2 labels, §3.5 paper P&L), not on signal counts, confidence or speed as the
+*outcomes* (docs/algorithms.md §10 labels, docs/algorithms.md §11 paper P&L), not on signal counts,
+confidence or speed as the
 reference did. The pieces:
 
 * ``pair_signals`` / ``agreement`` — which signals the two algorithms share (same underlying and
@@ -54,7 +55,8 @@ def pair_signals(
     Candidates: same ``underlying_id`` and ``view``, ``|Δstrike| <= strike_points`` and
     ``|Δdecision_ts| <= window_s``. They are taken greedily by smallest ``|Δt|``, then smallest
     ``|Δstrike|``, then ``signal_id_a``, ``signal_id_b`` — a total order, so the same inputs always
-    give the same pairs (replay determinism, §1.6). Greedy is not a maximum matching, but with
+    give the same pairs (replay determinism, docs/algorithms.md §14). Greedy is not a maximum
+    matching, but with
     signals minutes apart the candidate graph is nearly always a set of disjoint edges and the
     closest-in-time rule is the one a human would apply.
 
@@ -238,7 +240,8 @@ def required_per_arm(
     The Fleiss formula without continuity correction:
     ``n = [z_α·√(2·p̄·q̄) + z_β·√(p₁q₁ + p₂q₂)]² / (p₂ − p₁)²`` with ``p̄ = (p₁ + p₂)/2``,
     ``z_α = Φ⁻¹(1 − α)`` one-sided (``1 − α/2`` two-sided), ``z_β = Φ⁻¹(power)``, rounded up.
-    0.65 vs 0.75 at α = 0.05, power 0.8 → 259 one-sided, 329 two-sided (§3.4: ≈ 260 / ≈ 330).
+    0.65 vs 0.75 at α = 0.05, power 0.8 → 259 one-sided, 329 two-sided (docs/algorithms.md §14: ≈
+    260 / ≈ 330).
     """
     if not 0 < p_low < 1 or not 0 < p_high < 1 or p_low == p_high:
         raise ValueError(f"need two distinct proportions in (0, 1), got {p_low}, {p_high}")
@@ -284,7 +287,7 @@ def decide(
     alpha: float = 0.05,
     noninferiority_margin: float = 0.02,
 ) -> ABVerdict:
-    """The §3.4 decision rule.
+    """The docs/algorithms.md §14 decision rule.
 
     ``v3`` and ``v1`` count episodes (one outcome per episode).
 

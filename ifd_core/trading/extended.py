@@ -1,6 +1,7 @@
 """Extended (two-week) test: pooling of daily rows and the PASS / FAIL / INCONCLUSIVE verdict.
 
-platform.md §3.8. The reference summed cumulative snapshots again and averaged daily accuracies, so
+docs/algorithms.md §15. The reference summed cumulative snapshots again and averaged daily
+accuracies, so
 a quiet day with 3 signals weighed as much as a busy one with 60. Here the input is one row per
 (trading date, algo) with *daily* counts, and every report pools the counts first and divides once:
 accuracy over a week is the week's correct / the week's resolved, never a mean of daily accuracies.
@@ -56,7 +57,8 @@ def _validated(daily: pl.DataFrame) -> pl.DataFrame:
     """Reject rows that would pool into a wrong number rather than produce it quietly.
 
     The checks are the invariants of the daily row: resolved = correct + incorrect (neutral is
-    reported apart, §3.2), every episode is at most one of resolved / neutral, an episode holds at
+    reported apart, docs/algorithms.md §10), every episode is at most one of resolved / neutral, an
+    episode holds at
     least one signal, breakeven trades are
     neither wins nor losses, and one row per (date, algo) — a duplicated day would be counted twice.
     """
@@ -170,7 +172,7 @@ _SETTINGS = ExtendedSettings()  # the defaults live in the settings schema, not 
 
 @dataclass(frozen=True)
 class Criteria:
-    """PROPOSAL pass criteria for the candidate over the window (platform.md §3.8, §5).
+    """PROPOSAL pass criteria for the candidate over the window (docs/algorithms.md §15).
 
     Built from the ``extended`` settings by ``from_settings``; the thresholds' defaults are the
     schema's. ``baseline_accuracy`` and ``power`` only size the sample the edge test needs (0.65

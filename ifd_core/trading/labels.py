@@ -1,4 +1,4 @@
-"""Signal outcome labelling: the triple barrier on the underlying future (platform.md §3.2).
+"""Signal outcome labelling: the triple barrier on the underlying future (docs/algorithms.md §10).
 
 A signal predicts the underlying's direction (its ``view``: BULLISH = up, BEARISH = down). From
 the reference price at the decision — the underlying's last trade at or before ``decision_ts`` —

@@ -1,8 +1,9 @@
-"""Outcome metrics per algorithm and period (platform.md §3.3, §3.7) — pure functions, no I/O.
+"""Outcome metrics per algorithm and period (docs/algorithms.md §12) — pure functions, no I/O.
 
 The reference tracker reported accuracy and false-positive rate that summed to 1 by construction,
 never computed Sharpe or cost per signal, and counted "more signals" as a win. Here every number
-comes from labelled outcomes (§3.2) and closed paper trades (§3.5), nothing else:
+comes from labelled outcomes (docs/algorithms.md §10) and closed paper trades (docs/algorithms.md
+§11), nothing else:
 
 * accuracy is ``correct / (correct + incorrect)``; neutral labels are reported as their own share
   (a signal the market ignored is neither right nor wrong) and unresolved labels are counted but
@@ -174,7 +175,8 @@ def daily_sharpe(daily_pnl: Sequence[float]) -> float | None:
 
 
 def cost_per_signal(data_cost: float, actionable_signals: int) -> float | None:
-    """Data cost divided by actionable signals (§3.7); ``None`` rather than ∞ with no signals."""
+    """Data cost divided by actionable signals (docs/operations.md §Costs); ``None`` rather than ∞
+    with no signals."""
     if actionable_signals <= 0:
         return None
     return data_cost / actionable_signals
@@ -220,7 +222,8 @@ def metrics_table(
     by: Sequence[str] = ("algo",),
     data_cost: float | None = None,
 ) -> pl.DataFrame:
-    """One row of §3.3 metrics per group (e.g. per algorithm, or per algorithm and day).
+    """One row of docs/algorithms.md §12 metrics per group (e.g. per algorithm, or per algorithm
+    and day).
 
     ``outcomes`` has one row per signal with its ``label`` and ``episode_id`` (plus
     ``decision_ts`` and ``signal_id`` to find each episode's first signal; without them the
@@ -230,7 +233,8 @@ def metrics_table(
     A group present in only one frame still gets a row — an algorithm that signalled but never
     traded must show ``trades = 0`` rather than vanish. Trades are ordered by ``date`` (then
     ``exit_ts`` when present) so the drawdown follows the order in which P&L was realised.
-    ``data_cost`` is split across groups by their share of signals (§3.7 allocation), which makes
+    ``data_cost`` is split across groups by their share of signals (docs/operations.md §Costs
+    allocation), which makes
     the per-signal cost the same for every group that has signals.
     """
     keys = list(by)

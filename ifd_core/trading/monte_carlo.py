@@ -1,4 +1,4 @@
-"""Monte Carlo of an equity curve by block bootstrap of trading days (platform.md §3.6).
+"""Monte Carlo of an equity curve by block bootstrap of trading days (docs/algorithms.md §13).
 
 The reference resampled closed-trade returns one at a time, which treats trades of the same session
 as independent although they share the day's regime, and it read the drawdown tail from the wrong

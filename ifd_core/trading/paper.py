@@ -1,5 +1,5 @@
 """The paper executor: signals become orders that fill against the order book, in event time
-(platform.md §3.5 PROPOSAL).
+(docs/algorithms.md §11).
 
 One executor per algorithm and account. ``run_day`` replays a day's MBO records (only those of
 the options it trades and their underlying futures) through its own compiled book, in ts_recv
@@ -206,8 +206,9 @@ class PaperExecutor:
         for _, _, kind, payload in sorted(self._events, key=lambda e: (e[0], e[1])):
             if kind == "entry":  # decided too late to trade in this session: said, not dropped
                 side = "B" if payload["direction"] == "BUY" else "S"
-                late = _Order(self._id("O"), payload, side, 0, self.cfg.order_type, "entry",
-                              session_end_ns)  # fmt: skip
+                late = _Order(
+                    self._id("O"), payload, side, 0, self.cfg.order_type, "entry", session_end_ns
+                )
                 self._reject(late, "decision after the end of the session")
         for pos in list(self.open):
             self._exit(pos, "session_end", session_end_ns)
@@ -358,8 +359,11 @@ class PaperExecutor:
         order.reason = "; ".join(sizing.reasons)
         if self.cfg.order_type == "market":
             self._walk(order, ts)
-            self._finish_order(order, "filled" if order.filled == order.qty else "partial",
-                               "" if order.filled == order.qty else "book too thin")  # fmt: skip
+            self._finish_order(
+                order,
+                "filled" if order.filled == order.qty else "partial",
+                "" if order.filled == order.qty else "book too thin",
+            )
             self._after_entry(order, ts)
             return
         join = bbo.bid_px if side == "B" else bbo.ask_px
@@ -418,8 +422,9 @@ class PaperExecutor:
         s = pos.signal
         under = self.last_trade.get(int(s["underlying_id"]))
         pos.closing = True
-        order = _Order(self._id("O"), s, "S" if pos.side == "B" else "B", pos.qty, "settle",
-                       "expiration", ts)  # fmt: skip
+        order = _Order(
+            self._id("O"), s, "S" if pos.side == "B" else "B", pos.qty, "settle", "expiration", ts
+        )
         if under is None:
             self._finish_order(order, "rejected", "no underlying trade to settle against")
             pos.closing = False

@@ -1,4 +1,5 @@
-"""Risk controls checked before every order that opens a position (platform.md §3.5, issue #5).
+"""Risk controls checked before every order that opens a position (docs/algorithms.md §11, issue
+#5).
 
 One function decides, for every mode (backtest, paper, shadow, IB): the emergency stop, max open
 positions, sizing by risk budget (zero contracts, not one, when the risk does not fit), max

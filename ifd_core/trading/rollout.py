@@ -1,4 +1,4 @@
-"""The one rollout controller's rules (platform.md §4.7 PROPOSAL, replacing §4.3-§4.6).
+"""The one rollout controller's rules (docs/algorithms.md §16).
 
 A challenger detector (v3) earns execution against the incumbent (v1) in stages:
 
@@ -42,7 +42,7 @@ STAGES: tuple[str, ...] = (
 OFF_STAGES = ("ROLLED_BACK", "HALTED")
 ALL_STAGES = STAGES + OFF_STAGES
 LIVE_STAGES = STAGES[2:]
-# Promotions into these need an operator when ``require_approval`` is set (§4.7).
+# Promotions into these need an operator when ``require_approval`` is set (docs/algorithms.md §16).
 APPROVAL_INTO = ("PAPER", "LIVE_CANARY")
 Action = Literal["init", "promote", "hold", "demote", "rollback", "halt"]
 
@@ -148,7 +148,8 @@ def _accuracy(k: int, n: int) -> float | None:
 
 
 def promotion_rules(st: RolloutState, ev: StageEvidence, s: RolloutSettings) -> list[RuleResult]:
-    """Every §4.7 promotion criterion for leaving ``st.stage``, each with its value."""
+    """Every docs/algorithms.md §16 promotion criterion for leaving ``st.stage``, each with its
+    value."""
     rules: list[RuleResult] = []
     need_s = min_sessions(st.stage, s)
     rules.append(RuleResult("MIN_SESSIONS", ev.sessions >= need_s, ev.sessions, need_s))
@@ -171,7 +172,7 @@ def promotion_rules(st: RolloutState, ev: StageEvidence, s: RolloutSettings) -> 
             low,
             s.min_accuracy_lower,
             "Wilson 95 % lower bound",
-        )  # fmt: skip
+        )
     )
     rules.append(
         RuleResult("ACCURACY", acc is not None and acc >= s.min_accuracy, acc, s.min_accuracy)
@@ -191,7 +192,7 @@ def promotion_rules(st: RolloutState, ev: StageEvidence, s: RolloutSettings) -> 
             ni_value,
             -s.noninferiority_margin,
             "lower bound of challenger - incumbent accuracy",
-        )  # fmt: skip
+        )
     )
     if st.stage != "SHADOW":  # nothing is traded in shadow
         lowp = ev.pnl_per_trade_ci_low
@@ -211,7 +212,7 @@ def promotion_rules(st: RolloutState, ev: StageEvidence, s: RolloutSettings) -> 
     rules.append(
         RuleResult(
             "LATENCY_P95", lat is not None and lat < s.max_latency_p95_ms, lat, s.max_latency_p95_ms
-        )  # fmt: skip
+        )
     )
     up = ev.uptime_rth
     rules.append(
@@ -224,7 +225,7 @@ def promotion_rules(st: RolloutState, ev: StageEvidence, s: RolloutSettings) -> 
             cps is not None and cps < s.max_cost_per_signal,
             cps,
             s.max_cost_per_signal,
-        )  # fmt: skip
+        )
     )
     rules.append(
         RuleResult("NO_CRITICAL_INCIDENT", ev.critical_incidents == 0, ev.critical_incidents, 0)
@@ -233,7 +234,8 @@ def promotion_rules(st: RolloutState, ev: StageEvidence, s: RolloutSettings) -> 
 
 
 def soft_demotion_rules(ev: StageEvidence, s: RolloutSettings) -> list[RuleResult]:
-    """Session-close demotion (§4.7 soft triggers), judged only with enough resolved signals."""
+    """Session-close demotion (docs/algorithms.md §16 soft triggers), judged only with enough
+    resolved signals."""
     if ev.resolved_c < s.soft_min_resolved:
         return []
     ci = wilson_interval(ev.correct_c, ev.resolved_c)
@@ -244,7 +246,7 @@ def soft_demotion_rules(ev: StageEvidence, s: RolloutSettings) -> list[RuleResul
             low is not None and low >= s.min_accuracy_lower,
             low,
             s.min_accuracy_lower,
-        )  # fmt: skip
+        )
     ]
     acc_c = _accuracy(ev.correct_c, ev.resolved_c)
     acc_i = _accuracy(ev.correct_i, ev.resolved_i)
@@ -256,7 +258,7 @@ def soft_demotion_rules(ev: StageEvidence, s: RolloutSettings) -> list[RuleResul
                 ratio >= s.soft_min_accuracy_ratio,
                 ratio,
                 s.soft_min_accuracy_ratio,
-            )  # fmt: skip
+            )
         )
     return rules
 
@@ -271,29 +273,57 @@ def review_session(
 ) -> Decision:
     """The session-close decision: promote, hold or step back one stage."""
     if st.stage in OFF_STAGES:
-        return Decision("hold", st.stage, st.stage, st.share, (), f"{st.stage}: operator action "
-                        "needed (`ifd rollout promote`)")  # fmt: skip
+        return Decision(
+            "hold",
+            st.stage,
+            st.stage,
+            st.share,
+            (),
+            f"{st.stage}: operator action needed (`ifd rollout promote`)",
+        )
     soft = soft_demotion_rules(ev, s)
     if st.stage != "SHADOW" and any(not r.passed for r in soft):
         to = previous_stage(st.stage)
-        return Decision("demote", st.stage, to, share_of(to, s), tuple(soft),
-                        "soft trigger at session close: " + ", ".join(
-                            r.id for r in soft if not r.passed))  # fmt: skip
+        return Decision(
+            "demote",
+            st.stage,
+            to,
+            share_of(to, s),
+            tuple(soft),
+            "soft trigger at session close: " + ", ".join(r.id for r in soft if not r.passed),
+        )
     nxt = next_stage(st.stage)
     rules = promotion_rules(st, ev, s)
     if nxt is None:
         return Decision("hold", st.stage, st.stage, st.share, tuple(rules), "final stage")
     failed = [r.id for r in rules if not r.passed]
     if failed:
-        return Decision("hold", st.stage, st.stage, st.share, tuple(rules),
-                        "criteria not met: " + ", ".join(failed))  # fmt: skip
+        return Decision(
+            "hold",
+            st.stage,
+            st.stage,
+            st.share,
+            tuple(rules),
+            "criteria not met: " + ", ".join(failed),
+        )
     if s.require_approval and nxt in APPROVAL_INTO and not approved:
         rules = (*rules, RuleResult("APPROVAL", False, "none", "operator"))
-        return Decision("hold", st.stage, st.stage, st.share, tuple(rules),
-                        f"all criteria met; {st.stage} -> {nxt} needs an operator's "
-                        "`ifd rollout promote`")  # fmt: skip
-    return Decision("promote", st.stage, nxt, share_of(nxt, s), tuple(rules),
-                    f"all criteria met after {ev.sessions} sessions")  # fmt: skip
+        return Decision(
+            "hold",
+            st.stage,
+            st.stage,
+            st.share,
+            tuple(rules),
+            f"all criteria met; {st.stage} -> {nxt} needs an operator's `ifd rollout promote`",
+        )
+    return Decision(
+        "promote",
+        st.stage,
+        nxt,
+        share_of(nxt, s),
+        tuple(rules),
+        f"all criteria met after {ev.sessions} sessions",
+    )
 
 
 @dataclass(frozen=True)
@@ -315,28 +345,52 @@ class LiveHealth:
 
 
 def immediate_rules(st: RolloutState, h: LiveHealth, s: RolloutSettings) -> list[RuleResult]:
-    """The §4.7 automatic rollback triggers, each evaluated (passed = healthy)."""
+    """The docs/algorithms.md §16 automatic rollback triggers, each evaluated (passed = healthy)."""
     live = st.stage in LIVE_STAGES
     loss_limit = s.daily_loss_limit_live if live else s.daily_loss_fraction_paper * h.capital
     err = h.failed_windows / h.error_windows if h.error_windows else 0.0
     enough = h.error_windows >= s.min_error_windows
     return [
-        RuleResult("FEED_UNHEALTHY", h.feed_unhealthy_s <= s.feed_unhealthy_s,
-                   round(h.feed_unhealthy_s, 3), s.feed_unhealthy_s, "seconds unhealthy in RTH"),
-        RuleResult("BREAKER_OPEN", not h.challenger_breaker_open,
-                   "open" if h.challenger_breaker_open else "closed", "closed"),
-        RuleResult("ERROR_RATE", not (enough and err > s.max_error_rate), round(err, 4),
-                   s.max_error_rate,
-                   f"{h.failed_windows}/{h.error_windows} windows over {s.error_window_s:g} s"),
-        RuleResult("DAILY_LOSS", not (loss_limit > 0 and h.realized_daily_loss >= loss_limit),
-                   round(h.realized_daily_loss, 2), round(loss_limit, 2)),
-        RuleResult("OPEN_RISK", not (h.capital > 0 and h.open_risk
-                                     > s.max_open_risk_fraction * h.capital),
-                   round(h.open_risk, 2), round(s.max_open_risk_fraction * h.capital, 2)),
-        RuleResult("LATENCY_SEVERE", h.severe_latency_s < s.severe_latency_window_s,
-                   round(h.severe_latency_s, 1), s.severe_latency_window_s,
-                   f"seconds with p95 > {s.severe_latency_ms:g} ms"),
-    ]  # fmt: skip
+        RuleResult(
+            "FEED_UNHEALTHY",
+            h.feed_unhealthy_s <= s.feed_unhealthy_s,
+            round(h.feed_unhealthy_s, 3),
+            s.feed_unhealthy_s,
+            "seconds unhealthy in RTH",
+        ),
+        RuleResult(
+            "BREAKER_OPEN",
+            not h.challenger_breaker_open,
+            "open" if h.challenger_breaker_open else "closed",
+            "closed",
+        ),
+        RuleResult(
+            "ERROR_RATE",
+            not (enough and err > s.max_error_rate),
+            round(err, 4),
+            s.max_error_rate,
+            f"{h.failed_windows}/{h.error_windows} windows over {s.error_window_s:g} s",
+        ),
+        RuleResult(
+            "DAILY_LOSS",
+            not (loss_limit > 0 and h.realized_daily_loss >= loss_limit),
+            round(h.realized_daily_loss, 2),
+            round(loss_limit, 2),
+        ),
+        RuleResult(
+            "OPEN_RISK",
+            not (h.capital > 0 and h.open_risk > s.max_open_risk_fraction * h.capital),
+            round(h.open_risk, 2),
+            round(s.max_open_risk_fraction * h.capital, 2),
+        ),
+        RuleResult(
+            "LATENCY_SEVERE",
+            h.severe_latency_s < s.severe_latency_window_s,
+            round(h.severe_latency_s, 1),
+            s.severe_latency_window_s,
+            f"seconds with p95 > {s.severe_latency_ms:g} ms",
+        ),
+    ]
 
 
 def check_immediate(st: RolloutState, h: LiveHealth, s: RolloutSettings) -> Decision | None:
@@ -347,33 +401,48 @@ def check_immediate(st: RolloutState, h: LiveHealth, s: RolloutSettings) -> Deci
     failed = [r.id for r in rules if not r.passed]
     if not failed:
         return None
-    return Decision("rollback", st.stage, "ROLLED_BACK", 0, tuple(rules),
-                    "automatic rollback: " + ", ".join(failed))  # fmt: skip
+    return Decision(
+        "rollback",
+        st.stage,
+        "ROLLED_BACK",
+        0,
+        tuple(rules),
+        "automatic rollback: " + ", ".join(failed),
+    )
 
 
 def operator_rollback(st: RolloutState, reason: str, *, halt: bool = False) -> Decision:
     """An operator's rollback (or halt): always executes, whatever the state."""
     to = "HALTED" if halt else "ROLLED_BACK"
-    return Decision("halt" if halt else "rollback", st.stage, to, 0, (),
-                    reason or f"{to.lower()} by operator")  # fmt: skip
+    return Decision(
+        "halt" if halt else "rollback", st.stage, to, 0, (), reason or f"{to.lower()} by operator"
+    )
 
 
 def operator_promote(
-    st: RolloutState, s: RolloutSettings, now: dt.datetime, to: str | None = None,
+    st: RolloutState,
+    s: RolloutSettings,
+    now: dt.datetime,
+    to: str | None = None,
     sessions_since_rollback: int = 0,
-) -> Decision:  # fmt: skip
+) -> Decision:
     """An operator's promotion: one step (or to ``to``); after a rollback, only once the 60-min
-    cool-down has passed and a session has been reviewed since (§4.7)."""
+    cool-down has passed and a session has been reviewed since (docs/algorithms.md §16)."""
     if st.stage in OFF_STAGES:
         target = to or (previous_stage(st.rolled_back_from) if st.rolled_back_from else "SHADOW")
         if st.stage == "ROLLED_BACK" and st.last_rollback is not None:
             wait = st.last_rollback + dt.timedelta(minutes=s.cooldown_min)
             rules = (
-                RuleResult("COOLDOWN", now >= wait, now.isoformat(timespec="seconds"),
-                           wait.isoformat(timespec="seconds")),
-                RuleResult("SESSION_REVIEWED", sessions_since_rollback >= 1,
-                           sessions_since_rollback, 1),
-            )  # fmt: skip
+                RuleResult(
+                    "COOLDOWN",
+                    now >= wait,
+                    now.isoformat(timespec="seconds"),
+                    wait.isoformat(timespec="seconds"),
+                ),
+                RuleResult(
+                    "SESSION_REVIEWED", sessions_since_rollback >= 1, sessions_since_rollback, 1
+                ),
+            )
             if not all(r.passed for r in rules):
                 failed = ", ".join(r.id for r in rules if not r.passed)
                 raise RolloutRefused(f"re-promotion refused: {failed}", rules)
@@ -383,8 +452,9 @@ def operator_promote(
             raise RolloutRefused(f"{st.stage} is the final stage", ())
     if target not in STAGES:
         raise RolloutRefused(f"unknown stage {target!r}: one of {', '.join(STAGES)}", ())
-    return Decision("promote", st.stage, target, share_of(target, s), (),
-                    f"promoted by operator to {target}")  # fmt: skip
+    return Decision(
+        "promote", st.stage, target, share_of(target, s), (), f"promoted by operator to {target}"
+    )
 
 
 class RolloutRefused(RuntimeError):

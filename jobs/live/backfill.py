@@ -1,6 +1,6 @@
 """Backfilling a live-feed gap through the Historical client, behind the budget gate.
 
-Used when the live gateway will not replay from before the gap (platform.md §2.2 PROPOSAL): each
+Used when the live gateway will not replay from before the gap (docs/operations.md §Live run): each
 subscription's records of ``[gap.start_ns, gap.end_ns)`` are quoted, authorized against the month's
 budget and downloaded by ``fetch_historical`` (which books the quote and the spend in the cost
 ledger), then merged into one ts_recv-ordered stream. A refusal raises ``BudgetRefused``; the live

@@ -86,9 +86,15 @@ class RealTimeDesk:
         self.traders: dict[str, SignalTrader] = {}
         for algo in algos:
             self.traders[algo] = trader_from_settings(
-                algo, settings, broker, breaker, quote=quote, halted=halt.reason, run_id=run_id,
+                algo,
+                settings,
+                broker,
+                breaker,
+                quote=quote,
+                halted=halt.reason,
+                run_id=run_id,
                 id_tag=process_tag,
-            )  # fmt: skip
+            )
         self.config_version = settings.config_version()
         self.equity0 = {a: t.equity for a, t in self.traders.items()}
         self.signals: list[pl.DataFrame] = []  # those offered to the traders, for pnl_daily
@@ -226,8 +232,9 @@ class RealTimeDesk:
 
     def write(self) -> None:
         """The ledger so far under this process's key (idempotent); pnl_daily once closed."""
-        write_trader_ledger(self.lake, self.settings, self.ledger(), self.day, self.origin,
-                            self.key)  # fmt: skip
+        write_trader_ledger(
+            self.lake, self.settings, self.ledger(), self.day, self.origin, self.key
+        )
         if self.closed:
             self._write_pnl()
 
@@ -241,13 +248,20 @@ class RealTimeDesk:
             s = sig.filter(pl.col("algo") == algo) if sig is not None else _no_signals()
             lab = labels.filter(pl.col("signal_id").is_in(s["signal_id"].implode()))
             mode = t.mode or getattr(self.broker, "mode", self.broker.name)
-            rows.append({**daily_row(self.day, algo, t, self.equity0[algo], s, t.ledger(), lab),
-                         "run_id": self.run_id, "mode": mode, "origin": self.origin})  # fmt: skip
+            rows.append(
+                {
+                    **daily_row(self.day, algo, t, self.equity0[algo], s, t.ledger(), lab),
+                    "run_id": self.run_id,
+                    "mode": mode,
+                    "origin": self.origin,
+                }
+            )
         schema = TABLES["pnl_daily"].pl_schema
         df = pl.DataFrame(rows, schema_overrides={c: schema[c] for c in rows[0] if c in schema})
         self.lake.replace_day("pnl_daily", self.day, df.select(list(schema)), self.key)
 
 
 def _no_signals() -> pl.DataFrame:
-    return pl.DataFrame(schema={c: TABLES["signals"].pl_schema[c] for c in
-                                ("signal_id", "algo", "config_version")})  # fmt: skip
+    return pl.DataFrame(
+        schema={c: TABLES["signals"].pl_schema[c] for c in ("signal_id", "algo", "config_version")}
+    )

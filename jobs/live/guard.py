@@ -1,7 +1,7 @@
 """What guards a live run: detector breakers, the rollout controller, live alerts, paper trading.
 
 The live flow owns the feed and the engine; this module owns the decisions around them
-(platform.md §4.1, §4.7, §4.8):
+(docs/operations.md §Rollout):
 
 * each detector runs behind its circuit breaker (``GuardedDetector``); breaker transitions are
   incidents;
@@ -225,8 +225,10 @@ class LiveGuard:
                     "origin": origin,
                 }
             )
-            out[algo] = sum(o["purpose"] == "entry" and o["status"] not in ("rejected", "skipped")
-                            for o in led.orders)  # fmt: skip
+            out[algo] = sum(
+                o["purpose"] == "entry" and o["status"] not in ("rejected", "skipped")
+                for o in led.orders
+            )
         key = f"live-trade-{self.run_id}"
         for t, rows in frames.items():
             if rows:
@@ -262,8 +264,9 @@ class LiveGuard:
     def review(self, day: dt.date) -> Decision:
         d, _ = self.rollout.review(day)
         self.decisions.append(d)
-        self.progress(f"{day}: rollout review {d.from_stage} -> {d.to_stage} ({d.action}): "
-                      f"{d.reason}")  # fmt: skip
+        self.progress(
+            f"{day}: rollout review {d.from_stage} -> {d.to_stage} ({d.action}): {d.reason}"
+        )
         return d
 
 

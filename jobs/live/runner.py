@@ -13,7 +13,7 @@ passes its close, or in real time when the clock passes it plus a grace). For ea
   baselines (the 20 sessions before the date);
 * writes the stream it consumed, duplicates removed, to a capture DBN file, then every few
   seconds appends the closed windows, the signals, their latency, the data-quality results of
-  the micro-batch, gaps and incidents to the lake (new files, atomic renames: DESIGN.md's
+  the micro-batch, gaps and incidents to the lake (new files, atomic renames: docs/lake.md's
   warehouse rules; this run is the only writer of its files), and then checkpoints;
 * at the end of the date, flushes the engine, ingests the capture (when the date has no raw
   files yet) and consolidates the day's files into the same files batch detection writes, then
@@ -324,10 +324,19 @@ class LiveRunner:
         ds.engine = FlowEngine(ds.window_params, detectors=guarded)
         if self.broker_breaker is not None:
             ds.desk = RealTimeDesk(
-                self.lake, self.settings, self.guard, self.broker, self.broker_breaker,
-                day=day, run_id=run_id, origin=ds.origin, algos=self.options.algos,
-                quote=ds.engine.quote, process_tag=self.process_tag, progress=self.progress,
-            )  # fmt: skip
+                self.lake,
+                self.settings,
+                self.guard,
+                self.broker,
+                self.broker_breaker,
+                day=day,
+                run_id=run_id,
+                origin=ds.origin,
+                algos=self.options.algos,
+                quote=ds.engine.quote,
+                process_tag=self.process_tag,
+                progress=self.progress,
+            )
         if ckpt:  # a restart: the capture is the stream consumed so far; replay it
             synthetic = ckpt.get("origin") == "synthetic"
             capture = Capture(ds.capture_path, params.dataset, lo, synthetic)
@@ -376,7 +385,8 @@ class LiveRunner:
             self.progress(f"{ds.day}: live usage not booked ({exc}); the next close books it")
 
     def _book_usage(self, ds: DayState) -> None:
-        """Live data is a cost (§2.9): the date's received bytes are booked at the per-GB rate
+        """Live data is a cost (docs/operations.md §Costs): the date's received bytes are booked at
+        the per-GB rate
         in force (only the increase over what this run booked before), then the month is held
         against the budget. An exhausted budget escalates (a critical alert); it stops the feed
         only with ``costs.live_streaming_budget_stop``, because a stopped feed blinds the system."""

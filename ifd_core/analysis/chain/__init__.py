@@ -1,13 +1,16 @@
-"""Chain analyzers (algorithms.md §7–10, §16–17 PROPOSALs) as pure functions of one snapshot.
+"""Chain analyzers (docs/algorithms.md §9s) as pure functions of one snapshot.
 
 ``snapshot``             MarketSnapshot, build_snapshot, with_greeks (the column contract)
 ``positioning``          DealerPositioning: the explicit who-holds-the-OI assumption
-``expiration_pressure``  dealer-gamma pin map per expiry (§7)
-``volume_shock``         signed flow shocks and the dealer hedge they force (§8)
-``expected_value``       first-passage EV of futures trades, reliability curve (§9)
-``risk_analysis``        premium at stake, support/resistance, dealer exposure (§10)
-``signals``              ChainSignal, composite_score (§16–17)
-``pipeline``             run_chain_analyzers: order, conflict netting, ranking (§16)
+``expiration_pressure``  dealer-gamma pin map per expiry (docs/algorithms.md §9)
+``volume_shock``         signed flow shocks and the dealer hedge they force (docs/algorithms.md §9)
+``expected_value``       first-passage EV of futures trades, reliability curve (docs/algorithms.md
+§9)
+``risk_analysis``        premium at stake, support/resistance, dealer exposure (docs/algorithms.md
+§9)
+``signals``              ChainSignal, composite_score (docs/algorithms.md §9–17)
+``pipeline``             run_chain_analyzers: order, conflict netting, ranking (docs/algorithms.md
+§9)
 """
 
 from ifd_core.analysis.chain.pipeline import ChainParams, ChainState, run_chain_analyzers

@@ -1,4 +1,4 @@
-"""Expected value of a futures trade as a first-passage problem (algorithms.md §9 PROPOSAL).
+"""Expected value of a futures trade as a first-passage problem (docs/algorithms.md §9).
 
 The reference's "probability" was a clamped sum of chain-wide factors that ignored the stop, so EV
 always preferred the farthest target. Here the model is explicit:
@@ -50,7 +50,7 @@ class ExpectedValueParams:
     min_ev: float = 15.0  # MIN_EV, points net of costs
     min_probability: float = 0.60  # MIN_PROBABILITY of touching TP first
     horizon_s: float | None = None  # None: hold until TP or SL
-    slippage_points: float = 0.25  # per side (§17 paper-trading slippage)
+    slippage_points: float = 0.25  # per side (docs/algorithms.md §9 paper-trading slippage)
     commission_usd: float = 0.0  # per side per contract; no broker rate is assumed
     point_value_usd: float = MULTIPLIER  # NQ futures $ per index point
     coefficients: Mapping[str, float] = field(default_factory=dict)  # β per feature, logit units

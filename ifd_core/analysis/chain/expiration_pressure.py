@@ -1,4 +1,4 @@
-"""Expiration pressure as a dealer-gamma pin map (algorithms.md §7 PROPOSAL).
+"""Expiration pressure as a dealer-gamma pin map (docs/algorithms.md §9).
 
 The reference ranked strikes by a floored, volatility-free "assignment probability" over
 minutes², forced every expiry to 16:00 and emitted futures orders ("steering"). Here, per expiry
@@ -39,7 +39,7 @@ class ExpirationPressureParams:
     crisis_time_threshold: float = 15.0  # CRISIS_TIME_THRESHOLD, minutes
     pin_risk_time_min: float = 30.0  # PIN_RISK_TIME_MIN, minutes
     pin_risk_time_max: float = 120.0  # PIN_RISK_TIME_MAX, minutes
-    panic_oi: int = 1000  # ASSIGNMENT_PANIC needs OI above this (§7 step 6)
+    panic_oi: int = 1000  # ASSIGNMENT_PANIC needs OI above this (docs/algorithms.md §9 step 6)
     panic_distance: float = 15.0  # ... and the strike closer than this, points
     pin_distance: float = 30.0  # PIN_RISK_MANAGEMENT: strike closer than this, points
     pin_band_points: float = 0.25  # "within one tick of the strike": one NQ futures tick
@@ -208,7 +208,8 @@ def _expiry(
 
 
 def _urgency(minutes: float, p: ExpirationPressureParams) -> pl.Expr:
-    """Ranking labels only (§7 step 6 without its fall-through: 10 minutes is not pin risk)."""
+    """Ranking labels only (docs/algorithms.md §9 step 6 without its fall-through: 10 minutes is
+    not pin risk)."""
     oi, d = pl.col("total_oi"), pl.col("distance")
     panic = minutes < p.crisis_time_threshold
     pin_window = p.pin_risk_time_min <= minutes <= p.pin_risk_time_max

@@ -1,6 +1,7 @@
-"""Run the chain analyzers on one snapshot and combine their signals (§16–17 PROPOSAL).
+"""Run the chain analyzers on one snapshot and combine their signals (docs/algorithms.md §9).
 
-Order (§16.3, the part that lives in this package): greeks → volume shock / dealer hedge →
+Order (docs/algorithms.md §9, the part that lives in this package): greeks → volume shock / dealer
+hedge →
 expiration pin map → risk analysis → expected value (which consumes the earlier signals as
 tilt features) → conflict netting → ranking. Every step is a pure function of the snapshot,
 the state (baselines, trades, signals of the IFD detectors) and the parameters, so the same
@@ -9,7 +10,7 @@ inputs give the same signals, ids and order.
 Conflicts: signals of one underlying and one horizon class (``horizon_edges_s``) net out by
 score — the side with the larger score sum survives, its scores scaled by (winner − loser) /
 winner, the other side is dropped; a tie drops both. Agreeing signals are *not* boosted: that
-needs a fitted combiner (§16.4), which does not exist yet.
+needs a fitted combiner (docs/algorithms.md §9), which does not exist yet.
 
 Ranking: signals with a calibrated trade plan first, by EV net of costs; then by score; ties by
 notional premium (larger first), then id.

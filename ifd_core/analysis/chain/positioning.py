@@ -1,8 +1,8 @@
 """The dealer-positioning assumption shared by the gamma map and the risk analysis.
 
-No CME feed says who holds open interest (algorithms.md §1.1): any dealer gamma or delta
+No CME feed says who holds open interest (docs/algorithms.md §3): any dealer gamma or delta
 exposure is an *assumption*, so it is one explicit, configurable object instead of a sign buried
-in a formula (the reference's untested "steering" signs, §7, §10).
+in a formula (the reference's untested "steering" signs, docs/algorithms.md §9).
 
 Default assumption, stated once:
 

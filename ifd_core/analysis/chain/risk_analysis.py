@@ -1,4 +1,4 @@
-"""Risk analysis, "who has more skin in the game" (algorithms.md §10 PROPOSAL).
+"""Risk analysis, "who has more skin in the game" (docs/algorithms.md §9).
 
 Per expiry:
 
@@ -55,7 +55,8 @@ class RiskParams:
     verdict_levels: tuple[float, ...] = (3.0, 2.0, 1.5, 1.2, 0.67, 0.5)  # call/put ratio cuts
     critical_pct: float = 1.0  # urgency CRITICAL below this % distance
     high_pct: float = 2.0  # urgency HIGH below this % distance
-    immediate_points: float = 10.0  # proximity tiers (§10 parameters) for the danger ranking
+    # proximity tiers (docs/algorithms.md §9 parameters) for the danger ranking
+    immediate_points: float = 10.0
     near_points: float = 25.0
     medium_points: float = 50.0
     immediate_weight: float = 3.0

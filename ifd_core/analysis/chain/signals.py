@@ -1,4 +1,4 @@
-"""The one signal schema every chain analyzer emits (algorithms.md §16–17 PROPOSAL).
+"""The one signal schema every chain analyzer emits (docs/algorithms.md §9).
 
 The reference's analyzers each returned their own dict shape, synthesis read keys that did not
 exist, and "EV" meant three incomparable things. A ``ChainSignal`` carries the same fields from
@@ -97,7 +97,7 @@ def _jsonable(x: Any) -> Any:
 
 
 def composite_score(scores: Mapping[str, float], weights: Mapping[str, float]) -> float | None:
-    """Σ score × weight / Σ weight over the analyses present in both (§17).
+    """Σ score × weight / Σ weight over the analyses present in both (docs/algorithms.md §9).
 
     An analysis with a weight but no score leaves the denominator; with no analysis in common
     the result is None ("no data"), not 0.

@@ -1,6 +1,6 @@
 """One immutable market snapshot per evaluation time: the input of every chain analyzer.
 
-algorithms.md §16 PROPOSAL: the reference let five analyzers each fetch their own data (five
+docs/algorithms.md §9: the reference let five analyzers each fetch their own data (five
 inconsistent snapshots) and fell back to hard-coded prices. Here one ``MarketSnapshot`` is built
 once, from data that existed at ``as_of_ns`` (windows that *ended* by then, open interest and
 settlements *received* by then), and every analyzer is a pure function of it.

@@ -1,4 +1,4 @@
-"""Volume shock: sudden signed option flow and the dealer hedge it forces (§8 PROPOSAL).
+"""Volume shock: sudden signed option flow and the dealer hedge it forces (docs/algorithms.md §9).
 
 Fixes of the reference ("Egg Rush"): the baseline is the option's own volume in the same
 time-of-day window over 10–20 earlier sessions (median; supplied as a frame, built by
@@ -38,19 +38,23 @@ BASELINE_SCHEMA = {"instrument_id": pl.UInt32, "baseline_volume": pl.Float64, "s
 class VolumeShockParams:
     volume_ratio_threshold: float = 4.0  # shock if recent / baseline above this ...
     min_volume_threshold: int = 100  # ... and recent signed contracts above this
-    baseline_floor: float = 1.0  # ratio = recent / max(baseline, floor) (§8 step 2)
+    # ratio = recent / max(baseline, floor) (docs/algorithms.md §9 step 2)
+    baseline_floor: float = 1.0
     min_baseline_sessions: int = 10  # fewer sessions → no baseline, not a guess
     emergency_ratio: float = 8.0  # GAMMA_EMERGENCY needs ratio above this ...
     # ... and |hedge| above emergency_delta_threshold. Thresholds are in futures: the
-    # reference's 3000/5000 were ×100 equity-share units (§8 defects), here ÷ 100.
+    # reference's 3000/5000 were ×100 equity-share units (docs/algorithms.md §9 defects), here ÷
+    # 100.
     high_delta_threshold: float = 30.0
     emergency_delta_threshold: float = 50.0
-    emergency_response_min: float = 2.0  # hedge horizon by |hedge| (§8 step 5): > emergency
+    # hedge horizon by |hedge| (docs/algorithms.md §9 step 5): > emergency
+    emergency_response_min: float = 2.0
     high_response_min: float = 5.0  # > high
     normal_response_min: float = 10.0  # otherwise
     sweep_min_strikes: int = 3  # the doc's "≥ 3 strikes", counted as distinct expiry × strike
     sweep_window_s: float = 1.0  # "within seconds": trades of one side within this span
-    confidence_cap: float = 0.95  # score = min(cap, ratio / confidence_divisor) (§8 step 8)
+    # score = min(cap, ratio / confidence_divisor) (docs/algorithms.md §9 step 8)
+    confidence_cap: float = 0.95
     confidence_divisor: float = 10.0
 
 

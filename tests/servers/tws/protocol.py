@@ -1,7 +1,7 @@
 """The TWS API wire format as ib_async 2.1.0 speaks it: framing, message ids, requests, replies.
 
 ib_async's ``client.py`` encodes the requests and its ``decoder.py`` decodes the replies; this
-module mirrors both for the messages the test server knows (ECOSYSTEM.md 2e has the exchange):
+module mirrors both for the messages the test server knows; the exchange:
 
     C->S  b"API\\0" + len + b"v157..178"           (the client's protocol version range)
     S->C  len + b"<version>\\0<time>\\0"            (the negotiated version)
