@@ -95,6 +95,9 @@ def run_backtest(
     mode: str = "backtest",
     progress: Callable[[str], None] | None = None,
 ) -> BacktestResult:
+    """The backtest entry point: the production FlowEngine and paper executor over the stored
+    trade dates ``start``..``end`` for each of ``algos``, with labels, metrics, Monte Carlo and
+    (``walk_forward``) out-of-sample folds; ``write`` puts the ledger into the lake."""
     ensure_migrated(lake)
     say = progress or (lambda msg: None)
     days = trading_days(lake, start, end)

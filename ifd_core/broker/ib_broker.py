@@ -49,6 +49,9 @@ class LiveTradingRefused(OrderRefused):
 
 
 class IBBroker(IBConnection):
+    """The ``Broker`` for Interactive Brokers: places, cancels and reconciles NQ option orders
+    through TWS / IB Gateway and reports fills with their fees; it never retries an order."""
+
     name = "ib"
     unreachable = OrderRefused
 

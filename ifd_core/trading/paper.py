@@ -135,6 +135,10 @@ class DayLedger:
 
 
 class PaperExecutor:
+    """One algorithm's paper account: its signals become orders filled against the replayed
+    order book, in event time, so backtests and live paper trading share one set of fills, risk
+    rules and ledger rows (docs/algorithms.md §11)."""
+
     def __init__(
         self,
         algo: str,
