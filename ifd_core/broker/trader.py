@@ -3,8 +3,8 @@
 Whatever the broker (``PaperBroker`` or ``IBBroker``), the decisions are the same as the paper
 executor's (docs/algorithms.md §11): size by ``risk.size_entry`` (risk budget over the stop
 distance, max contracts, max loss per trade, daily loss and drawdown stops), enter at market (or at
-a limit at the touch), then a protective stop and a target in premium points from the fill price, a time
-stop, and everything flattened at the session end. The ledger rows have the columns the paper
+a limit at the touch), then a protective stop and a target in premium points from the fill price,
+a time stop, and everything flattened at the session end. The ledger rows have the columns the paper
 executor writes (tables ``orders`` / ``fills`` / ``positions``), so the lake, the reports and
 the A/B tooling cannot tell which broker traded.
 
