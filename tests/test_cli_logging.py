@@ -87,4 +87,4 @@ def test_an_unknown_log_level_is_a_usage_error(monkeypatch):
     monkeypatch.setenv("IFD_LOG_LEVEL", "LOUD")
     r = runner.invoke(app, ["config", "show"])
     assert r.exit_code == EXIT_USAGE
-    assert "log level must be one of" in r.stderr
+    assert "log_level must be one of" in r.stderr  # refused by the settings schema
