@@ -1,26 +1,9 @@
-"""Outcome metrics per algorithm and period (docs/algorithms.md §12) — pure functions, no I/O.
+"""Outcome metrics per algorithm and period — pure functions, no I/O.
 
-The reference tracker reported accuracy and false-positive rate that summed to 1 by construction,
-never computed Sharpe or cost per signal, and counted "more signals" as a win. Here every number
-comes from labelled outcomes (docs/algorithms.md §10) and closed paper trades (docs/algorithms.md
-§11), nothing else:
-
-* accuracy is ``correct / (correct + incorrect)``; neutral labels are reported as their own share
-  (a signal the market ignored is neither right nor wrong) and unresolved labels are counted but
-  excluded (their outcome is not known yet);
-* the Wilson interval is used because the per-day samples are small and accuracies sit near the
-  0.65–0.80 range where the Wald interval is visibly too narrow;
-* "W/L" is ambiguous in the targets, so both the payoff ratio (average win / |average loss|) and
-  the count ratio (wins / losses) are reported;
-* every ratio with an empty denominator is ``None`` (null in tables), never 0 or infinity, so a
-  missing measurement can not masquerade as a bad (or perfect) one;
-* the unit of evidence is the signal **episode** (``analysis/episodes.py``): one flow seen in
-  four consecutive windows is one outcome (its first signal's label), not four correlated ones.
-  ``metrics_table`` reports both counts (``signals``, ``episodes``) and computes accuracy and its
-  interval over episodes; per-trade P&L is already one trade per episode (the executor acts
-  once per episode) and Sharpe is over days.
-
-No "winner" logic lives here; comparing algorithms is ``ab_stats``'s job.
+Every number comes from labelled outcomes and closed paper trades: accuracy over episodes with
+its Wilson interval, neutral and unresolved shares, win rate, payoff and count W/L, profit factor,
+drawdown, daily Sharpe, cost per signal; an empty denominator is ``None``, never 0 or infinity.
+Definitions and hand cases: docs/algorithms.md §12. Comparing algorithms is ``ab_stats``'s job.
 """
 
 from __future__ import annotations
