@@ -1,8 +1,8 @@
 """The cost ledger in the lake: an append-only event table of quotes, spend and fees.
 
 Every quote the budget gate sees, every spend it allows and every fee is one ``cost_ledger`` row;
-the month's spend is a query, never a counter, so processes share one truth and a crash cannot
-lose or double a total. Rows are never updated (a correction is a new row), and booked costs carry
+the month's spend is a query, never a counter, so processes share one truth and a crash cannot lose
+or double a total. Rows are never updated (a correction is a new row), and booked costs carry
 deterministic entry ids under file keys derived from them, so booking twice writes nothing new
 (docs/operations.md §Costs).
 """

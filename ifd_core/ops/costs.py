@@ -186,8 +186,8 @@ def marginal_data_cost(data_cost_by_type: Mapping[str, float]) -> float:
 
 def cost_per_signal(data_cost: float, actionable_signals: int) -> float | None:
     """docs/operations.md §Costs: data cost of the period / actionable signals of the period; None
-    without signals
-    (a cost per zero signals is not a number, and reporting 0 or infinity would mislead)."""
+    without signals (a cost per zero signals is not a number, and reporting 0 or infinity would
+    mislead)."""
     if actionable_signals < 0:
         raise ValueError(f"signal count cannot be negative, got {actionable_signals}")
     return data_cost / actionable_signals if actionable_signals else None

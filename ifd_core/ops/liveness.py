@@ -324,8 +324,7 @@ def bad_minutes(bad_intervals_ns: Iterable[tuple[int, int]], trade_date: dt.date
     """RTH minutes of ``trade_date`` that overlap any bad interval ``[start, end)``.
 
     A minute is good only if every condition held throughout it (docs/operations.md §Health, SLIs
-    and alerts), so any overlap makes
-    the whole minute bad.
+    and alerts), so any overlap makes the whole minute bad.
     """
     minutes = rth_minutes(trade_date)
     if not minutes:

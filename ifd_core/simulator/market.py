@@ -1,17 +1,14 @@
 """Deterministic NQ futures-and-options market simulator writing standard Databento DBN files.
 
-``simulate_market`` writes, per CME trade date, the definition, statistics and mbo files a
-GLBX.MDP3 batch download would hold, plus ``ground_truth.json`` (planted flows and decoys) and
-``IFD_SYNTHETIC.json`` (provenance and hashes); every DBN file names ``IFD.SYNTHETIC``. Output is
-a pure function of ``(days, seed, start, scale, params)``. What is synthetic, what is planted and
-what the files hold that readers must expect: docs/simulator.md.
+``simulate_market`` writes per CME trade date the definition, statistics and mbo files of a
+GLBX.MDP3 download, plus ``ground_truth.json`` and ``IFD_SYNTHETIC.json``, as a pure function of
+its arguments (what is synthetic and planted: docs/simulator.md).
 
 Module map: ``contracts`` (listing calendar), ``chain`` (instruments, definitions), ``path``
 (prices), ``pricing`` (Black-76, tick grids), ``book`` (ladders, quote tape), ``requotes`` /
-``trades`` / ``churn`` (MBO events), ``noise`` (background trading), ``plant`` (what is planted,
-informed moves; shapes in ``flows``, decoys in ``decoys``, shared state in ``planner``, truth rows
-in ``truth``, knobs in ``params``), ``events`` (DBN records), ``stats`` (OI, settlements), ``dbn``
-(files), ``day`` (one session).
+``trades`` / ``churn`` (MBO events), ``noise`` (background trading), ``plant`` (what is planted;
+shapes in ``flows``, decoys in ``decoys``, state in ``planner``, truth rows in ``truth``, knobs in
+``params``), ``events`` (DBN records), ``stats`` (OI, settlements), ``dbn`` (files), ``day``.
 """
 
 from __future__ import annotations

@@ -43,9 +43,8 @@ def pair_signals(
     ``|Δdecision_ts| <= window_s``. They are taken greedily by smallest ``|Δt|``, then smallest
     ``|Δstrike|``, then ``signal_id_a``, ``signal_id_b`` — a total order, so the same inputs always
     give the same pairs (replay determinism, docs/algorithms.md §14). Greedy is not a maximum
-    matching, but with
-    signals minutes apart the candidate graph is nearly always a set of disjoint edges and the
-    closest-in-time rule is the one a human would apply.
+    matching, but with signals minutes apart the candidate graph is nearly always a set of disjoint
+    edges and the closest-in-time rule is the one a human would apply.
 
     Output ``dt_s`` and ``dstrike`` are signed ``b − a`` (positive ``dt_s``: ``b`` decided later),
     so who leads can be read off the pairs.

@@ -46,9 +46,8 @@ def _validated(daily: pl.DataFrame) -> pl.DataFrame:
 
     The checks are the invariants of the daily row: resolved = correct + incorrect (neutral is
     reported apart, docs/algorithms.md §10), every episode is at most one of resolved / neutral, an
-    episode holds at
-    least one signal, breakeven trades are
-    neither wins nor losses, and one row per (date, algo) — a duplicated day would be counted twice.
+    episode holds at least one signal, breakeven trades are neither wins nor losses, and one row per
+    (date, algo) — a duplicated day would be counted twice.
     """
     missing = [c for c in DAILY_SCHEMA if c not in daily.columns]
     if missing:

@@ -205,20 +205,18 @@ def metrics_table(
     by: Sequence[str] = ("algo",),
     data_cost: float | None = None,
 ) -> pl.DataFrame:
-    """One row of docs/algorithms.md §12 metrics per group (e.g. per algorithm, or per algorithm
-    and day).
+    """One row of docs/algorithms.md §12 metrics per group (e.g. per algorithm, or per algorithm and
+    day).
 
-    ``outcomes`` has one row per signal with its ``label`` and ``episode_id`` (plus
-    ``decision_ts`` and ``signal_id`` to find each episode's first signal; without them the
-    frame's order decides). ``signals`` counts rows, ``episodes`` distinct episodes, and
-    resolved / correct / incorrect / neutral / accuracy / the Wilson interval count episodes,
-    each by its first signal's label.
-    A group present in only one frame still gets a row — an algorithm that signalled but never
-    traded must show ``trades = 0`` rather than vanish. Trades are ordered by ``date`` (then
-    ``exit_ts`` when present) so the drawdown follows the order in which P&L was realised.
-    ``data_cost`` is split across groups by their share of signals (docs/operations.md §Costs
-    allocation), which makes
-    the per-signal cost the same for every group that has signals.
+    ``outcomes`` has one row per signal with its ``label`` and ``episode_id`` (plus ``decision_ts``
+    and ``signal_id`` to find each episode's first signal; without them the frame's order decides).
+    ``signals`` counts rows, ``episodes`` distinct episodes, and resolved / correct / incorrect /
+    neutral / accuracy / the Wilson interval count episodes, each by its first signal's label. A
+    group present in only one frame still gets a row — an algorithm that signalled but never traded
+    must show ``trades = 0`` rather than vanish. Trades are ordered by ``date`` (then ``exit_ts``
+    when present) so the drawdown follows the order in which P&L was realised. ``data_cost`` is
+    split across groups by their share of signals (docs/operations.md §Costs allocation), which
+    makes the per-signal cost the same for every group that has signals.
     """
     keys = list(by)
     if "episode_id" not in outcomes.columns:

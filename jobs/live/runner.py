@@ -368,10 +368,10 @@ class LiveRunner:
 
     def _book_usage(self, ds: DayState) -> None:
         """Live data is a cost (docs/operations.md §Costs): the date's received bytes are booked at
-        the per-GB rate
-        in force (only the increase over what this run booked before), then the month is held
-        against the budget. An exhausted budget escalates (a critical alert); it stops the feed
-        only with ``costs.live_streaming_budget_stop``, because a stopped feed blinds the system."""
+        the per-GB rate in force (only the increase over what this run booked before), then the
+        month is held against the budget. An exhausted budget escalates (a critical alert); it stops
+        the feed only with ``costs.live_streaming_budget_stop``, because a stopped feed blinds the
+        system."""
         from jobs.cost_report import month_to_date
         from warehouse.cost_ledger import LakeCostLedger
 

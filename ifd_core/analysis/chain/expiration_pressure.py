@@ -199,8 +199,8 @@ def _expiry(
 
 
 def _urgency(minutes: float, p: ExpirationPressureParams) -> pl.Expr:
-    """Ranking labels only (docs/algorithms.md §9 step 6 without its fall-through: 10 minutes is
-    not pin risk)."""
+    """Ranking labels only (docs/algorithms.md §9 step 6 without its fall-through: 10 minutes is not
+    pin risk)."""
     oi, d = pl.col("total_oi"), pl.col("distance")
     panic = minutes < p.crisis_time_threshold
     pin_window = p.pin_risk_time_min <= minutes <= p.pin_risk_time_max

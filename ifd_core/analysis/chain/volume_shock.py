@@ -30,9 +30,8 @@ class VolumeShockParams:
     baseline_floor: float = 1.0
     min_baseline_sessions: int = 10  # fewer sessions → no baseline, not a guess
     emergency_ratio: float = 8.0  # GAMMA_EMERGENCY needs ratio above this ...
-    # ... and |hedge| above emergency_delta_threshold. Thresholds are in futures: the
-    # reference's 3000/5000 were ×100 equity-share units (docs/algorithms.md §9 defects), here ÷
-    # 100.
+    # ... and |hedge| above emergency_delta_threshold. Thresholds are in futures: the reference's
+    # 3000/5000 were ×100 equity-share units (docs/algorithms.md §9 defects), here ÷ 100.
     high_delta_threshold: float = 30.0
     emergency_delta_threshold: float = 50.0
     # hedge horizon by |hedge| (docs/algorithms.md §9 step 5): > emergency
