@@ -1,16 +1,11 @@
 """The README's main job on embedded default data, as Prefect flow runs: the whole story.
 
-simulate 30 sessions (flows on the last 10, 70 % of them informed: the simulator moves the
-underlying after them) → `historical_ingest` → `baseline_refresh` → `detection` (v3 and v1) of
-each flow session →
-evaluation against the simulator's ground truth → `nightly_backtest` (backtest, Monte Carlo, A/B)
-→ `extended_test` → `cost_report`. The parent flow `demo` runs each step as the same flow the
-deployments run (child flow runs in the UI, each with its artifacts and reports).
-
-Everything it produces is SYNTHETIC and says so: results on it are no evidence about real markets.
-Without ``PREFECT_API_URL`` Prefect starts a temporary local server for the run; its database is
-``$PREFECT_HOME/prefect.db`` (default ``~/.prefect``), so `ifd serve` (or `prefect server start`)
-afterwards shows these runs in the UI.
+Simulate 30 sessions (flows on the last 10, 70 % informed) → ``historical_ingest`` →
+``baseline_refresh`` → ``detection`` (v3 and v1) of each flow session → evaluation against the
+ground truth → ``nightly_backtest`` (backtest, Monte Carlo, A/B) → ``extended_test`` →
+``cost_report``, each as the same flow the deployments run (child runs with their artifacts).
+Everything is SYNTHETIC and says so. Without ``PREFECT_API_URL`` Prefect starts a temporary local
+server whose database (``$PREFECT_HOME/prefect.db``) ``ifd serve`` shows afterwards.
 """
 
 from __future__ import annotations

@@ -292,8 +292,7 @@ class AnalysisSettings(_Group):
 
 class LabelSettings(_Group):
     """The triple-barrier label of a signal (docs/algorithms.md §10): live labels, ``ifd detect``
-    and
-    backtests all read these, so they agree; both values are stored with every label."""
+    and backtests all read these, so they agree; both values are stored with every label."""
 
     barrier_points: float = Field(
         default=25.0,

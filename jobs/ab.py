@@ -1,8 +1,7 @@
 """The A/B test (docs/operations.md §Backtest, A/B and extended test): v1 and v3 on the same record
-stream, each with its
-own paper account, their signals paired, accuracy compared with the right test, the daily P&L
-difference bootstrapped by trading day, and a verdict that says "inconclusive: need N more
-resolved episodes" rather than naming a winner when the sample cannot tell.
+stream, each with its own paper account, their signals paired, accuracy compared with the right
+test, the daily P&L difference bootstrapped by trading day, and a verdict that says "inconclusive:
+need N more resolved episodes" rather than naming a winner when the sample cannot tell.
 
 The unit is the signal episode (``analysis/episodes.py``): accuracy, the test and the pairing
 use one outcome per episode (its first signal, the one the executor acted on), so a flow seen

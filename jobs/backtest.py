@@ -1,19 +1,11 @@
-"""The backtester: the production FlowEngine and the production paper executor over stored days
-(docs/operations.md §Backtest, A/B and extended test), with labels, metrics, Monte Carlo and
-walk-forward.
+"""The backtester: the production FlowEngine and paper executor over stored days, with labels,
+metrics, Monte Carlo and walk-forward.
 
-For each trade date with raw files, in order: the day's records are read once; the FlowEngine with
-the detectors of the requested algorithms (baselines from the 20 sessions before, as `ifd detect`)
-produces the signals; each algorithm's executor (its own account, carried from day to day) trades
-them against its own replay of the traded options' book; the signals are labelled by the triple
-barrier. Nothing here depends on batch boundaries or wall time, so two runs give identical
-orders, fills and P&L (tested).
-
-Walk-forward (``walk_forward=True``): the parameter tuned is the executor's minimum signal
-confidence over ``backtest.confidence_grid``; one executor per grid value runs beside the main one
-(same records, same signals). Rolling windows of ``wf_train_sessions`` choose the value with the
-best net P&L, the next ``wf_test_sessions`` report it; the final ``holdout_sessions`` are never
-used for choosing and are reported apart with the value chosen on everything before them.
+Per trade date, in order: the records are read once, the engine and detectors produce the
+signals, each algorithm's executor (its own account, carried day to day) trades them, the triple
+barrier labels them. Nothing depends on batch boundaries or wall time, so two runs give identical
+orders, fills and P&L. Walk-forward and outputs: docs/operations.md §Backtest, A/B and extended
+test.
 """
 
 from __future__ import annotations

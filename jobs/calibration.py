@@ -1,20 +1,10 @@
 """The calibration study: IFD's verdicts measured on simulated markets whose answer is known.
 
-Every number here comes from SYNTHETIC markets. It validates the *statistics* (labels, detection
-counts, intervals, the A/B test, the extended test, Monte Carlo) against a truth the simulator
-knows; it says nothing about whether IFD's signals carry information on real markets.
-
-One *market* is a simulation of ``warmup + blocks × block_days`` sessions with one seed and one
-informed share. Its flow sessions are cut into disjoint blocks of ``block_days``; each block is
-one replicate of "a trader runs the backtest and the extended test over this window", through
-the production code (``run_backtest``: engine, detectors, paper executor, labels, Monte Carlo;
-``extended.verdict``). Blocks of one market share the price path and the baselines the way
-consecutive fortnights of one real market do; flows are drawn afresh every session, so the
-blocks' outcomes are independent draws of the same kind of market. The A/B test is taken over a
-whole market (all its blocks), because its power gate asks for more episodes than one block has.
-
-The *true* accuracy of a kind of market (one informed share) is the pooled accuracy over every
-block of every seed with those parameters; a block's interval covers it or not.
+Every number here comes from SYNTHETIC markets: it validates the *statistics* (labels, detection
+counts, intervals, the A/B test, the extended test, Monte Carlo) against the simulator's truth and
+says nothing about real markets. One market is cut into blocks, each judged by the production code
+(``run_backtest``, ``extended.verdict``); the A/B test over the whole market. Design and why the
+blocks are independent replicates: docs/simulator.md §Calibration.
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """Running the FlowEngine over the lake: windows, baselines, signals and outcomes per trade date.
 
-Everything here reads the lake and its raw zone and writes lake tables; the market logic is the
-FlowEngine's (ifd_core). A trade date is the unit of work:
-
-* ``ensure_windows``: the pressure windows of a date, recomputed from the raw DBN files the
-  ingest log says hold that date, whenever those files (their hashes) or the engine version
-  changed; otherwise the stored ones are kept. The raw files are the warehouse's immutable copy,
-  so this reads exactly the records that were ingested.
-* ``refresh_baselines``: the baselines for judging a date, from the windows of the N sessions
-  before it (never the date itself), stored with the sessions used. The baseline-refresh flow
-  calls this.
-* ``detect_day``: the engine over the date with the v3 and v1 detectors, writing windows, the
-  day's rollup, signals and the engine-run record, then labelling the signals.
-
-Re-running a date replaces its files (lake keys), so every step is idempotent.
+The market logic is the FlowEngine's (ifd_core); this reads the lake and its raw zone and writes
+lake tables, one trade date at a time: ``ensure_windows`` (recomputed from the date's raw files
+when their hashes or the engine version changed), ``refresh_baselines`` (from the N sessions
+before, never the date itself), ``detect_day`` (v3 and v1, windows, rollup, signals, run record,
+labels). Re-running a date replaces its files, so every step is idempotent (docs/operations.md
+§Detection runs).
 """
 
 from __future__ import annotations

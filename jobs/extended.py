@@ -1,23 +1,10 @@
-"""The extended (two-week) test runner (docs/operations.md §Backtest, A/B and extended test).
+"""The extended (two-week) test runner.
 
-Historical mode: the last ``extended.sessions`` stored sessions (or a date range) are replayed
-through the backtester — both algorithms, the paper executor, the labels — and turned into one
-daily row per (date, algo) with daily figures; the weekly and final reports pool the counts, and
-``ifd_core.trading.extended.verdict`` says PASS, FAIL(reasons) or INCONCLUSIVE(reasons).
-
-Real-time mode follows the live deployment day by day: each run adds the newest stored session
-that the test has not seen yet (the live flow ingests its capture at the end of each date) to the
-test's rows under ``<data>/extended/<test_id>/daily.parquet``, and the verdict is taken over the
-rows so far; the test is complete once it holds ``extended.sessions`` sessions.
-
-What each daily row measures, and from where: signals, their episodes, and the labels of the
-episodes (triple barrier on each episode's first signal; the unit the criteria count), trades and
-P&L (paper executor), data cost (spend entries of the cost ledger booked that day; subscription
-proration is the cost-control issue's), tick coverage (share of the regular-trading-hours minutes
-in which the underlying future traded), p95 decision latency (``signal_latency`` of live runs that
-day; a historical replay has none, and the verdict says so rather than assuming it), RTH uptime
-(from the live path's staleness incidents that day; none recorded for a replayed day), open
-critical incidents (the ``incidents`` table).
+Historical mode replays the last ``extended.sessions`` stored sessions (or a date range) through
+the backtester into one daily row per (date, algo); real-time mode adds the newest unseen stored
+session each run to ``<data>/extended/<test_id>/daily.parquet``. Weekly and final reports pool the
+counts and ``ifd_core.trading.extended.verdict`` judges them. What each row measures and from
+where: docs/operations.md §Backtest, A/B and extended test; the verdict: docs/algorithms.md §15.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """The rollout controller over the lake: state from ``rollout_events``, evidence from the ledger.
 
 One controller per challenger (docs/algorithms.md §16). Its state is the latest row of the
-append-only
-``rollout_events`` table (view ``rollout_state``), so the live flow, a nightly review and an
-operator's ``ifd rollout rollback`` act on the same truth and a restart changes nothing. Every
-decision — promotions, holds, demotions, rollbacks — is a row with the rules it judged; a rollback
-is also a critical incident and an alert, so it shows wherever operators look.
+append-only ``rollout_events`` table (view ``rollout_state``), so the live flow, a nightly review
+and an operator's ``ifd rollout rollback`` act on the same truth and a restart changes nothing.
+Every decision — promotions, holds, demotions, rollbacks — is a row with the rules it judged; a
+rollback is also a critical incident and an alert, so it shows wherever operators look.
 """
 
 from __future__ import annotations

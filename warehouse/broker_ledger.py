@@ -1,7 +1,6 @@
-"""A trader's ledger into the lake: the same ``orders`` / ``fills`` / ``positions`` tables the
-paper executor fills, and the broker's fees of real-money fills into the cost ledger
-(docs/operations.md §Costs:
-commissions and exchange fees are trading costs, kept apart from data cost)."""
+"""A trader's ledger into the lake: the same ``orders`` / ``fills`` / ``positions`` tables the paper
+executor fills, and the broker's fees of real-money fills into the cost ledger (docs/operations.md
+§Costs: commissions and exchange fees are trading costs, kept apart from data cost)."""
 
 from __future__ import annotations
 

@@ -1,18 +1,9 @@
 """Lake compaction: many small files of the append-only tables become one file per date.
 
-Append-only writers (data-quality results per batch, incidents, alerts, ledger entries, rollout
-events, live latency rows, gaps) add one small Parquet file per write, and a live day adds
-hundreds. Every SQL query opens every file, so their number, not their bytes, slows queries.
-
-Only tables whose files carry no meaning in their names are compacted: the others are keyed by
-source (re-publishing a key replaces its file, which is what makes ingestion idempotent), and
-merging keys would break that. A partition is left alone while a live run may still write into it
-(an unfinished checkpoint for that date, or a date younger than ``min_age_days``), because a
-resumed run re-writes its flush files under the same keys.
-
-The merged file and the removal of the originals are one lake commit (warehouse.lake): a
-reader sees the partition before or after, never both files and never neither, and a crash
-leaves the old partition in place.
+Append-only writers add one small Parquet file per write (a live day adds hundreds), and every
+query opens every file. Only tables whose file names carry no meaning are compacted, partitions a
+live run may still write are left alone, and the merge is one lake commit, so readers see the
+partition before or after, never both: docs/operations.md §Recovery.
 """
 
 from __future__ import annotations

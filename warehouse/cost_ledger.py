@@ -1,16 +1,10 @@
-"""The cost ledger in the lake: an append-only event table of quotes, spend and fees
+"""The cost ledger in the lake: an append-only event table of quotes, spend and fees.
+
+Every quote the budget gate sees, every spend it allows and every fee is one ``cost_ledger`` row;
+the month's spend is a query, never a counter, so processes share one truth and a crash cannot lose
+or double a total. Rows are never updated (a correction is a new row), and booked costs carry
+deterministic entry ids under file keys derived from them, so booking twice writes nothing new
 (docs/operations.md §Costs).
-
-Every quote the budget gate sees, every spend it allows and every fee is one row of the
-``cost_ledger`` table; the month's spend is a query over those rows, never a counter kept in
-memory, so two processes (a nightly backfill and a CLI download) read the same truth and a crash
-cannot lose or double a total. Rows are never updated: a correction is a new row.
-
-Booked costs (a day of subscriptions, a live run's bytes, a real-money fill's fees) carry
-deterministic entry ids and are written under file keys derived from those ids: booking the same
-thing twice finds the ids already there and writes nothing, and two processes booking the same
-day at once publish the same file name, so one replaces the other with identical rows. Sums and
-listings still count an entry id once, as a last guard against a duplicate.
 """
 
 from __future__ import annotations

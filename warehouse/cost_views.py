@@ -1,35 +1,10 @@
-"""Cost views of the catalog (docs/operations.md §Costs): queries over the ledger.
+"""Cost views of the catalog: the budget dashboard, cost per signal and the month-end projection.
 
-The budget dashboard, cost per signal and the month-end projection are views over the
-``cost_ledger`` event table (plus ``signals`` and ``engine_runs``), never tables of their own, so
-they cannot drift from the ledger or double count (the reference's dashboard summed by-type and
-by-provider columns into one total). Every view counts an ``entry_id`` once.
-
-Settings stay out of SQL: the monthly budget, the confidence the executor requires and the "as
-of" day are macro parameters, and each plain view is its macro at the default (no budget; every
-stored signal; today in UTC, the ledger's calendar).
-
-* ``cost_daily``: one row per (date, entry_type, category): ``amount`` in USD, ``entries``,
-  ``cost_class`` (data | trading | quote), ``is_data_cost``, ``is_trading_cost``.
-* ``cost_monthly``: one row per month: ``data_cost`` (the spend types), ``subscription_cost``,
-  ``marginal_data_cost`` (data cost without subscriptions), ``trading_cost`` (commissions and
-  exchange fees, never data cost), ``quoted`` (quotes, never spend), first/last date, entries.
-* ``cost_monthly_vs_budget(budget)``: ``cost_monthly`` with budget, utilization and remaining.
-* ``cost_per_signal`` = ``cost_per_signal_at(0.0)``; ``cost_per_signal_at(min_confidence[,
-  through := date])``: one row per (month, algo) plus ``algo = 'all'``, counting ledger entries,
-  signals and engine runs dated up to ``through`` (default: all): actionable signals, synthetic
-  signals (never counted), records consumed, data and marginal data cost, cost and marginal cost
-  per signal.
-  Actionable = distinct ``signal_id`` of the ``signals`` table in the month (trade date): the
-  table holds only what a detector emitted, i.e. passed all its filters, and the executor is
-  offered every signal at or above ``risk.min_signal_confidence`` (the macro parameter). Signals
-  of synthetic data are not counted: real dollars per simulated signal mean nothing. Per-algo
-  rows split the month's data cost by share of records consumed (``engine_runs`` of non-synthetic
-  data whose ``detectors`` include the algo), the ``by_records`` rule; ``all_to_v3`` is applied
-  by ``jobs.cost_report`` because the rule is a setting.
-* ``cost_projection`` = ``cost_projection_asof(<today UTC>)``; ``cost_projection_asof(d)``: per
-  month up to ``d``'s: data spend to ``d``, elapsed days (``d``'s day in its month, all days for
-  earlier months), days in month and ``projection`` = spent / elapsed days x days in month.
+They are views (and macros) over the append-only ``cost_ledger`` (plus ``signals`` and
+``engine_runs``), never tables of their own, so they cannot drift from the ledger or double count;
+every view counts an ``entry_id`` once. Settings stay out of SQL: the budget, the executor's
+confidence floor and the "as of" day are macro parameters, and each plain view is its macro at the
+default. The views and their columns: docs/operations.md §Costs and warehouse/README.md.
 """
 
 from __future__ import annotations

@@ -1,27 +1,10 @@
 """The Parquet lake: immutable snapshots switched by one atomic rename.
 
-A reader must see a batch, a detection run or a compaction whole or not at all, across all the
-tables and partitions it touches, even when the writer is killed half-way; and several writers
-(threads, processes, machines on a shared filesystem) must not lose each other's work. So the lake
-is never edited in place. ``<data>/lake`` is a symlink to an immutable snapshot; a commit builds
-the next snapshot beside it and switches the symlink with one ``rename(2)``, the commit point:
-
-    lake -> lake.d/snap/<N>                         the current snapshot
-    lake.d/snap/<N>/<table> -> ../../tv/<table>/<t>  a table version (dir of partition links)
-    lake.d/tv/<table>/<t>/date=D -> ../../../pv/<table>/date=D/<p>
-    lake.d/pv/<table>/date=D/<p>/<key>.parquet       a partition version: immutable hard links
-    lake.d/staging/<txn>/                            a transaction in progress (intent.json)
-
-A commit copies only what it touches: hard links for the files of the partitions it changes,
-symlinks for the partitions of the tables it changes. Everything before the switch is invisible
-and rolled back by the next writer (a staging folder whose owner's lock is free is dead); the
-switch itself is atomic; everything after it is cleanup. Superseded snapshots stay readable for
-``RETENTION_S`` so a reader that listed files a moment ago can still open them.
-
-Readers of this module (``files``, ``scan``) pin one snapshot. DuckDB views glob
-``lake/<table>/*/*.parquet`` through the symlink, so each partition is read whole; ``ifd sql``
-pins a snapshot for its query (warehouse.sql). The choice and its alternatives are in
-docs/lake.md.
+A reader sees a batch, a detection run or a compaction whole or not at all, even when the writer
+is killed half-way, and concurrent writers never lose each other's work: ``<data>/lake`` is a
+symlink to an immutable snapshot, and a commit builds the next one beside it and switches the
+symlink with one ``rename(2)``. ``files`` and ``scan`` pin one snapshot. Layout, commit, recovery
+and readers: docs/lake.md §Old state or new state.
 """
 
 from __future__ import annotations

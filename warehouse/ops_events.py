@@ -1,9 +1,8 @@
 """Writing the operational event tables: alerts, incidents and breaker transitions.
 
-Each write is one new Parquet file (append-only, docs/architecture.md): alert episodes and
-incidents are
-never updated in place, a later row says what changed. Any process (the live flow, a nightly flow,
-a CLI command) can write them at the same time without a lock.
+Each write is one new Parquet file (append-only, docs/architecture.md): alert episodes and incidents
+are never updated in place, a later row says what changed. Any process (the live flow, a nightly
+flow, a CLI command) can write them at the same time without a lock.
 """
 
 from __future__ import annotations
@@ -118,8 +117,8 @@ class AlertStore:
 def evaluate_daily_alerts(lake: Lake, settings: Settings, mc, day: dt.date) -> list[AlertEvent]:
     """Budget, daily cost, RTH uptime and completeness rules for ``day`` (docs/operations.md
     §Health, SLIs and alerts, docs/operations.md §Health, SLIs and alerts, docs/operations.md
-    §Costs):
-    the month's episodes are per month, so a new month starts without any open budget alert."""
+    §Costs): the month's episodes are per month, so a new month starts without any open budget
+    alert."""
     from warehouse.slis import day_slis
 
     _, cost, completeness, uptime, _ = day_slis(lake, day)

@@ -1,20 +1,10 @@
-"""Service-level indicators measured from the lake (docs/operations.md §Health, SLIs and alerts).
+"""Service-level indicators measured from the lake: decision latency per stage, RTH-minute uptime
+and data completeness.
 
-Every number here is a query over what the live path and the flows wrote (``signal_latency``,
-``incidents``, ``trades``, ``cost_ledger``), never a counter kept in a process: the extended test,
-the rollout controller's session review, the alert evaluator and ``ifd status`` read the same
-truth, and a restarted process loses nothing.
-
-* **Decision latency per stage** (docs/operations.md §Health, SLIs and alerts): p50/p95/p99/max of
-each stage of each live signal —
-  feed (local receive - ts_recv), decision (emit - local receive: the platform's own budget, SLO
-  p95 < 100 ms), window close (emit - window end - grace) and exchange-to-signal.
-* **RTH-minute uptime** (docs/operations.md §Health, SLIs and alerts): a regular-trading-hours
-minute is bad when the feed was stale or a
-  breaker of a dependency on the signal path (warehouse writer, a detector) was open in it.
-* **Data completeness**: the share of RTH minutes in which the underlying future traded (the
-  busiest instrument of the chain; a minute without a single future trade in RTH means missing
-  data, not a quiet market).
+Every number is a query over what the live path and the flows wrote (``signal_latency``,
+``incidents``, ``trades``, ``cost_ledger``), never a counter kept in a process, so the extended
+test, the rollout review, the alerts and ``ifd status`` read the same truth and a restart loses
+nothing. Definitions: docs/operations.md §Health, SLIs and alerts.
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """Read-only SQL over the catalog, safe to run while flows write the lake.
 
-The catalog file is opened ``read_only`` for the duration of one query (DuckDB 2.0 locks files
-exclusively, and the lake's writers never open it), and only one statement that cannot change
-anything is accepted, so `ifd sql` can never alter the warehouse.
-
-Each query's connection is set up in one place, `connect_read_only`: besides being read-only it
-may read files only under the data root (the catalog's views read the lake's Parquet files there)
-and the directories given by `warehouse.sql_allowed_directories`; every other file, URL
-(``http://``, ``s3://``) and extension (no download, no autoload) is refused, and the
-configuration is then locked so that nothing in a query can undo this.
-
-A query runs in a worker thread while the calling thread waits, so that a timeout or a Ctrl-C
-(Python only sees SIGINT between bytecodes, never while DuckDB computes) can stop it at once with
-DuckDB's ``interrupt()``.
+Each query opens the catalog ``read_only`` in ``connect_read_only``, accepts one statement that
+cannot change anything, may read files only under the data root and
+``warehouse.sql_allowed_directories`` (no other file, URL or extension; configuration locked), and
+runs in a worker thread so a timeout or Ctrl-C can stop it at once with DuckDB's ``interrupt()``.
+Rules and output formats: README "SQL"; the snapshot a query pins: docs/lake.md.
 """
 
 from __future__ import annotations

@@ -1,18 +1,9 @@
 """Baselines of pressure windows: what normal flow looks like, from earlier sessions only.
 
-docs/algorithms.md §5, as issue #3 states it: the history is the previous N trading
-*sessions* (CME calendar), never the session being judged, so a window can never be part of its
-own baseline. Every window of those sessions is a sample (not one row per day). Two keys:
-
-* bucket: moneyness bucket × days-to-expiry bucket × right (C/P) × 30-minute New York time
-  bucket, so a strike's history follows its moneyness as the underlying moves and weeklies that
-  live for two weeks still have a baseline;
-* instrument: the same option's own windows, when it has enough of them.
-
-Statistics are the mean and the sample standard deviation, floored so that a quiet history
-cannot make any tiny move look extreme; fewer than ``min_samples`` windows is "no baseline",
-said explicitly, never replaced by invented numbers. Each baseline row carries the sessions it
-used, and ``data_quality`` = sessions of the lookback with any data / N.
+The history is every window of the previous N CME sessions, never the session judged, under two
+keys (moneyness × days-to-expiry × right × time-of-day bucket, and the instrument itself); mean
+and floored sample standard deviation; too few samples is "no baseline", said explicitly, never
+invented; each row carries the sessions it used and its data quality (docs/algorithms.md §5).
 """
 
 from __future__ import annotations

@@ -1,20 +1,11 @@
 """Detectors the FlowEngine runs on every set of windows it closes: IFD v3 and Dead Simple v1.
 
-Both turn closed pressure windows into rows of one signal contract (``SIGNAL_SCHEMA``), so
-backtests, the A/B test, the CLI and the lake see the same columns whatever the algorithm. They
-are streaming: each keeps only the state its rule needs (v3 the last few windows of each
-instrument, for persistence and trend; v1 the session's running totals per instrument), and each
-decision is a function of event time only — ``decision_ts`` is the window's end plus the
-watermark grace, the earliest instant the window can close — so feeding a day in one batch or in
-any number of chunks gives identical signals (tested).
-
-Each detector also groups its signals into episodes as it emits them (``episodes.EpisodeTracker``,
-window by window), so ``episode_id`` is part of the contract and the same in batch and stream.
-
-Inputs that do not come from the stream — the baselines of earlier sessions — come from a
-``BaselineProvider``: a callable from trade date to ``{"bucket": ..., "instrument": ...}``
-(``baselines.build_baselines``) or ``None`` when there is no history, in which case v3 scores
-without a baseline (neutral features, lowered data quality), as its docstring says.
+Both turn closed pressure windows into rows of one signal contract (``SIGNAL_SCHEMA``, with
+``episode_id`` from ``episodes.EpisodeTracker``), so every consumer sees the same columns. They are
+streaming, keep only the state their rule needs, and decide in event time (``decision_ts`` = the
+window's end + the watermark grace), so one batch or many chunks give identical signals. Baselines
+come from a ``BaselineProvider`` (trade date → baselines, or ``None``: v3 then scores without one).
+Rules: docs/algorithms.md §6–§8.
 """
 
 from __future__ import annotations

@@ -1,31 +1,10 @@
 """Signal episodes: one flow, one unit of evidence.
 
-A detector fires on every window a flow stays anomalous, so one institutional order worked over
-twenty minutes is four v3 signals in four consecutive 5-minute windows (the demo's QN2J6 P19000,
-11:10-11:25). Counting them as four outcomes overstates the evidence four times over, and trading
-each of them stacks four positions on one idea. An **episode** groups them:
-
-* same algorithm, same trade date (an episode never spans dates), same option right, expiry and
-  view;
-* the *same option* in consecutive (or overlapping) windows, or *coordinated strikes* — other
-  strikes of the same expiry and right in the same window, within the v3 coordination band
-  (``|Δstrike| <= band_pct % of the underlying``, ``ifd_v3.V3Params.coordination_band_pct``);
-* a run of ``max_gap_windows + 1`` or more windows without a signal of the episode ends it
-  (default: any empty window ends it).
-
-Which window a signal belongs to is its *closing* window, the one ending at ``window_end``: v3's
-``window_start`` is that window's start, v1's is the first window of the session it summed.
-
-The id is a hash of (algorithm, trade date, the first signal's ``window_start`` and instrument):
-the same data give the same ids however often detection runs, and however the stream was cut
-into batches — the tracker decides window by window, and the engine closes all of a window's
-options in one call (``pressure_windows``), so streaming and batch assignment agree (tested).
-A component of coordinated strikes that touches two open episodes joins the older one; episodes
-are never merged afterwards, because an id already handed to the executor must not change.
-
-The *first* signal of an episode (earliest ``decision_ts``, then ``signal_id`` — the executor's
-own order) is the one the executor acts on and whose label is the episode's outcome
-(``first_per_episode``).
+A detector fires on every window a flow stays anomalous, so one order worked for twenty minutes is
+four v3 signals; counting four outcomes overstates the evidence and trading each stacks four
+positions on one idea. ``EpisodeTracker`` groups signals into episodes with stable ids, window by
+window (streaming and batch agree), and ``first_per_episode`` picks the signal the executor acts on
+and whose label is the episode's outcome. Rules: docs/algorithms.md §8.
 """
 
 from __future__ import annotations

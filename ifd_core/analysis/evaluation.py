@@ -1,17 +1,9 @@
 """Detection quality against a simulator ground truth (SYNTHETIC data only).
 
-A planted flow is *found* when a signal is on one of its instruments (any strike of a sweep; older
-truth files without instrument ids: its expiration, strike and option type) with its aggressor
-direction and a window overlapping the flow's time span. Every signal falls in exactly one class:
-
-* ``found``: matches a planted flow (several signals may find the same flow);
-* ``wrong_direction``: on a planted flow's option and time, but the opposite side;
-* ``decoy``: on any leg of a decoy (straddle, two-sided churn) within its time span, widened by
-  one window on each side because a window can straddle the span's edge;
-* ``stray``: everything else — reported per session-hour of data evaluated.
-
-Numbers from simulated markets say whether the detector finds what was planted; they are not
-evidence about real markets, and the report says so.
+Every signal is ``found`` (on a planted flow's instrument, direction and time), ``wrong_direction``,
+``decoy`` (a leg of a straddle or churn) or ``stray`` (reported per session-hour). The matching
+rules: docs/simulator.md §Ground truth. Numbers from simulated markets say whether the detector
+finds what was planted; they are not evidence about real markets, and the report says so.
 """
 
 from __future__ import annotations

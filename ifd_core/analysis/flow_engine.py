@@ -1,22 +1,10 @@
 """The FlowEngine: the one place market logic runs, fed by any RecordSource.
 
-docs/architecture.md §One engine, three feeds: batches of DBN records in ts_recv order go through
-the instrument
-master (definition records), the L3 books, trade signing (the exchange's aggressor side, else
-Lee–Ready against the book just before the trade, else the tick test) and the event-time
-pressure windows. Closed windows come out enriched with the option's contract keys (root,
-expiration, strike, right — from the definition, never from the symbol) and the underlying
-future's last trade price at the window's end.
-
-Each option trade also gets its Black-76 delta: the volatility implied by the trade's own price
-against the underlying future's last trade *received before it* (stream order, so any chunking
-gives the same answer), falling back to the instrument's last good implied volatility, else
-unknown (null — counted per window, never guessed). Windows then carry delta-signed volume, the
-v3 detector's view.
-
-Windows carry their CME trade ``date`` (the session of ``window_start``). Baselines are built
-from windows by ``ifd_core.analysis.baselines``; detectors (``ifd_core.analysis.detectors``)
-are given to the engine and run on every set of windows it closes.
+Batches of DBN records in ts_recv order go through the instrument master, the L3 books, trade
+signing, Black-76 deltas and the event-time pressure windows; closed windows come out with the
+option's contract keys (from the definition, never the symbol), the underlying's last price and
+their CME trade ``date``, and the detectors given to the engine run on every set it closes
+(docs/architecture.md §One engine, three feeds; docs/algorithms.md §3–§4).
 """
 
 from __future__ import annotations
@@ -173,7 +161,7 @@ class FlowEngine:
 
     # ------------------------------------------------------------------ greeks
     def _with_delta(self, options: pl.DataFrame, under: pl.DataFrame) -> pl.DataFrame:
-        """Add each option trade's Black-76 delta (see the module docstring)."""
+        """Add each option trade's Black-76 delta (docs/algorithms.md §3)."""
         seen = pl.concat(
             [
                 self._last_under,

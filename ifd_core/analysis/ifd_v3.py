@@ -1,59 +1,11 @@
 """IFD v3: institutional-flow scoring of pressure windows (docs/algorithms.md §6).
 
 Input: windows scored against their baselines (``baselines.score``) and enriched by the engine.
-For each window:
-
-1. Gates: volume, trade count, |imbalance|, premium.
-2. View: the underlying direction of the aggressor flow — the sign of the window's delta-signed
-   volume Σ aggressor sign × size × Black-76 delta (calls bought or puts sold BULLISH, calls
-   sold or puts bought BEARISH); where no trade had a known delta, the right's delta sign.
-   ``direction`` is the aggressor side in the option itself (BUY/SELL).
-3. Evidence (what a flow *is*; weights sum to 1, a documented prior, not fitted):
-
-   * ``f_size``: log of the flow's size, the net aggressor volume |B − S|, over the window's
-     normal volume exp(mean log1p volume) of the baseline (``volume_ratio``, 1 + |B − S| over
-     it), divided by log(``size_full_ratio`` = 1000). A log scale with a ceiling far above where
-     flows live (in the SYNTHETIC market the 100-lot gate is already ~25× a typical window of ~4
-     contracts and planted flows sit at 25–250×): one-sided windows of 144 and 945 contracts
-     stay apart (0.52 vs 0.79 at a normal of 4), where the normal CDF of the z-score gave 0.93
-     and 1.00. Net, not total, volume: two-sided churn is large but carries no flow.
-   * ``f_imbalance``: one-sidedness, |imbalance| × the normal CDF of the z-score of the flow
-     side's volume (bought contracts for a buying flow) against its baseline.
-   * ``f_prints``: independent aggressive orders on the flow's side. n = (Σ q)² / Σ q² over the
-     side's orders (``independent_prints``: a sweep's prints at one match time are one order;
-     one order gives 1, ten equal orders 10) and f = 1 − 1/n, the chance that two of the side's
-     contracts came from different orders. More orders at the same volume never lower it.
-
-4. Support (what may add, never required, never subtracts): persistence (share of the
-   instrument's previous k − 1 windows that passed the gates with the same sign), trend (the
-   imbalance moving further in the flow's direction), premium concentration within the expiry's
-   window, cross-strike coordination (other gated strikes of the same expiry and window with the
-   same view: min(count / 3, 1) × their mean pre-coordination score). Each removes a share
-   (``support_gains``: persistence 0.4, trend 0.1, concentration 0.1, coordination 0.5) of the
-   remaining doubt: raw = 1 − (1 − evidence) × Π (1 − gain × f).
-   A clear flow in one window, alone on its strike, needs none of them.
-5. Score = raw × breadth × mm_factor × data quality, each in [0, 1]:
-
-   * breadth = (n − 1) / (``full_breadth_prints`` − 1), clipped: one order is 0 however large
-     (a big print and a few small ones is one decision, not a flow); three equal orders or more
-     are 1. It multiplies, so no amount of support lifts a one-order window to a signal.
-   * market making: ``mm_likelihood`` = max(straddle likelihood, unsigned spread-leg share); the
-     straddle likelihood is the other right at the same strike, expiry and window with the
-     *opposite* view, its size balance if ≥ 0.5 else half of it (≤ 0.25). mm_factor =
-     1 − (mm − ``mm_floor``) / (1 − ``mm_floor``), clipped, with mm_floor = 0.25: only evidence
-     above what a clearly dissimilar other-right size can produce bites, so a little noise on the
-     other right (0.06) does not knock out a clear flow, and a true straddle (≈ 1) zeroes it.
-   * data quality: baseline sessions present / N, read from the bucket baseline, which spans the
-     whole lookback; an instrument's own history is short by nature for a weekly listed days
-     ago, which says nothing about the data.
-
-6. Tiers from fixed, reachable thresholds; deterministic for a given input order.
-
-A window without a baseline scores its baseline features as neutral (0.5) with data quality
-lowered, never with invented statistics. A window stored before ``buy_size_sq``/``sell_size_sq``
-existed (engine-2; the columns read as null) has unknown order sizes: its breadth uses the flow
-side's volume / ``max_print``, the fewest prints that can carry it (Σ q² ≤ max q × Σ q, so this
-is a lower bound on n over those windows' prints), so breadth that is unknown is never credited.
+Each window passes gates, gets a view, three evidence features (size, imbalance, independent
+prints) raised by optional support (persistence, trend, concentration, coordination), then a score
+= raw × breadth × market-making factor × data quality, and a tier. The formulas, the reasons for
+their shapes and hand-computed cases are in docs/algorithms.md §6; every parameter is a field of
+``V3Params``, built from the ``analysis.v3`` settings.
 """
 
 from __future__ import annotations

@@ -1,35 +1,12 @@
 """L3 (market-by-order) books for many instruments, rebuilt from Databento MBO records.
 
-Input is batches of MBO records as numpy structured arrays in the ``databento_dbn.MBOMsg``
-layout (what ``read_dbn(path).arrays["mbo"]`` returns), in ``ts_recv`` order, any number of
-instruments mixed. Databento CME semantics (docs/algorithms.md §3):
-
-* ``A`` add, ``C`` cancel (removes ``size`` from the order; the whole order when it is at least
-  the order's size), ``M`` modify (new price and size; a price change loses queue priority — only
-  level totals are kept here, so priority does not change any number this module exposes),
-  ``R`` clear the instrument's book, ``T`` trade (the aggressor's record: never changes the book),
-  ``F`` fill (the passive side: never changes the book; an ``F`` for an order id the book does not
-  hold is a hidden/iceberg fill and is counted, never turned into an order), ``N`` none.
-* Book changes take effect at the record flagged ``F_LAST`` (0x80), which closes an *event* of
-  one instrument. Records before it are **buffered per instrument** and applied together, in
-  order, at ``F_LAST``. So every state a caller can observe — ``bbo``, ``depth``, the pre-trade
-  BBO of a ``T`` record, the ``on_event`` hook — is a state at an event boundary; a crossed
-  intermediate state inside one event is never seen. Buffering per instrument (not globally)
-  matters because Databento sets ``F_LAST`` per instrument: events of different instruments may
-  interleave. Most events are one record, which takes a fast path without the buffer.
-* Because state carries over between calls (the buffer included), any chunking of a stream gives
-  identical books, counters and pre-trade BBOs (tested).
-* Bad input never raises: a cancel/modify of an unknown order, a duplicate add, a cancel larger
-  than the order, an add without a side or price, or an unknown action are counted as
-  *anomalies* per kind, and sizes never go negative.
-
-The snapshot at the start of a Databento file carries ``F_SNAPSHOT`` and, in the ESH4 sample,
-no ``F_LAST`` at all: it is applied at the instrument's first ``F_LAST`` of live data. Call
-``flush()`` at the end of a stream to apply an event the stream cut off.
-
-Speed: one Python loop over columns turned into lists (numpy scalar access is ~10x slower),
-dict-of-levels per side plus a dict of orders, and the best price cached and repaired from a
-lazily-cleaned heap only when the best level empties, never by sorting.
+Input: batches of MBO records as numpy structured arrays in the ``databento_dbn.MBOMsg`` layout
+(``read_dbn(path).arrays["mbo"]``), in ``ts_recv`` order, instruments mixed. Changes apply per
+instrument at ``F_LAST`` event boundaries, state carries across calls (any chunking gives the same
+books) and bad input is counted as anomalies, never raised: docs/algorithms.md §3 (Books). This is
+the reference implementation; ``order_book_fast`` is its compiled twin. Speed: one Python loop
+over columns turned into lists (numpy scalar access is ~10x slower), dicts of levels and orders,
+and the best price repaired from a lazily cleaned heap only when the best level empties.
 """
 
 from __future__ import annotations

@@ -1,43 +1,12 @@
-"""The L3 books of ``order_book.BookSet``, compiled with numba: the same numbers, 15x faster.
+"""The L3 books of ``order_book.BookSet``, compiled with numba: the same numbers, ~15x faster.
 
-``FastBookSet`` is a drop-in replacement for ``BookSet`` where the engine uses it: ``apply``
-(with the same ``PRE_TRADE_DTYPE`` rows, ``index`` included), ``flush``, ``bbo``, ``depth``,
-``is_crossed`` and ``stats`` give identical values for any stream and any chunking of it (the
-parity tests in ``tests/test_order_book_fast.py`` check this on the real ES samples and on a
-simulated day). The semantics — F_LAST events buffered per instrument, T/F never changing the
-book, hidden fills, anomalies per kind, sizes never negative — are ``order_book``'s; read its
-docstring first. Only ``on_event`` is missing: a Python callback per event would cost more than
-the book itself. ``FastBookSet(audit=True)`` records the per-event facts the tests need instead.
-
-Layout (all state is plain numpy arrays, so it persists between calls and pickles):
-
-* ``bk``: one row per instrument (counters, anomaly counts, pending-buffer head/tail, and where
-  its two price ladders live in the level pool). ``it`` maps instrument_id → row (hash table).
-* ``ot``: every live order of every book in one open-addressing hash table keyed by
-  (book row, order_id), linear probing with backward-shift deletion (no tombstones to pile up
-  under add/cancel churn). Each row holds the order itself (price, size, side), so a lookup
-  touches one row, not a slot and then a record. An ``R`` clears a book in O(1) by bumping the
-  book's *epoch*: orders stored under an older epoch are dead and dropped at the next rehash.
-* ``lv``: price levels (price, size, count), one sorted ladder per (book, side) in a shared pool,
-  best price **last** (bids ascending, asks descending). The best price is therefore always the
-  ladder's top: no heap, nothing to repair when the best level empties, and most inserts and
-  deletes (near the top of book) move few entries. ``depth`` is a slice.
-* ``pd``: the pending records of open events, a linked FIFO per book in one arena with a free
-  list.
-
-Growth: the kernels never allocate. Before each record they check, conservatively, that the
-tables can take everything the record may do (a flush of the book's whole pending event
-included); when not, they return the record's position and what to grow, Python grows that
-table (doubling) and the kernel resumes at the same record, which has not been touched. So
-there is no fixed cap and nothing can silently overflow, and growth costs O(log n) returns.
-
-``cache=True`` on every kernel: the first use on a machine compiles (seconds) and stores the
-machine code under ``__pycache__``; later processes load it. Input is viewed, never copied,
-as a read-only record array whose ``action``/``side`` are ``uint8``: one compiled signature for
-every caller; the kernel writes the pre-trade rows in place too.
-
-Speed (bench/engine.py, one simulated day of 5.2 M records, 2 cores): ~11 M records/s against
-~0.7 M for BookSet; the book is then about a quarter of the FlowEngine's time.
+``FastBookSet`` replaces ``BookSet`` where the engine uses it: ``apply``, ``flush``, ``bbo``,
+``depth``, ``is_crossed`` and ``stats`` give identical values for any stream and any chunking
+(parity tests in ``tests/test_order_book_fast.py``); the semantics are docs/algorithms.md §3
+(Books). Only the per-event ``on_event`` callback is missing (a Python call per event would cost
+more than the book); ``FastBookSet(audit=True)`` records the per-event facts the tests need
+instead. State layout and table growth: the comments above the kernels. Speed (bench/engine.py,
+one simulated day of 5.2 M records): ~11 M records/s against ~0.7 M for BookSet.
 """
 
 from __future__ import annotations
@@ -82,6 +51,25 @@ ANOMALY_KINDS = (
     _AN_MODIFY_BAD,
     _AN_UNKNOWN_ACTION,
 ) = range(len(ANOMALY_KINDS))
+
+# State: plain numpy arrays, so it persists between calls and pickles.
+# * bk: one row per instrument (counters, anomaly counts, pending FIFO head/tail, where its two
+#   price ladders live in lv); ``it`` maps instrument_id → row (hash table).
+# * ot: every live order of every book in one open-addressing table keyed by (book row, order_id),
+#   linear probing with backward-shift deletion (no tombstones pile up under add/cancel churn).
+#   A row holds the order itself, so a lookup touches one row. ``R`` clears a book in O(1) by
+#   bumping its epoch; orders stored under an older epoch are dead and dropped at the next rehash.
+# * lv: price levels (price, size, count), one sorted ladder per (book, side) in a shared pool,
+#   best price last (bids ascending, asks descending): the best is always the top, nothing to
+#   repair when it empties, and inserts near the top of book move few entries.
+# * pd: the pending records of open events, a linked FIFO per book in one arena with a free list.
+# Growth: the kernels never allocate. Before each record they check, conservatively, that the
+# tables can take everything the record may do (a flush of the book's whole pending event
+# included); if not, they return the record's position and the table to grow, Python doubles it
+# and the kernel resumes at the untouched record: no fixed cap, nothing overflows silently.
+# ``cache=True``: the first use on a machine compiles (seconds) and stores the machine code under
+# __pycache__. Input is viewed, never copied, read-only with ``action``/``side`` as uint8 (one
+# compiled signature for every caller); the pre-trade rows are written in place.
 
 # ----- bk: one row per book ----------------------------------------------------------------------
 (

@@ -1,26 +1,11 @@
 """Pressure windows: aggressor-signed option volume per instrument and 5-minute window.
 
-Event time only (docs/algorithms.md §4): a window [start, start + W) closes when the
-watermark — the largest ``ts_event`` seen minus a grace period — passes its end, or at the end
-of the stream. Every closed window is emitted exactly once, in (window_start, instrument_id)
-order, and only windows that saw a trade exist. The state is the trades of still-open windows,
-so memory is bounded by the window length, not by the day, and feeding the same trades in one
-batch or in many chunks emits identical windows (tested).
-
-Input trades are polars frames with ``ts_event`` (ns), ``instrument_id``, ``price`` (fixed 1e-9),
-``size`` and ``aggressor`` ('B' buy aggressor, 'A' sell aggressor, anything else unsigned).
-Volume is counted from trades only: MBO 'F' records are the passive side of the same print.
-An optional ``delta`` column (the option's Black-76 delta at the trade, futures per contract;
-null when it could not be computed) adds delta-signed volume: Σ aggressor sign × size × delta,
-the futures-equivalent position the aggressors took on (positive = bullish), and
-``delta_unknown_volume``, the contracts whose delta was unknown, so the measure's coverage is
-visible rather than assumed.
-
-``buy_size_sq`` / ``sell_size_sq`` are Σ q² over the window's aggressive *orders* on each side,
-where an order is the prints of one instrument at one ``ts_event`` with one aggressor side: a
-sweep through several price levels prints once per level at the same match time, and must count
-as the one decision it was. With the side's volume Σ q they give the effective number of
-independent orders, (Σ q)² / Σ q² (IFD v3's breadth: one order is 1, ten equal orders are 10).
+Event time only: a window closes when the watermark (largest ``ts_event`` seen − grace) passes its
+end, every closed window is emitted once, and one batch or many chunks give identical windows.
+The state is the trades of still-open windows, so memory is bounded by the window length. Input
+trades are polars frames with ``ts_event`` (ns), ``instrument_id``, ``price`` (fixed 1e-9),
+``size``, ``aggressor`` ('B', 'A', else unsigned) and an optional Black-76 ``delta``. The fields
+and cases: docs/algorithms.md §4.
 """
 
 from __future__ import annotations

@@ -1,22 +1,10 @@
 """Trade signing: who was the aggressor of each MBO ``T`` record.
 
-CME tells us the aggressor in the ``T`` record's ``side`` ('B' buy aggressor, 'A' sell
-aggressor), so that is used whenever present (docs/algorithms.md §3). Side 'N' is left for
-prints without an aggressor — the opening auction print (the ESH4 sample's only 'N' trade is the
-23:00 UTC open, against a still-crossed pre-open book), implied and spread-leg prints. Those are
-signed by Lee–Ready:
-
-1. quote rule against the BBO just before the trade (``BookSet.apply(pre_trade=True)``):
-   price above the mid → buy, below → sell. Only a two-sided, uncrossed quote is used: a crossed
-   pre-open book has no meaningful mid.
-2. at the mid, or with no usable quote → tick test against the previous trade price of the same
-   instrument (every trade counts as "previous", whatever its sign): uptick → buy, downtick →
-   sell, zero tick → the last nonzero tick's direction.
-3. otherwise UNKNOWN ('U').
-
-Everything is vectorised with numpy. ``TradeSigner`` keeps, per instrument, the last trade price
-and last nonzero tick between calls, so classifying a stream in chunks gives the same result as
-one call (tested); ``classify`` is the one-shot form.
+The ``T`` record's ``side`` when present; for side 'N' (opening auction, implied and spread-leg
+prints) Lee–Ready: the quote rule against the two-sided, uncrossed BBO just before the trade
+(``BookSet.apply(pre_trade=True)``), else the tick test, else unknown 'U' (docs/algorithms.md §3).
+Vectorised with numpy; ``TradeSigner`` keeps each instrument's last price and nonzero tick between
+calls, so chunked and one-shot (``classify``) signing agree.
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 """Interactive Brokers through ib_async (the maintained continuation of ib_insync).
 
-Connects to TWS or IB Gateway (paper by default: port 4002, account ``DU…``), reads the managed
-accounts, reconciles open orders (ours carry our order id in ``orderRef``) and positions at every
-connect, qualifies NQ futures options (FOP, CME, multiplier 20: expiry, strike and right from our
-``instruments`` table, the trading class breaking ties), places market and limit orders, cancels,
-and turns orderStatus / execDetails / commissionReport into ``OrderUpdate`` and ``Fill`` events.
-
-Safety:
-
-* a live (non-paper) account is refused unless ``ib.live_trading_enabled`` is set *and* the caller
-  confirmed (``confirm_live=True``: ``ifd`` asks for it on the command line);
-* ``place`` sends once; if the connection is gone it raises before sending (``OrderRefused``), and
-  an error while sending raises ``BrokerUnavailable`` (outcome unknown: the trader reconciles
-  before sending anything else). Nothing here retries an order.
-
-A fill is reported when its commission report arrives (the fee is part of the fill); IB sends
-one for every execution.
+Connects to TWS or IB Gateway (paper by default), reconciles IFD's open orders and positions at
+every connect, qualifies NQ futures options from the ``instruments`` table, places market and
+limit orders, cancels, and turns IB's order, execution and commission events into ``OrderUpdate``
+and ``Fill`` events. A real-money account needs ``ib.live_trading_enabled`` *and* the caller's
+confirmation; ``place`` sends once and never retries. Details: docs/operations.md §Interactive
+Brokers.
 """
 
 from __future__ import annotations

@@ -1,24 +1,10 @@
 """The real-time trader: signals become broker orders, broker events become the ledger.
 
-Whatever the broker (``PaperBroker`` or ``IBBroker``), the decisions are the same as the paper
-executor's (docs/algorithms.md §11): size by ``risk.size_entry`` (risk budget over the stop
-distance, max contracts, max loss per trade, daily loss and drawdown stops), enter at market (or at
-a limit at the touch), then a protective stop and a target in premium points from the fill price,
-a time stop, and everything flattened at the session end. The ledger rows have the columns the paper
-executor writes (tables ``orders`` / ``fills`` / ``positions``), so the lake, the reports and
-the A/B tooling cannot tell which broker traded.
-
-One flow is one decision: a later signal of an episode already acted on is a ``skipped`` ledger
-row with reason ``same_episode`` and is never sent (unless ``paper.stack_episodes``).
-
-Sending is the dangerous part, so it is narrow:
-
-* the emergency stop (``ifd halt``) is read before every entry; a halted entry is a rejected
-  ledger row and is never sent. Exits (stops, targets, time stops, the session-end flatten) still
-  go out: refusing them would leave risk open (same rule as ``ifd halt`` everywhere else);
-* each send goes through the broker's circuit breaker exactly once (``guarded_write_once``),
-  never retried: a send whose outcome is unknown (connection lost) blocks every further entry until
-  ``reconcile`` has asked the broker what it holds.
+Whatever the broker (``PaperBroker`` or ``IBBroker``), the decisions are the paper executor's
+(docs/algorithms.md §11) and the ledger rows have its columns, so the lake, the reports and the
+A/B tooling cannot tell which broker traded. Sending is narrow: the emergency stop before every
+entry (exits always go out), each send once through the broker's breaker, and an unknown outcome
+blocks further entries until ``reconcile`` (docs/operations.md §Interactive Brokers).
 """
 
 from __future__ import annotations

@@ -1,24 +1,10 @@
 """Reading DBN files (v1–v3, plain or zstd) into numpy record arrays, with integrity checks.
 
-databento's decoder silently stops at a truncated zstd frame or a cut-off record, so the file is
-decompressed and framed here first: every zstd frame must be complete and the record lengths must
-tile the body exactly. Fixed-schema bodies are then read in place (``np.frombuffer`` with the
-record layout of the file's DBN version, what ``DBNStore.to_ndarray`` returns for them); only
-mixed-schema live captures go through ``DBNStore``, from the bytes already decompressed, which
-upgrades their v1/v2 records to v3.
-
-Memory is bounded while a file streams, before it can be exhausted: the compressed file is read
-(and hashed) in chunks and decompressed a few MiB at a time into one growing buffer, which may
-not exceed ``DecodeLimits.max_bytes``, nor, once ``ratio_floor`` bytes have come out, expand more
-than ``max_ratio`` times the compressed bytes read (a decompression bomb: a 67 KB file of zeros
-expanding to GiB). Plain ``.dbn`` files are held to the size limit by their size on disk.
-
-What a cut-short file looks like: a zstd stream cut inside a frame is a "truncated zstd stream"
-(the frame layout is followed as it streams, see ``_ZstdFrames``); one cut exactly between two
-frames decompresses cleanly, so it is caught at the DBN level, by a body that ends mid-record. A
-cut that lands both on a frame boundary and on a record boundary cannot be detected from the
-bytes, and the DBN metadata cannot prove completeness either: its ``end`` and ``limit`` describe
-the request that produced the file, not how many records were written, and DBN records no count.
+databento's decoder silently stops at a truncated zstd frame or a cut-off record, so files are
+decompressed and framed here first (complete frames, record lengths tiling the body), within
+``DecodeLimits`` (size and expansion ratio: no decompression bomb), then read in place with the
+record layout of the file's DBN version. What a cut-short file looks like and what cannot be
+detected: docs/operations.md §Ingest.
 """
 
 from __future__ import annotations

@@ -3,31 +3,10 @@ nothing.
 
 ``LiveSource.batches()`` yields the same ``RecordBatch``es a file replay yields, in ts_recv order,
 so the FlowEngine cannot tell a socket from a file (docs/architecture.md §One engine, three feeds).
-
-Why the SDK's own ``reconnect_policy`` is not used: it resubscribes with ``start=None`` and so
-loses everything between the drop and the reconnect (docs/operations.md §Live run). Instead each
-connection is
-a fresh client whose subscriptions ask for intraday replay from the last ``ts_event`` seen (less a
-margin, because the stream is ordered by ts_recv, not ts_event). The replayed overlap is removed
-exactly: the stream is in ts_recv order, so everything before the last ts_recv seen is a
-duplicate, and at that ts_recv the records already seen are matched byte for byte (the composite
-key of the spec, restricted to the seam). When the gateway refuses the replay, the gap is
-backfilled through the Historical client behind the budget gate (a ``Backfiller``), or recorded
-``unrecovered`` so the windows it touches are marked incomplete, never silently complete.
-
-Records reach this code as raw bytes, by default straight from the SDK's protocol before it
-decodes them (``_tap``: the SDK's one-Python-object-per-record path tops out near 0.8 M records/s),
-else through ``Live.add_stream`` (one call per record), and are cut into numpy batches by
-``dbn_stream``. The sink is bounded in bytes: when the consumer stalls, the SDK's reader blocks,
-the socket stops being read and TCP pushes back on the gateway. Nothing is dropped; each stall is
-reported.
-
-Connection attempts are retried with exponential backoff and jitter (tenacity); only the
-connection is retried, never a permanent refusal (wrong key, unknown dataset or symbol). With a
-circuit breaker (``breaker=``, docs/operations.md §Breakers and retries) every attempt goes through
-it: a gateway that
-keeps failing opens it (an incident), and while it is open the next attempt waits for the
-breaker's probe time instead of hammering the gateway.
+Each connection is a fresh client replaying from the last ``ts_event`` seen, the seam is
+de-duplicated exactly, a refused replay is backfilled or recorded ``unrecovered``, the sink is
+bounded in bytes (TCP pushes back, nothing is dropped), and connection attempts are retried
+behind an optional circuit breaker: docs/operations.md §Live run (Gaps and backfill).
 """
 
 from __future__ import annotations

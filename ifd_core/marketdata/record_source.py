@@ -1,12 +1,11 @@
 """Record sources: batches of DBN records in ts_recv order, whatever the feed.
 
 docs/architecture.md §One engine, three feeds: the FlowEngine consumes ``RecordBatch``es and never
-knows
-whether they came from files, a Historical download or the Live client. ``FileReplaySource``
+knows whether they came from files, a Historical download or the Live client. ``FileReplaySource``
 is the file feed: it merges the records of several DBN files (a day's definition, statistics and
-mbo, say) into one ts_recv-ordered stream, cut into batches of at most ``batch_records``.
-Ties on ts_recv keep definitions before statistics before market data, and each file's own
-order, so an instrument is always defined before its first record.
+mbo, say) into one ts_recv-ordered stream, cut into batches of at most ``batch_records``. Ties on
+ts_recv keep definitions before statistics before market data, and each file's own order, so an
+instrument is always defined before its first record.
 """
 
 from __future__ import annotations

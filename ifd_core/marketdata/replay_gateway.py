@@ -1,39 +1,12 @@
 """A replay gateway: stored DBN files served over the Databento live protocol on loopback.
 
-Databento cannot be reached from our test machines, and users want to push a stored day through
-the live path; so this server speaks enough of the live subscription gateway (LSG) protocol for
-the unmodified ``databento.Live`` client. The control lines are built and parsed with the SDK's
-own message classes (``databento.live.gateway``) and the challenge answer is checked with its
-``databento.common.cram``, so the two sides cannot drift apart; the exchange:
-
-    S->C  lsg_version=...\\n  cram=<challenge>\\n
-    C->S  auth=<sha256("<challenge>|<key>")>-<key[-5:]>|dataset=...|encoding=dbn|...\\n
-    S->C  success=1|session_id=N\\n      (or success=0|error=...\\n and close)
-    C->S  schema=...|stype_in=...|symbols=a,b|start=...|snapshot=0|id=...|is_last=1\\n  (repeated)
-    C->S  start_session=0\\n
-    S->C  DBN metadata, symbol-mapping records, then the records (raw DBN v3)
-
-What is served: every record of the files under ``data``, merged in ts_recv order (the order of
-``FileReplaySource``, so the stream is the one batch processing sees), restricted per schema to
-the subscribed instruments and, for intraday replay, to ``ts_event >= start`` (Databento filters
-replay on ts_event). Parent symbols resolve through the served definitions: ``ROOT.OPT`` is every
-call and put whose ``asset`` is ROOT, ``ROOT.FUT`` every future. When none of the requested symbols
-resolves the session is refused with an error record naming them; when some do, the rest are
-reported in a system message and the session goes on (as Databento does).
-
-The gateway's clock is market time: the ts_recv of the last record it sent. A subscription with
-no ``start`` is served from that clock (plus ``outage_s`` after a drop, the market time a client
-reconnecting without replay has missed). With ``replay_window_s`` a ``start`` older than the
-clock minus the window is refused, as Databento refuses replay beyond its window.
-
-Fault injection: ``drop_after=N`` aborts the connection before stream record N (0-based index in
-the whole merged stream), ``drop_every=N`` before every multiple of N. Each drop point fires
-once; a reconnecting client replays past it without another drop. Pacing: ``speed=None`` sends as
-fast as TCP accepts (``drain`` is TCP backpressure: a slow reader slows the gateway, nothing is
-discarded); ``speed=s`` sends at s times the recorded ts_recv pace. Heartbeats go out whenever
-nothing else was sent for the client's heartbeat interval. When the data is exhausted the
-gateway says so (REPLAY_COMPLETED per replayed schema, then END_OF_INTERVAL with
-``END_OF_SESSION_MSG``) and closes the connection cleanly.
+Databento cannot be reached from test machines, and users want to push a stored day through the
+live path; so this server (``ifd gateway``) speaks enough of the live subscription gateway
+protocol for the unmodified ``databento.Live`` client, building and parsing its control lines with
+the SDK's own ``databento.live.gateway`` classes and checking the challenge with
+``databento.common.cram``, so the two sides cannot drift apart. It serves the stored records in
+``FileReplaySource`` order, filtered by subscription, with market-time clock, replay window, drop
+injection and pacing: docs/operations.md §Replay gateway.
 """
 
 from __future__ import annotations

@@ -1,22 +1,9 @@
-"""The budget gate for optional data spend (docs/operations.md §Costs), and the ledger contract it
-reads.
+"""The budget gate for optional data spend, and the ledger contract it reads.
 
 Pure decisions, no I/O: the caller gets the month's spend from a ``CostLedger`` and asks
-``BudgetGate.authorize`` before spending. Keeping the gate free of I/O makes every threshold
-testable as a plain function and lets any caller (a CLI download, a backfill, a Prefect flow) use
-the same rules.
-
-The thresholds are the reference implementation's (``historical_download_cost_tracker``), applied
-in a fixed order so that the strongest verdict wins:
-
-1. DENY             the amount exceeds what is left of the monthly budget (hard stop at 100 %);
-2. DEFER            the spend would take utilization above 95 % (REF "SCHEDULE": next month);
-3. REQUIRE_APPROVAL the amount is above $10, or above 50 % of what is left, or the spend would
-                    take utilization above 80 %;
-4. APPROVE          everything else (auto-approval up to $5; $5-$10 with no trigger).
-
-An explicit approval only turns REQUIRE_APPROVAL into APPROVE: it never overrides DENY or DEFER,
-because those protect the month's remaining budget rather than ask for a second opinion.
+``BudgetGate.authorize`` before spending, so a CLI download, a backfill and a Prefect flow share
+the same tested rules. DENY, DEFER, REQUIRE_APPROVAL, APPROVE, strongest first; an explicit
+approval only turns REQUIRE_APPROVAL into APPROVE. Thresholds and cases: docs/operations.md §Costs.
 """
 
 from __future__ import annotations

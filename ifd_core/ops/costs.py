@@ -1,22 +1,11 @@
-"""Cost arithmetic of the platform (docs/operations.md §Costs): pure functions, no I/O.
+"""Cost arithmetic of the platform: pure functions, no I/O.
 
-What a day of subscriptions, a run's live bytes or a real-money fill costs, cost per signal,
-how the month's data cost is split between algorithms, the month-end projection and the budget
-status. The warehouse books the entries these functions build and the reports read them back;
-keeping the rules here makes every number a plain, testable function of its inputs.
-
-Conventions, stated once:
-
-* Prices come only from ``settings.costs.prices`` (``price_on``): nothing here knows a price.
-* A subscription is a flat monthly fee prorated per *calendar* day (``budget.prorated_daily``):
-  a licence is billed for the month whatever the market does.
-* A GB is 10^9 bytes (decimal, as data vendors bill), not 2^30.
-* Only real-money fills (mode ``live`` or ``ib``) cost money. Paper, shadow and backtest fees are
-  simulated by the executor and never enter the ledger.
-* Data cost = the ledger's spend types (``SPEND_ENTRY_TYPES``). Quotes are estimates, and broker
-  commissions and exchange fees are trading costs: neither is data cost nor signal cost.
-* Entry ids are deterministic (``sub-<name>-<date>``, ``live-<run_id>-<date>``,
-  ``fee-<type>-<fill_id>``) so that booking the same thing twice is recognisably the same entry.
+What a day of subscriptions, a run's live bytes or a real-money fill costs, cost per signal, how
+the month's data cost is split between algorithms, the month-end projection and the budget status.
+The warehouse books the entries these functions build and the reports read them back, so every
+number is a plain, testable function of its inputs. Conventions (prices only from settings,
+calendar-day proration, decimal GB, what counts as data cost, deterministic entry ids):
+docs/operations.md §Costs.
 """
 
 from __future__ import annotations
@@ -197,8 +186,8 @@ def marginal_data_cost(data_cost_by_type: Mapping[str, float]) -> float:
 
 def cost_per_signal(data_cost: float, actionable_signals: int) -> float | None:
     """docs/operations.md §Costs: data cost of the period / actionable signals of the period; None
-    without signals
-    (a cost per zero signals is not a number, and reporting 0 or infinity would mislead)."""
+    without signals (a cost per zero signals is not a number, and reporting 0 or infinity would
+    mislead)."""
     if actionable_signals < 0:
         raise ValueError(f"signal count cannot be negative, got {actionable_signals}")
     return data_cost / actionable_signals if actionable_signals else None

@@ -53,21 +53,9 @@ class Incident:
 class FeedLiveness:
     """Detects a silent feed (``feed_stale``) and a consumer holding up the reader (stalls).
 
-    ``feed_stale``: while in session, nothing (record or heartbeat) for more than
-    ``stale_after_s``. The Databento gateway sends a heartbeat when there is no data, so silence
-    means a dead connection, not a quiet market. One open row per episode, whatever the number of
-    checks, and one resolved row (with the duration) when data comes back or the session ends.
-    The episode is dated from the moment the silence crossed the threshold, not from the check
-    that noticed it, so the row does not depend on how often ``check`` runs.
-
-    Silence is measured from the later of the last arrival and the start of the session as this
-    object saw it (the first ``check`` with ``in_session`` true), so that the overnight pause
-    before a session does not open an incident the moment it begins.
-
-    ``consumer_stall``: the reader reports (``on_stall``) each time backpressure held it for a
-    while; episodes longer than ``stall_warn_s`` become resolved rows, ``critical`` from
-    ``stall_critical_s`` on (as long as the feed would be called stale). ``on_stall`` returns
-    its row directly; every ``feed_stale`` row (opened or resolved) comes out of ``check``.
+    One open and one resolved incident row per episode, dated when the threshold was crossed, not
+    when a check noticed it (rules: docs/operations.md §Health, SLIs and alerts). ``on_stall``
+    returns its row directly; every ``feed_stale`` row (opened or resolved) comes out of ``check``.
 
     Not thread-safe: a caller feeding ``on_record`` from one thread and ``check`` from another
     should hold one lock around both (an unlucky interleaving opens a spurious episode that the
@@ -324,8 +312,7 @@ def bad_minutes(bad_intervals_ns: Iterable[tuple[int, int]], trade_date: dt.date
     """RTH minutes of ``trade_date`` that overlap any bad interval ``[start, end)``.
 
     A minute is good only if every condition held throughout it (docs/operations.md §Health, SLIs
-    and alerts), so any overlap makes
-    the whole minute bad.
+    and alerts), so any overlap makes the whole minute bad.
     """
     minutes = rth_minutes(trade_date)
     if not minutes:

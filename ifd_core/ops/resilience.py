@@ -1,72 +1,12 @@
-"""Circuit breakers and the retry policy for every outside dependency (docs/operations.md §Breakers
-and retries).
+"""Circuit breakers and the retry policy for every outside dependency.
 
-Why: the reference error handler had no half-open state, a success rate that never moved and
-callbacks that slept and returned True, so one success after a failover "recovered" a dependency
-that was still down. Here every dependency (live feed, historical API, warehouse writer, broker,
-each detector) gets one breaker with explicit, tested rules, and reads get one retry policy.
-
-Breaker rules (thresholds from ``BreakerSettings``, defaults shown):
-
-* CLOSED -> OPEN on >= 3 consecutive failures, or a failure share >= 50 % over the last 20 calls
-  (only once >= 10 calls are in the window), or a p95 latency > 5000 ms over the same window
-  (same minimum). The p95 is the nearest-rank p95 of every call in the window, failed or not: it
-  is a latency that was actually observed, and with 20 calls one outlier (5 %) does not trip
-  (linear interpolation would let one 100 s call trip the breaker on its own).
-* OPEN for a cool-down of 30 s, doubled on each re-trip (a failed probe) up to 300 s, and back to
-  30 s once the breaker has closed.
-* HALF_OPEN lets exactly one probe through at a time; other callers are rejected while it runs.
-  2 consecutive probe successes close the breaker; a probe failure re-opens it (doubled cool-down).
-* Exceptions listed in ``exclude`` (a bad request is not a dependency failure) and
-  ``BaseException``s that are not ``Exception`` (KeyboardInterrupt, SystemExit) pass through
-  uncounted: not a failure, not a success, not in the window; a probe ending that way gives its
-  slot back.
-* The rolling window is count-based (``rate_window_calls``) as ``BreakerSettings`` defines it,
-  and it is cleared whenever the breaker closes, so failures from before an outage cannot re-trip
-  a freshly closed breaker on its first error.
-
-How pybreaker 1.4.1 is used, and where this module adds a thin layer:
-
-* A ``pybreaker.CircuitBreaker`` (``fail_max`` = consecutive_failures, ``success_threshold`` =
-  half_open_successes) holds the state and its counters, and *its* rules decide the
-  consecutive-failure trip, the probe-failure re-trip and the close after 2 probe successes: the
-  outcome of each admitted call is replayed into ``CircuitBreaker.call`` with a stub that returns
-  or raises. Its ``state_change`` listener is the single place where a ``Transition`` is built,
-  whoever caused the change (pybreaker's rules, our window trips via ``open()``, the cool-down via
-  ``half_open()``, the operator via ``close()``).
-* The dependency itself is NOT run inside ``CircuitBreaker.call``, because pybreaker holds its
-  RLock for the whole call: every call to a dependency would be serialized across threads (a slow
-  download would block the live runner's other callers), and in half-open a second caller would
-  wait for the lock and then run as a second probe instead of being rejected. ``call`` is
-  ``allow`` -> run the dependency with no lock held -> ``record``.
-* The OPEN -> HALF_OPEN timing is ours: pybreaker compares ``datetime.now`` with a fixed
-  ``reset_timeout``, which is neither injectable (tests would sleep 30 s) nor doubling. The clock
-  is an injected monotonic clock; pybreaker is never asked to run a call while OPEN, so its own
-  wall-clock check never runs (its ``reset_timeout`` is kept equal to our cool-down for anyone
-  inspecting it).
-* ``exclude`` is ours, not pybreaker's: pybreaker counts an excluded exception as a success (it
-  resets the failure count and counts as a probe success), the spec wants it uncounted.
-* The failure-share and p95 trips are ours (pybreaker has neither).
-
-Late outcomes: each admitted call carries the breaker's generation (bumped on every transition).
-An outcome from a call admitted under an earlier state is ignored: a success that started before
-the breaker opened says nothing about the dependency now, and must not count as a probe.
-
-State reporting: ``state`` is the stored state and never has side effects. An OPEN breaker whose
-cool-down has elapsed still reports "open" until a caller claims the probe slot; that is when the
-"open" -> "half_open" transition is emitted, with the time a probe actually went out. ``snapshot``
-gives ``retry_at`` so a dashboard can show "probe due".
-
-Retries (``RetrySettings``) are tenacity's: ``wait_random_exponential(multiplier=base, max=cap)``
-is AWS "Full Jitter". Tenacity's exponent is ``attempt_number - 1``: the sleep after the n-th
-failed attempt (n = 1, 2, ...) is uniform(0, min(cap, base * 2**(n - 1))), i.e. 1, 2, 4, 8 s for
-the 4 sleeps of 5 attempts with the defaults; the spec's [0, min(cap, base * 2**n)] holds with n
-counted from 0 (retries already made). Only idempotent reads are retried; ``BreakerOpen`` is never
-retried (an open breaker means fail fast), and order placement goes through
-``guarded_write_once``: one attempt, never retried, because a timed-out order may have been filled.
-
-No Prefect, Great Expectations or warehouse imports: this runs inside detectors and the live
-runner as well as in flows.
+One ``Breaker`` per dependency (live feed, Historical API, warehouse writer, broker, each
+detector) with explicit, tested rules; one tenacity retry policy (``retrying_reads``) for
+idempotent reads; orders go through ``guarded_write_once`` and are never retried. pybreaker holds
+the state; the rate and latency trips, the injected clock, the doubling cool-down, ``exclude`` and
+the probe slot are this module's. The rules, and why pybreaker is used this way:
+docs/operations.md §Breakers and retries. No Prefect, Great Expectations or warehouse imports:
+detectors and the live runner use it too.
 """
 
 from __future__ import annotations
@@ -274,7 +214,7 @@ class Breaker:
 
     @property
     def state(self) -> str:
-        """ "closed" | "open" | "half_open"; a plain read, no transition (see module docstring)."""
+        """ "closed" | "open" | "half_open"; a plain read, no transition (docs/operations.md)."""
         return self._state
 
     def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

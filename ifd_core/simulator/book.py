@@ -1,18 +1,11 @@
 """The market makers' resting book as a deterministic function of time.
 
-Why this shape: generating millions of MBO records per second rules out simulating an L3 book
-one message at a time in Python. Instead each instrument's resting liquidity is a *ladder*:
-``L`` price levels per side, ``K`` orders per level, whose order sizes are a fixed function of
-(instrument, side, price level, k). The ladder's position (best bid and ask on the price grid) is a
-step function of time, the :class:`QuoteTape`. Every other activity (trades, replenishment, churn)
-is generated so that, whenever the next step of the tape or the next trade happens, the ladder is
-back in this standard state. Trades can then be computed in bulk from the tape alone, and every
-record is consistent with a real order book by construction.
-
-Orders are identified by *slots*: (instrument, side, ring position ``r``, ``k``). A level at grid
-index ``g`` lives in ring position ``g mod L``, so when the ladder moves by a few ticks, the levels
-that leave and the levels that enter share ring positions and an order can simply be modified to
-its new price (or cancelled and replaced).
+Each instrument's resting liquidity is a *ladder* (``L`` levels per side, ``K`` orders per level,
+sizes a fixed function of the slot) whose position is a step function of time, the
+:class:`QuoteTape`; trades, replenishment and churn always return the ladder to that standard
+state, so trades are computed in bulk from the tape and every record is consistent with a real
+book. Orders are *slots* (instrument, side, ring position ``g mod L``, ``k``), so a level that
+moves can be modified in place. Why this shape: docs/simulator.md §How it is built.
 """
 
 from __future__ import annotations

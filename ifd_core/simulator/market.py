@@ -1,40 +1,14 @@
 """Deterministic NQ futures-and-options market simulator writing standard Databento DBN files.
 
-``simulate_market`` writes, for each CME trade date, the three files a Databento batch download
-of GLBX.MDP3 would hold (definition, statistics, mbo) plus ``ground_truth.json`` (the planted
-institutional flows and decoys) and ``IFD_SYNTHETIC.json`` (provenance and file hashes). Every
-DBN file also names ``IFD.SYNTHETIC`` among its metadata symbols, so no synthetic file can pass
-for real data.
+``simulate_market`` writes per CME trade date the definition, statistics and mbo files of a
+GLBX.MDP3 download, plus ``ground_truth.json`` and ``IFD_SYNTHETIC.json``, as a pure function of
+its arguments (what is synthetic and planted: docs/simulator.md).
 
-What the files contain that code reading them must expect (as in real data): during roll week
-two NQ futures are listed and traded (the expiring front and the next quarterly); weekly options
-(roots QN1..QN5) settle into the *next* quarterly, so a weekly may name a future that is not the
-front; a weekly whose Friday is a CME holiday expires the trading day before; options that expire
-at the day's 09:30 open (the quarterly on its expiry Friday) are gone from that day's files,
-including its open-interest records.
-
-Simplifications, on purpose: only the regular session (09:30-16:00 ET) is simulated, also on
-early-close days; market makers quote a ladder of 3-4 levels (2-3 orders each) with a fixed set
-of order sizes; option quotes are reviewed every few minutes (more often at larger ``scale``), so
-they lag a fast future; the future's price moves in steps every ~8 s on average.
-
-From session index BASELINE_SESSIONS on (or on the last session of a shorter run) every session
-holds planted institutional flows (shapes burst, multi_window, sweep, and low-OI blocks that IFD
-v1 is built to catch) and decoys (straddle, churn, single large prints). A share of the flows is
-*informed*: the underlying then moves in the flow's direction, in the price path from which the
-future's and the options' books are built, so a signal's accuracy on this data measures
-something. ``SimParams`` holds these knobs (settings group ``simulator.``).
-
-Output is a pure function of ``(days, seed, start, scale, params)``: the same arguments give
-byte-identical files.
-
-Module map: ``contracts`` (listing calendar), ``chain`` (instruments, ids, definitions),
-``path`` (prices), ``pricing`` (Black-76, tick grids), ``book`` (ladders, quote tape),
-``requotes``/``trades``/``churn`` (MBO events), ``noise`` (background trading),
-``plant`` (what is planted, informed moves; shapes in ``flows``, decoys in
-``decoys``, shared state in ``planner``, truth rows in ``truth``, knobs in
-``params``), ``events`` (merge into DBN records), ``stats`` (OI,
-settlements), ``dbn`` (files), ``day`` (one session).
+Module map: ``contracts`` (listing calendar), ``chain`` (instruments, definitions), ``path``
+(prices), ``pricing`` (Black-76, tick grids), ``book`` (ladders, quote tape), ``requotes`` /
+``trades`` / ``churn`` (MBO events), ``noise`` (background trading), ``plant`` (what is planted;
+shapes in ``flows``, decoys in ``decoys``, state in ``planner``, truth rows in ``truth``, knobs in
+``params``), ``events`` (DBN records), ``stats`` (OI, settlements), ``dbn`` (files), ``day``.
 """
 
 from __future__ import annotations

@@ -1,23 +1,10 @@
 """A/B statistics for the paired shadow design (docs/algorithms.md §14).
 
-Both algorithms consume the same record stream and emit all their signals; they are compared on
-*outcomes* (docs/algorithms.md §10 labels, docs/algorithms.md §11 paper P&L), not on signal counts,
-confidence or speed as the
-reference did. The pieces:
-
-* ``pair_signals`` / ``agreement`` — which signals the two algorithms share (same underlying and
-  view, ±50 strike points, ±5 minutes: the reference conflict rule extended with time);
-* ``compare_accuracy`` — one-sided "v3 more accurate" test (Fisher exact for small cells, pooled
-  two-proportion z-test otherwise) with a Newcombe CI of the difference;
-* ``bootstrap_diff_ci`` — per-day P&L difference, resampling whole trading days because signals
-  inside a day share the same market and are not independent;
-* ``required_per_arm`` / ``decide`` — the power gate and the PROPOSAL decision rule; an
-  underpowered comparison says how many more resolved episodes it needs instead of naming a
-  winner.
-
-The tests assume independent outcomes, so their unit is the signal **episode**
-(``analysis/episodes.py``): callers feed one outcome per episode (its first signal's label),
-never one per window of the same flow, which would overstate the evidence.
+Both algorithms see the same stream and are compared on outcomes (labels and paper P&L), never on
+signal counts, confidence or speed: ``pair_signals`` / ``agreement`` (shared signals),
+``compare_accuracy`` (one-sided test with a Newcombe interval), ``bootstrap_diff_ci`` (per-day P&L
+difference, resampling whole days), ``required_per_arm`` / ``decide`` (power gate and decision
+rule). The tests assume independent outcomes, so callers feed one outcome per episode.
 """
 
 from __future__ import annotations
@@ -56,9 +43,8 @@ def pair_signals(
     ``|Δdecision_ts| <= window_s``. They are taken greedily by smallest ``|Δt|``, then smallest
     ``|Δstrike|``, then ``signal_id_a``, ``signal_id_b`` — a total order, so the same inputs always
     give the same pairs (replay determinism, docs/algorithms.md §14). Greedy is not a maximum
-    matching, but with
-    signals minutes apart the candidate graph is nearly always a set of disjoint edges and the
-    closest-in-time rule is the one a human would apply.
+    matching, but with signals minutes apart the candidate graph is nearly always a set of disjoint
+    edges and the closest-in-time rule is the one a human would apply.
 
     Output ``dt_s`` and ``dstrike`` are signed ``b − a`` (positive ``dt_s``: ``b`` decided later),
     so who leads can be read off the pairs.

@@ -1,22 +1,10 @@
 """Extended (two-week) test: pooling of daily rows and the PASS / FAIL / INCONCLUSIVE verdict.
 
-docs/algorithms.md §15. The reference summed cumulative snapshots again and averaged daily
-accuracies, so
-a quiet day with 3 signals weighed as much as a busy one with 60. Here the input is one row per
-(trading date, algo) with *daily* counts, and every report pools the counts first and divides once:
-accuracy over a week is the week's correct / the week's resolved, never a mean of daily accuracies.
-
-The verdict is a gate, not a score: it says PASS only when every criterion was measured and met,
-FAIL when one was measured and missed, and INCONCLUSIVE when the sample is too small or a metric was
-not measured at all — a missing number is never read as a good one.
-
-The unit of evidence is the signal episode (``analysis/episodes.py``): ``resolved``, ``correct``,
-``incorrect`` and ``neutral`` count episodes (each by its first signal's label), so the minimum
-resolved, the accuracy bounds and the edge test are about independent flows, not about one flow
-counted once per window. ``signals`` stays the count of signals (cost per signal divides by it).
-
-Pure: polars frames in, frames and a verdict out; the runner that replays sessions and writes
-reports lives elsewhere.
+Input is one row per (trade date, algo) with *daily* counts of episodes; every report pools the
+counts and divides once, never averaging daily accuracies. The verdict is a gate: PASS only when
+every criterion was measured and met, FAIL on a measured miss, INCONCLUSIVE when the sample is too
+small or a metric was not measured. Pure (polars frames in, frames and a verdict out); the runner
+is ``jobs/extended.py``. Criteria: docs/algorithms.md §15.
 """
 
 from __future__ import annotations
@@ -58,9 +46,8 @@ def _validated(daily: pl.DataFrame) -> pl.DataFrame:
 
     The checks are the invariants of the daily row: resolved = correct + incorrect (neutral is
     reported apart, docs/algorithms.md §10), every episode is at most one of resolved / neutral, an
-    episode holds at
-    least one signal, breakeven trades are
-    neither wins nor losses, and one row per (date, algo) — a duplicated day would be counted twice.
+    episode holds at least one signal, breakeven trades are neither wins nor losses, and one row per
+    (date, algo) — a duplicated day would be counted twice.
     """
     missing = [c for c in DAILY_SCHEMA if c not in daily.columns]
     if missing:

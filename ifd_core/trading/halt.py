@@ -1,21 +1,10 @@
-"""The emergency stop (`ifd halt` / `ifd resume`): one persisted switch every mode reads before
+"""The emergency stop (``ifd halt`` / ``ifd resume``): one persisted switch every mode reads before
 every order that opens a position.
 
-It is a small JSON file under the data root (``control/halt.json``) written atomically, with the
-history of every halt and resume, so a paper session, a backtest, the live flow and the IB adapter
-in other processes all see the same state at their next order — no server needed.
-
-The stop fails closed. A file that cannot be read or understood (empty, truncated or invalid
-JSON, the wrong shape, binary garbage, a directory, no permission, a dangling symlink) means
-*halted* for every reader, with a message saying what happened and what to run; ``reason()``
-never raises. ``halt`` and ``resume`` work whatever the file holds: an unreadable file (or
-directory) is renamed aside next to it (``halt.json.unreadable-<UTC time>``), kept for
-inspection, and replaced by a valid state whose history says it was unreadable and where it was
-kept. ``resume`` on an unreadable file therefore lifts the stop the readers were applying.
-
-Writes are atomic (a temp file of the writer's own, fsync, ``os.replace``) and serialised
-between processes by an advisory lock on ``control/halt.lock`` when the platform has one, so
-two operators halting at once each get their history entry.
+A small JSON file under the data root (``control/halt.json``) with the history of every halt and
+resume, written atomically, so every process sees the same state at its next order with no
+server. It fails closed: an unreadable file means *halted*, with a message, and ``reason()`` never
+raises. Rules: docs/operations.md §Halt and resume.
 """
 
 from __future__ import annotations

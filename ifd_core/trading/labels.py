@@ -1,30 +1,10 @@
-"""Signal outcome labelling: the triple barrier on the underlying future (docs/algorithms.md §10).
+"""Signal outcome labelling: the triple barrier on the underlying future's trades.
 
-A signal predicts the underlying's direction (its ``view``: BULLISH = up, BEARISH = down). From
-the reference price at the decision — the underlying's last trade at or before ``decision_ts`` —
-the label is:
-
-* ``correct`` if the future first trades ``barrier`` points or more in the predicted direction,
-* ``incorrect`` if it first trades ``barrier`` points or more against it,
-* ``neutral`` if neither happens within the horizon,
-* ``unresolved`` if the data stops before the horizon ends and no barrier was hit (the label is
-  not known yet; a later run labels it), or when there is no reference price at all.
-
-Trades, not quotes, drive it: the lake holds the future's MBO trades for every day ingested, and
-a barrier touched by a trade is a price someone actually dealt at. A tie inside one nanosecond
-cannot happen on one instrument's trade stream (one price per trade). Defaults: 25 points and 30
-minutes (``labels.barrier_points``, ``labels.horizon_s``); both are stored with each label. The
-spec's 5 points (20 ticks) is less than NQ's noise in one minute (about 13 points at 1.2 % daily
-volatility): the calibration study (README "Calibration") found it labels flows that foretell a
-25-50 point move correct no more often than chance, while 25 points sees them. The same function
-labels live signals (run at ``decision_ts + horizon``) and backtests, so they agree by
-construction.
-
-When Databento's trades of the underlying stop (the feed or the service unavailable), the
-future's trades as Interactive Brokers reports them (``underlying_ticks``, last-trade ticks, also
-dealt prices) continue the tape after the lake's last trade of that future; each outcome says
-which prices labelled it (``price_source``: databento, databento+ib, or ib when the reference
-price itself came from IB). IB stamps ticks with their receive time, not the exchange's.
+From the future's last trade at or before ``decision_ts``, a signal is ``correct`` or
+``incorrect`` when the future first trades ``barrier`` points with or against its view, ``neutral``
+when neither happens within the horizon, ``unresolved`` when the data end first. The same function
+labels live signals and backtests; IB's last-trade ticks may continue the tape after Databento's
+(``price_source``). Rules, defaults and why 25 points: docs/algorithms.md §10.
 """
 
 from __future__ import annotations

@@ -1,26 +1,9 @@
-"""Outcome metrics per algorithm and period (docs/algorithms.md §12) — pure functions, no I/O.
+"""Outcome metrics per algorithm and period — pure functions, no I/O.
 
-The reference tracker reported accuracy and false-positive rate that summed to 1 by construction,
-never computed Sharpe or cost per signal, and counted "more signals" as a win. Here every number
-comes from labelled outcomes (docs/algorithms.md §10) and closed paper trades (docs/algorithms.md
-§11), nothing else:
-
-* accuracy is ``correct / (correct + incorrect)``; neutral labels are reported as their own share
-  (a signal the market ignored is neither right nor wrong) and unresolved labels are counted but
-  excluded (their outcome is not known yet);
-* the Wilson interval is used because the per-day samples are small and accuracies sit near the
-  0.65–0.80 range where the Wald interval is visibly too narrow;
-* "W/L" is ambiguous in the targets, so both the payoff ratio (average win / |average loss|) and
-  the count ratio (wins / losses) are reported;
-* every ratio with an empty denominator is ``None`` (null in tables), never 0 or infinity, so a
-  missing measurement can not masquerade as a bad (or perfect) one;
-* the unit of evidence is the signal **episode** (``analysis/episodes.py``): one flow seen in
-  four consecutive windows is one outcome (its first signal's label), not four correlated ones.
-  ``metrics_table`` reports both counts (``signals``, ``episodes``) and computes accuracy and its
-  interval over episodes; per-trade P&L is already one trade per episode (the executor acts
-  once per episode) and Sharpe is over days.
-
-No "winner" logic lives here; comparing algorithms is ``ab_stats``'s job.
+Every number comes from labelled outcomes and closed paper trades: accuracy over episodes with
+its Wilson interval, neutral and unresolved shares, win rate, payoff and count W/L, profit factor,
+drawdown, daily Sharpe, cost per signal; an empty denominator is ``None``, never 0 or infinity.
+Definitions and hand cases: docs/algorithms.md §12. Comparing algorithms is ``ab_stats``'s job.
 """
 
 from __future__ import annotations
@@ -222,20 +205,18 @@ def metrics_table(
     by: Sequence[str] = ("algo",),
     data_cost: float | None = None,
 ) -> pl.DataFrame:
-    """One row of docs/algorithms.md §12 metrics per group (e.g. per algorithm, or per algorithm
-    and day).
+    """One row of docs/algorithms.md §12 metrics per group (e.g. per algorithm, or per algorithm and
+    day).
 
-    ``outcomes`` has one row per signal with its ``label`` and ``episode_id`` (plus
-    ``decision_ts`` and ``signal_id`` to find each episode's first signal; without them the
-    frame's order decides). ``signals`` counts rows, ``episodes`` distinct episodes, and
-    resolved / correct / incorrect / neutral / accuracy / the Wilson interval count episodes,
-    each by its first signal's label.
-    A group present in only one frame still gets a row — an algorithm that signalled but never
-    traded must show ``trades = 0`` rather than vanish. Trades are ordered by ``date`` (then
-    ``exit_ts`` when present) so the drawdown follows the order in which P&L was realised.
-    ``data_cost`` is split across groups by their share of signals (docs/operations.md §Costs
-    allocation), which makes
-    the per-signal cost the same for every group that has signals.
+    ``outcomes`` has one row per signal with its ``label`` and ``episode_id`` (plus ``decision_ts``
+    and ``signal_id`` to find each episode's first signal; without them the frame's order decides).
+    ``signals`` counts rows, ``episodes`` distinct episodes, and resolved / correct / incorrect /
+    neutral / accuracy / the Wilson interval count episodes, each by its first signal's label. A
+    group present in only one frame still gets a row — an algorithm that signalled but never traded
+    must show ``trades = 0`` rather than vanish. Trades are ordered by ``date`` (then ``exit_ts``
+    when present) so the drawdown follows the order in which P&L was realised. ``data_cost`` is
+    split across groups by their share of signals (docs/operations.md §Costs allocation), which
+    makes the per-signal cost the same for every group that has signals.
     """
     keys = list(by)
     if "episode_id" not in outcomes.columns:

@@ -1,32 +1,10 @@
-"""The paper executor: signals become orders that fill against the order book, in event time
-(docs/algorithms.md §11).
+"""The paper executor: signals become orders that fill against the order book, in event time.
 
-One executor per algorithm and account. ``run_day`` replays a day's MBO records (only those of
-the options it trades and their underlying futures) through its own compiled book, in ts_recv
-order, and acts at exact instants:
-
-* **entry** at ``decision_ts + latency``: a MARKET order walks the visible book at that instant
-  (partial when the book is thin, the rest cancelled); a LIMIT order joins the touch (plus an
-  offset in ticks) with the displayed size there as the queue ahead of it, and fills when a later
-  trade prints through the limit, or at the limit once the volume traded there exceeds the queue
-  (partial fills), or is cancelled after ``limit_ttl``.
-* **sizing and risk** before the order: ``risk.size_entry`` (risk budget over the stop distance,
-  zero when it does not fit, never forced to one; max contracts, max loss per trade, daily loss and
-  drawdown stops, max positions) and the emergency stop.
-* **exits**: the protective stop and the target (premium points from the fill price) trigger on
-  the first trade through them and exit at market against the book after that trade; the time
-  stop at entry + ``time_stop``; expiration cash-settles against the underlying future's last
-  trade; everything still open is flattened at market at the end of the session.
-* **costs**: commission and exchange fee per contract per side; a position's P&L is
-  (exit − entry) x side x qty x $20 − fees.
-* **one decision per episode**: a flow seen in several windows (``analysis/episodes.py``) is
-  acted on once, at its first signal that passes ``min_confidence``; later signals of the
-  episode are ledger rows with status ``skipped`` and reason ``same_episode`` (unless
-  ``paper.stack_episodes``). A signal without an ``episode_id`` is its own decision.
-
-Why a replay of its own instead of the engine's book: the engine decides after a whole batch, so
-its book is past the decision; replaying the traded instruments again is cheap (they are a small
-share of the day) and makes fills independent of batch boundaries — two runs are identical.
+One executor per algorithm and account. ``run_day`` replays the day's MBO records of the options
+it trades and their underlying futures through its own compiled book, in ts_recv order, and acts
+at exact instants: entry (market or limit with a queue), sizing by ``risk.size_entry``, stops,
+targets, time stop, expiry, session-end flatten, fees, one decision per episode. The rules and
+hand cases: docs/algorithms.md §11.
 """
 
 from __future__ import annotations

@@ -1,22 +1,10 @@
-"""The one rollout controller's rules (docs/algorithms.md §16).
+"""The one rollout controller's rules: stages, routing, promotion and rollback.
 
-A challenger detector (v3) earns execution against the incumbent (v1) in stages:
-
-    SHADOW -> PAPER -> LIVE_CANARY -> LIVE_LIMITED -> LIVE_MAJORITY -> LIVE_FULL
-
-plus ROLLED_BACK (an automatic or operator rollback: share 0) and HALTED (an operator's stop that
-only an explicit promotion ends). "Share" is the fraction of the challenger's actionable signals
-that are executed; the challenger computes all the time and the incumbent keeps running as
-comparator and fallback. Routing is ``sha256(salt:signal_id) mod 100 < share``: the same signal is
-routed the same way in every process and after every restart, and an auditor can recompute it.
-
-Promotion is judged once per session close, never intra-session, on evidence pooled since the
-stage started; every criterion is a named rule with its value and threshold, so a decision row
-says exactly why. Rollbacks are immediate, automatic and never rate-limited (the reference's
-"circuit breaker that prevents rollback" is backwards): four in an hour all execute.
-
-This module is pure (no I/O, no clock): the warehouse's controller gathers the evidence, calls
-these functions and appends their decisions to the ``rollout_events`` table.
+A challenger (v3) earns execution against the incumbent (v1) in stages, SHADOW → ... → LIVE_FULL,
+with ROLLED_BACK and HALTED; routing is ``sha256(salt:signal_id) mod 100 < share``; promotion is
+judged at session close by named rules, rollbacks are immediate and never rate-limited. Pure (no
+I/O, no clock): ``jobs/rollout.py`` gathers the evidence, calls these functions and appends their
+decisions to ``rollout_events``. Rules: docs/algorithms.md §16.
 """
 
 from __future__ import annotations

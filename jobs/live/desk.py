@@ -1,27 +1,10 @@
 """Real-time trading in the live flow: routed signals go to the broker as they are decided.
 
 With ``execution.broker = "ib"`` the live run trades each routed signal the moment the detector
-raises it (the default, ``paper``, trades them at the end of the date with the paper executor's
-replay against the MBO book, as the backtester does). One broker connection per run; per date
-one ``SignalTrader`` per algorithm, all fed from the same drained events (each trader ignores the
-others' orders):
-
-* routing is the rollout's (``LiveGuard.executed``: incumbent all, challenger by share and before
-  any cutoff); a rollback cancels the challenger's working entries at once, its positions stay
-  under their own stops; its realized loss is judged (DAILY_LOSS) as each position closes;
-* sizing uses the quotes of the engine's book (what the detector saw); stops and targets
-  trigger on the first option trade through them, as in the paper executor;
-* the emergency stop is read before every entry;
-* one decision per episode: a later signal of an episode already acted on is skipped
-  (``same_episode``), also across a restart of the run (``note_past``);
-* at the session end every position is flattened and the desk waits up to
-  ``execution.settle_s`` for the broker to report the fills; a date stopped before its end
-  (SIGTERM, Ctrl-C, a feed error) is flattened too: no position is left at the broker with
-  nobody watching its stop (a resumed run starts flat; signals replayed from the capture are
-  in the past and are not sent again);
-* the ledger (``orders`` / ``fills`` / ``positions``, and ``pnl_daily`` at the end) is written
-  at every flush under a key of this process, so a restarted run adds its rows instead of
-  replacing the earlier process's; real-money fees are booked as trading costs.
+raises it (the default, ``paper``, trades them at the end of the date through the paper
+executor). One broker connection per run; per date one ``SignalTrader`` per algorithm, all fed
+from the same drained events. Routing, rollback, episodes across restarts, the session-end
+flatten and the ledger: docs/operations.md §Interactive Brokers.
 """
 
 from __future__ import annotations

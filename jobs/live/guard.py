@@ -1,22 +1,9 @@
 """What guards a live run: detector breakers, the rollout controller, live alerts, paper trading.
 
-The live flow owns the feed and the engine; this module owns the decisions around them
-(docs/operations.md §Rollout):
-
-* each detector runs behind its circuit breaker (``GuardedDetector``); breaker transitions are
-  incidents;
-* after every batch the rollout controller's immediate triggers are checked — feed unhealthy for
-  more than 60 s, the challenger's breaker open, its error rate over the last five minutes of
-  exchange time, p95 decision latency above the severe level for five minutes — and a rollback is
-  recorded at once with the exchange time it took effect (the *cutoff*);
-* at each flush the live alert rules are evaluated (latency p95, detector error rate, breakers);
-* at the end of the date the signals are traded on the paper executor: the incumbent's all, the
-  challenger's those routed to execution by the stage's share (fixed for the date at its start)
-  and decided before the cutoff; working challenger orders are cancelled at the cutoff and its
-  positions stay under their own stops. Daily loss and open risk are judged on that day's ledger
-  (the paper executor's own daily-loss stop acts intraday); then the session-close review runs.
-
-A stage *promotion* takes effect from the next date; a *rollback* takes effect at once.
+The live flow owns the feed and the engine; this module owns the decisions around them: each
+detector behind its breaker (``GuardedDetector``), the rollout's immediate rollback triggers after
+every batch, the live alert rules at each flush, and at the end of the date the paper trading of
+the routed signals and the session-close review. Rules and timing: docs/operations.md §Rollout.
 """
 
 from __future__ import annotations

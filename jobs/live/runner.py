@@ -1,27 +1,9 @@
 """The live run: the Live feed through the FlowEngine into the lake, in micro-batches, restartable.
 
-``LiveRunner.run`` is what ``ifd live`` and the Prefect ``live_stream`` flow call. Two modes:
-a given date (``--date``: intraday replay from the start of its session, so the books are whole
-even when started mid-session; done at its close), or following the feed from where it is (no
-date: each record goes to its trade date by the lake's rule, a date is done when the stream
-passes its close, or in real time when the clock passes it plus a grace). For each date it:
-
-* subscribes to the NQ option chain (every option root whose underlying is an NQ future: the
-  configured roots plus those the stored definitions name), their definitions and statistics,
-  and the NQ futures;
-* feeds every batch to the same FlowEngine and detectors ``ifd detect`` uses, with the same
-  baselines (the 20 sessions before the date);
-* writes the stream it consumed, duplicates removed, to a capture DBN file, then every few
-  seconds appends the closed windows, the signals, their latency, the data-quality results of
-  the micro-batch, gaps and incidents to the lake (new files, atomic renames: docs/lake.md's
-  warehouse rules; this run is the only writer of its files), and then checkpoints;
-* at the end of the date, flushes the engine, ingests the capture (when the date has no raw
-  files yet) and consolidates the day's files into the same files batch detection writes, then
-  labels the signals.
-
-A restart of the same date resumes from the checkpoint: the capture is replayed through a fresh
-engine (outputs already written are not written again), then the feed resumes from the capture's
-last record, so nothing is lost or counted twice. SIGTERM (``stop``) flushes and checkpoints.
+``LiveRunner.run`` is what ``ifd live`` and the Prefect ``live_stream`` flow call: one date
+(``--date``) or following the feed, the same engine, detectors and baselines as ``ifd detect``,
+a capture file, micro-batch flushes and checkpoints, consolidation and labels at each date's end,
+and a restart that resumes from the checkpoint (docs/operations.md §Live run).
 
 This module is the loop and its wiring; a date's life is ``dates``, its rows ``rows``, the
 capture and checkpoint files ``capture`` and ``checkpoint``, the subscriptions ``feed``.
@@ -386,10 +368,10 @@ class LiveRunner:
 
     def _book_usage(self, ds: DayState) -> None:
         """Live data is a cost (docs/operations.md §Costs): the date's received bytes are booked at
-        the per-GB rate
-        in force (only the increase over what this run booked before), then the month is held
-        against the budget. An exhausted budget escalates (a critical alert); it stops the feed
-        only with ``costs.live_streaming_budget_stop``, because a stopped feed blinds the system."""
+        the per-GB rate in force (only the increase over what this run booked before), then the
+        month is held against the budget. An exhausted budget escalates (a critical alert); it stops
+        the feed only with ``costs.live_streaming_budget_stop``, because a stopped feed blinds the
+        system."""
         from jobs.cost_report import month_to_date
         from warehouse.cost_ledger import LakeCostLedger
 

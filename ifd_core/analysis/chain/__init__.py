@@ -1,16 +1,13 @@
-"""Chain analyzers (docs/algorithms.md §9s) as pure functions of one snapshot.
+"""Chain analyzers as pure functions of one snapshot (docs/algorithms.md §9).
 
 ``snapshot``             MarketSnapshot, build_snapshot, with_greeks (the column contract)
 ``positioning``          DealerPositioning: the explicit who-holds-the-OI assumption
-``expiration_pressure``  dealer-gamma pin map per expiry (docs/algorithms.md §9)
-``volume_shock``         signed flow shocks and the dealer hedge they force (docs/algorithms.md §9)
-``expected_value``       first-passage EV of futures trades, reliability curve (docs/algorithms.md
-§9)
-``risk_analysis``        premium at stake, support/resistance, dealer exposure (docs/algorithms.md
-§9)
-``signals``              ChainSignal, composite_score (docs/algorithms.md §9–17)
-``pipeline``             run_chain_analyzers: order, conflict netting, ranking (docs/algorithms.md
-§9)
+``expiration_pressure``  dealer-gamma pin map per expiry
+``volume_shock``         signed flow shocks and the dealer hedge they force
+``expected_value``       first-passage EV of futures trades, reliability curve
+``risk_analysis``        premium at stake, support/resistance, dealer exposure
+``signals``              ChainSignal, composite_score
+``pipeline``             run_chain_analyzers: order, conflict netting, ranking
 """
 
 from ifd_core.analysis.chain.pipeline import ChainParams, ChainState, run_chain_analyzers

@@ -1,26 +1,10 @@
-"""Expected value of a futures trade as a first-passage problem (docs/algorithms.md §9).
+"""Expected value of a futures trade as a first-passage problem.
 
-The reference's "probability" was a clamped sum of chain-wide factors that ignored the stop, so EV
-always preferred the farthest target. Here the model is explicit:
-
-*Baseline.* The NQ future over the horizon is a driftless Brownian motion in points with
-standard deviation ``sd = price × σ_ATM × √h`` (σ_ATM = ATM implied vol of the nearest live
-expiry, h in years). For a long with take-profit ``reward`` points above entry and stop-loss
-``risk`` points below, the probabilities of touching TP first, SL first, or neither by the
-horizon are the exit probabilities of Brownian motion from an interval of width L = reward + risk
-(method of images for sd < L, the Fourier series otherwise; both exact). Without a horizon
-(``horizon_s=None``) one barrier is hit with certainty and P(TP first) = risk / (risk + reward).
-
-*Tilts.* Flow features (signed so that positive = evidence for an up-move) shift the log-odds of
-"TP before SL, given one is hit": logit q' = logit q ± Σ βᵢ·xᵢ (+ for longs, − for shorts). The
-coefficients β come from a fit on history; none are built in, so by default the tilt is 0 and
-every output says ``calibrated=False``.
-
-*EV.* EV = P(TP)·reward − P(SL)·risk + P(neither)·m − costs, where m is the mean P&L at the
-horizon of paths that hit neither barrier, fixed at its driftless value (so the gross EV of the
-untilted baseline is exactly 0 by optional stopping). Costs are a round trip: slippage and
-commission on both sides. Consequently, without a calibrated edge no trade has positive EV and
-none is recommended — by construction, not by accident.
+The future is a driftless Brownian motion with the nearest expiry's ATM volatility; the
+probabilities of take-profit first, stop first or neither are exact exit probabilities; fitted
+coefficients may tilt the odds (none built in, so outputs say ``calibrated=False``); EV is net of
+round-trip costs, so without a calibrated edge no trade has positive EV, by construction. The
+model: docs/algorithms.md §9 (Expected value).
 """
 
 from __future__ import annotations

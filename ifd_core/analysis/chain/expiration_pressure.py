@@ -1,19 +1,10 @@
-"""Expiration pressure as a dealer-gamma pin map (docs/algorithms.md §9).
+"""Expiration pressure as a dealer-gamma pin map, per expiry.
 
-The reference ranked strikes by a floored, volatility-free "assignment probability" over
-minutes², forced every expiry to 16:00 and emitted futures orders ("steering"). Here, per expiry
-(its instant taken from the ``expiration`` column, so morning-settled quarterlies and
-afternoon weeklies are each right):
-
-* probabilities come from Black-76 with that expiry's ATM IV and remaining time: finishing in the
-  money, and finishing within ``pin_band_points`` of the strike (the pin band);
-* dealer gamma by strike = dealer position (``DealerPositioning``, an explicit assumption) ×
-  Black-76 gamma at the current price: positive ⇒ dealers hedge against the move ⇒ the strike
-  **attracts** (pins); negative ⇒ they hedge with it ⇒ it **repels**;
-* minutes² urgency survives only as a ranking heuristic (``pressure``), never as a probability;
-* the output is an attraction level and a probability band for the settlement — not orders.
-
-An expiry without an ATM IV gets status "no_iv" and no probabilities (never a default vol).
+Black-76 probabilities (with the expiry's ATM IV and remaining time) of finishing in the money and
+within the pin band, and dealer gamma by strike under ``DealerPositioning``: positive attracts
+(pins), negative repels. The output is an attraction level and a probability band for the
+settlement, never orders; an expiry without ATM IV is "no_iv". Details: docs/algorithms.md §9
+(Expiration pressure).
 """
 
 from __future__ import annotations
@@ -208,8 +199,8 @@ def _expiry(
 
 
 def _urgency(minutes: float, p: ExpirationPressureParams) -> pl.Expr:
-    """Ranking labels only (docs/algorithms.md §9 step 6 without its fall-through: 10 minutes is
-    not pin risk)."""
+    """Ranking labels only (docs/algorithms.md §9 step 6 without its fall-through: 10 minutes is not
+    pin risk)."""
     oi, d = pl.col("total_oi"), pl.col("distance")
     panic = minutes < p.crisis_time_threshold
     pin_window = p.pin_risk_time_min <= minutes <= p.pin_risk_time_max

@@ -1,24 +1,10 @@
-"""Run the chain analyzers on one snapshot and combine their signals (docs/algorithms.md §9).
+"""Run the chain analyzers on one snapshot and combine their signals.
 
-Order (docs/algorithms.md §9, the part that lives in this package): greeks → volume shock / dealer
-hedge →
-expiration pin map → risk analysis → expected value (which consumes the earlier signals as
-tilt features) → conflict netting → ranking. Every step is a pure function of the snapshot,
-the state (baselines, trades, signals of the IFD detectors) and the parameters, so the same
-inputs give the same signals, ids and order.
-
-Conflicts: signals of one underlying and one horizon class (``horizon_edges_s``) net out by
-score — the side with the larger score sum survives, its scores scaled by (winner − loser) /
-winner, the other side is dropped; a tie drops both. Agreeing signals are *not* boosted: that
-needs a fitted combiner (docs/algorithms.md §9), which does not exist yet.
-
-Ranking: signals with a calibrated trade plan first, by EV net of costs; then by score; ties by
-notional premium (larger first), then id.
-
-EV tilt features (bullish-signed, what ``ExpectedValueParams.coefficients`` may name):
-``volume_shock`` (± score), ``volume_shock_hedge_share`` (± hedge share),
-``expiration_pressure`` and ``risk_analysis`` (± score of the nearest expiry's signal), and
-``<source>`` for every external signal (Σ ± score).
+Order: greeks → volume shock / dealer hedge → expiration pin map → risk analysis → expected value
+(which takes the earlier signals as tilt features) → conflict netting → ranking. Every step is a
+pure function of the snapshot, the state (baselines, trades, the IFD detectors' signals) and the
+parameters, so the same inputs give the same signals, ids and order. Netting, ranking and the tilt
+features: docs/algorithms.md §9 (Pipeline and signals).
 """
 
 from __future__ import annotations
@@ -258,7 +244,7 @@ def expected_value_signals(snap: MarketSnapshot, r: ev.ExpectedValueResult) -> l
 def tilt_features(
     signals: list[ChainSignal], shock: vs.VolumeShockResult | None = None
 ) -> dict[str, float]:
-    """Bullish-signed features from the signals so far (see the module docstring)."""
+    """Bullish-signed features from the signals so far (docs/algorithms.md §9)."""
     feats: dict[str, float] = defaultdict(float)
     nearest: dict[str, ChainSignal] = {}
     for s in signals:
@@ -311,7 +297,7 @@ def horizon_class(horizon_s: float | None, edges: tuple[float, ...]) -> int:
 def resolve_conflicts(
     signals: list[ChainSignal], edges: tuple[float, ...] = (3_600.0, 86_400.0)
 ) -> list[ChainSignal]:
-    """Net opposing directions per (underlying, horizon class) by score (module docstring)."""
+    """Net opposing directions per (underlying, horizon class) by score (docs/algorithms.md §9)."""
     groups: dict[tuple[int, int], list[ChainSignal]] = defaultdict(list)
     for s in signals:
         groups[(s.underlying_id, horizon_class(s.horizon_s, edges))].append(s)

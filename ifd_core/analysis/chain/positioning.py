@@ -1,22 +1,10 @@
 """The dealer-positioning assumption shared by the gamma map and the risk analysis.
 
-No CME feed says who holds open interest (docs/algorithms.md §3): any dealer gamma or delta
-exposure is an *assumption*, so it is one explicit, configurable object instead of a sign buried
-in a formula (the reference's untested "steering" signs, docs/algorithms.md §9).
-
-Default assumption, stated once:
-
-* prior-session open interest — dealers are **long calls** (customers overwrite / sell calls)
-  and **short puts** (customers buy protection): ``call_oi_sign = +1``, ``put_oi_sign = −1``;
-* today's aggressor-signed flow — dealers take the other side of every aggressive customer
-  trade: customers' net buys (buy − sell aggressor contracts) are subtracted from the dealers'
-  position. Unsigned prints (spread legs) are ignored because their side is unknown.
-
-The dealer position of an option in contracts is then
-``sign_right × open_interest − include_flow × (buy_volume − sell_volume)``, and its exposures are
-position × Black-76 gamma (futures per index point) and position × delta (futures).
-Positive dealer gamma means dealers sell rallies and buy dips (price is pinned, *attracted*, to
-the strike); negative means they chase the move (*repelled*).
+No CME feed says who holds open interest, so any dealer exposure is an *assumption*: one explicit,
+configurable object instead of a sign buried in a formula. By default dealers are long calls and
+short puts of prior open interest and take the other side of every aggressor print; exposures
+are position × Black-76 gamma and × delta. The assumption and what positive or negative gamma
+means: docs/algorithms.md §9 (Dealer positioning).
 """
 
 from __future__ import annotations

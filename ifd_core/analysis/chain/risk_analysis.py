@@ -1,22 +1,9 @@
-"""Risk analysis, "who has more skin in the game" (docs/algorithms.md §9).
+"""Risk analysis, "who has more skin in the game", per expiry.
 
-Per expiry:
-
-* **premium at stake** by side: open interest × Black-76 value × $20 of the *out-of-the-money*
-  options (calls above the price, puts below) — the value that decays to zero if the price stays
-  put. ``stake_basis="extrinsic"`` adds the time value of in-the-money options as well. The mark
-  is Black-76 at the *current* underlying price with the option's IV (its own traded or settled
-  price, else the expiry's ATM IV), so a stale print does not misprice the stake.
-* **dealer gamma / delta exposure** by strike under ``DealerPositioning`` (an explicit
-  assumption; in-the-money options count here).
-* strike **roles** from the price side: strikes above are potential resistance / magnets,
-  strikes below potential support (the reference had them inverted).
-* the doc's thresholds as parameters: $10,000 significance floor, battle zones ≥ 15 % of the
-  total stake, 1.2× per-strike dominance, ±0.5 % region with 1.5× regional dominance, a
-  seven-level verdict (≥ 3.0, 2.0, 1.5, 1.2, 0.67, 0.5, below) and urgency by distance
-  (< 1 % CRITICAL, < 2 % HIGH).
-
-Empty or unusable inputs give status "no_data" and no verdict — never "STRONG PUT DOMINANCE".
+Premium at stake of out-of-the-money options by side, dealer gamma/delta exposure by strike under
+``DealerPositioning``, strike roles from the price side, and a verdict with urgency, all from
+``RiskParams`` thresholds. Empty or unusable inputs give status "no_data" and no verdict.
+Definitions: docs/algorithms.md §9 (Risk analysis).
 """
 
 from __future__ import annotations

@@ -1,42 +1,10 @@
 """One immutable market snapshot per evaluation time: the input of every chain analyzer.
 
-docs/algorithms.md §9: the reference let five analyzers each fetch their own data (five
-inconsistent snapshots) and fell back to hard-coded prices. Here one ``MarketSnapshot`` is built
-once, from data that existed at ``as_of_ns`` (windows that *ended* by then, open interest and
-settlements *received* by then), and every analyzer is a pure function of it.
-
-Snapshot fields
----------------
-``as_of_ns``          evaluation instant, ns UTC (event time, never the wall clock).
-``underlying_id``     the NQ future every option of ``chain`` is written on.
-``underlying_price``  that future's price in index points (caller-supplied; never a fallback).
-``futures_volume``    contracts of that future traded in the recent window (None if unknown).
-``recent_s``          length of the recent window in seconds.
-``data_quality``      flags describing what is missing or estimated (empty = nothing known wrong).
-
-Chain column contract (one row per option; extra columns pass through untouched)
---------------------------------------------------------------------------------
-=====================  =========  ===============================================================
-instrument_id          UInt32     Databento instrument id (the join key everywhere)
-root                   String     product root from the definition (NQ, weekly roots, ...)
-expiration             UInt64     last-trade instant, ns UTC, from ``definition.expiration``
-strike                 Float64    index points
-right                  String     'C' or 'P'
-open_interest          Int64      prior-session OI, point in time; null = not published
-buy_volume             Int64      contracts bought by aggressors over the windows of interest
-sell_volume            Int64      contracts sold by aggressors over the windows of interest
-unsigned_volume        Int64      contracts with no aggressor side (spread legs, implied prints)
-recent_buy_volume      Int64      buy-aggressor contracts in windows closed in the last recent_s
-recent_sell_volume     Int64      sell-aggressor contracts in windows closed in the last recent_s
-premium                Float64    $ traded, Σ size × price × $20, all sides
-last_price             Float64    points; VWAP of the option's latest traded window, null if none
-settlement             Float64    points; latest settlement received by ``as_of_ns``, nullable
-=====================  =========  ===============================================================
-
-``with_greeks`` adds ``tau`` (years to expiration), ``iv``, ``iv_source`` ('last',
-'settlement', 'atm' or null), ``atm_iv`` and ``atm_strike`` (per expiry), ``delta`` and
-``gamma`` (Black-76 at ``underlying_price``). ``iv`` is never a default number: an option without
-a usable price falls back to its expiry's ATM IV, and with none of those it is NaN and flagged.
+A ``MarketSnapshot`` is built once from data that existed at ``as_of_ns`` (windows that *ended* by
+then, open interest and settlements *received* by then), and every analyzer is a pure function of
+it, so they cannot see five inconsistent snapshots or fall back to a hard-coded price.
+``with_greeks`` adds Black-76 greeks, never with a default volatility. Fields and the chain's
+column contract: docs/algorithms.md §9 (Snapshot).
 """
 
 from __future__ import annotations
@@ -87,7 +55,7 @@ INSTRUMENT_COLUMNS = ("instrument_id", "root", "right", "strike", "expiration", 
 
 @dataclass(frozen=True, eq=False)
 class MarketSnapshot:
-    """Everything the chain analyzers may know at ``as_of_ns``; see the module docstring."""
+    """Everything the chain analyzers may know at ``as_of_ns`` (docs/algorithms.md §9)."""
 
     as_of_ns: int
     underlying_id: int

@@ -1,22 +1,10 @@
-"""Volume shock: sudden signed option flow and the dealer hedge it forces (docs/algorithms.md §9).
+"""Volume shock: sudden signed option flow and the dealer hedge it forces.
 
-Fixes of the reference ("Egg Rush"): the baseline is the option's own volume in the same
-time-of-day window over 10–20 earlier sessions (median; supplied as a frame, built by
-``time_of_day_baseline``), not a mock centred on 21000; "recent" is the last window, not the
-day; volume is aggressor-signed; deltas are Black-76; an NQ option is one future (no ×100).
-
-Sign convention (tested). ``n`` = customer net contracts = buy-aggressor − sell-aggressor
-volume; dealers take the other side, so the dealer delta acquired is ``−Σ n·δ`` futures and the
-hedge they must *trade* is its negative, ``hedge_futures = +Σ n·δ``:
-
-* customers buy calls (n > 0, δ > 0) → dealers short delta → hedge > 0 → BUY_FUTURES;
-* customers buy puts (n > 0, δ < 0) → dealers long delta → hedge < 0 → SELL_FUTURES
-  (300 puts at δ −0.5 → dealer delta +150, hedge −150 futures).
-
-The hedge is compared with the NQ futures volume of the same window (``hedge_share``); sweeps
-are classified by the number of strikes and expiries one side hits within ``sweep_window_s``
-(from trades when given, else — coarser, and said so — the strikes shocked in the window); a
-trade recommendation is kept only if its expected value net of costs is positive.
+The last window's aggressor-signed volume against the option's median in the same time-of-day
+window over earlier sessions (``time_of_day_baseline``); the dealer hedge in futures
+``hedge_futures = +Σ n·δ`` (Black-76 deltas, one future per NQ option) compared with the futures
+volume of the window; sweeps across strikes and expiries; recommendations kept only with positive
+EV net of costs. Sign convention and cases: docs/algorithms.md §9 (Volume shock).
 """
 
 from __future__ import annotations
@@ -42,9 +30,8 @@ class VolumeShockParams:
     baseline_floor: float = 1.0
     min_baseline_sessions: int = 10  # fewer sessions → no baseline, not a guess
     emergency_ratio: float = 8.0  # GAMMA_EMERGENCY needs ratio above this ...
-    # ... and |hedge| above emergency_delta_threshold. Thresholds are in futures: the
-    # reference's 3000/5000 were ×100 equity-share units (docs/algorithms.md §9 defects), here ÷
-    # 100.
+    # ... and |hedge| above emergency_delta_threshold. Thresholds are in futures: the reference's
+    # 3000/5000 were ×100 equity-share units (docs/algorithms.md §9 defects), here ÷ 100.
     high_delta_threshold: float = 30.0
     emergency_delta_threshold: float = 50.0
     # hedge horizon by |hedge| (docs/algorithms.md §9 step 5): > emergency
