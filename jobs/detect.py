@@ -33,7 +33,7 @@ from ifd_core.marketdata.frames import PRICE_UNIT, fixed_price
 from ifd_core.marketdata.record_source import FileReplaySource, RecordBatch
 from ifd_core.settings import Settings
 from ifd_core.trading.labels import BarrierParams, extend_tape, label_signals, price_sources
-from ifd_core.units import ns_to_utc
+from ifd_core.units import NS, ns_to_utc
 from warehouse.lake import Lake
 from warehouse.migrations import ensure_migrated
 from warehouse.tables import TABLES
@@ -513,7 +513,7 @@ def chain_snapshot(lake: Lake, day: dt.date, as_of_ns: int, settings: Settings):
     if fut.height == 0:
         raise NoDataForDate(f"no trade of the underlying future {uid} by the requested time")
     price = fut["price"][-1] * PRICE_UNIT
-    recent = fut.filter(pl.col("ts_event") > as_of_ns - 300 * 1_000_000_000)["size"].sum()
+    recent = fut.filter(pl.col("ts_event") > as_of_ns - 300 * NS)["size"].sum()
     oi = (
         lake.scan("open_interest")
         .filter(pl.col("ts_recv") <= as_of_ns)

@@ -21,6 +21,7 @@ from ifd_core.broker.ib_quotes import FutureContract, QuotesUnavailable, Underly
 from ifd_core.calendar import NEW_YORK as NY
 from ifd_core.calendar import trade_date_of
 from ifd_core.settings import Settings
+from ifd_core.units import NS
 from warehouse.lake import Lake
 from warehouse.tables import TABLES
 
@@ -47,7 +48,7 @@ def futures_of(lake: Lake, day: dt.date) -> list[FutureContract]:
         .collect()
         .unique("instrument_id", keep="last")
     )
-    start = int(dt.datetime.combine(day, dt.time(), NY).timestamp() * 1e9)
+    start = int(dt.datetime.combine(day, dt.time(), NY).timestamp() * NS)
     opts = inst.filter(pl.col("instrument_class").is_in(OPTION_CLASSES))
     opts = opts.filter(pl.col("expiration") >= start)
     futs = inst.filter(pl.col("instrument_id").is_in(opts["underlying_id"].unique().implode()))

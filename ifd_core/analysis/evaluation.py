@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-WINDOW_NS = 300 * 1_000_000_000
+from ifd_core.units import NS
+
+WINDOW_NS = 300 * NS
 
 
 @dataclass

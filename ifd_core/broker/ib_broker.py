@@ -26,6 +26,7 @@ from ifd_core.broker.base import (
 )
 from ifd_core.broker.ib_connection import IBConnection
 from ifd_core.settings import IBSettings
+from ifd_core.units import NS
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ class IBBroker(IBConnection):
             Fill(
                 fill_id=ex.execId,
                 order_id=ref,
-                ts=int(when.timestamp() * 1e9),
+                ts=int(when.timestamp() * NS),
                 side="B" if ex.side == "BOT" else "S",
                 price=float(ex.price),
                 qty=int(ex.shares),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ifd_core.broker.ib_connection import IBConnection
 from ifd_core.settings import IBSettings
+from ifd_core.units import NS
 
 LAST_TICKS = (4, 68)  # LAST, DELAYED_LAST
 
@@ -85,7 +86,7 @@ class UnderlyingRecorder(IBConnection):
                 if tick.tickType in LAST_TICKS and tick.price > 0:
                     self._rows.append(
                         {
-                            "ts_event": int(tick.time.timestamp() * 1e9),
+                            "ts_event": int(tick.time.timestamp() * NS),
                             "instrument_id": iid,
                             "price": float(tick.price),
                             "size": float(tick.size or 0.0),

@@ -29,11 +29,11 @@ from ifd_core.simulator.events import (
     SIDE_NONE,
     EventBatch,
 )
+from ifd_core.units import UNDEF_PRICE
 
 SNAPSHOT_LEAD_NS = 5_000_000  # the snapshot is stamped 5 ms before the open
 CANCEL_REPLACE_SHARE = 0.2  # share of moved levels re-quoted by cancel+add instead of modify
 REQUOTE_CHUNK = 40_000
-UNDEF_PRICE = 9_223_372_036_854_775_807
 
 
 def _grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -82,7 +82,7 @@ def latency_frame(latency: list[dict], day: dt.date) -> pl.DataFrame:
 def mark_incomplete(w: pl.DataFrame, gaps: list[Gap]) -> pl.DataFrame:
     """``complete`` is False for a window that overlaps a gap neither replayed nor backfilled."""
     bad = [
-        (g.start_ns, g.end_ns or 2**63 - 1)
+        (g.start_ns, g.end_ns or 2**63 - 1)  # an open gap runs to the end of time
         for g in gaps
         if g.status not in ("recovered_replay", "backfilled")
     ]
