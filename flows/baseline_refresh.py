@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import State
 
 from flows.calendar_gate import no_session, skipped, today_ny
-from ifd_core.settings import get_settings
+from flows.settings import flow_settings
 
 
 @flow(name="baseline_refresh", log_prints=True)
@@ -29,7 +29,7 @@ def baseline_refresh(trade_date: dt.date | None = None) -> dict | State:
         if reason:
             log.info(reason)
             return skipped("baseline-refresh", reason)
-    settings = get_settings()
+    settings = flow_settings()
     lake = Lake(settings.data_dir)
     ensure_migrated(lake)
     base, present = refresh_baselines(

@@ -15,7 +15,7 @@ import datetime as dt
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from ifd_core.settings import get_settings
+from flows.settings import flow_settings
 
 KEY = "cost-report"
 
@@ -30,7 +30,7 @@ def cost_report(day: str | None = None) -> dict:
     from warehouse.lake import Lake
 
     log = get_run_logger()
-    settings = get_settings()
+    settings = flow_settings()
     lake = Lake(settings.data_dir)
     d = dt.date.fromisoformat(day) if day else dt.datetime.now(dt.UTC).date()
     booked = LakeCostLedger(lake, settings.costs).book_subscriptions(d)

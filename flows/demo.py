@@ -22,7 +22,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from ifd_core.settings import get_settings
+from flows.settings import flow_settings
 
 
 @task(name="simulate-market", cache_policy=NO_CACHE)
@@ -38,7 +38,7 @@ def simulate(sim_dir: str, days: int, seed: int, scale: float) -> dict:
         seed,
         scale=scale,
         progress=lambda d, t: log.info("simulated %d/%d sessions (SYNTHETIC)", d, t),
-        params=SimParams.from_settings(get_settings().simulator),
+        params=SimParams.from_settings(flow_settings().simulator),
     )
     return {
         "files": [str(p) for p in summary.files],
@@ -119,7 +119,7 @@ def demo(days: int = 30, seed: int = 7, scale: float = 0.3) -> dict:
     from flows.nightly_backtest import nightly_backtest
     from ifd_core.simulator.market import BASELINE_SESSIONS
 
-    settings = get_settings()
+    settings = flow_settings()
     root = Path(settings.data_dir).resolve()
     sim = simulate(
         str(root / "simulated" / f"seed{seed}-days{days}-scale{scale:g}"), days, seed, scale

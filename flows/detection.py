@@ -17,8 +17,8 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.states import State
 
 from flows.calendar_gate import skip_scheduled_holiday
+from flows.settings import flow_settings
 from flows.trading_reports import artifact_rows
-from ifd_core.settings import get_settings
 
 KEY = "detection"
 ALGOS: dict[str, tuple[str, ...]] = {"both": ("v3", "v1"), "v3": ("v3",), "v1": ("v1",)}
@@ -43,7 +43,7 @@ def detection(
     if day is None and (skip := skip_scheduled_holiday(KEY)) is not None:
         return skip
     log = get_run_logger()
-    settings = get_settings()
+    settings = flow_settings()
     lake = Lake(settings.data_dir)
     if algo not in ALGOS:
         raise ValueError(f"algo must be one of {', '.join(ALGOS)}, not {algo!r}")

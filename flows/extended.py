@@ -10,8 +10,8 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 
 from flows.calendar_gate import skip_scheduled_holiday
+from flows.settings import flow_settings
 from flows.trading_reports import publish
-from ifd_core.settings import get_settings
 
 
 @flow(name="extended_test", log_prints=True)
@@ -28,7 +28,7 @@ def extended_test(
     if (skip := skip_scheduled_holiday("extended-test")) is not None:
         return skip
     log = get_run_logger()
-    settings = get_settings()
+    settings = flow_settings()
     res = run_extended(
         Lake(settings.data_dir),
         settings,

@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
 from flows.calendar_gate import no_session, skipped, today_ny
-from ifd_core.settings import get_settings
+from flows.settings import flow_settings
 
 
 class IngestFailed(RuntimeError):
@@ -34,11 +34,10 @@ def day_files(source_dir: Path, day: dt.date) -> list[Path]:
 @task(name="ingest-file", cache_policy=NO_CACHE, task_run_name="ingest {path.name}")
 def ingest_file(path: Path, data_dir: str, origin: str | None) -> dict:
     from ifd_core.marketdata.dbn_files import DecodeLimits
-    from ifd_core.settings import get_settings
     from warehouse.ingest import ingest_files
     from warehouse.lake import Lake
 
-    limits = DecodeLimits.from_settings(get_settings())
+    limits = DecodeLimits.from_settings(flow_settings())
     report = ingest_files([path], Lake(Path(data_dir)), origin=origin, limits=limits)
     r = report.files[0]
     return {
@@ -69,7 +68,7 @@ def historical_ingest(
     trade date is today's (New York), and a day without a CME session is skipped.
     """
     logger = get_run_logger()
-    settings = get_settings()
+    settings = flow_settings()
     data_dir = str(settings.data_dir)
     if not paths and trade_date is None:
         trade_date = today_ny()

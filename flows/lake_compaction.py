@@ -7,7 +7,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from ifd_core.settings import get_settings
+from flows.settings import flow_settings
 
 
 @flow(name="lake_compaction", log_prints=True)
@@ -19,7 +19,7 @@ def lake_compaction(min_files: int = 8, min_age_days: int = 2) -> dict:
     from warehouse.migrations import ensure_migrated
 
     log = get_run_logger()
-    lake = Lake(get_settings().data_dir)
+    lake = Lake(flow_settings().data_dir)
     ensure_migrated(lake)
     stale = lake.clean_staging()
     done = compact_lake(lake, min_files=min_files, min_age_days=min_age_days, progress=log.info)

@@ -17,8 +17,8 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.settings import flow_settings
 from ifd_core.calendar import next_period
-from ifd_core.settings import get_settings
 from ifd_core.trading.halt import EmergencyStop
 
 
@@ -53,7 +53,7 @@ def live_stream(
     from warehouse.lake import Lake
 
     logger = get_run_logger()
-    settings = get_settings()
+    settings = flow_settings()
     if trade_date is None:
         found = session_to_stream(time.time_ns(), settings.live.session_policy, max_wait_for_open_s)
         if found is None:

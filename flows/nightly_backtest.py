@@ -9,8 +9,8 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 
 from flows.calendar_gate import skip_scheduled_holiday
+from flows.settings import flow_settings
 from flows.trading_reports import publish
-from ifd_core.settings import get_settings
 
 
 @flow(name="nightly_backtest", log_prints=True)
@@ -29,7 +29,7 @@ def nightly_backtest(
     if (skip := skip_scheduled_holiday("nightly-backtest")) is not None:
         return skip
     log = get_run_logger()
-    settings = get_settings()
+    settings = flow_settings()
     lake = Lake(settings.data_dir)
     days = trading_days(lake, start or dt.date(1900, 1, 1), end or dt.date(2999, 12, 31))
     if not days:
