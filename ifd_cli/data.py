@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from typer.core import TyperCommand
 
 from ifd_cli.common import (
     EXIT_BROKEN_PIPE,
@@ -249,8 +250,29 @@ def _print_ingest(report) -> None:
             out.print(f"  {f.path.name}: skipped records of schemas IFD does not keep: {f.skipped}")
 
 
+class _SqlCommand(TyperCommand):
+    """`ifd sql --help` ends with every view and macro of the catalog, from the one description
+    of it (warehouse/descriptions.py), imported only when help is shown: polars and duckdb stay
+    out of the CLI's start-up."""
+
+    def format_help(self, ctx, formatter) -> None:
+        if not getattr(self, "_views_listed", False):
+            from warehouse.descriptions import MACROS, VIEWS
+            from warehouse.tables import TABLES
+
+            macros = ", ".join(doc.split("): ", 1)[0] + ")" for doc in MACROS.values())
+            self.help = (
+                f"{self.help or ''}\n\nLake tables: {', '.join(TABLES)}.\n\n"
+                f"Views: {', '.join(VIEWS)}.\n\nTable macros: {macros}.\n\n"
+                "What each view and column means: warehouse/README.md, or "
+                '`ifd sql "SELECT table_name, column_name, comment FROM duckdb_columns()"`.'
+            )
+            self._views_listed = True
+        super().format_help(ctx, formatter)
+
+
 # ignore_unknown_options: a query that starts with a "-- comment" is the argument, not an option.
-@commands.command(context_settings={"ignore_unknown_options": True})
+@commands.command(cls=_SqlCommand, context_settings={"ignore_unknown_options": True})
 def sql(
     query: Annotated[
         str,
@@ -288,9 +310,7 @@ def sql(
     """Run read-only SQL against the warehouse catalog (views over the lake).
 
     Safe while flows ingest: the catalog is opened read-only and writers only add files.
-    Tables: mbo, trades, instruments, statistics, open_interest, settlements, bbo, ohlcv,
-    status, dq_results, dq_summary, ingest_log, cost_ledger; macros instruments_asof(d) and
-    open_interest_asof(d). Files are readable only under the data root and the directories in
+    Files are readable only under the data root and the directories in
     warehouse.sql_allowed_directories; URLs (http://, s3://) and extensions are refused.
     Table output shows values as DuckDB writes them (nested ones as JSON, BLOB as hex).
     """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from warehouse.descriptions import MACROS, VIEWS, column_doc
 from warehouse.migrations import MIGRATIONS
 from warehouse.tables import TABLES
 
@@ -49,25 +50,31 @@ Applied on first use by any command (`warehouse/migrations.py`); recorded in `sc
 def render() -> str:
     lines = [HEADER.rstrip("\n")]
     lines += [f"| {v} | {name} |" for v, name, _ in MIGRATIONS]
-    lines += ["", "## Views over lake tables", ""]
-    for t in TABLES.values():
-        lines += [f"### `{t.name}`", "", f"{t.description} Grain: {t.grain}.", ""]
-        lines += ["| column | type |", "|---|---|"]
-        lines += [f"| {c} | {dtype} |" for c, dtype in t.schema.items()]
-        lines.append("")
     lines += [
-        "## Other views and macros",
         "",
-        "* `dq_summary`: one row per validated batch: run, dataset, file, expectations, failed.",
-        "* `instruments_asof(d)`: table macro, the definition in force on trade date `d` for each",
-        "  instrument (latest definition published on or before `d`).",
-        "* `open_interest_asof(t)`: table macro, per instrument the latest open interest published",
-        "  (`ts_recv`) at or before instant `t` (a TIMESTAMPTZ); it refers to the prior session",
-        "  (`ts_ref`). Never from the future.",
-        "* `trades_all`: every trade row of every source; `trades` is one source per date and",
-        "  instrument (see above).",
+        "Every view, column and macro carries a DuckDB comment from `warehouse/descriptions.py`",
+        "(the meanings below): `SELECT table_name, column_name, comment FROM duckdb_columns()`.",
+        "",
+        "## Views over lake tables",
         "",
     ]
+    for t in TABLES.values():
+        lines += [f"### `{t.name}`", "", f"{t.description} Grain: {t.grain}.", ""]
+        lines += ["| column | type | meaning |", "|---|---|---|"]
+        lines += [f"| {c} | {dtype} | {column_doc(t.name, c)} |" for c, dtype in t.schema.items()]
+        lines.append("")
+    lines += ["## Other views", ""]
+    for name, view in VIEWS.items():
+        lines += [f"### `{name}`", "", view.description, ""]
+        if view.inherits:
+            lines += [f"Other columns as in {', '.join(f'`{b}`' for b in view.inherits)}.", ""]
+        if view.columns:
+            lines += ["| column | meaning |", "|---|---|"]
+            lines += [f"| {c} | {doc} |" for c, doc in view.columns.items()]
+            lines.append("")
+    lines += ["## Table macros", ""]
+    lines += [f"* `{name}`: {doc}" for name, doc in MACROS.items()]
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -5,6 +5,10 @@ read-write for the few milliseconds a migration takes and read-only by everyone 
 is a function of (connection, lake); the versions applied are recorded in ``schema_migrations``,
 and the data root they were applied for in ``catalog_meta`` (views hold absolute paths, so a
 moved data root re-applies the view migrations).
+
+After any migration, and whenever a description changes, every view, column and macro gets its
+DuckDB comment from ``warehouse/descriptions.py`` (``CREATE OR REPLACE VIEW`` drops comments);
+``catalog_meta`` keeps the descriptions' fingerprint, so existing catalogs catch up on first use.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Callable
 import duckdb
 
 from warehouse.cost_views import create_cost_views
+from warehouse.descriptions import apply_comments, fingerprint
 from warehouse.lake import Lake
 from warehouse.tables import TABLES
 
@@ -272,28 +277,29 @@ def _connect_rw(lake: Lake, timeout_s: float) -> duckdb.DuckDBPyConnection:
             time.sleep(0.05)
 
 
-def _state(con: duckdb.DuckDBPyConnection) -> tuple[frozenset[int], str | None]:
+def _state(con: duckdb.DuckDBPyConnection) -> tuple[frozenset[int], str | None, str | None]:
     """The versions applied (a set: numbers may have gaps, and a version merged in later with a
-    lower number than one already applied must still run) and the data root."""
+    lower number than one already applied must still run), the data root and the fingerprint of
+    the descriptions the comments were made from."""
     has = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
     ).fetchall()[0][0]
     if not has:
-        return frozenset(), None
+        return frozenset(), None, None
     versions = con.execute("SELECT version FROM schema_migrations").fetchall()
-    root = con.execute("SELECT value FROM catalog_meta WHERE key = 'data_root'").fetchall()
-    return frozenset(int(v[0]) for v in versions), (root[0][0] if root else None)
+    meta = dict(con.execute("SELECT key, value FROM catalog_meta").fetchall())
+    return frozenset(int(v[0]) for v in versions), meta.get("data_root"), meta.get("comments")
 
 
-def current_state(lake: Lake) -> tuple[frozenset[int] | None, str | None]:
-    """Applied versions and data root; None for the versions while a migrating process holds
-    the catalog read-write."""
+def current_state(lake: Lake) -> tuple[frozenset[int] | None, str | None, str | None]:
+    """Applied versions, data root and comments' fingerprint; None for the versions while a
+    migrating process holds the catalog read-write."""
     if not lake.catalog_path.exists():
-        return frozenset(), None
+        return frozenset(), None, None
     try:
         con = duckdb.connect(str(lake.catalog_path), read_only=True)
     except duckdb.IOException:
-        return None, None  # held read-write by a migrating process; the caller will wait for it
+        return None, None, None  # held read-write by a migrating process; the caller waits
     try:
         return _state(con)
     finally:
@@ -308,7 +314,7 @@ def ensure_migrated(lake: Lake, timeout_s: float = 30.0) -> list[int]:
     lake.ensure_dirs()
     lake.recover()
     deadline = time.monotonic() + timeout_s
-    done, root = current_state(lake)
+    done, root, comments = current_state(lake)
     while done is None:  # another process is migrating right now: wait for it, don't race it
         if time.monotonic() > deadline:
             raise CatalogBusy(
@@ -316,8 +322,8 @@ def ensure_migrated(lake: Lake, timeout_s: float = 30.0) -> list[int]:
                 "(a migration); retry in a moment"
             )
         time.sleep(0.05)
-        done, root = current_state(lake)
-    if done >= ALL_VERSIONS and root == str(lake.root):
+        done, root, comments = current_state(lake)
+    if done >= ALL_VERSIONS and root == str(lake.root) and comments == fingerprint():
         return []
     con = _connect_rw(lake, timeout_s)
     try:
@@ -328,7 +334,7 @@ def ensure_migrated(lake: Lake, timeout_s: float = 30.0) -> list[int]:
         con.execute(
             "CREATE TABLE IF NOT EXISTS catalog_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
         )
-        done, root = _state(con)
+        done, root, comments = _state(con)
         relocated = root is not None and root != str(lake.root)
         _seed_all(lake)
         applied = []
@@ -342,6 +348,13 @@ def ensure_migrated(lake: Lake, timeout_s: float = 30.0) -> list[int]:
                 )
                 con.execute("COMMIT")
                 applied.append(v)
+        if applied or comments != fingerprint():
+            con.execute("BEGIN")
+            apply_comments(con)  # after the views: re-creating a view drops its comments
+            con.execute(
+                "INSERT OR REPLACE INTO catalog_meta VALUES ('comments', ?)", [fingerprint()]
+            )
+            con.execute("COMMIT")
         con.execute("INSERT OR REPLACE INTO catalog_meta VALUES ('data_root', ?)", [str(lake.root)])
         return applied
     finally:

@@ -22,6 +22,7 @@ import polars as pl
 from duckdb.sqltypes import DuckDBPyType
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_fixed
 
+from warehouse.descriptions import comment_temp_view
 from warehouse.lake import Lake
 from warehouse.migrations import ensure_migrated
 from warehouse.tables import TABLES
@@ -193,6 +194,7 @@ def _pin(con: duckdb.DuckDBPyConnection, lake: Lake, sql: str) -> None:
                 f"CREATE TEMP VIEW \"{name}\" AS SELECT * FROM read_parquet('{glob}', "
                 "union_by_name = true, hive_partitioning = false)"
             )
+            comment_temp_view(con, name)  # the shadow explains its columns as the catalog does
 
 
 def _file_vanished(exc: BaseException) -> bool:
