@@ -156,6 +156,7 @@ def live(
 
     host, port = _host_port(gateway)
     settings = load_settings(profile)
+    require_databento_key(settings, "the live gateway authenticates with it")
     day = date
     opts = LiveOptions(
         host,
