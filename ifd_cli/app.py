@@ -50,13 +50,30 @@ app = typer.Typer(
         "4 warehouse busy, 5 outside service failed."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"ifd {version('ifd')}")
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
 def _global_options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version of IFD and exit.",
+        ),
+    ] = False,
     verbose: Annotated[
         bool,
         typer.Option("--verbose", "-v", help="Log at DEBUG (overrides the log_level setting)."),

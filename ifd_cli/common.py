@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import sys
+from enum import StrEnum
 
 import typer
 from rich.console import Console
@@ -22,7 +23,16 @@ EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_BUDGET, EXIT_BUSY, EXIT_SERVICE = 0, 1, 2, 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: what shells report for a command stopped by Ctrl-C
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away (`| head`)
 
-ALGO_CHOICES = ("v3", "v1", "both")
+
+class Algo(StrEnum):
+    """``--algo``: which detectors run (typer lists the choices in --help and refuses others)."""
+
+    v3 = "v3"
+    v1 = "v1"
+    both = "both"
+
+
+ALGO_CHOICES = tuple(a.value for a in Algo)
 
 # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -121,18 +131,71 @@ def print_frame(df, fmt: str = "table", title: str | None = None) -> None:
         out.print(table)
 
 
-def parse_date(value: str) -> dt.date:
+# Typed option values. Each is a typer ``parser``: a bad value raises typer.BadParameter, which
+# typer reports as "Invalid value for '--x': ..." with the usage line, exit 2 (EXIT_USAGE).
+DATE_METAVAR = "YYYY-MM-DD"
+TIME_METAVAR = "HH:MM"
+
+
+def iso_date(value: str | dt.date) -> dt.date:
+    """A calendar date written YYYY-MM-DD."""
+    if isinstance(value, dt.date):
+        return value
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise fail(f"not a date: {value!r} (use YYYY-MM-DD)", EXIT_USAGE) from None
+        raise typer.BadParameter(f"{value!r} is not a date (use {DATE_METAVAR})") from None
 
 
-def parse_algos(algo: str) -> tuple[str, ...]:
+def session_date(value: str | dt.date) -> dt.date:
+    """A CME trade date: a weekend or exchange holiday is refused by name, with the sessions
+    around it, rather than sent on to fail as "no data, ingest it first"."""
+    from ifd_core.calendar import is_trading_day, next_session, previous_trading_day
+
+    day = iso_date(value)
+    if not is_trading_day(day):
+        raise typer.BadParameter(
+            f"{day} is not a CME session ({day:%A}); the sessions around it are "
+            f"{previous_trading_day(day)} and {next_session(day)}"
+        )
+    return day
+
+
+def clock_time(value: str | dt.time) -> dt.time:
+    """A wall-clock time written HH:MM (00:00 to 23:59)."""
+    if isinstance(value, dt.time):
+        return value
+    hh, sep, mm = value.partition(":")
+    digits = hh.isdigit() and mm.isdigit() and len(hh) <= 2 and len(mm) == 2
+    if sep and digits and int(hh) < 24 and int(mm) < 60:
+        return dt.time(int(hh), int(mm))
+    raise typer.BadParameter(f"{value!r} is not a time of day (use {TIME_METAVAR}, 00:00-23:59)")
+
+
+def check_range(start: dt.date | None, end: dt.date | None) -> None:
+    """``--start`` after ``--end`` is a usage error, said as such (not an empty result)."""
+    if start is not None and end is not None and start > end:
+        raise fail(f"--start {start} is after --end {end}", EXIT_USAGE)
+
+
+def require_databento_key(settings, needed_for: str) -> str:
+    """The Databento API key, or a configuration error (exit 2): without a key nothing outside
+    was tried, so it is not an outside failure (exit 5)."""
+    key = settings.databento.api_key.get_secret_value().strip()
+    if not key:
+        raise fail(
+            f"no Databento API key ({needed_for}): set IFD_DATABENTO__API_KEY or "
+            "DATABENTO_API_KEY (environment or .env; docs/operations.md §Settings and profiles)",
+            EXIT_USAGE,
+        )
+    return key
+
+
+def parse_algos(algo: Algo | str) -> tuple[str, ...]:
     """--algo v3, v1 or both as the algorithms to run."""
     if algo not in ALGO_CHOICES:
         raise fail(f"--algo must be one of {', '.join(ALGO_CHOICES)}", EXIT_USAGE)
-    return ("v3", "v1") if algo == "both" else (algo,)
+    return ("v3", "v1") if algo == "both" else (Algo(algo).value,)
 
 
 def esc(text: str) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ifd_cli.common import EXIT_BUSY, err, fail, load_settings, out, parse_date
+from ifd_cli.common import DATE_METAVAR, EXIT_BUSY, err, fail, iso_date, load_settings, out
 
 commands = typer.Typer(help="Data cost against the monthly budget.", no_args_is_help=True)
 
@@ -16,7 +16,12 @@ commands = typer.Typer(help="Data cost against the monthly budget.", no_args_is_
 @commands.command("report")
 def cost_report(
     day: Annotated[
-        str | None, typer.Option(help="Report day, YYYY-MM-DD (UTC, the ledger's; default today).")
+        dt.date | None,
+        typer.Option(
+            parser=iso_date,
+            metavar=DATE_METAVAR,
+            help="Report day (UTC, the ledger's; default today).",
+        ),
     ] = None,
     profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -33,7 +38,7 @@ def cost_report(
     from warehouse.sql import SqlError
 
     settings = load_settings(profile)
-    d = parse_date(day) if day else dt.datetime.now(dt.UTC).date()
+    d = day or dt.datetime.now(dt.UTC).date()
     lake = Lake(settings.data_dir)
     try:
         booked = LakeCostLedger(lake, settings.costs).book_subscriptions(d)

@@ -17,6 +17,7 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from ifd_cli.common import (
+    DATE_METAVAR,
     EXIT_BROKEN_PIPE,
     EXIT_BUDGET,
     EXIT_BUSY,
@@ -27,11 +28,12 @@ from ifd_cli.common import (
     err,
     esc,
     fail,
+    iso_date,
     load_settings,
     open_lake,
     out,
-    parse_date,
     progress_bar,
+    require_databento_key,
 )
 
 commands = typer.Typer()
@@ -42,7 +44,9 @@ def simulate(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for the DBN files.")],
     days: Annotated[int, typer.Option(min=1, help="Trading days to simulate.")] = 21,
     seed: Annotated[int, typer.Option(help="Random seed (output is deterministic per seed).")] = 7,
-    start: Annotated[str | None, typer.Option(help="First trade date, YYYY-MM-DD.")] = None,
+    start: Annotated[
+        dt.date | None, typer.Option(parser=iso_date, metavar=DATE_METAVAR, help="First date.")
+    ] = None,
     scale: Annotated[
         float, typer.Option(min=0.01, help="Activity multiplier (20 ≈ 5 M MBO/day).")
     ] = 1.0,
@@ -73,7 +77,7 @@ def simulate(
     from ifd_core.simulator.market import simulate_market
     from ifd_core.simulator.params import SimParams, parse_count_range
 
-    start_date = parse_date(start) if start else None
+    start_date = start
     try:
         params = SimParams.from_settings(load_settings().simulator)
         if informed_share is not None:
@@ -275,12 +279,23 @@ class _SqlCommand(TyperCommand):
 @commands.command(cls=_SqlCommand, context_settings={"ignore_unknown_options": True})
 def sql(
     query: Annotated[
-        str,
+        str | None,
         typer.Argument(
             help="One read-only statement (SELECT, EXPLAIN) over the catalog; it may start "
-            "with a -- comment."
+            "with a -- comment. '-' reads it from standard input.",
+            show_default=False,
         ),
-    ],
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            "-f",
+            metavar="PATH",
+            allow_dash=True,
+            help="Read the statement from PATH ('-' for standard input) instead of the argument.",
+        ),
+    ] = None,
     csv: Annotated[
         bool,
         typer.Option(
@@ -312,10 +327,13 @@ def sql(
     Safe while flows ingest: the catalog is opened read-only and writers only add files.
     Files are readable only under the data root and the directories in
     warehouse.sql_allowed_directories; URLs (http://, s3://) and extensions are refused.
-    Table output shows values as DuckDB writes them (nested ones as JSON, BLOB as hex).
+    Table output shows values as DuckDB writes them (nested ones as JSON, BLOB as hex), floating
+    point numbers rounded for reading (6 significant digits, at least 2 decimals kept); --csv and
+    --json keep full precision.
     """
+    text = _query_text(query, file)
     try:
-        _sql(query, "csv" if csv else "json" if as_json else "table", csv and as_json, timeout)
+        _sql(text, "csv" if csv else "json" if as_json else "table", csv and as_json, timeout)
     except KeyboardInterrupt:
         raise fail("interrupted (Ctrl-C); the query was stopped", EXIT_INTERRUPTED) from None
     except BrokenPipeError:
@@ -325,6 +343,31 @@ def sql(
         with contextlib.suppress(OSError, ValueError):  # no second error when Python flushes
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(EXIT_BROKEN_PIPE) from None
+
+
+def _query_text(query: str | None, file: Path | None) -> str:
+    """The statement from the argument, --file PATH, or standard input ('-' for either)."""
+    if query is not None and file is not None:
+        raise fail("give the query as an argument or with --file, not both", EXIT_USAGE)
+    if query is None and file is None:
+        raise fail("no query: give it as an argument, with --file PATH, or - for stdin", EXIT_USAGE)
+    source = str(file) if file is not None else query
+    if source == "-":
+        return sys.stdin.read()
+    if file is None:
+        return query
+    try:
+        return file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(esc(f"cannot read --file {file}: {exc}"), EXIT_USAGE) from None
+
+
+def _full_message(exc: Exception) -> str:
+    """The refusal with DuckDB's whole text: "Did you mean ...", candidate columns and the
+    caret under the error position follow its first line (warehouse.sql keeps one line)."""
+    cause = exc.__cause__
+    rest = str(cause).strip().splitlines()[1:] if cause is not None else []
+    return "\n".join([str(exc), *(line for line in rest if line.strip())])
 
 
 def _sql(query: str, fmt: str, both: bool, timeout: float | None) -> None:
@@ -342,6 +385,7 @@ def _sql(query: str, fmt: str, both: bool, timeout: float | None) -> None:
             Lake(settings.data_dir),
             query,
             as_json=fmt == "json",
+            rounded=fmt == "table",
             timeout_s=timeout,
             allowed_directories=settings.warehouse.sql_allowed_directories,
         )
@@ -349,7 +393,7 @@ def _sql(query: str, fmt: str, both: bool, timeout: float | None) -> None:
         raise fail(esc(f"{exc}; allow more with --timeout SECONDS"), EXIT_BUSY) from None
     except SqlError as exc:
         code = EXIT_BUSY if str(exc).startswith("catalog busy") else EXIT_USAGE
-        raise fail(esc(str(exc)), code) from None
+        raise fail(esc(_full_message(exc)), code) from None
     except CatalogBusy as exc:
         raise fail(esc(str(exc)), EXIT_BUSY) from None
     if fmt == "json":
@@ -406,6 +450,7 @@ def fetch(
     from warehouse.ops_events import BreakerIncidents
 
     settings = load_settings()
+    require_databento_key(settings, "Databento Historical needs it")
     lake = open_lake()
     ensure_migrated(lake)
     add_breaker_sink(str(lake.root), BreakerIncidents(lake, f"fetch-{dt.date.today()}"))
@@ -427,7 +472,7 @@ def fetch(
         raise fail(str(exc), EXIT_BUDGET) from None
     except HistoricalError as exc:
         raise fail(str(exc), EXIT_SERVICE) from None
-    except FileExistsError as exc:
+    except (FileExistsError, ValueError) as exc:  # ValueError: a malformed request
         raise fail(str(exc), EXIT_USAGE) from None
     quote = f"{result.record_count:,} records, quoted ${result.quote_usd:.2f}"
     out.print(f"downloaded {result.path} ({quote})", highlight=False)

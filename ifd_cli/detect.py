@@ -12,16 +12,20 @@ from typing import Annotated
 import typer
 
 from ifd_cli.common import (
+    DATE_METAVAR,
     EXIT_BUSY,
     EXIT_DATA,
     EXIT_USAGE,
+    TIME_METAVAR,
+    Algo,
+    clock_time,
     fail,
     load_settings,
     out,
     parse_algos,
-    parse_date,
     print_frame,
     progress_bar,
+    session_date,
 )
 
 commands = typer.Typer()
@@ -88,8 +92,11 @@ def _detect(lake, settings, day: dt.date, algos: tuple[str, ...]):
 
 @commands.command()
 def detect(
-    date: Annotated[str, typer.Option(help="Trade date to detect on, YYYY-MM-DD.")],
-    algo: Annotated[str, typer.Option(help="v3, v1 or both.")] = "v3",
+    date: Annotated[
+        dt.date,
+        typer.Option(parser=session_date, metavar=DATE_METAVAR, help="Trade date (a CME session)."),
+    ],
+    algo: Annotated[Algo, typer.Option(help="Detectors to run.")] = Algo.v3,
     profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of signals.")] = False,
 ) -> None:
@@ -99,7 +106,7 @@ def detect(
     of those sessions are computed from the stored raw files when missing or stale. Signals are
     written to the `signals` table and labelled into `signal_outcomes`.
     """
-    day = parse_date(date)
+    day = date
     algos = parse_algos(algo)
     settings = load_settings(profile)
     from warehouse.lake import Lake
@@ -126,7 +133,7 @@ def detect(
 @commands.command()
 def evaluate(
     truth: Annotated[Path, typer.Option(help="ground_truth.json written by `ifd simulate`.")],
-    algo: Annotated[str, typer.Option(help="v3, v1 or both.")] = "both",
+    algo: Annotated[Algo, typer.Option(help="Detectors to score.")] = Algo.both,
     profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the evaluation as JSON.")] = False,
 ) -> None:
@@ -187,9 +194,17 @@ def evaluate(
 
 @commands.command()
 def chain(
-    date: Annotated[str, typer.Option(help="Trade date, YYYY-MM-DD.")],
+    date: Annotated[
+        dt.date,
+        typer.Option(parser=session_date, metavar=DATE_METAVAR, help="Trade date (a CME session)."),
+    ],
     at: Annotated[
-        str, typer.Option(help="New York time of the snapshot, HH:MM (windows closed by then).")
+        dt.time,
+        typer.Option(
+            parser=clock_time,
+            metavar=TIME_METAVAR,
+            help="New York time of the snapshot (windows closed by then).",
+        ),
     ] = "16:00",
     top: Annotated[int, typer.Option(min=1, help="Signals to show.")] = 15,
     as_json: Annotated[bool, typer.Option("--json", help="Print the signals as JSON.")] = False,
@@ -204,11 +219,8 @@ def chain(
     from ifd_core.calendar import et_to_ns
     from jobs.detect import NoDataForDate, chain_snapshot
 
-    day = parse_date(date)
-    try:
-        hh, mm = (int(x) for x in at.split(":"))
-    except ValueError:
-        raise fail(f"--at must be HH:MM, got {at!r}", EXIT_USAGE) from None
+    day = date
+    hh, mm = at.hour, at.minute
     settings = load_settings()
     from warehouse.lake import Lake
 
@@ -224,7 +236,7 @@ def chain(
     import polars as pl
 
     out.print(
-        f"{day} {at} ET: underlying {snap.underlying_id} at {snap.underlying_price:,.2f}, "
+        f"{day} {at:%H:%M} ET: underlying {snap.underlying_id} at {snap.underlying_price:,.2f}, "
         f"{snap.chain.height} options; data quality flags: {list(snap.data_quality) or 'none'}",
         highlight=False,
     )

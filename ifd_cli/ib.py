@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Annotated
 
 import typer
 
 from ifd_cli.common import (
+    DATE_METAVAR,
     EXIT_DATA,
     EXIT_SERVICE,
     EXIT_USAGE,
@@ -15,7 +17,7 @@ from ifd_cli.common import (
     fail,
     load_settings,
     out,
-    parse_date,
+    session_date,
 )
 
 commands = typer.Typer(help="Interactive Brokers (TWS / IB Gateway).", no_args_is_help=True)
@@ -79,8 +81,12 @@ def ib_check(
 @commands.command("record-underlying")
 def ib_record_underlying(
     date: Annotated[
-        str | None,
-        typer.Option(help="Trade date whose futures to record (YYYY-MM-DD); default: today's."),
+        dt.date | None,
+        typer.Option(
+            parser=session_date,
+            metavar=DATE_METAVAR,
+            help="Trade date (a CME session) whose futures to record; default: today's.",
+        ),
     ] = None,
     seconds: Annotated[
         float | None,
@@ -104,7 +110,7 @@ def ib_record_underlying(
     settings = load_settings()
     lake = Lake(settings.data_dir)
     ensure_migrated(lake)
-    day = parse_date(date) if date else trade_date_of(time.time_ns())
+    day = date or trade_date_of(time.time_ns())
     until = time.time() + seconds if seconds is not None else trade_date_bounds(day)[1] / 1e9
     futures = futures_of(lake, day)
     if not futures:

@@ -4,6 +4,7 @@ emergency stop every trading mode obeys.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Annotated
@@ -11,16 +12,19 @@ from typing import Annotated
 import typer
 
 from ifd_cli.common import (
+    DATE_METAVAR,
     EXIT_DATA,
     EXIT_SERVICE,
     EXIT_USAGE,
+    Algo,
     err,
     esc,
     fail,
     load_settings,
     out,
     parse_algos,
-    parse_date,
+    require_databento_key,
+    session_date,
 )
 
 commands = typer.Typer()
@@ -63,9 +67,7 @@ def gateway(
     from ifd_core.marketdata.replay_gateway import run_gateway
 
     settings = load_settings(profile)
-    key = settings.databento.api_key.get_secret_value()
-    if not key:
-        raise fail("set IFD_DATABENTO__API_KEY: the gateway accepts that key only", EXIT_USAGE)
+    key = require_databento_key(settings, "the gateway accepts that key only")
     if speed == "max":
         pace = None
     else:
@@ -108,16 +110,18 @@ def gateway(
 def live(
     gateway: Annotated[str, typer.Option("--gateway", help="Live gateway HOST:PORT.")],
     date: Annotated[
-        str | None,
+        dt.date | None,
         typer.Option(
-            help="Stream this trade date (YYYY-MM-DD) from its session start and stop after it. "
-            "Without it the run follows the feed, date after date."
+            parser=session_date,
+            metavar=DATE_METAVAR,
+            help="Stream this trade date (a CME session) from its start and stop after it. "
+            "Without it the run follows the feed, date after date.",
         ),
     ] = None,
     exit_on_end: Annotated[
         bool, typer.Option(help="Stop when the gateway ends the session.")
     ] = False,
-    algo: Annotated[str, typer.Option(help="v3, v1 or both.")] = "both",
+    algo: Annotated[Algo, typer.Option(help="Detectors to run.")] = Algo.both,
     trade: Annotated[
         bool,
         typer.Option(
@@ -152,7 +156,8 @@ def live(
 
     host, port = _host_port(gateway)
     settings = load_settings(profile)
-    day = parse_date(date) if date else None
+    require_databento_key(settings, "the live gateway authenticates with it")
+    day = date
     opts = LiveOptions(
         host,
         port,

@@ -4,23 +4,36 @@ writing its ledger rows and an HTML report.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Annotated
 
 import typer
 
 from ifd_cli.common import (
+    DATE_METAVAR,
     EXIT_USAGE,
+    Algo,
+    check_range,
     err,
     fail,
+    iso_date,
     load_settings,
     out,
     parse_algos,
-    parse_date,
     print_frame,
 )
 
 commands = typer.Typer()
+
+# A range of trade dates; days that are not CME sessions inside it are simply not there.
+StartDate = Annotated[
+    dt.date, typer.Option(parser=iso_date, metavar=DATE_METAVAR, help="First trade date.")
+]
+EndDate = Annotated[
+    dt.date,
+    typer.Option(parser=iso_date, metavar=DATE_METAVAR, help="Last trade date (inclusive)."),
+]
 
 
 def _metrics_for(result):
@@ -78,9 +91,9 @@ def _metrics_view(metrics):
 
 @commands.command()
 def backtest(
-    start: Annotated[str, typer.Option(help="First trade date (YYYY-MM-DD).")],
-    end: Annotated[str, typer.Option(help="Last trade date (YYYY-MM-DD).")],
-    algo: Annotated[str, typer.Option(help="v3, v1 or both.")] = "both",
+    start: StartDate,
+    end: EndDate,
+    algo: Annotated[Algo, typer.Option(help="Detectors to run.")] = Algo.both,
     profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
     walk_forward: Annotated[
         bool, typer.Option("--walk-forward", help="Tune min confidence on rolling windows.")
@@ -98,9 +111,10 @@ def backtest(
     from reports.trading import write_backtest_report
     from warehouse.lake import Lake
 
+    check_range(start, end)
     settings = load_settings(profile)
     lake = Lake(settings.data_dir)
-    s, e = parse_date(start), parse_date(end)
+    s, e = start, end
     stop = EmergencyStop(settings.data_dir)
     halted_at_start = stop.state()
     try:
@@ -189,8 +203,8 @@ def _backtest_halt(start, end, orders) -> dict:
 
 @commands.command()
 def ab(
-    start: Annotated[str, typer.Option(help="First trade date (YYYY-MM-DD).")],
-    end: Annotated[str, typer.Option(help="Last trade date (YYYY-MM-DD).")],
+    start: StartDate,
+    end: EndDate,
     profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
@@ -202,13 +216,14 @@ def ab(
     from reports.trading import write_ab_report
     from warehouse.lake import Lake
 
+    check_range(start, end)
     settings = load_settings(profile)
     try:
         res = run_ab(
             Lake(settings.data_dir),
             settings,
-            parse_date(start),
-            parse_date(end),
+            start,
+            end,
             progress=lambda m: err.print(m, highlight=False),
         )
     except ValueError as exc:
@@ -240,8 +255,15 @@ def ab(
 
 @commands.command("extended-test")
 def extended_test(
-    start: Annotated[str | None, typer.Option(help="First session (default: the last N).")] = None,
-    end: Annotated[str | None, typer.Option(help="Last session.")] = None,
+    start: Annotated[
+        dt.date | None,
+        typer.Option(
+            parser=iso_date, metavar=DATE_METAVAR, help="First session (default: the last N)."
+        ),
+    ] = None,
+    end: Annotated[
+        dt.date | None, typer.Option(parser=iso_date, metavar=DATE_METAVAR, help="Last session.")
+    ] = None,
     realtime: Annotated[
         str | None,
         typer.Option(help="Real-time mode: add the newest session to this test id's rows."),
@@ -257,13 +279,14 @@ def extended_test(
     from reports.trading import write_extended_report
     from warehouse.lake import Lake
 
+    check_range(start, end)
     settings = load_settings(profile)
     try:
         res = run_extended(
             Lake(settings.data_dir),
             settings,
-            start=parse_date(start) if start else None,
-            end=parse_date(end) if end else None,
+            start=start,
+            end=end,
             realtime_test_id=realtime,
             progress=lambda m: err.print(m, highlight=False),
         )

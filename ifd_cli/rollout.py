@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -14,6 +15,18 @@ commands = typer.Typer(
     " (docs/algorithms.md §16).",
     no_args_is_help=True,
 )
+
+
+class Stage(StrEnum):
+    """The stages an operator can promote to: ifd_core.trading.rollout.STAGES (kept equal by
+    tests/test_cli_typed_options.py; spelled out so that `ifd --help` imports no core module)."""
+
+    SHADOW = "SHADOW"
+    PAPER = "PAPER"
+    LIVE_CANARY = "LIVE_CANARY"
+    LIVE_LIMITED = "LIVE_LIMITED"
+    LIVE_MAJORITY = "LIVE_MAJORITY"
+    LIVE_FULL = "LIVE_FULL"
 
 
 def _controller(profile: str | None):
@@ -56,14 +69,17 @@ def rollout_status(
 
 @commands.command("promote")
 def rollout_promote(
-    to: Annotated[str | None, typer.Option(help="Target stage (default: the next one).")] = None,
+    to: Annotated[
+        Stage | None,
+        typer.Option(help="Target stage (default: the next one)."),
+    ] = None,
     profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
 ) -> None:
     """Promote the challenger (an operator's approval); refused during a rollback cool-down."""
     from ifd_core.trading.rollout import RolloutRefused
 
     try:
-        d = _controller(profile).promote(to=to)
+        d = _controller(profile).promote(to=None if to is None else to.value)
     except RolloutRefused as exc:
         raise fail(str(exc), 1) from None
     out.print(f"{d.from_stage} -> {d.to_stage} (share {d.share} %)", highlight=False)

@@ -43,6 +43,10 @@ class _Group(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# The Databento SDK reads its key from this variable; IFD honours it when its own is unset.
+DATABENTO_SDK_KEY_ENV = "DATABENTO_API_KEY"
+
+
 class DatabentoSettings(_Group):
     api_key: SecretStr = SecretStr("")
     dataset: str = "GLBX.MDP3"
@@ -696,6 +700,16 @@ class Settings(BaseSettings):
         if self.data_dir is not None:
             self.warehouse.data_dir = self.data_dir
         object.__setattr__(self, "data_dir", self.warehouse.data_dir)
+        return self
+
+    @model_validator(mode="after")
+    def _databento_sdk_key(self) -> Settings:
+        # The Databento SDK's own variable is the fallback: IFD_DATABENTO__API_KEY (environment,
+        # .env) wins whenever it is set (docs/operations.md §Settings and profiles).
+        if not self.databento.api_key.get_secret_value():
+            sdk_key = os.environ.get(DATABENTO_SDK_KEY_ENV, "").strip()
+            if sdk_key:
+                self.databento.api_key = SecretStr(sdk_key)
         return self
 
     def config_version(self) -> str:

@@ -22,6 +22,7 @@ def _isolated_env(monkeypatch, tmp_path):
     for key in list(os.environ):
         if key.startswith("IFD_"):
             monkeypatch.delenv(key)
+    monkeypatch.delenv("DATABENTO_API_KEY", raising=False)  # the SDK's key is IFD's fallback
     monkeypatch.setenv("IFD_WAREHOUSE__DATA_DIR", str(tmp_path / "data"))
     # A developer's .env must not leak into tests: run from a directory without one.
     monkeypatch.chdir(tmp_path)

@@ -57,9 +57,11 @@ def _tz_text() -> str:
 
 
 def _one_error_line(res) -> str:
+    """The one error's first line; DuckDB's own hints ("Did you mean ...") may follow it."""
     assert "Traceback" not in res.output + res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, res.stderr
+    assert lines and [ln.startswith("error: ") for ln in lines].count(True) == 1, res.stderr
+    assert lines[0].startswith("error: "), res.stderr
     return lines[0]
 
 

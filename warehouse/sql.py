@@ -243,6 +243,21 @@ def _as_text(t: DuckDBPyType) -> str | None:
     return None if t.id == "varchar" else "CAST({0} AS VARCHAR)"
 
 
+# 6 significant digits, never fewer than 2 decimals (a price keeps its cents), at most 15.
+_READABLE_FLOAT = (
+    "CASE WHEN isfinite({0}) AND {0} <> 0 THEN CAST(round({0}, CAST(least(15, greatest(2, "
+    "5 - floor(log10(abs({0}))))) AS INTEGER)) AS VARCHAR) ELSE CAST({0} AS VARCHAR) END"
+)
+
+
+def _as_rounded_text(t: DuckDBPyType) -> str | None:
+    """`_as_text`, with FLOAT and DOUBLE rounded for reading (0.796092, not
+    0.7960924868198468; 8181.0, not 8181.000000000001). DECIMAL stays exact."""
+    if t.id in ("float", "double"):
+        return _READABLE_FLOAT
+    return _as_text(t)
+
+
 def _as_json(t: DuckDBPyType) -> str | None:
     """One JSON value per value (DuckDB's to_json): numbers, decimals and huge integers exact;
     timestamps, intervals, UUIDs as strings; BLOB as a hex string; NaN/±inf as strings."""
@@ -412,13 +427,15 @@ def query_text(
     params: list | None = None,
     *,
     as_json: bool = False,
+    rounded: bool = False,
     timeout_s: float | None = None,
     allowed_directories: Iterable[Path | str] = (),
 ) -> pl.DataFrame:
     """The result for printing, every column a string: DuckDB's text of each value (nested
     values as JSON, BLOB as lowercase hex), or with ``as_json`` each value's JSON (see
-    `json_document`). NULL stays null. Same checks, limits and errors as `query`."""
-    shape = _as_json if as_json else _as_text
+    `json_document`). ``rounded`` rounds FLOAT/DOUBLE text for a table a person reads (CSV and
+    JSON keep every digit). NULL stays null. Same checks, limits and errors as `query`."""
+    shape = _as_json if as_json else _as_rounded_text if rounded else _as_text
     return _execute(lake, sql, params, timeout_s, allowed_directories, shape)
 
 
