@@ -67,6 +67,7 @@ def build_deployments(specs: list[dict], *, activate: bool = False) -> list:
                 parameters=spec.get("parameters") or {},
                 schedules=schedules,
                 concurrency_limit=spec.get("concurrency_limit"),
+                tags=spec.get("tags") or [],
             )
         )
     return out

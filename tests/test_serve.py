@@ -55,6 +55,18 @@ def test_dates_and_numbers_render_as_typed_form_fields():
     assert compaction["min_files"]["type"] == "integer"
 
 
+def test_every_form_field_has_a_description_and_every_deployment_tags():
+    """The `Args:` of each flow's docstring become the run form's help texts; tags filter the
+    UI's lists (an area and a cadence)."""
+    specs = deployment_specs()
+    for d, s in zip(build_deployments(specs), specs, strict=True):
+        props = d._parameter_openapi_schema.model_dump()["properties"]
+        assert props, d.name
+        for name, field in props.items():
+            assert len(field.get("description") or "") > 10, f"{d.name}.{name}"
+        assert d.tags == s["tags"] and "ifd" in d.tags and len(d.tags) >= 3, d.name
+
+
 def _clean_env(tmp_path) -> dict[str, str]:
     """This machine's environment without the developer's PREFECT_* (a personal API URL must not
     be reused) and with a private PREFECT_HOME and data root."""
