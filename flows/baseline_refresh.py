@@ -11,13 +11,23 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import State
 
 from flows.calendar_gate import no_session, skipped, today_ny
+from flows.run_names import run_name
 from flows.settings import flow_settings
 
 
-@flow(name="baseline_refresh", log_prints=True)
+@flow(
+    name="baseline_refresh",
+    log_prints=True,
+    flow_run_name=run_name(lambda p: f"baselines-{p['trade_date'] or 'tonight'}"),
+)
 def baseline_refresh(trade_date: dt.date | None = None) -> dict | State:
     """Baselines for `trade_date` (default: the session that opens this evening, i.e. the
-    next calendar day's, skipped when that day has no session)."""
+    next calendar day's, skipped when that day has no session).
+
+    Args:
+        trade_date: Session whose 20-session baselines are computed and stored. Empty: the
+            session that opens this evening (tomorrow's date), skipped on a holiday.
+    """
     from jobs.detect import refresh_baselines
     from warehouse.lake import Lake
     from warehouse.migrations import ensure_migrated

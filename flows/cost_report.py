@@ -15,14 +15,24 @@ import datetime as dt
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
+from flows.run_names import run_name
 from flows.settings import flow_settings
 
 KEY = "cost-report"
 
 
-@flow(name="cost_report", log_prints=True)
+@flow(
+    name="cost_report",
+    log_prints=True,
+    flow_run_name=run_name(lambda p: f"cost-report-{p['day'] or 'today'}"),
+)
 def cost_report(day: str | None = None) -> dict:
-    """Book subscriptions through ``day`` (ISO date, default today in UTC), report its month."""
+    """Book subscriptions through ``day`` (ISO date, default today in UTC), report its month.
+
+    Args:
+        day: Last day booked and reported, as YYYY-MM-DD (its month is the report's). Empty:
+            today in UTC, the ledger's calendar.
+    """
     from ifd_core.ops.costs import NO_PRICES
     from jobs.cost_report import month_to_date, summary_lines
     from reports.cost import write_cost_report

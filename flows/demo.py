@@ -22,6 +22,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.prefect_api import PrefectApi, ensure_prefect_api
+from flows.retries import SAFE_RETRY
+from flows.run_names import run_name
 from flows.settings import flow_settings
 
 
@@ -49,7 +52,7 @@ def simulate(sim_dir: str, days: int, seed: int, scale: float) -> dict:
     }
 
 
-@task(name="evaluate-against-ground-truth", cache_policy=NO_CACHE)
+@task(name="evaluate-against-ground-truth", cache_policy=NO_CACHE, **SAFE_RETRY)  # reads only
 def evaluate_days(data_dir: str, days: list[dt.date], truth_path: str) -> list[dict]:
     """Each algorithm's stored signals on the flow days against what the simulator planted, and
     how many of the flows it found were informed (the truth a verdict should reflect)."""
@@ -106,11 +109,21 @@ def evaluate_days(data_dir: str, days: list[dt.date], truth_path: str) -> list[d
     return rows
 
 
-@flow(name="demo", log_prints=True)
+@flow(
+    name="demo",
+    log_prints=True,
+    flow_run_name=run_name(lambda p: f"demo-seed{p['seed']}-{p['days']}-days-scale{p['scale']:g}"),
+)
 def demo(days: int = 30, seed: int = 7, scale: float = 0.3) -> dict:
     """The whole story on SYNTHETIC data, each step the flow its deployment runs: flows are
     planted on every session after the 20-session warm-up, each of those sessions is detected,
-    and the backtest, the A/B test and the extended test judge them."""
+    and the backtest, the A/B test and the extended test judge them.
+
+    Args:
+        days: Trading days to simulate (SYNTHETIC): 20 warm-up sessions, flows on the rest.
+        seed: Simulator seed (the same seed, the same market).
+        scale: Simulator activity multiplier.
+    """
     from flows.baseline_refresh import baseline_refresh
     from flows.cost_report import cost_report
     from flows.detection import detection
@@ -180,6 +193,7 @@ class DemoRun:
     message: str | None
     result: dict | None
     seconds: float
+    api: PrefectApi
 
     @property
     def completed(self) -> bool:
@@ -187,12 +201,14 @@ class DemoRun:
 
 
 def run_demo_flow(days: int, seed: int, scale: float) -> DemoRun:
-    """Run the `demo` flow in this process and time it (the temporary Prefect server included)."""
+    """Run the `demo` flow in this process and time it (the temporary Prefect server included).
+    Raises :class:`~flows.prefect_api.PrefectUnavailable` when there is no API to run it on."""
     # The temporary server inherits this: no telemetry (offline machines; it also raced the
     # first run for the SQLite database).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     logging.getLogger("prefect.task_runs").setLevel(logging.WARNING)  # one line per file is enough
     t0 = time.perf_counter()
+    api = ensure_prefect_api()
     state = demo(days=days, seed=seed, scale=scale, return_state=True)
     result = state.result() if state.is_completed() else None
-    return DemoRun(state.name, state.message, result, time.perf_counter() - t0)
+    return DemoRun(state.name, state.message, result, time.perf_counter() - t0, api)

@@ -17,6 +17,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.states import State
 
 from flows.calendar_gate import skip_scheduled_holiday
+from flows.run_names import run_name
 from flows.settings import flow_settings
 from flows.trading_reports import artifact_rows
 
@@ -29,13 +30,23 @@ def last_mbo_date(lake) -> dt.date | None:
     return lake.scan("mbo").select(pl.col("date").max()).collect().item()
 
 
-@flow(name="detection", log_prints=True)
+@flow(
+    name="detection",
+    log_prints=True,
+    flow_run_name=run_name(lambda p: f"detection-{p['day'] or 'latest'}-{p['algo']}"),
+)
 def detection(
     day: dt.date | None = None,
     algo: Literal["both", "v3", "v1"] = "both",
 ) -> dict | State:
     """Detect on `day` (default: the last date with MBO data in the lake) with `algo`, write the
-    detection report and publish the summary, the signals table and the report link."""
+    detection report and publish the summary, the signals table and the report link.
+
+    Args:
+        day: Trade date to detect on. Empty: the last date with MBO data in the lake.
+        algo: Detector: v3 (pressure against 20-session baselines), v1 (the simpler rules), or
+            both side by side.
+    """
     from jobs.detect import detect_day
     from reports.detection import day_origins, day_signals, write_detection_report
     from warehouse.lake import Lake

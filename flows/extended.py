@@ -10,17 +10,35 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 
 from flows.calendar_gate import skip_scheduled_holiday
+from flows.run_names import run_name, span
 from flows.settings import flow_settings
 from flows.trading_reports import publish
 
 
-@flow(name="extended_test", log_prints=True)
+@flow(
+    name="extended_test",
+    log_prints=True,
+    flow_run_name=run_name(
+        lambda p: (
+            f"extended-{p['realtime_test_id']}"
+            if p["realtime_test_id"]
+            else f"extended-{span(p['start'], p['end'], 'last-sessions')}"
+        )
+    ),
+)
 def extended_test(
     start: dt.date | None = None,
     end: dt.date | None = None,
     realtime_test_id: str | None = None,
 ) -> dict | State:
-    """PASS / FAIL(reasons) / INCONCLUSIVE(reasons) for v3 against the configured criteria."""
+    """PASS / FAIL(reasons) / INCONCLUSIVE(reasons) for v3 against the configured criteria.
+
+    Args:
+        start: First session of a replayed test. Empty (with end): the last 10 stored sessions.
+        end: Last session of a replayed test. Empty: the latest stored session.
+        realtime_test_id: A real-time test to extend with the newest session (each evening);
+            empty for a replay.
+    """
     from jobs.extended import run_extended
     from reports.trading import write_extended_report
     from warehouse.lake import Lake

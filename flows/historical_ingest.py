@@ -18,6 +18,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
 from flows.calendar_gate import no_session, skipped, today_ny
+from flows.retries import SAFE_RETRY
+from flows.run_names import run_name
 from flows.settings import flow_settings
 
 
@@ -31,7 +33,12 @@ def day_files(source_dir: Path, day: dt.date) -> list[Path]:
     return sorted(p for p in source_dir.glob(stem + "*") if p.name.endswith((".dbn", ".dbn.zst")))
 
 
-@task(name="ingest-file", cache_policy=NO_CACHE, task_run_name="ingest {path.name}")
+@task(
+    name="ingest-file",
+    cache_policy=NO_CACHE,
+    task_run_name="ingest {path.name}",
+    **SAFE_RETRY,  # a loaded file adds nothing the second time (flows/retries.py)
+)
 def ingest_file(path: Path, data_dir: str, origin: str | None) -> dict:
     from ifd_core.marketdata.dbn_files import DecodeLimits
     from warehouse.ingest import ingest_files
@@ -55,7 +62,17 @@ def ingest_file(path: Path, data_dir: str, origin: str | None) -> dict:
     }
 
 
-@flow(name="historical_ingest", log_prints=True)
+@flow(
+    name="historical_ingest",
+    log_prints=True,
+    flow_run_name=run_name(
+        lambda p: (
+            f"ingest-{len(p['paths'])}-files"
+            if p["paths"]
+            else f"ingest-{p['trade_date'] or 'today'}"
+        )
+    ),
+)
 def historical_ingest(
     paths: list[str] | None = None,
     trade_date: dt.date | None = None,
@@ -66,6 +83,15 @@ def historical_ingest(
 
     `source_dir` defaults to <data>/incoming, where `ifd fetch` downloads. Without either, the
     trade date is today's (New York), and a day without a CME session is skipped.
+
+    Args:
+        paths: DBN files to ingest (.dbn or .dbn.zst), definitions first whatever the order.
+            Empty: the files of trade_date.
+        trade_date: Trade date whose Databento-named files (glbx-mdp3-YYYYMMDD.*) are taken
+            from source_dir. Empty: today in New York.
+        source_dir: Folder holding the day's files. Empty: <data>/incoming.
+        origin: Origin recorded on every row: synthetic, replay, historical, live or backfill.
+            Empty: synthetic for simulated files, else historical.
     """
     logger = get_run_logger()
     settings = flow_settings()

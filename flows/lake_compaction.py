@@ -7,13 +7,25 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.run_names import run_name
 from flows.settings import flow_settings
 
 
-@flow(name="lake_compaction", log_prints=True)
+@flow(
+    name="lake_compaction",
+    log_prints=True,
+    flow_run_name=run_name(
+        lambda p: f"compaction-{p['min_files']}-files-{p['min_age_days']}-days-old"
+    ),
+)
 def lake_compaction(min_files: int = 8, min_age_days: int = 2) -> dict:
     """Merge each partition of the append-only tables that has at least `min_files` files and is
-    at least `min_age_days` old (never a date a live run has not finished)."""
+    at least `min_age_days` old (never a date a live run has not finished).
+
+    Args:
+        min_files: A date's partition is merged when it holds at least this many files.
+        min_age_days: Only dates at least this many days old are merged.
+    """
     from warehouse.compaction import compact_lake
     from warehouse.lake import Lake
     from warehouse.migrations import ensure_migrated

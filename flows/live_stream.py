@@ -17,6 +17,7 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.run_names import run_name
 from flows.settings import flow_settings
 from ifd_core.calendar import next_period
 from ifd_core.trading.halt import EmergencyStop
@@ -31,7 +32,11 @@ def session_to_stream(now_ns: int, policy: str, max_wait_s: float) -> tuple[dt.d
     return (period.trade_date, wait_s) if wait_s <= max_wait_s else None
 
 
-@flow(name="live_stream", log_prints=True)
+@flow(
+    name="live_stream",
+    log_prints=True,
+    flow_run_name=run_name(lambda p: f"live-{p['trade_date'] or 'next-session'}-{p['algo']}"),
+)
 def live_stream(
     gateway_host: str = "127.0.0.1",
     gateway_port: int = 13000,
@@ -47,7 +52,18 @@ def live_stream(
     gateway, or today's session from its start by intraday replay). Left empty, as the
     scheduled deployment leaves it, the run takes the session open now or opening within
     `max_wait_for_open_s` on the CME calendar, waits for its open, streams it to its close and
-    ends; when no session is that near (a holiday) it ends at once, saying so."""
+    ends; when no session is that near (a holiday) it ends at once, saying so.
+
+    Args:
+        gateway_host: Host of the Databento live gateway (or IFD's replay gateway).
+        gateway_port: Port of that gateway.
+        trade_date: Session to stream from its start. Empty: the session open now or the next
+            one opening within max_wait_for_open_s.
+        exit_on_end: End the run when the gateway ends its session, instead of reconnecting
+            for the next one.
+        algo: Detector run on the stream: v3, v1, or both.
+        max_wait_for_open_s: Longest wait, in seconds, for the next session's open.
+    """
     from jobs.live.runner import LiveOptions, LiveRunner
     from jobs.rollout import decision_markdown
     from warehouse.lake import Lake

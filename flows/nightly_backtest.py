@@ -9,18 +9,31 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 
 from flows.calendar_gate import skip_scheduled_holiday
+from flows.run_names import run_name, span
 from flows.settings import flow_settings
 from flows.trading_reports import publish
 
 
-@flow(name="nightly_backtest", log_prints=True)
+@flow(
+    name="nightly_backtest",
+    log_prints=True,
+    flow_run_name=run_name(
+        lambda p: f"backtest-{span(p['start'], p['end'], 'last-' + str(p['sessions']))}"
+    ),
+)
 def nightly_backtest(
     sessions: int = 20,
     start: dt.date | None = None,
     end: dt.date | None = None,
 ) -> dict | State:
     """Backtest v3 and v1 (default: the last `sessions` stored sessions) and run the A/B test on
-    the same days; publishes metrics, Monte Carlo, the A/B verdict and the report links."""
+    the same days; publishes metrics, Monte Carlo, the A/B verdict and the report links.
+
+    Args:
+        sessions: How many sessions (the last ones up to end) to backtest when start is empty.
+        start: First session backtested (then every stored session from it to end).
+        end: Last session backtested. Empty: the latest stored session.
+    """
     from jobs.ab import run_ab
     from jobs.backtest import metrics_of, trading_days
     from reports.trading import write_ab_report, write_backtest_report

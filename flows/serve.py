@@ -6,6 +6,10 @@ deployment of ``prefect.yaml`` served from this process (``prefect.serve``: each
 own subprocess). ``prefect.yaml`` stays the single source of the deployments: names, entrypoints,
 parameters, schedules (inactive unless ``activate``), concurrency limits.
 
+The UI is told where its API is (``PREFECT_SERVER_UI_API_URL``): Prefect otherwise derives it
+from ``PREFECT_SERVER_API_PORT``, not from ``--port``, and a UI on any other port showed "Can't
+connect to Server API" (docs/operations.md, "Prefect deployments and `ifd serve`").
+
 Scale-out is not this command: it is more workers on more machines over the same work pool and a
 shared lake (README "Prefect cockpit").
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import signal
 import subprocess
@@ -62,9 +67,48 @@ def build_deployments(specs: list[dict], *, activate: bool = False) -> list:
                 parameters=spec.get("parameters") or {},
                 schedules=schedules,
                 concurrency_limit=spec.get("concurrency_limit"),
+                tags=spec.get("tags") or [],
             )
         )
     return out
+
+
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+
+
+def default_address() -> tuple[str, int]:
+    """Where ``ifd serve`` listens without options: Prefect's own server settings
+    (``PREFECT_SERVER_API_HOST`` / ``PREFECT_SERVER_API_PORT``, 127.0.0.1:4200 by default)."""
+    from prefect.settings import get_current_settings
+
+    api = get_current_settings().server.api
+    return api.host, api.port
+
+
+def browser_url(host: str, port: int) -> str:
+    """The base URL a browser on this machine opens for a server listening on ``host:port`` (a
+    wildcard address is reached through the loopback: browsers refuse 0.0.0.0)."""
+    h = "127.0.0.1" if host in WILDCARD_HOSTS else host
+    return f"http://[{h}]:{port}" if ":" in h else f"http://{h}:{port}"
+
+
+def ui_api_url(api_url: str) -> str:
+    """The API URL the started server hands its UI: a configured ``PREFECT_UI_API_URL`` (a
+    reverse proxy, a remote viewer) wins; otherwise the API of the server being started."""
+    from prefect.settings import get_current_settings
+
+    ui = get_current_settings().server.ui
+    return ui.api_url if "api_url" in ui.model_fields_set and ui.api_url else api_url
+
+
+def ui_settings(ui_url: str, timeout: float = 5.0) -> dict | None:
+    """What the server tells its UI (``GET /ui-settings``: the API URL the pages call), or None
+    when the server serves no UI there."""
+    try:
+        with urllib.request.urlopen(f"{ui_url.rstrip('/')}/ui-settings", timeout=timeout) as r:
+            return json.loads(r.read())
+    except (OSError, ValueError):
+        return None
 
 
 def api_healthy(url: str, timeout: float = 2.0) -> bool:
@@ -86,12 +130,19 @@ def prefect_server(
         say(f"using the Prefect server at {existing}")
         yield existing
         return
-    url = f"http://{host}:{port}/api"
+    url = f"{browser_url(host, port)}/api"
     if api_healthy(url):
         say(f"using the Prefect server already running at {url}")
         yield url
         return
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {
+        **os.environ,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # The UI's API URL defaults to PREFECT_API_URL, else these two, never to --port.
+        "PREFECT_SERVER_API_HOST": host,
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_SERVER_UI_API_URL": ui_api_url(url),
+    }
     env.pop("PREFECT_API_URL", None)
     log = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")) / "ifd-serve-server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -134,14 +185,18 @@ def prefect_server(
 
 
 def serve(
-    host: str = "127.0.0.1",
-    port: int = 4200,
+    host: str | None = None,
+    port: int | None = None,
     *,
     activate: bool = False,
     limit: int = 4,
     say: Callable[[str], None] = print,
 ) -> None:
-    """Start (or reuse) the server, then serve every deployment until interrupted."""
+    """Start (or reuse) the server, then serve every deployment until interrupted. ``host`` and
+    ``port`` default to Prefect's server settings (:func:`default_address`)."""
+    default_host, default_port = default_address()
+    host = default_host if host is None else host
+    port = default_port if port is None else port
     os.environ.setdefault("IFD_REPO_DIR", str(REPO))
     from prefect import serve as prefect_serve
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -157,4 +212,10 @@ def serve(
         ui = url.removesuffix("/api")
         state = "active" if activate else "inactive (activate them in the UI, or --activate)"
         say(f"{len(deployments)} deployments served; schedules {state}; UI: {ui}")
+        told = (ui_settings(ui) or {}).get("api_url")
+        if told and told.rstrip("/") != url.rstrip("/"):
+            say(
+                f"note: this server's UI calls its API at {told}, not {url}; if its pages say "
+                '"Can\'t connect", set PREFECT_UI_API_URL to an address browsers reach'
+            )
         prefect_serve(*deployments, limit=limit, print_starting_message=False)

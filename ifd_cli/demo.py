@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from ifd_cli.common import load_settings, out, print_frame
+from ifd_cli.common import EXIT_SERVICE, fail, load_settings, out, print_frame
 
 commands = typer.Typer()
 
@@ -31,6 +31,7 @@ def demo(
 def run_demo(settings, *, days: int, seed: int, scale: float) -> int:
     """The `demo` flow, then what landed, the signals and where to look; the exit code."""
     from flows.demo import report_paths, run_demo_flow
+    from flows.prefect_api import PrefectUnavailable
     from warehouse.lake import Lake
     from warehouse.sql import query
 
@@ -40,7 +41,10 @@ def run_demo(settings, *, days: int, seed: int, scale: float) -> int:
         "temporary Prefect server (about 15 s).",
         highlight=False,
     )
-    run = run_demo_flow(days, seed, scale)
+    try:
+        run = run_demo_flow(days, seed, scale)
+    except PrefectUnavailable as exc:
+        raise fail(str(exc), EXIT_SERVICE) from None
     if not run.completed:
         out.print(f"[red]the demo flow ended {run.state}[/]: {run.message}")
         return 1
@@ -74,12 +78,23 @@ def run_demo(settings, *, days: int, seed: int, scale: float) -> int:
         out.print(f"{k + ':':<22} {v}", highlight=False)
     out.print(
         f'\nSQL: uv run ifd sql "SELECT algo, raw_symbol, direction, view, confidence, label '
-        f"FROM signals_with_outcomes WHERE date = DATE '{day}'\"\n"
-        "UI:  uv run ifd serve   then open http://127.0.0.1:4200 (the demo's runs, artifacts and "
-        "reports are there)",
+        f"FROM signals_with_outcomes WHERE date = DATE '{day}'\"\n{ui_hint(run.api)}",
         highlight=False,
     )
     return 0
+
+
+def ui_hint(api) -> str:
+    """Where the demo's runs are seen: the server it ran on, or, after Prefect's temporary server
+    (gone with this process, its database kept), the URL `ifd serve` serves with its defaults."""
+    from flows.serve import browser_url, default_address
+
+    if not api.temporary:
+        return f"UI:  {api.url.removesuffix('/api')} (the demo's runs, artifacts and reports)"
+    return (
+        f"UI:  uv run ifd serve   then open {browser_url(*default_address())} (the demo's runs, "
+        "artifacts and reports are there)"
+    )
 
 
 def _print_verdicts(result: dict) -> None:

@@ -69,8 +69,21 @@ def repair(
 
 @commands.command()
 def serve(
-    port: Annotated[int, typer.Option(help="Port of the Prefect server (UI and API).")] = 4200,
-    host: Annotated[str, typer.Option(help="Address the server listens on.")] = "127.0.0.1",
+    port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Port of the Prefect server (UI and API). Default: PREFECT_SERVER_API_PORT, "
+            "else 4200.",
+        ),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Address the server listens on. Default: PREFECT_SERVER_API_HOST, else 127.0.0.1."
+        ),
+    ] = None,
     activate: Annotated[
         bool, typer.Option(help="Activate every schedule (prefect.yaml keeps them inactive).")
     ] = False,
@@ -80,7 +93,9 @@ def serve(
 
     Starts a Prefect server (or reuses the one at PREFECT_API_URL / host:port) and serves all
     deployments from this process until Ctrl-C; each flow run is its own subprocess. Open the UI
-    at http://HOST:PORT. For several machines use a work pool and workers (README).
+    at the URL it prints (http://HOST:PORT). Browsers on other machines need
+    PREFECT_UI_API_URL=http://<address they reach>:PORT/api. For several machines use a work
+    pool and workers (README).
     """
     from flows.serve import serve as run_serve
 

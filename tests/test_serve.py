@@ -4,6 +4,8 @@ inactive unless asked, typed parameters that the UI renders as a form."""
 
 from __future__ import annotations
 
+import pytest
+
 from flows.serve import build_deployments, deployment_specs, load_flow
 
 EXPECTED = {
@@ -51,3 +53,69 @@ def test_dates_and_numbers_render_as_typed_form_fields():
     assert "date" in str(refresh["trade_date"])
     compaction = parameter_schema(flows["lake-compaction"].fn).model_dump()["properties"]
     assert compaction["min_files"]["type"] == "integer"
+
+
+def test_every_form_field_has_a_description_and_every_deployment_tags():
+    """The `Args:` of each flow's docstring become the run form's help texts; tags filter the
+    UI's lists (an area and a cadence)."""
+    specs = deployment_specs()
+    for d, s in zip(build_deployments(specs), specs, strict=True):
+        props = d._parameter_openapi_schema.model_dump()["properties"]
+        assert props, d.name
+        for name, field in props.items():
+            assert len(field.get("description") or "") > 10, f"{d.name}.{name}"
+        assert d.tags == s["tags"] and "ifd" in d.tags and len(d.tags) >= 3, d.name
+
+
+def _clean_env(tmp_path) -> dict[str, str]:
+    """This machine's environment without the developer's PREFECT_* (a personal API URL must not
+    be reused) and with a private PREFECT_HOME and data root."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    env["IFD_WAREHOUSE__DATA_DIR"] = os.environ["IFD_WAREHOUSE__DATA_DIR"]
+    return env
+
+
+@pytest.mark.timeout(300)
+def test_ifd_serve_on_any_port_gives_a_ui_that_calls_that_port(tmp_path):
+    """The UI fetches /ui-settings for its API URL; with `--port N` that must be port N (it was
+    Prefect's default 4200: "Can't connect to Server API"), and the printed hint names it."""
+    import json
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from flows.serve import api_healthy
+    from tests.fixtures.prefect_stack import free_port, stop_process_tree
+
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ifd_cli.app", "serve", "--port", str(port)],
+            env=_clean_env(tmp_path),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while "deployments served" not in log.read_text():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        assert api_healthy(f"{base}/api")
+        with urllib.request.urlopen(f"{base}/ui-settings", timeout=10) as r:
+            told = json.loads(r.read())
+        assert told["api_url"] == f"{base}/api"
+        printed = log.read_text()
+        assert f"UI: {base}" in printed
+        assert "note:" not in printed  # no mismatch between the UI's API and the served one
+        assert ":4200" not in printed
+    finally:
+        stop_process_tree(proc, grace=30)
