@@ -190,6 +190,21 @@ def test_bootstrap_deterministic_and_covers_true_difference():
     assert high - low == pytest.approx(2 * 1.96 * math.sqrt(38.5 / 20), rel=0.1)
 
 
+def test_bootstrap_resamples_whole_days_with_the_percentile_method():
+    # The same interval computed by hand: n days drawn with replacement from default_rng(seed)
+    # (one index per day, so a day's two arms stay together), the mean of each resample, and the
+    # 2.5th / 97.5th percentiles. A change of method (scipy's default BCa) or of resampling unit
+    # fails here.
+    a = np.array([120.0, -40.0, 15.0, 300.0, -220.0, 5.0, 60.0, -10.0, 45.0, 90.0])
+    b = np.array([100.0, -60.0, 40.0, 150.0, -200.0, 0.0, 20.0, -30.0, 50.0, 10.0])
+    d = a - b
+    idx = np.random.default_rng(3).integers(0, d.size, size=(2_000, d.size))
+    low, high = np.percentile(d[idx].mean(axis=1), [2.5, 97.5])
+    point, got_low, got_high = bootstrap_diff_ci(a, b, resamples=2_000, seed=3)
+    assert point == pytest.approx(d.mean())
+    assert (got_low, got_high) == pytest.approx((low, high), rel=1e-12)
+
+
 def test_bootstrap_constant_difference_and_short_series():
     assert bootstrap_diff_ci([3.0, 4.0, 5.0], [1.0, 2.0, 3.0], resamples=100) == (2.0, 2.0, 2.0)
     assert bootstrap_diff_ci([1.0], [0.0]) is None

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from databento_dbn import SType, SymbolMappingMsg, SystemCode, SystemMsg
 
+from ifd_core.marketdata.dbn_files import RTYPE_SCHEMA
 from ifd_core.marketdata.dbn_stream import DbnStreamError, parse_records, ts_recv_of
 from ifd_core.marketdata.live_source import LiveParams, LiveSource, Subscription
 from ifd_core.marketdata.record_source import FileReplaySource, RecordBatch
@@ -61,6 +62,30 @@ def test_control_records_are_decoded_not_mixed_with_data(stream):
     assert [len(b) for b in parsed.batches] == [3]
     kinds = [(c.kind, c.text or c.symbol_out) for c in parsed.control]
     assert kinds == [("system", "Heartbeat"), ("symbol_mapping", "NQM6 C20000")]
+
+
+def test_the_rtype_table_from_databento_dbn_matches_the_dbn_record_types():
+    # The table is built from databento_dbn.RType; the DBN spec's record-type bytes, written out
+    # here independently, catch a library change or a schema dropped from the list.
+    assert RTYPE_SCHEMA == {
+        0xA0: "mbo",
+        0x00: "trades",
+        0x01: "mbp-1",  # tbbo shares the MBP-1 record type; mbp-1 names it
+        0x0A: "mbp-10",
+        0xC3: "bbo-1s",
+        0xC4: "bbo-1m",
+        0x20: "ohlcv-1s",
+        0x21: "ohlcv-1m",
+        0x22: "ohlcv-1h",
+        0x23: "ohlcv-1d",
+        0x24: "ohlcv-eod",
+        0x13: "definition",
+        0x18: "statistics",
+        0x12: "status",
+        0x16: "symbol_mapping",
+        0x15: "error",
+        0x17: "system",
+    }
 
 
 def test_a_zero_length_record_is_an_error():

@@ -27,6 +27,7 @@ from databento.common.constants import (
     SCHEMA_STRUCT_MAP_V1,
     SCHEMA_STRUCT_MAP_V2,
 )
+from databento_dbn import RType, Schema
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZSTD_SKIPPABLE = range(0x184D2A50, 0x184D2A60)
@@ -51,27 +52,43 @@ SCHEMA_TABLE = {
     "statistics": "statistics",
     "status": "status",
 }
-# rtype → schema for files that mix schemas (live captures): the first schema of each rtype.
-RTYPE_SCHEMA = {
-    0xA0: "mbo",
-    0x00: "trades",
-    0x01: "mbp-1",
-    0x0A: "mbp-10",
-    0xC3: "bbo-1s",
-    0xC4: "bbo-1m",
-    0x20: "ohlcv-1s",
-    0x21: "ohlcv-1m",
-    0x22: "ohlcv-1h",
-    0x23: "ohlcv-1d",
-    0x24: "ohlcv-eod",
-    0x13: "definition",
-    0x18: "statistics",
-    0x12: "status",
-    0x16: "symbol_mapping",
-    0x15: "error",
-    0x17: "system",
+# rtype → schema for files that mix schemas (live captures). The record types come from
+# databento_dbn (``RType.from_schema``), not a hand-kept hex table; where two schemas share a
+# record type (tbbo and mbp-1 are both MBP-1 records) the first listed here names it.
+_MIXED_SCHEMAS = (
+    "mbo",
+    "trades",
+    "mbp-1",
+    "mbp-10",
+    "bbo-1s",
+    "bbo-1m",
+    "ohlcv-1s",
+    "ohlcv-1m",
+    "ohlcv-1h",
+    "ohlcv-1d",
+    "ohlcv-eod",
+    "definition",
+    "statistics",
+    "status",
+)
+_CONTROL_RTYPES = {
+    RType.SYMBOL_MAPPING: "symbol_mapping",
+    RType.ERROR: "error",
+    RType.SYSTEM: "system",
 }
-_CONTROL_SCHEMAS = {"symbol_mapping", "error", "system"}
+
+
+def _rtype_table() -> dict[int, str]:
+    table: dict[int, str] = {}
+    for schema in _MIXED_SCHEMAS:
+        table.setdefault(int(RType.from_schema(Schema.from_str(schema)).value), schema)
+    for rtype, name in _CONTROL_RTYPES.items():
+        table[int(rtype.value)] = name
+    return table
+
+
+RTYPE_SCHEMA = _rtype_table()
+_CONTROL_SCHEMAS = set(_CONTROL_RTYPES.values())
 _CHUNK = 1_000_000
 
 

@@ -15,18 +15,22 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 from databento.common.constants import SCHEMA_STRUCT_MAP
-from databento_dbn import ErrorMsg, SymbolMappingMsg, SystemMsg
+from databento_dbn import ErrorMsg, RType, SymbolMappingMsg, SystemCode, SystemMsg
 
 from ifd_core.marketdata.dbn_files import RTYPE_SCHEMA
 from ifd_core.marketdata.record_source import RecordBatch
 
+_RTYPE_SYMBOL_MAPPING = int(RType.SYMBOL_MAPPING.value)
+_RTYPE_SYSTEM = int(RType.SYSTEM.value)
 CONTROL_DTYPES = {
-    0x16: np.dtype(SymbolMappingMsg._dtypes),
-    0x17: np.dtype(SystemMsg._dtypes),
-    0x15: np.dtype(ErrorMsg._dtypes),
+    _RTYPE_SYMBOL_MAPPING: np.dtype(SymbolMappingMsg._dtypes),
+    _RTYPE_SYSTEM: np.dtype(SystemMsg._dtypes),
+    int(RType.ERROR.value): np.dtype(ErrorMsg._dtypes),
 }
-# SystemMsg codes (databento_dbn.SystemCode) the live path acts on.
-SYSTEM_HEARTBEAT, SYSTEM_REPLAY_COMPLETED, SYSTEM_END_OF_INTERVAL = 0, 3, 4
+# SystemMsg codes the live path acts on.
+SYSTEM_HEARTBEAT = int(SystemCode.HEARTBEAT.value)
+SYSTEM_REPLAY_COMPLETED = int(SystemCode.REPLAY_COMPLETED.value)
+SYSTEM_END_OF_INTERVAL = int(SystemCode.END_OF_INTERVAL.value)
 # What the replay gateway says (an END_OF_INTERVAL system message) when a stored session has been
 # served to its end; a live consumer run with --exit-on-end stops on it.
 END_OF_SESSION_MSG = "ifd-replay: end of session"
@@ -124,7 +128,7 @@ def parse_records(buf: bytes | bytearray | memoryview, origin: str) -> ParsedChu
 def _control(rtype: int, rec: np.ndarray) -> ControlRecord:
     r = rec[0]
     base = {"ts_event": int(r["ts_event"]), "instrument_id": int(r["instrument_id"])}
-    if rtype == 0x16:
+    if rtype == _RTYPE_SYMBOL_MAPPING:
         return ControlRecord(
             "symbol_mapping",
             text="",
@@ -132,7 +136,7 @@ def _control(rtype: int, rec: np.ndarray) -> ControlRecord:
             symbol_out=_text(r["stype_out_symbol"]),
             **base,
         )
-    if rtype == 0x17:
+    if rtype == _RTYPE_SYSTEM:
         return ControlRecord("system", text=_text(r["msg"]), code=int(r["code"]), **base)
     return ControlRecord("error", text=_text(r["err"]), code=int(r["code"]), **base)
 

@@ -18,7 +18,7 @@ import numpy as np
 
 MBO_DTYPE = np.dtype(dbn.MBOMsg._dtypes)
 MBO_LENGTH_WORDS = MBO_DTYPE.itemsize // 4
-RTYPE_MBO = 0xA0
+RTYPE_MBO = int(dbn.RType.MBO.value)
 PUBLISHER_GLBX = 1
 F_LAST = int(dbn.F_LAST)
 F_SNAPSHOT = int(dbn.F_SNAPSHOT)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy.stats import fisher_exact, norm
+from scipy.stats import bootstrap, fisher_exact, norm
 
 from ifd_core.trading.metrics import AccuracyStats, wilson_interval
 from ifd_core.units import NS
@@ -194,23 +194,31 @@ def bootstrap_diff_ci(
     """Percentile bootstrap of the mean per-day P&L difference ``a − b``, resampling days.
 
     Days are paired (both arms traded the same sessions), so the per-day difference is resampled,
-    which removes the common market component from the noise. Returns ``(point, low, high)``;
-    ``None`` with fewer than 2 days (no variability to resample).
+    which removes the common market component from the noise. ``scipy.stats.bootstrap`` draws the
+    resamples from ``numpy.random.default_rng(seed)`` (same seed, same interval). Percentile, not
+    scipy's default BCa: it is the method docs/algorithms.md §14 and the rollout gate (§16) are
+    stated in, and BCa is undefined (NaN) when every day has the same difference. BCa covers
+    better on skewed P&L; switching would move stored verdicts and needs a docs change. Returns
+    ``(point, low, high)``; ``None`` with fewer than 2 days (no variability to resample).
     """
     x = np.asarray(daily_a, dtype=np.float64)
     y = np.asarray(daily_b, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:
         raise ValueError(f"paired daily series must have equal length, got {x.size} and {y.size}")
-    n = x.size
-    if n < 2:
+    if x.size < 2:
         return None
     d = x - y
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(resamples, n))
-    means = d[idx].mean(axis=1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(d.mean()), float(low), float(high)
+    res = bootstrap(
+        (d,),
+        np.mean,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=True,
+        rng=np.random.default_rng(seed),
+    )
+    ci = res.confidence_interval
+    return float(d.mean()), float(ci.low), float(ci.high)
 
 
 def required_per_arm(
