@@ -1,11 +1,16 @@
 """The settings a flow run uses, with IFD's loggers set to their ``log_level``.
 
 Each flow run is its own process under ``ifd serve``, so the CLI's logging setup does not reach
-it; every flow takes its settings from here instead of ``get_settings`` directly.
+it; every flow takes its settings from here instead of ``get_settings`` directly. Here too a
+remote worker's missing Databento key or IB connection is read from Prefect Secret blocks
+(flows/secrets.py), and the alert rows the run stores become Prefect events that the
+notification automations watch (flows/notifications.py; docs/operations.md §Notifications).
 """
 
 from __future__ import annotations
 
+from flows.notifications import install_alert_events
+from flows.secrets import apply_secret_blocks
 from ifd_core.logs import configure_logging
 from ifd_core.settings import Settings, get_settings
 
@@ -13,4 +18,6 @@ from ifd_core.settings import Settings, get_settings
 def flow_settings() -> Settings:
     settings = get_settings()
     configure_logging(settings.log_level)
+    apply_secret_blocks(settings)
+    install_alert_events()
     return settings

@@ -15,7 +15,20 @@ from typing import Annotated
 
 import typer
 
-from ifd_cli import config, cost, data, demo, detect, ib, live, ops, research, rollout
+from ifd_cli import (
+    config,
+    cost,
+    data,
+    demo,
+    detect,
+    ib,
+    live,
+    notify,
+    ops,
+    research,
+    rollout,
+    secret_blocks,
+)
 from ifd_cli.common import (  # re-exported: the exit codes are part of the command's contract
     EXIT_BROKEN_PIPE,
     EXIT_BUDGET,
@@ -95,6 +108,8 @@ app.add_typer(config.commands, name="config")
 app.add_typer(cost.commands, name="cost")
 app.add_typer(rollout.commands, name="rollout")
 app.add_typer(ib.commands, name="ib")
+app.add_typer(notify.commands, name="notify")
+app.add_typer(secret_blocks.commands, name="secrets")
 
 
 def main() -> None:

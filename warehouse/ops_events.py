@@ -8,8 +8,9 @@ flow, a CLI command) can write them at the same time without a lock.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import polars as pl
 
@@ -19,6 +20,35 @@ from ifd_core.settings import Settings
 from warehouse.lake import Lake
 from warehouse.migrations import ensure_migrated
 from warehouse.tables import TABLES
+
+log = logging.getLogger(__name__)
+
+AlertListener = Callable[[list[AlertEvent]], None]
+# Told of every alert row once it is stored. The flows layer adds the one that emits a Prefect
+# event per row (flows/notifications.py), so a person is notified of a FIRING critical alert
+# without the warehouse or the jobs importing Prefect (docs/operations.md §Notifications).
+_ALERT_LISTENERS: list[AlertListener] = []
+
+
+def add_alert_listener(listener: AlertListener) -> None:
+    """Call ``listener`` with the rows of each stored alert write (once per listener)."""
+    if listener not in _ALERT_LISTENERS:
+        _ALERT_LISTENERS.append(listener)
+
+
+def remove_alert_listener(listener: AlertListener) -> None:
+    if listener in _ALERT_LISTENERS:
+        _ALERT_LISTENERS.remove(listener)
+
+
+def _tell_listeners(events: list[AlertEvent]) -> None:
+    # A listener that fails must not lose the stored alert nor stop the caller (the live run):
+    # the row is already in the table; the failure is logged with its traceback.
+    for listener in list(_ALERT_LISTENERS):
+        try:
+            listener(events)
+        except Exception:
+            log.exception("alert listener %r failed; the alerts are stored", listener)
 
 
 def write_incident_rows(lake: Lake, rows: list[dict]) -> None:
@@ -109,6 +139,7 @@ class AlertStore:
             [e.row(self.run_id) for e in events], schema=TABLES["alerts"].pl_schema, orient="row"
         )
         self.lake.write("alerts", df, key=f"alerts-{uuid.uuid4().hex}")
+        _tell_listeners(events)
 
     def open_alerts(self) -> list[tuple[str, str, str]]:
         return self.book.firing()
