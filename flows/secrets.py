@@ -3,9 +3,9 @@
 A worker on another machine has no ``.env``; the Databento key and the IB connection can live on
 the Prefect server instead, as Secret blocks named below. Precedence, highest first:
 
-1. ``IFD_DATABENTO__API_KEY`` / ``IFD_IB__*`` in the environment,
+1. ``IFD_DATABENTO__API_KEY`` / ``IFD_IB__*`` from the environment, then from ``.env``,
 2. ``DATABENTO_API_KEY`` (the Databento SDK's own variable; the key only),
-3. the config files: ``.env``, then the profile (profiles may not hold the key),
+3. the profile (IB settings; profiles may not hold the key),
 4. the Secret block,
 5. the default.
 

@@ -95,3 +95,22 @@ def test_setup_refuses_a_url_that_is_not_http(url):
 
     result = CliRunner().invoke(app, ["notify", "setup", "--url", url])
     assert result.exit_code == 2 and "http://" in result.output
+
+
+def test_the_cli_offers_exactly_the_secret_blocks_flows_read():
+    from flows.secrets import BY_NAME
+    from ifd_cli.secret_blocks import SecretBlock
+
+    assert [b.value for b in SecretBlock] == list(BY_NAME)
+
+
+def test_no_block_is_read_without_an_api_or_for_a_setting_the_environment_gave(monkeypatch):
+    from flows.secrets import SECRET_SETTINGS, apply_secret_blocks, given_elsewhere
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert apply_secret_blocks(get_settings()) == []  # no API: nothing read, nothing changed
+    monkeypatch.setenv("DATABENTO_API_KEY", "db-sdk")
+    monkeypatch.setenv("IFD_IB__PORT", "7497")
+    s = get_settings()
+    given = {x.key for x in SECRET_SETTINGS if given_elsewhere(s, x)}
+    assert given == {"databento.api_key", "ib.port"}
