@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import sys
-from enum import StrEnum
+from enum import Enum, StrEnum
 
 import typer
 from rich.console import Console
@@ -127,8 +128,35 @@ def print_frame(df, fmt: str = "table", title: str | None = None) -> None:
         for c in df.columns:
             table.add_column(c, overflow="fold")
         for row in df.iter_rows():
-            table.add_row(*("" if v is None else str(v) for v in row))
+            table.add_row(*(format_cell(v) for v in row))
         out.print(table)
+
+
+def format_number(v: float) -> str:
+    """A float for a person: 6 significant digits, never fewer than 2 decimals (a price keeps
+    its cents), trailing zeros beyond those dropped — 0.796092, not 0.7960924868198468; 8181.00,
+    not 8181.000000000001. The rule `ifd sql` applies in DuckDB (warehouse/sql.py); JSON and CSV
+    keep full precision."""
+    if not math.isfinite(v):
+        return str(v)
+    if v == 0:
+        return "0.00"
+    decimals = min(15, max(2, 5 - math.floor(math.log10(abs(v)))))
+    text = f"{v:.{decimals}f}"
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
+
+
+def format_cell(v: object) -> str:
+    """One cell of a table the CLI prints: empty for null, floats by `format_number` (inside
+    lists too), anything else as its text."""
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return format_number(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(format_cell(x) for x in v) + "]"
+    return str(v)
 
 
 # Typed option values. Each is a typer ``parser``: a bad value raises typer.BadParameter, which
@@ -189,6 +217,49 @@ def require_databento_key(settings, needed_for: str) -> str:
             EXIT_USAGE,
         )
     return key
+
+
+def enum_choice(kind: type[Enum]):
+    """A typer ``parser`` for a choice among ``kind``'s values, with its own message.
+
+    Typer (0.29) validates an ``Enum`` annotation through pydantic, whose message leaks into the
+    usage error as "Value error, 'NOPE' is not one of ..."; this parser raises the same words
+    without the prefix. Pair it with ``metavar=choices_metavar(kind)`` so --help lists them.
+    """
+    values = [m.value for m in kind]
+
+    def parse(value: str | Enum) -> Enum:
+        if isinstance(value, kind):
+            return value
+        try:
+            return kind(value)
+        except ValueError:
+            listed = ", ".join(repr(v) for v in values)
+            raise typer.BadParameter(f"{value!r} is not one of {listed}") from None
+
+    return parse
+
+
+def choices_metavar(kind: type[Enum]) -> str:
+    """``[A|B|C]``: the choices of ``kind`` as --help shows them."""
+    return "[" + "|".join(str(m.value) for m in kind) + "]"
+
+
+def enum_completion(kind: type[Enum]):
+    """Shell completion for a choice option parsed by `enum_choice`."""
+    return lambda incomplete="": [str(m.value) for m in kind if str(m.value).startswith(incomplete)]
+
+
+def choice_option(kind: type[Enum], help: str, *names: str):
+    """A ``typer.Option`` choosing one of ``kind``'s values: listed in --help, completed by the
+    shell, refused with exit 2 and the choices (see `enum_choice`)."""
+    return typer.Option(
+        *names,
+        parser=enum_choice(kind),
+        metavar=choices_metavar(kind),
+        autocompletion=enum_completion(kind),
+        help=help,
+    )
 
 
 def parse_algos(algo: Algo | str) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from ifd_cli.common import (
     EXIT_USAGE,
     TIME_METAVAR,
     Algo,
+    choice_option,
     clock_time,
     fail,
     load_settings,
@@ -96,7 +97,7 @@ def detect(
         dt.date,
         typer.Option(parser=session_date, metavar=DATE_METAVAR, help="Trade date (a CME session)."),
     ],
-    algo: Annotated[Algo, typer.Option(help="Detectors to run.")] = Algo.v3,
+    algo: Annotated[Algo, choice_option(Algo, "Detectors to run.")] = Algo.v3,
     profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of signals.")] = False,
 ) -> None:
@@ -133,7 +134,7 @@ def detect(
 @commands.command()
 def evaluate(
     truth: Annotated[Path, typer.Option(help="ground_truth.json written by `ifd simulate`.")],
-    algo: Annotated[Algo, typer.Option(help="Detectors to score.")] = Algo.both,
+    algo: Annotated[Algo, choice_option(Algo, "Detectors to score.")] = Algo.both,
     profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the evaluation as JSON.")] = False,
 ) -> None:

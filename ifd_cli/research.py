@@ -15,6 +15,7 @@ from ifd_cli.common import (
     EXIT_USAGE,
     Algo,
     check_range,
+    choice_option,
     err,
     fail,
     iso_date,
@@ -93,7 +94,7 @@ def _metrics_view(metrics):
 def backtest(
     start: StartDate,
     end: EndDate,
-    algo: Annotated[Algo, typer.Option(help="Detectors to run.")] = Algo.both,
+    algo: Annotated[Algo, choice_option(Algo, "Detectors to run.")] = Algo.both,
     profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
     walk_forward: Annotated[
         bool, typer.Option("--walk-forward", help="Tune min confidence on rolling windows.")
