@@ -193,6 +193,22 @@ def evaluate(
             print_frame(pl.DataFrame(r["flows"]), title=f"planted flows — {r['algo']}")
 
 
+def underlying_symbol(lake, instrument_id: int, day) -> str:
+    """The future's symbol (``NQM6``) from its latest definition on or before ``day``; the
+    instrument id, said as such, when no definition names it."""
+    import polars as pl
+
+    defs = (
+        lake.scan("instruments")
+        .filter((pl.col("instrument_id") == instrument_id) & (pl.col("date") <= day))
+        .sort("date", "ts_recv")
+        .select("raw_symbol")
+        .collect()
+    )
+    names = [s for s in defs["raw_symbol"].to_list() if s]
+    return names[-1] if names else f"instrument {instrument_id}"
+
+
 @commands.command()
 def chain(
     date: Annotated[
@@ -225,10 +241,12 @@ def chain(
     settings = load_settings()
     from warehouse.lake import Lake
 
+    lake = Lake(settings.data_dir)
     try:
-        snap, state = chain_snapshot(Lake(settings.data_dir), day, et_to_ns(day, hh, mm), settings)
+        snap, state = chain_snapshot(lake, day, et_to_ns(day, hh, mm), settings)
     except NoDataForDate as exc:
         raise fail(str(exc), EXIT_DATA) from None
+    underlying = underlying_symbol(lake, snap.underlying_id, day)
     signals = run_chain_analyzers(snap, state=state)
     rows = [s.as_dict() for s in signals[:top]]
     if as_json:
@@ -237,7 +255,7 @@ def chain(
     import polars as pl
 
     out.print(
-        f"{day} {at:%H:%M} ET: underlying {snap.underlying_id} at {snap.underlying_price:,.2f}, "
+        f"{day} {at:%H:%M} ET: underlying {underlying} at {snap.underlying_price:,.2f}, "
         f"{snap.chain.height} options; data quality flags: {list(snap.data_quality) or 'none'}",
         highlight=False,
     )
