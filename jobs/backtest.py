@@ -345,7 +345,7 @@ def _write(lake: Lake, r: BacktestResult) -> None:
 def metrics_of(result: BacktestResult) -> pl.DataFrame:
     """Per-algorithm metrics of a run; every algorithm gets a row, and Sharpe counts the
     sessions without a trade as P&L 0. Accuracy counts episodes (``metrics.UNIT``)."""
-    from ifd_core.trading.metrics import daily_sharpe, metrics_table
+    from ifd_core.trading.metrics import COUNT_COLUMNS, daily_sharpe, metrics_table
 
     trades = result.positions.select("algo", "date", "exit_ts", "net_pnl")
     outcomes = (
@@ -367,19 +367,8 @@ def metrics_of(result: BacktestResult) -> pl.DataFrame:
     # Every algorithm run gets a row, also one that raised nothing (zeros, not a missing line).
     algos = pl.DataFrame({"algo": list(result.algos)})
     table = algos.join(table, on="algo", how="left")
-    counts = [
-        "signals",
-        "episodes",
-        "resolved",
-        "correct",
-        "incorrect",
-        "neutral",
-        "trades",
-        "wins",
-        "losses",
-    ]
     return table.with_columns(
-        *[pl.col(c).fill_null(0) for c in counts if c in table.columns],
+        *[pl.col(c).fill_null(0) for c in COUNT_COLUMNS if c in table.columns],
         pl.col("net_pnl").fill_null(0.0),
         pl.col("max_drawdown").fill_null(0.0),
     )
