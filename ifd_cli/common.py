@@ -58,11 +58,27 @@ def start_invocation(level_override: str | None) -> None:
         _configure_logging(level_override)
 
 
+def rich_log_handler() -> logging.Handler:
+    """IFD's log records through rich's handler on stderr: the time, the level in colour, the
+    logger's name before the message (rich wraps a long one at the console's width)."""
+    from rich.logging import RichHandler
+
+    handler = RichHandler(
+        console=Console(stderr=True),
+        show_path=False,
+        markup=False,
+        rich_tracebacks=False,
+        log_time_format="[%X]",
+    )
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    return handler
+
+
 def _configure_logging(level: str) -> None:
     from ifd_core.logs import configure_logging
 
     try:
-        configure_logging(level)
+        configure_logging(level, rich_log_handler)
     except ValueError as exc:
         raise fail(f"invalid configuration: log_level: {exc}", EXIT_USAGE) from None
     _LoggingState.configured = True
