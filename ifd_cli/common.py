@@ -47,13 +47,15 @@ class _LoggingState:
 
     override: str | None = None
     configured: bool = False
+    quiet: bool = False  # --quiet: no progress bars or progress notes either
 
 
-def start_invocation(level_override: str | None) -> None:
+def start_invocation(level_override: str | None, quiet: bool = False) -> None:
     """Called by the app at each invocation (tests run many in one process): forget the last
     one's logging, and apply ``level_override`` (from --verbose/--quiet) at once if given."""
     _LoggingState.override = level_override
     _LoggingState.configured = False
+    _LoggingState.quiet = quiet
     if level_override is not None:
         _configure_logging(level_override)
 
@@ -64,7 +66,7 @@ def rich_log_handler() -> logging.Handler:
     from rich.logging import RichHandler
 
     handler = RichHandler(
-        console=Console(stderr=True),
+        console=err,  # the progress bars' console: records print above a live bar, not into it
         show_path=False,
         markup=False,
         rich_tracebacks=False,
@@ -120,7 +122,7 @@ def open_lake(profile: str | None = None):
 
 
 def progress_bar():
-    """A progress bar on stderr, shown only on a terminal."""
+    """A progress bar on stderr, shown only on a terminal and not under --quiet."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
@@ -130,8 +132,15 @@ def progress_bar():
         TimeElapsedColumn(),
         console=err,
         transient=False,
-        disable=not err.is_terminal,
+        disable=not err.is_terminal or _LoggingState.quiet,
     )
+
+
+def note(message: str) -> None:
+    """A progress note on stderr (a day done, a step begun), unless --quiet; printed above a
+    live progress bar, and the only trace of progress where no bar is drawn (CI logs, files)."""
+    if not _LoggingState.quiet:
+        err.print(message, highlight=False, markup=False, soft_wrap=True)
 
 
 def print_frame(df, fmt: str = "table", title: str | None = None) -> None:

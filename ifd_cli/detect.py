@@ -80,8 +80,20 @@ def _detect(lake, settings, day: dt.date, algos: tuple[str, ...]):
     lookback = settings.analysis.v3.lookback_days
     with progress_bar() as prog:
         task = prog.add_task(f"baseline sessions for {day}", total=lookback)
+        engine = prog.add_task(f"engine over {day} (records)", total=None, visible=False)
+
+        def records(done: int) -> None:
+            prog.update(engine, completed=done, visible=True)
+
         try:
-            return detect_day(lake, day, settings, algos, progress=lambda d: prog.advance(task))
+            return detect_day(
+                lake,
+                day,
+                settings,
+                algos,
+                progress=lambda d: prog.advance(task),
+                records_done=records,
+            )
         except NoDataForDate as exc:
             earlier = sessions_before(day, 1)
             raise fail(
