@@ -47,6 +47,12 @@ def _context():
     return ctx, ds
 
 
+def prepare() -> None:
+    """Start GX now (its import and context take seconds, ~10-20 s on a busy machine), so that
+    a caller can say so rather than seem stuck on its first file; later calls cost nothing."""
+    _context()
+
+
 @cache
 def _definition(dataset: str):
     import great_expectations as gx

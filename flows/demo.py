@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,16 @@ from flows.prefect_api import PrefectApi, ensure_prefect_api
 from flows.retries import SAFE_RETRY
 from flows.run_names import run_name
 from flows.settings import flow_settings
+
+# Who hears of the demo's steps: (what begins, steps done, steps in all). Set by run_demo_flow
+# for the run it starts in this process (`ifd demo` draws a bar); a flow parameter could not
+# carry a callable, and a run started elsewhere (a deployment) has no listener.
+_step_listener: Callable[[str, int, int], None] | None = None
+
+
+def _step(what: str, done: int, total: int) -> None:
+    if _step_listener is not None:
+        _step_listener(what, done, total)
 
 
 @task(name="simulate-market", cache_policy=NO_CACHE)
@@ -134,20 +145,34 @@ def demo(days: int = 30, seed: int = 7, scale: float = 0.3) -> dict:
 
     settings = flow_settings()
     root = Path(settings.data_dir).resolve()
+    # Steps: simulate, ingest, baselines, one detection per flow session, evaluate, backtest,
+    # extended test, cost report (the flow sessions are known once the market is simulated).
+    total = 7 + max(days - BASELINE_SESSIONS, 1)
+    _step("simulating the market (SYNTHETIC)", 0, total)
     sim = simulate(
         str(root / "simulated" / f"seed{seed}-days{days}-scale{scale:g}"), days, seed, scale
     )
     sessions = [dt.date.fromisoformat(d) for d in sim["days"]]
     flow_days = sessions[BASELINE_SESSIONS:] or sessions[-1:]
+    total = 7 + len(flow_days)
     first, last = flow_days[0], flow_days[-1]
+    _step(f"ingesting {len(sim['files'])} files", 1, total)
     ingest = historical_ingest(paths=sim["files"])
+    _step(f"baselines up to {last}", 2, total)
     baseline_refresh(trade_date=last)
-    for day in flow_days:
+    for n, day in enumerate(flow_days):
+        _step(f"detection of {day}", 3 + n, total)
         det = detection(day=day, algo="both")
+    done = 3 + len(flow_days)
+    _step("evaluation against the ground truth", done, total)
     evaluation = evaluate_days(str(root), flow_days, sim["truth"])
+    _step(f"backtest and A/B test {first} to {last}", done + 1, total)
     bt = nightly_backtest(start=first, end=last)
+    _step(f"extended test {first} to {last}", done + 2, total)
     ext = extended_test(start=first, end=last)
+    _step("cost report", done + 3, total)
     cost = cost_report()
+    _step("done", total, total)
     out = {
         "days": sim["days"],
         "truth": sim["truth"],
@@ -200,9 +225,21 @@ class DemoRun:
         return self.result is not None
 
 
-def run_demo_flow(days: int, seed: int, scale: float) -> DemoRun:
+def run_demo_flow(
+    days: int, seed: int, scale: float, step: Callable[[str, int, int], None] | None = None
+) -> DemoRun:
     """Run the `demo` flow in this process and time it (the temporary Prefect server included).
-    Raises :class:`~flows.prefect_api.PrefectUnavailable` when there is no API to run it on."""
+    Raises :class:`~flows.prefect_api.PrefectUnavailable` when there is no API to run it on.
+    ``step`` hears of each step as it begins: (what, steps done, steps in all)."""
+    global _step_listener
+    _step_listener = step
+    try:
+        return _run_demo_flow(days, seed, scale)
+    finally:
+        _step_listener = None
+
+
+def _run_demo_flow(days: int, seed: int, scale: float) -> DemoRun:
     # The temporary server inherits this: no telemetry (offline machines; it also raced the
     # first run for the SQLite database).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

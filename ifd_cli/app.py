@@ -98,7 +98,7 @@ def _global_options(
 ) -> None:
     if verbose and quiet:
         raise fail("choose one of --verbose and --quiet", EXIT_USAGE)
-    start_invocation("DEBUG" if verbose else "WARNING" if quiet else None)
+    start_invocation("DEBUG" if verbose else "WARNING" if quiet else None, quiet=quiet)
 
 
 # Commands are listed in `ifd --help` in this order: the single commands, then the groups.

@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import sys
-from enum import StrEnum
+from enum import Enum, StrEnum
 
 import typer
 from rich.console import Console
@@ -46,22 +47,40 @@ class _LoggingState:
 
     override: str | None = None
     configured: bool = False
+    quiet: bool = False  # --quiet: no progress bars or progress notes either
 
 
-def start_invocation(level_override: str | None) -> None:
+def start_invocation(level_override: str | None, quiet: bool = False) -> None:
     """Called by the app at each invocation (tests run many in one process): forget the last
     one's logging, and apply ``level_override`` (from --verbose/--quiet) at once if given."""
     _LoggingState.override = level_override
     _LoggingState.configured = False
+    _LoggingState.quiet = quiet
     if level_override is not None:
         _configure_logging(level_override)
+
+
+def rich_log_handler() -> logging.Handler:
+    """IFD's log records through rich's handler on stderr: the time, the level in colour, the
+    logger's name before the message (rich wraps a long one at the console's width)."""
+    from rich.logging import RichHandler
+
+    handler = RichHandler(
+        console=err,  # the progress bars' console: records print above a live bar, not into it
+        show_path=False,
+        markup=False,
+        rich_tracebacks=False,
+        log_time_format="[%X]",
+    )
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    return handler
 
 
 def _configure_logging(level: str) -> None:
     from ifd_core.logs import configure_logging
 
     try:
-        configure_logging(level)
+        configure_logging(level, rich_log_handler)
     except ValueError as exc:
         raise fail(f"invalid configuration: log_level: {exc}", EXIT_USAGE) from None
     _LoggingState.configured = True
@@ -103,7 +122,7 @@ def open_lake(profile: str | None = None):
 
 
 def progress_bar():
-    """A progress bar on stderr, shown only on a terminal."""
+    """A progress bar on stderr, shown only on a terminal and not under --quiet."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
@@ -113,8 +132,15 @@ def progress_bar():
         TimeElapsedColumn(),
         console=err,
         transient=False,
-        disable=not err.is_terminal,
+        disable=not err.is_terminal or _LoggingState.quiet,
     )
+
+
+def note(message: str) -> None:
+    """A progress note on stderr (a day done, a step begun), unless --quiet; printed above a
+    live progress bar, and the only trace of progress where no bar is drawn (CI logs, files)."""
+    if not _LoggingState.quiet:
+        err.print(message, highlight=False, markup=False, soft_wrap=True)
 
 
 def print_frame(df, fmt: str = "table", title: str | None = None) -> None:
@@ -127,8 +153,35 @@ def print_frame(df, fmt: str = "table", title: str | None = None) -> None:
         for c in df.columns:
             table.add_column(c, overflow="fold")
         for row in df.iter_rows():
-            table.add_row(*("" if v is None else str(v) for v in row))
+            table.add_row(*(format_cell(v) for v in row))
         out.print(table)
+
+
+def format_number(v: float) -> str:
+    """A float for a person: 6 significant digits, never fewer than 2 decimals (a price keeps
+    its cents), trailing zeros beyond those dropped — 0.796092, not 0.7960924868198468; 8181.00,
+    not 8181.000000000001. The rule `ifd sql` applies in DuckDB (warehouse/sql.py); JSON and CSV
+    keep full precision."""
+    if not math.isfinite(v):
+        return str(v)
+    if v == 0:
+        return "0.00"
+    decimals = min(15, max(2, 5 - math.floor(math.log10(abs(v)))))
+    text = f"{v:.{decimals}f}"
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
+
+
+def format_cell(v: object) -> str:
+    """One cell of a table the CLI prints: empty for null, floats by `format_number` (inside
+    lists too), anything else as its text."""
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return format_number(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(format_cell(x) for x in v) + "]"
+    return str(v)
 
 
 # Typed option values. Each is a typer ``parser``: a bad value raises typer.BadParameter, which
@@ -189,6 +242,49 @@ def require_databento_key(settings, needed_for: str) -> str:
             EXIT_USAGE,
         )
     return key
+
+
+def enum_choice(kind: type[Enum]):
+    """A typer ``parser`` for a choice among ``kind``'s values, with its own message.
+
+    Typer (0.29) validates an ``Enum`` annotation through pydantic, whose message leaks into the
+    usage error as "Value error, 'NOPE' is not one of ..."; this parser raises the same words
+    without the prefix. Pair it with ``metavar=choices_metavar(kind)`` so --help lists them.
+    """
+    values = [m.value for m in kind]
+
+    def parse(value: str | Enum) -> Enum:
+        if isinstance(value, kind):
+            return value
+        try:
+            return kind(value)
+        except ValueError:
+            listed = ", ".join(repr(v) for v in values)
+            raise typer.BadParameter(f"{value!r} is not one of {listed}") from None
+
+    return parse
+
+
+def choices_metavar(kind: type[Enum]) -> str:
+    """``[A|B|C]``: the choices of ``kind`` as --help shows them."""
+    return "[" + "|".join(str(m.value) for m in kind) + "]"
+
+
+def enum_completion(kind: type[Enum]):
+    """Shell completion for a choice option parsed by `enum_choice`."""
+    return lambda incomplete="": [str(m.value) for m in kind if str(m.value).startswith(incomplete)]
+
+
+def choice_option(kind: type[Enum], help: str, *names: str):
+    """A ``typer.Option`` choosing one of ``kind``'s values: listed in --help, completed by the
+    shell, refused with exit 2 and the choices (see `enum_choice`)."""
+    return typer.Option(
+        *names,
+        parser=enum_choice(kind),
+        metavar=choices_metavar(kind),
+        autocompletion=enum_completion(kind),
+        help=help,
+    )
 
 
 def parse_algos(algo: Algo | str) -> tuple[str, ...]:

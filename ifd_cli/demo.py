@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from ifd_cli.common import EXIT_SERVICE, fail, load_settings, out, print_frame
+from ifd_cli.common import EXIT_SERVICE, fail, load_settings, note, out, print_frame
 
 commands = typer.Typer()
 
@@ -42,7 +42,7 @@ def run_demo(settings, *, days: int, seed: int, scale: float) -> int:
         highlight=False,
     )
     try:
-        run = run_demo_flow(days, seed, scale)
+        run = run_demo_flow(days, seed, scale, step=_say_step)
     except PrefectUnavailable as exc:
         raise fail(str(exc), EXIT_SERVICE) from None
     if not run.completed:
@@ -82,6 +82,12 @@ def run_demo(settings, *, days: int, seed: int, scale: float) -> int:
         highlight=False,
     )
     return 0
+
+
+def _say_step(what: str, done: int, total: int) -> None:
+    """One line per step of the demo on stderr (not a live bar: Prefect's own run logs share
+    the terminal and would tear it), e.g. ``demo step 4/17: detection of 2026-03-31``."""
+    note(f"demo step {done + 1}/{total}: {what}" if total and done < total else f"demo: {what}")
 
 
 def ui_hint(api) -> str:

@@ -18,6 +18,7 @@ from ifd_cli.common import (
     EXIT_USAGE,
     TIME_METAVAR,
     Algo,
+    choice_option,
     clock_time,
     fail,
     load_settings,
@@ -79,8 +80,20 @@ def _detect(lake, settings, day: dt.date, algos: tuple[str, ...]):
     lookback = settings.analysis.v3.lookback_days
     with progress_bar() as prog:
         task = prog.add_task(f"baseline sessions for {day}", total=lookback)
+        engine = prog.add_task(f"engine over {day} (records)", total=None, visible=False)
+
+        def records(done: int) -> None:
+            prog.update(engine, completed=done, visible=True)
+
         try:
-            return detect_day(lake, day, settings, algos, progress=lambda d: prog.advance(task))
+            return detect_day(
+                lake,
+                day,
+                settings,
+                algos,
+                progress=lambda d: prog.advance(task),
+                records_done=records,
+            )
         except NoDataForDate as exc:
             earlier = sessions_before(day, 1)
             raise fail(
@@ -96,7 +109,7 @@ def detect(
         dt.date,
         typer.Option(parser=session_date, metavar=DATE_METAVAR, help="Trade date (a CME session)."),
     ],
-    algo: Annotated[Algo, typer.Option(help="Detectors to run.")] = Algo.v3,
+    algo: Annotated[Algo, choice_option(Algo, "Detectors to run.")] = Algo.v3,
     profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of signals.")] = False,
 ) -> None:
@@ -133,7 +146,7 @@ def detect(
 @commands.command()
 def evaluate(
     truth: Annotated[Path, typer.Option(help="ground_truth.json written by `ifd simulate`.")],
-    algo: Annotated[Algo, typer.Option(help="Detectors to score.")] = Algo.both,
+    algo: Annotated[Algo, choice_option(Algo, "Detectors to score.")] = Algo.both,
     profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the evaluation as JSON.")] = False,
 ) -> None:
@@ -192,6 +205,22 @@ def evaluate(
             print_frame(pl.DataFrame(r["flows"]), title=f"planted flows — {r['algo']}")
 
 
+def underlying_symbol(lake, instrument_id: int, day) -> str:
+    """The future's symbol (``NQM6``) from its latest definition on or before ``day``; the
+    instrument id, said as such, when no definition names it."""
+    import polars as pl
+
+    defs = (
+        lake.scan("instruments")
+        .filter((pl.col("instrument_id") == instrument_id) & (pl.col("date") <= day))
+        .sort("date", "ts_recv")
+        .select("raw_symbol")
+        .collect()
+    )
+    names = [s for s in defs["raw_symbol"].to_list() if s]
+    return names[-1] if names else f"instrument {instrument_id}"
+
+
 @commands.command()
 def chain(
     date: Annotated[
@@ -224,10 +253,12 @@ def chain(
     settings = load_settings()
     from warehouse.lake import Lake
 
+    lake = Lake(settings.data_dir)
     try:
-        snap, state = chain_snapshot(Lake(settings.data_dir), day, et_to_ns(day, hh, mm), settings)
+        snap, state = chain_snapshot(lake, day, et_to_ns(day, hh, mm), settings)
     except NoDataForDate as exc:
         raise fail(str(exc), EXIT_DATA) from None
+    underlying = underlying_symbol(lake, snap.underlying_id, day)
     signals = run_chain_analyzers(snap, state=state)
     rows = [s.as_dict() for s in signals[:top]]
     if as_json:
@@ -236,7 +267,7 @@ def chain(
     import polars as pl
 
     out.print(
-        f"{day} {at:%H:%M} ET: underlying {snap.underlying_id} at {snap.underlying_price:,.2f}, "
+        f"{day} {at:%H:%M} ET: underlying {underlying} at {snap.underlying_price:,.2f}, "
         f"{snap.chain.height} options; data quality flags: {list(snap.data_quality) or 'none'}",
         highlight=False,
     )

@@ -17,6 +17,7 @@ from ifd_cli.common import (
     EXIT_SERVICE,
     EXIT_USAGE,
     Algo,
+    choice_option,
     err,
     esc,
     fail,
@@ -121,7 +122,7 @@ def live(
     exit_on_end: Annotated[
         bool, typer.Option(help="Stop when the gateway ends the session.")
     ] = False,
-    algo: Annotated[Algo, typer.Option(help="Detectors to run.")] = Algo.both,
+    algo: Annotated[Algo, choice_option(Algo, "Detectors to run.")] = Algo.both,
     trade: Annotated[
         bool,
         typer.Option(

@@ -15,13 +15,15 @@ from ifd_cli.common import (
     EXIT_USAGE,
     Algo,
     check_range,
-    err,
+    choice_option,
     fail,
     iso_date,
     load_settings,
+    note,
     out,
     parse_algos,
     print_frame,
+    progress_bar,
 )
 
 commands = typer.Typer()
@@ -93,7 +95,7 @@ def _metrics_view(metrics):
 def backtest(
     start: StartDate,
     end: EndDate,
-    algo: Annotated[Algo, typer.Option(help="Detectors to run.")] = Algo.both,
+    algo: Annotated[Algo, choice_option(Algo, "Detectors to run.")] = Algo.both,
     profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
     walk_forward: Annotated[
         bool, typer.Option("--walk-forward", help="Tune min confidence on rolling windows.")
@@ -118,15 +120,18 @@ def backtest(
     stop = EmergencyStop(settings.data_dir)
     halted_at_start = stop.state()
     try:
-        result = run_backtest(
-            lake,
-            settings,
-            s,
-            e,
-            parse_algos(algo),
-            walk_forward=walk_forward,
-            progress=lambda m: err.print(m, highlight=False),
-        )
+        with progress_bar() as prog:
+            task = prog.add_task("backtest days", total=None)
+            result = run_backtest(
+                lake,
+                settings,
+                s,
+                e,
+                parse_algos(algo),
+                walk_forward=walk_forward,
+                progress=note,
+                days_done=lambda done, total: prog.update(task, completed=done, total=total),
+            )
     except ValueError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     halt_doc = _backtest_halt(halted_at_start, stop.state(), result.orders)
@@ -219,13 +224,16 @@ def ab(
     check_range(start, end)
     settings = load_settings(profile)
     try:
-        res = run_ab(
-            Lake(settings.data_dir),
-            settings,
-            start,
-            end,
-            progress=lambda m: err.print(m, highlight=False),
-        )
+        with progress_bar() as prog:
+            task = prog.add_task("A/B days", total=None)
+            res = run_ab(
+                Lake(settings.data_dir),
+                settings,
+                start,
+                end,
+                progress=note,
+                days_done=lambda done, total: prog.update(task, completed=done, total=total),
+            )
     except ValueError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     metrics = _metrics_for(res.backtest)
@@ -288,7 +296,7 @@ def extended_test(
             start=start,
             end=end,
             realtime_test_id=realtime,
-            progress=lambda m: err.print(m, highlight=False),
+            progress=note,
         )
     except ValueError as exc:
         raise fail(str(exc), EXIT_USAGE) from None

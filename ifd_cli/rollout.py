@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ifd_cli.common import fail, load_settings, out
+from ifd_cli.common import choice_option, fail, load_settings, out
 
 commands = typer.Typer(
     help="The one rollout controller: challenger stage, promotions, rollbacks"
@@ -71,7 +71,7 @@ def rollout_status(
 def rollout_promote(
     to: Annotated[
         Stage | None,
-        typer.Option(help="Target stage (default: the next one)."),
+        choice_option(Stage, "Target stage (default: the next one)."),
     ] = None,
     profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
 ) -> None:

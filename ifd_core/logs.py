@@ -4,12 +4,16 @@ Only the ``ifd_core``, ``warehouse``, ``expectations``, ``jobs``, ``reports``, `
 ``ifd_cli`` loggers are configured, so a library's chatter (Prefect, GX, ib_async) keeps its own
 level. Called once by the ``ifd`` command (``--verbose``/``--quiet`` override the setting) and by
 the Prefect flows at start.
+
+The handler is injected: the command passes rich's ``RichHandler`` (ifd_cli/common.py), the flows
+take the plain stderr handler below — no layer under ifd_cli imports rich for its logs.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 
 IFD_LOGGERS = ("ifd_core", "warehouse", "expectations", "jobs", "reports", "flows", "ifd_cli")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -29,10 +33,20 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def configure_logging(level: str) -> int:
+def plain_handler() -> logging.Handler:
+    """The default: one line per record on stderr, with time, level and logger."""
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return handler
+
+
+def configure_logging(
+    level: str, make_handler: Callable[[], logging.Handler] = plain_handler
+) -> int:
     """Set IFD's loggers to ``level`` (a name from ``LEVELS``); returns the numeric level.
 
-    One stderr handler on each IFD logger, added once (calling again only changes the level).
+    One handler from ``make_handler`` on each IFD logger, added once: calling again with the
+    same factory only changes the level, with another one replaces the handler.
     """
     name = level.upper()
     if name not in LEVELS:
@@ -41,10 +55,13 @@ def configure_logging(level: str) -> int:
     for logger_name in IFD_LOGGERS:
         logger = logging.getLogger(logger_name)
         logger.setLevel(numeric)
-        if not any(h.get_name() == _HANDLER_NAME for h in logger.handlers):
-            handler = _StderrHandler()
-            handler.set_name(_HANDLER_NAME)
-            fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-            handler.setFormatter(logging.Formatter(fmt))
-            logger.addHandler(handler)
+        ours = [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]
+        if ours and all(getattr(h, "ifd_factory", None) is make_handler for h in ours):
+            continue
+        for old in ours:
+            logger.removeHandler(old)
+        handler = make_handler()
+        handler.set_name(_HANDLER_NAME)
+        handler.ifd_factory = make_handler  # type: ignore[attr-defined]
+        logger.addHandler(handler)
     return numeric

@@ -74,8 +74,18 @@ def run_ab(
     start: dt.date,
     end: dt.date,
     progress: Callable[[str], None] | None = None,
+    days_done: Callable[[int, int], None] | None = None,
 ) -> ABResult:
-    bt = run_backtest(lake, settings, start, end, ("v3", "v1"), mode="ab", progress=progress)
+    bt = run_backtest(
+        lake,
+        settings,
+        start,
+        end,
+        ("v3", "v1"),
+        mode="ab",
+        progress=progress,
+        days_done=days_done,
+    )
     return ab_of(bt, settings)
 
 

@@ -86,15 +86,21 @@ def run_backtest(
     write: bool = True,
     mode: str = "backtest",
     progress: Callable[[str], None] | None = None,
+    days_done: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
     """The backtest entry point: the production FlowEngine and paper executor over the stored
     trade dates ``start``..``end`` for each of ``algos``, with labels, metrics, Monte Carlo and
-    (``walk_forward``) out-of-sample folds; ``write`` puts the ledger into the lake."""
+    (``walk_forward``) out-of-sample folds; ``write`` puts the ledger into the lake.
+
+    ``progress`` gets a line per day (and the emergency stop's warning); ``days_done`` gets
+    (days done, days in the run), from (0, n) before the first day, for a progress bar."""
     ensure_migrated(lake)
     say = progress or (lambda msg: None)
+    count = days_done or (lambda done, total: None)
     days = trading_days(lake, start, end)
     if not days:
         raise ValueError(f"no ingested trading days between {start} and {end}")
+    count(0, len(days))
     algos = tuple(algos)
     run_id = f"bt-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     halt = EmergencyStop(settings.data_dir)
@@ -123,6 +129,7 @@ def run_backtest(
     for n, day in enumerate(days, 1):
         period = streaming_period(day, "always_on")
         if period is None:
+            count(n, len(days))
             continue
         paths = raw_files_for(lake, day)
         origins[day] = lake_origin(lake, day)
@@ -161,6 +168,7 @@ def run_backtest(
                     {"date": day, "algo": algo, "min_confidence": c, "net_pnl": v.equity - before}
                 )
         say(f"{day}: {n}/{len(days)} days, {signals.height} signals")
+        count(n, len(days))
     seconds = time.perf_counter() - t0
 
     def with_origin(df: pl.DataFrame) -> pl.DataFrame:
@@ -345,7 +353,7 @@ def _write(lake: Lake, r: BacktestResult) -> None:
 def metrics_of(result: BacktestResult) -> pl.DataFrame:
     """Per-algorithm metrics of a run; every algorithm gets a row, and Sharpe counts the
     sessions without a trade as P&L 0. Accuracy counts episodes (``metrics.UNIT``)."""
-    from ifd_core.trading.metrics import daily_sharpe, metrics_table
+    from ifd_core.trading.metrics import COUNT_COLUMNS, daily_sharpe, metrics_table
 
     trades = result.positions.select("algo", "date", "exit_ts", "net_pnl")
     outcomes = (
@@ -367,19 +375,8 @@ def metrics_of(result: BacktestResult) -> pl.DataFrame:
     # Every algorithm run gets a row, also one that raised nothing (zeros, not a missing line).
     algos = pl.DataFrame({"algo": list(result.algos)})
     table = algos.join(table, on="algo", how="left")
-    counts = [
-        "signals",
-        "episodes",
-        "resolved",
-        "correct",
-        "incorrect",
-        "neutral",
-        "trades",
-        "wins",
-        "losses",
-    ]
     return table.with_columns(
-        *[pl.col(c).fill_null(0) for c in counts if c in table.columns],
+        *[pl.col(c).fill_null(0) for c in COUNT_COLUMNS if c in table.columns],
         pl.col("net_pnl").fill_null(0.0),
         pl.col("max_drawdown").fill_null(0.0),
     )

@@ -147,17 +147,23 @@ def engine_pass(
     day: dt.date,
     baselines: dict[str, pl.DataFrame] | None,
     algos: Iterable[str],
+    records_done: Callable[[int], None] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, FlowEngine, float]:
     """The FlowEngine with the detectors of ``algos`` over one day's batches: (the day's windows,
-    its signals, the engine, seconds). Writes nothing: detection and backtests share it."""
+    its signals, the engine, seconds). Writes nothing: detection and backtests share it.
+    ``records_done`` gets the records processed so far after each batch (a progress bar)."""
     wp, _, _ = engine_params(settings)
     engine = FlowEngine(wp, detectors=make_detectors(settings, day, baselines, algos))
     t0 = time.perf_counter()
     wins, sigs = [], []
+    done = 0
     for batch in batches:
         out = engine.process(batch)
         wins.append(out.windows)
         sigs.append(out.signals)
+        done += len(batch)
+        if records_done:
+            records_done(done)
     out = engine.finish()
     wins.append(out.windows)
     sigs.append(out.signals)
@@ -174,6 +180,7 @@ def run_engine(
     baselines: dict[str, pl.DataFrame] | None = None,
     algos: Iterable[str] = (),
     batch_records: int = 500_000,
+    records_done: Callable[[int], None] | None = None,
 ) -> DayRun:
     """One engine pass over the raw files of ``day``; writes windows, rollup and the run log
     in one commit (or in the caller's open transaction)."""
@@ -182,7 +189,9 @@ def run_engine(
     if not paths:
         raise NoDataForDate(f"no ingested MBO data for trade date {day}")
     batches = FileReplaySource(paths, batch_records=batch_records).batches()
-    windows, signals, engine, seconds = engine_pass(batches, settings, day, baselines, algos)
+    windows, signals, engine, seconds = engine_pass(
+        batches, settings, day, baselines, algos, records_done
+    )
     key = source_key(paths)
     origin = lake_origin(lake, day)
     stats = engine.books.stats()
@@ -362,9 +371,12 @@ def detect_day(
     settings: Settings,
     algos: Iterable[str] = ALGOS,
     progress: Callable[[dt.date], None] | None = None,
+    records_done: Callable[[int], None] | None = None,
 ) -> DayRun:
     """Baselines from earlier sessions, then the engine with the detectors over ``day``;
-    writes signals (one file per algorithm) and their outcomes."""
+    writes signals (one file per algorithm) and their outcomes. ``progress`` gets each
+    baseline session as it is ready, ``records_done`` the records of ``day`` the engine has
+    processed so far."""
     ensure_migrated(lake)
     algos = tuple(algos)
     if not raw_files_for(lake, day):
@@ -375,7 +387,7 @@ def detect_day(
     with lake.transaction(f"detect {day}"):
         if base is not None:
             _store_baselines(lake, day, base)
-        run = run_engine(lake, day, settings, base, algos)
+        run = run_engine(lake, day, settings, base, algos, records_done=records_done)
         run.baseline_sessions = present
         now = dt.datetime.now(dt.UTC)
         origin = lake_origin(lake, day)

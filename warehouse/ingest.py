@@ -135,21 +135,33 @@ def ingest_files(
     origin: str | None = None,
     progress: Callable[[FileResult], None] | None = None,
     limits: DecodeLimits | None = None,
+    stage: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """Ingest files in dependency order (definitions, statistics, then market data).
 
     ``limits`` bound how far a file may expand in memory while it is decoded
-    (``DecodeLimits.from_settings``; the defaults of the settings when None)."""
-    from expectations.runner import validate
+    (``DecodeLimits.from_settings``; the defaults of the settings when None). ``stage`` is told
+    what the run is doing before each file and during the setup before the first one (the
+    warehouse schema, then Great Expectations, whose start takes most of it); ``progress``
+    gets each file's result."""
+    from expectations.runner import prepare, validate
 
+    say = stage or (lambda _what: None)
     if origin is not None and origin not in ORIGINS:
         raise ValueError(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
+    say("setup: checking the warehouse schema")
     ensure_migrated(lake)
     lake.clean_staging()  # transactions of a dead writer are rolled back
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     known = KnownInstruments(lake)
+    say("setup: reading the files' schemas (definitions load first)")
+    ordered = ingest_order(paths)
+    if ordered:
+        say("setup: starting Great Expectations (the validation engine, once per process)")
+        prepare()
     results = []
-    for path in ingest_order(paths):
+    for path in ordered:
+        say(f"{path.name}")
         try:
             result = _ingest_one(path, lake, run_id, origin, known, validate, limits)
         except Exception as exc:  # never a traceback mid-run: this file fails, the others go on

@@ -15,12 +15,14 @@ import heapq
 from collections.abc import Callable
 from typing import NamedTuple
 
+import databento_dbn as dbn
 import numpy as np
 
 from ifd_core.units import UNDEF_PRICE
 
-F_LAST = 0x80
-F_SNAPSHOT = 0x20
+# Databento's record flags (the SDK's constants, as plain ints for numpy masks).
+F_LAST = int(dbn.F_LAST)
+F_SNAPSHOT = int(dbn.F_SNAPSHOT)
 
 _A, _B, _C, _F, _M, _N, _R, _T = (ord(c) for c in "ABCFMNRT")
 _BID, _ASK = _B, _A  # side codes: 'B' bid, 'A' ask

@@ -16,20 +16,11 @@ import polars as pl
 
 from ifd_core.settings import ExtendedSettings
 from ifd_core.trading.ab_stats import compare_accuracy, required_per_arm
+from ifd_core.trading.metrics import COUNT_COLUMNS as METRIC_COUNTS
 from ifd_core.trading.metrics import wilson_interval
 
-COUNT_COLUMNS = (
-    "signals",
-    "episodes",
-    "resolved",
-    "correct",
-    "incorrect",
-    "neutral",
-    "trades",
-    "wins",
-    "losses",
-    "critical_incidents_open",
-)
+# A daily row counts what a metrics table counts, and the critical incidents still open.
+COUNT_COLUMNS = (*METRIC_COUNTS, "critical_incidents_open")
 MONEY_COLUMNS = ("gross_win", "gross_loss", "net_pnl", "data_cost")
 OPTIONAL_COLUMNS = ("latency_p95_ms", "uptime_rth", "tick_coverage")
 DAILY_SCHEMA: dict[str, pl.DataType] = {

@@ -190,6 +190,8 @@ TABLE_METRICS: dict[str, pl.DataType] = {
     "daily_sharpe": pl.Float64(),
     "cost_per_signal": pl.Float64(),
 }
+# The counts of a metrics table: zero (not null) for an algorithm that raised nothing.
+COUNT_COLUMNS = tuple(c for c, t in TABLE_METRICS.items() if t == pl.Int64())
 
 
 def _partition(df: pl.DataFrame, by: list[str]) -> dict[tuple, pl.DataFrame]:
