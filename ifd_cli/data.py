@@ -206,9 +206,14 @@ def _run_ingest(files: list[Path], lake, origin: str | None):
     limits = DecodeLimits.from_settings(load_settings(None))
     with progress_bar() as prog:
         task = prog.add_task("ingesting", total=len(files))
-        return ingest_files(
+        report = ingest_files(
             files, lake, origin=origin, progress=lambda r: prog.advance(task), limits=limits
         )
+    from expectations.data_docs import publish_data_docs
+
+    docs = publish_data_docs(lake.root)  # once per run (docs/operations.md, Reports over HTTP)
+    err.print(f"Great Expectations Data Docs: {docs.index}", highlight=False, soft_wrap=True)
+    return report
 
 
 def _report_json(report) -> dict:
