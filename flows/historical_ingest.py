@@ -2,7 +2,8 @@
 
 Thin by design: it picks the files, calls warehouse.ingest one task per file (definitions first),
 and publishes what landed and the data-quality results as artifacts: the files, a summary, the
-DQ results per dataset/expectation/column (from ``dq_results``) and a link to the DQ report. A
+DQ results per dataset/expectation/column (from ``dq_results``), a link to the DQ report and one
+to the Great Expectations Data Docs, built once per flow run (docs/operations.md). A
 file that fails is reported and the flow run fails after the other files were handled, so one
 bad file neither hides the rest nor passes silently.
 """

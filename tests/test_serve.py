@@ -174,9 +174,11 @@ def test_a_busy_reports_port_is_one_clear_error(tmp_path):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        with pytest.raises(RuntimeError, match="--reports-port"):
-            with reports_server("127.0.0.1", port, tmp_path / "reports"):
-                pass
+        with (
+            pytest.raises(RuntimeError, match="--reports-port"),
+            reports_server("127.0.0.1", port, tmp_path / "reports"),
+        ):
+            pass
 
 
 def test_report_link_prefers_the_setting_then_serve_then_says_file(tmp_path, monkeypatch):
