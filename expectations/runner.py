@@ -83,12 +83,18 @@ def validate(
         pl.col(c).cast(pl.Categorical) for c, t in frame.schema.items() if t == pl.String
     )
     pdf = frame.to_pandas()
+    now = dt.datetime.now(dt.UTC)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        from great_expectations.core.run_identifier import RunIdentifier
+
         result = _definition(dataset).run(
-            batch_parameters={"dataframe": pdf}, result_format="SUMMARY"
+            batch_parameters={"dataframe": pdf},
+            result_format="SUMMARY",
+            # IFD's run id names the run in the Data Docs (expectations/data_docs.py), the
+            # same id dq_results carries.
+            run_id=RunIdentifier(run_name=run_id, run_time=now),
         )
-    now = dt.datetime.now(dt.UTC)
     rows, problems = [], []
     for r in result.results:
         cfg = r.expectation_config

@@ -13,8 +13,9 @@ from __future__ import annotations
 import datetime as dt
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.report_links import publish_report_link
 from flows.run_names import run_name
 from flows.settings import flow_settings
 
@@ -77,12 +78,7 @@ def cost_report(day: str | None = None) -> dict:
     md = [f"# {title}", "", *summary_lines(mc), ""]
     md += [f"Booked {len(booked)} subscription entries this run.", "", f"Report: `{report}`"]
     create_markdown_artifact(key=f"{KEY}-summary", markdown="\n".join(md), description=title)
-    create_link_artifact(
-        key=f"{KEY}-report",
-        link=report.resolve().as_uri(),
-        link_text=report.name,
-        description=f"{title}: HTML report (static file)",
-    )
+    publish_report_link(f"{KEY}-report", report, title, settings)
     return {
         **doc,
         "report": str(report),

@@ -13,10 +13,11 @@ from typing import Literal
 
 import polars as pl
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import State
 
 from flows.calendar_gate import skip_scheduled_holiday
+from flows.report_links import publish_report_link
 from flows.run_names import run_name
 from flows.settings import flow_settings
 from flows.trading_reports import artifact_rows
@@ -107,12 +108,7 @@ def detection(
         table=artifact_rows(table),
         description=f"{title}: signals with their outcome label",
     )
-    create_link_artifact(
-        key=f"{KEY}-report",
-        link=report.resolve().as_uri(),
-        link_text=report.name,
-        description=f"{title}: HTML report (static file)",
-    )
+    publish_report_link(f"{KEY}-report", report, title, settings)
     return {
         "day": day.isoformat(),
         "algos": list(algos),

@@ -2,7 +2,8 @@
 
 Thin by design: it picks the files, calls warehouse.ingest one task per file (definitions first),
 and publishes what landed and the data-quality results as artifacts: the files, a summary, the
-DQ results per dataset/expectation/column (from ``dq_results``) and a link to the DQ report. A
+DQ results per dataset/expectation/column (from ``dq_results``), a link to the DQ report and one
+to the Great Expectations Data Docs, built once per flow run (docs/operations.md). A
 file that fails is reported and the flow run fails after the other files were handled, so one
 bad file neither hides the rest nor passes silently.
 """
@@ -13,11 +14,12 @@ import datetime as dt
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
 from flows.calendar_gate import no_session, skipped, today_ny
+from flows.report_links import publish_report_link
 from flows.retries import SAFE_RETRY
 from flows.run_names import run_name
 from flows.settings import flow_settings
@@ -131,6 +133,8 @@ def historical_ingest(
     md += [
         f"- **{r['file']}**: {r['status']} {r['reason']}" for r in rows if r["status"] != "loaded"
     ]
+    docs = _publish_data_docs(settings, trade_date)
+    md += ["", f"Great Expectations Data Docs: `{docs}`"]
     dq_report = _publish_dq(data_dir, [r["run_id"] for r in rows], trade_date)
     if dq_report:
         md += ["", f"Data-quality report: `{dq_report}`"]
@@ -158,10 +162,28 @@ def _publish_dq(data_dir: str, run_ids: list[str], trade_date: dt.date | None) -
         description=f"{what}: one row per dataset, expectation and column",
     )
     report = write_dq_report(lake, Path(data_dir), run_ids)
-    create_link_artifact(
-        key="historical-ingest-dq-report",
-        link=report.resolve().as_uri(),
-        link_text=report.name,
-        description=f"{what}: HTML report (static file)",
-    )
+    publish_report_link("historical-ingest-dq-report", report, what, flow_settings())
     return report
+
+
+def _publish_data_docs(settings, trade_date: dt.date | None) -> Path:
+    """Great Expectations Data Docs of this run's validations (quarantined files' included),
+    built once per flow run, not per file, and linked as an artifact."""
+    import time
+
+    from expectations.data_docs import publish_data_docs
+
+    t0 = time.perf_counter()
+    docs = publish_data_docs(settings.data_dir)
+    get_run_logger().info(
+        "Data Docs: %d validation result(s) of suites %s added in %.2f s: %s",
+        docs.published,
+        ", ".join(docs.suites) or "-",
+        time.perf_counter() - t0,
+        docs.index,
+    )
+    what = (
+        f"Great Expectations Data Docs{f' after the ingest of {trade_date}' if trade_date else ''}"
+    )
+    publish_report_link("historical-ingest-data-docs", docs.index, what, settings)
+    return docs.index

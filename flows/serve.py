@@ -10,6 +10,10 @@ The UI is told where its API is (``PREFECT_SERVER_UI_API_URL``): Prefect otherwi
 from ``PREFECT_SERVER_API_PORT``, not from ``--port``, and a UI on any other port showed "Can't
 connect to Server API" (docs/operations.md, "Prefect deployments and `ifd serve`").
 
+Beside the UI, ``<data>/reports/`` is served read-only over HTTP on its own port (UI port + 1
+unless ``--reports-port``), and the flow runs get that URL (``IFD_REPORTS_SERVED_URL``) for the
+links of their artifacts (flows/report_links.py; docs/operations.md, "Reports over HTTP").
+
 Scale-out is not this command: it is more workers on more machines over the same work pool and a
 shared lake (README "Prefect cockpit").
 """
@@ -17,13 +21,17 @@ shared lake (README "Prefect cockpit").
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.server
 import importlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -184,16 +192,66 @@ def prefect_server(
                 proc.wait()
 
 
+class ReportsHandler(http.server.SimpleHTTPRequestHandler):
+    """GET/HEAD of files under one directory (the stdlib handler has no write methods). The
+    stdlib drops ``..`` segments; a path that still resolves outside the directory (a symlink
+    pointing out) is refused with 403."""
+
+    def send_head(self):
+        root = Path(self.directory).resolve()
+        target = Path(self.translate_path(self.path)).resolve()
+        raw = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+        if ".." in raw.split("/") or not target.is_relative_to(root):
+            self.send_error(403, "outside the reports directory")
+            return None
+        return super().send_head()
+
+    def end_headers(self) -> None:
+        self.send_header("Cache-Control", "no-cache")  # a report rewritten in place shows anew
+        super().end_headers()
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's name
+        pass  # one line per asset of every report would drown serve's own lines
+
+
+@contextlib.contextmanager
+def reports_server(host: str, port: int, directory: Path) -> Iterator[str]:
+    """``directory`` over HTTP on ``host:port`` (port 0: any free one) in a daemon thread for
+    the duration; yields its base URL as a browser on this machine reaches it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    handler = functools.partial(ReportsHandler, directory=str(directory))
+    try:
+        server = http.server.ThreadingHTTPServer((host, port), handler)
+    except OSError as exc:
+        raise RuntimeError(
+            f"cannot serve the reports on {host}:{port} ({exc.strerror}); choose another port "
+            "with --reports-port"
+        ) from None
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="ifd-reports", daemon=True)
+    thread.start()
+    try:
+        yield browser_url(host, server.server_address[1]) + "/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def serve(
     host: str | None = None,
     port: int | None = None,
     *,
     activate: bool = False,
     limit: int = 4,
+    reports_port: int | None = None,
     say: Callable[[str], None] = print,
 ) -> None:
     """Start (or reuse) the server, then serve every deployment until interrupted. ``host`` and
-    ``port`` default to Prefect's server settings (:func:`default_address`)."""
+    ``port`` default to Prefect's server settings (:func:`default_address`); the reports are
+    served on ``reports_port`` (default ``port + 1``)."""
+    from flows.report_links import SERVED_URL_ENV
+    from ifd_core.settings import get_settings
+
     default_host, default_port = default_address()
     host = default_host if host is None else host
     port = default_port if port is None else port
@@ -206,8 +264,20 @@ def serve(
 
     signal.signal(signal.SIGTERM, stop)
 
-    with prefect_server(host, port, say) as url, temporary_settings({PREFECT_API_URL: url}):
+    settings = get_settings()
+    reports_dir = settings.data_dir / "reports"
+    if reports_port is None:
+        reports_port = port + 1 if port < 65535 else 0
+    with (
+        reports_server(host, reports_port, reports_dir) as reports_url,
+        prefect_server(host, port, say) as url,
+        temporary_settings({PREFECT_API_URL: url}),
+    ):
         os.environ["PREFECT_API_URL"] = url  # the flow-run subprocesses read it from here
+        os.environ[SERVED_URL_ENV] = reports_url  # and the reports' URL for their links
+        say(f"reports: {reports_url} (serving {reports_dir}, read-only)")
+        if settings.reports.base_url:
+            say(f"report links in artifacts use reports.base_url: {settings.reports.base_url}/")
         deployments = build_deployments(deployment_specs(), activate=activate)
         ui = url.removesuffix("/api")
         state = "active" if activate else "inactive (activate them in the UI, or --activate)"

@@ -7,7 +7,10 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from flows.report_links import publish_report_link
+from ifd_core.settings import get_settings
 
 
 def _cell(v: object) -> object:
@@ -33,9 +36,4 @@ def publish(
     create_table_artifact(key=f"{key}-metrics", table=artifact_rows(table), description=title)
     md = [f"# {title}", "", origin, "", *lines, "", f"Report: `{report}`"]
     create_markdown_artifact(key=f"{key}-summary", markdown="\n".join(md), description=title)
-    create_link_artifact(
-        key=f"{key}-report",
-        link=report.resolve().as_uri(),
-        link_text=report.name,
-        description=f"{title}: HTML report (static file)",
-    )
+    publish_report_link(f"{key}-report", report, title, get_settings())

@@ -148,11 +148,18 @@ def ingest(
         raise fail(str(exc), EXIT_BUSY) from None
     except ValueError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
+    from expectations.data_docs import publish_data_docs
+
+    docs = publish_data_docs(lake.root)  # once per run (docs/operations.md, Reports over HTTP)
     if as_json:
-        doc = _report_json(report) | {"skipped_files": [str(s) for s in skipped]}
+        doc = _report_json(report) | {
+            "skipped_files": [str(s) for s in skipped],
+            "data_docs": str(docs.index),
+        }
         typer.echo(json.dumps(doc, indent=1, default=str))
     else:
         _print_ingest(report)
+        out.print(f"Great Expectations Data Docs: {docs.index}", highlight=False, soft_wrap=True)
     if not report.ok:
         bad = [f for f in report.files if not f.ok]
         for f in bad:

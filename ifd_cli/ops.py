@@ -88,20 +88,36 @@ def serve(
         bool, typer.Option(help="Activate every schedule (prefect.yaml keeps them inactive).")
     ] = False,
     limit: Annotated[int, typer.Option(min=1, help="Flow runs at the same time.")] = 4,
+    reports_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Port serving <data>/reports/ (read-only HTTP, same host) for the report links "
+            "of artifacts. Default: the UI's port + 1; 0: any free port.",
+        ),
+    ] = None,
 ) -> None:
     """The Prefect cockpit on one machine: server + every deployment of prefect.yaml, served.
 
     Starts a Prefect server (or reuses the one at PREFECT_API_URL / host:port) and serves all
     deployments from this process until Ctrl-C; each flow run is its own subprocess. Open the UI
-    at the URL it prints (http://HOST:PORT). Browsers on other machines need
-    PREFECT_UI_API_URL=http://<address they reach>:PORT/api. For several machines use a work
+    at the URL it prints (http://HOST:PORT); the HTML reports of <data>/reports/ are served at
+    the second URL it prints (http://HOST:PORT+1/), which the artifacts' report links use.
+    Browsers on other machines need PREFECT_UI_API_URL=http://<address they reach>:PORT/api and
+    IFD_REPORTS__BASE_URL=http://<address they reach>:PORT+1. For several machines use a work
     pool and workers (README).
     """
     from flows.serve import serve as run_serve
 
     try:
         run_serve(
-            host, port, activate=activate, limit=limit, say=lambda m: err.print(m, highlight=False)
+            host,
+            port,
+            activate=activate,
+            limit=limit,
+            reports_port=reports_port,
+            say=lambda m: err.print(m, highlight=False, soft_wrap=True),
         )
     except RuntimeError as exc:
         raise fail(str(exc), EXIT_SERVICE) from None

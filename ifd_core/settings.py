@@ -34,7 +34,9 @@ PROFILES_DIR = PROJECT_ROOT / "config" / "profiles"
 ENV_PREFIX = "IFD_"
 # IFD_ variables that configure the process, not the settings schema (fault injection, the
 # Prefect deployments' repository path): the environment guard lets these through.
-PROCESS_VARIABLES = frozenset({"IFD_FAILPOINTS", "IFD_FAILPOINTS_TRACE", "IFD_REPO_DIR"})
+PROCESS_VARIABLES = frozenset(
+    {"IFD_FAILPOINTS", "IFD_FAILPOINTS_TRACE", "IFD_REPO_DIR", "IFD_REPORTS_SERVED_URL"}
+)
 
 
 class _Group(BaseModel):
@@ -614,6 +616,28 @@ class AlertSettings(_Group):
     budget_critical: float = 0.95
 
 
+class ReportsSettings(_Group):
+    """Where people open the HTML reports of ``<data>/reports/`` (docs/operations.md, "Reports
+    over HTTP")."""
+
+    base_url: str | None = Field(
+        default=None,
+        description="Base URL under which <data>/reports/ is served, used by the links of "
+        "Prefect artifacts (a reverse proxy or a remote viewer's address). None: the URL "
+        "`ifd serve` serves the reports at; outside `ifd serve`, a file:// link (said so in "
+        "the artifact).",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        if not re.match(r"https?://[^/\s]+", v.strip()):
+            raise ValueError(f"reports.base_url must be an http(s):// URL, not {v!r}")
+        return v.strip().rstrip("/")
+
+
 LIVE_OPERATIONAL = (
     "stale_after_s",
     "heartbeat_interval_s",
@@ -665,6 +689,7 @@ class Settings(BaseSettings):
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    reports: ReportsSettings = Field(default_factory=ReportsSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -733,6 +758,8 @@ class Settings(BaseSettings):
                 "execution": True,
                 # What a SYNTHETIC market plants, not what a detector computes.
                 "simulator": True,
+                # Where reports are linked from, not what they hold.
+                "reports": True,
                 "profile": True,
                 "data_dir": True,
             },

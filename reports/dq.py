@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.subplots import make_subplots
 
+from expectations.data_docs import DATA_DOCS_DIR, data_docs_index
 from reports.kit import figure_html, table_html, write_page
 from warehouse.lake import Lake
 from warehouse.sql import query
@@ -153,6 +154,22 @@ def dq_figure(summary: pl.DataFrame) -> go.Figure:
     return fig
 
 
+def data_docs_paragraph(data_dir: Path) -> str:
+    """A link to the Great Expectations Data Docs of ``<data>/reports/data-docs/`` (relative:
+    it opens from the file and over HTTP alike), or why there is none yet."""
+    index = data_docs_index(data_dir)
+    rel = f"{DATA_DOCS_DIR}/index.html"
+    if index.exists():
+        return (
+            f'<p class="data-docs">Every validation, page by page, in the Great Expectations '
+            f'<a href="{rel}">Data Docs</a> (<code>{html.escape(str(index))}</code>).</p>'
+        )
+    return (
+        '<p class="data-docs">No Great Expectations Data Docs yet: they are built by the '
+        f"historical_ingest flow into <code>{html.escape(str(index))}</code>.</p>"
+    )
+
+
 def write_dq_report(
     lake: Lake, data_dir: Path, run_id: str | Sequence[str], *, name: str | None = None
 ) -> Path:
@@ -178,7 +195,7 @@ def write_dq_report(
         f"{q_files.height} file(s) quarantined with {len(q_failed)} failed expectation(s). "
         f"Data origin: {html.escape(', '.join(sorted(origins)) or 'unknown')}.</p>"
     )
-    sections = [verdict]
+    sections = [verdict, data_docs_paragraph(data_dir)]
     if summary.height == 0 and q_summary.height == 0:
         sections.append("<p><b>No data-quality results in the lake for this run.</b></p>")
     else:

@@ -23,6 +23,10 @@ def test_simulate_then_ingest_then_query(tmp_path):
     report = json.loads(ingest.output)
     assert {f["status"] for f in report["files"]} == {"loaded"} and len(report["files"]) == 6
     assert {f["origin"] for f in report["files"]} == {"synthetic"}
+    from pathlib import Path
+
+    docs = Path(report["data_docs"])  # Great Expectations Data Docs of this ingest run
+    assert docs.name == "index.html" and "ifd_mbo" in docs.read_text()
     counts = runner.invoke(
         app, ["sql", "SELECT origin, count(*) AS n FROM mbo GROUP BY 1", "--json"]
     )

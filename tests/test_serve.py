@@ -119,3 +119,128 @@ def test_ifd_serve_on_any_port_gives_a_ui_that_calls_that_port(tmp_path):
         assert ":4200" not in printed
     finally:
         stop_process_tree(proc, grace=30)
+
+
+# -- the reports over HTTP ---------------------------------------------------------------------
+
+
+def _get(base: str, path: str, method: str = "GET") -> tuple[int, str, bytes]:
+    """A raw request (http.client sends the path as given: no client-side `..` folding)."""
+    import http.client
+    import urllib.parse
+
+    u = urllib.parse.urlsplit(base)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    try:
+        conn.request(method, path)
+        r = conn.getresponse()
+        return r.status, r.getheader("Content-Type") or "", r.read()
+    finally:
+        conn.close()
+
+
+def test_reports_server_serves_reports_read_only_and_refuses_escapes(tmp_path):
+    from flows.serve import reports_server
+
+    reports = tmp_path / "data" / "reports"
+    reports.mkdir(parents=True)
+    (reports / "dq-run1.html").write_text("<html><title>DQ run1</title><body>ok</body></html>")
+    (reports / "data-docs").mkdir()
+    (reports / "data-docs" / "index.html").write_text("<html>docs</html>")
+    (tmp_path / "data" / "secret.txt").write_text("not for the web")
+    (reports / "out").symlink_to(tmp_path / "data")
+    with reports_server("127.0.0.1", 0, reports) as base:
+        assert base.startswith("http://127.0.0.1:") and base.endswith("/")
+        status, ctype, body = _get(base, "/dq-run1.html")
+        assert (status, ctype) == (200, "text/html") and b"DQ run1" in body
+        assert _get(base, "/data-docs/index.html")[0] == 200
+        assert _get(base, "/data-docs/")[0] == 200  # index.html of a folder
+        assert _get(base, "/../secret.txt")[0] == 403
+        assert _get(base, "/data-docs/../../secret.txt")[0] == 403
+        assert _get(base, "/%2e%2e/secret.txt")[0] == 403
+        assert _get(base, "/out/secret.txt")[0] == 403  # a symlink pointing out of the folder
+        assert _get(base, "/missing.html")[0] == 404
+        assert _get(base, "/dq-run1.html", "PUT")[0] == 501  # read-only
+        assert _get(base, "/dq-run1.html", "DELETE")[0] == 501
+    assert (reports / "dq-run1.html").read_text().startswith("<html>")
+
+
+def test_a_busy_reports_port_is_one_clear_error(tmp_path):
+    import socket
+
+    from flows.serve import reports_server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with (
+            pytest.raises(RuntimeError, match="--reports-port"),
+            reports_server("127.0.0.1", port, tmp_path / "reports"),
+        ):
+            pass
+
+
+def test_report_link_prefers_the_setting_then_serve_then_says_file(tmp_path, monkeypatch):
+    from flows.report_links import SERVED_URL_ENV, report_link
+    from ifd_core.settings import get_settings
+
+    report = tmp_path / "data" / "reports" / "nightly backtest.html"
+    report.parent.mkdir(parents=True)
+    report.write_text("<html></html>")
+
+    link = report_link(report, get_settings())  # a flow run outside `ifd serve`
+    assert link.url == report.resolve().as_uri() and link.source == "file"
+    text = link.description("Nightly backtest")
+    assert str(report.resolve()) in text and "file://" in text and "not started by" in text
+
+    monkeypatch.setenv(SERVED_URL_ENV, "http://127.0.0.1:4312/")
+    link = report_link(report, get_settings())
+    assert link.url == "http://127.0.0.1:4312/nightly%20backtest.html"
+    assert str(report.resolve()) in link.description("x") and "ifd serve" in link.description("x")
+
+    monkeypatch.setenv("IFD_REPORTS__BASE_URL", "https://ifd.example.org/reports/")
+    link = report_link(report, get_settings())
+    assert link.url == "https://ifd.example.org/reports/nightly%20backtest.html"
+    assert link.source == "reports.base_url" and str(report.resolve()) in link.description("x")
+
+    outside = tmp_path / "elsewhere.html"  # no server serves it: its file, said so
+    assert report_link(outside, get_settings()).source == "file"
+
+
+def test_reports_base_url_must_be_http(monkeypatch):
+    from ifd_core.settings import get_settings
+
+    monkeypatch.setenv("IFD_REPORTS__BASE_URL", "ifd.example.org/reports")
+    with pytest.raises(ValueError, match="http"):
+        get_settings()
+
+
+@pytest.mark.timeout(300)
+def test_link_artifact_uses_the_base_url_setting(prefect_server, tmp_path, monkeypatch):
+    """The artifact Prefect stores: the link under reports.base_url, the path still as text."""
+    import anyio
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+
+    from flows.report_links import publish_report_link
+    from ifd_core.settings import get_settings
+
+    report = tmp_path / "data" / "reports" / "cost-2026-03.html"
+    report.parent.mkdir(parents=True)
+    report.write_text("<html></html>")
+    monkeypatch.setenv("IFD_REPORTS__BASE_URL", "http://reports.example:8080/r")
+
+    @flow
+    def publishes() -> None:
+        publish_report_link("test-serve-report-link", report, "Cost report", get_settings())
+
+    publishes()
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_latest_artifacts()
+
+    art = next(a for a in anyio.run(read) if a.key == "test-serve-report-link")
+    assert art.data == "[cost-2026-03.html](http://reports.example:8080/r/cost-2026-03.html)"
+    assert str(report.resolve()) in art.description

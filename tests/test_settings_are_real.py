@@ -502,6 +502,12 @@ def _profile(s: Settings):
     return _engine(s), _executor(s)
 
 
+def _report_link(s: Settings):
+    from flows.report_links import report_link
+
+    return report_link(Path(s.data_dir) / "reports" / "r.html", s).url
+
+
 BUILDERS: dict[str, list[Callable[[Settings], Any]]] = {
     "profile": [_profile],
     "data_dir": [_lake_root],
@@ -529,6 +535,7 @@ BUILDERS: dict[str, list[Callable[[Settings], Any]]] = {
     "rollout": [_rollout, _rollout_controller],
     "alerts": [_alerts],
     "simulator": [_simulator],
+    "reports": [_report_link],
 }
 
 # Read only inside long-running loops that no small constructor exposes: the attribute must be
