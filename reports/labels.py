@@ -122,6 +122,7 @@ _WORDS = {
     "sha": "SHA",
     "oi": "OI",
 }
+_ID = re.compile(r"(^|_)(id|seed|sequence)$")
 _USD = re.compile(r"(^|_)(pnl|cost|costs|spend|spent|budget|remaining|projection|quoted|premium)$")
 _SHARE = re.compile(r"(_rate|_share|_pct)$|^(share_|prob_)")
 _COUNT = re.compile(r"^(n|count)_|(^|_)(count|trades|signals|episodes|wins|losses|rows|days)$")
@@ -134,6 +135,8 @@ def _label(name: str) -> str:
 
 
 def _kind(name: str) -> Kind:
+    if _ID.search(name):
+        return "text"  # instrument 42001234, not 42,001,234
     if _USD.search(name):
         return "usd"
     if _SHARE.search(name):

@@ -76,6 +76,8 @@ def test_unlisted_columns_get_a_label_and_kind_from_their_name() -> None:
     assert column_format("fill_rate").kind == "percent"
     assert column_format("n_windows") == ColumnFormat("N windows", "count")
     assert column_format("dominant_side") == ColumnFormat("Dominant side", "auto")
+    assert format_value(42001234, "instrument_id") == "42001234"  # an id, not a quantity
+    assert format_value(42001234, "volume") == "42,001,234"
     assert format_value(0.625, "win_rate") == "62.5%"
     assert format_value(1234.5, "net_pnl") == "$1,234.50"
     assert format_value(None, "net_pnl") == "—" and format_value(True) == "yes"
