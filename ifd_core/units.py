@@ -12,6 +12,7 @@ import datetime as dt
 NS = 1_000_000_000  # nanoseconds per second
 FIXED = 1_000_000_000  # DBN fixed-point scale: price units per point
 UNDEF_PRICE = 2**63 - 1  # DBN's "no price" (int64 max)
+UNDEF_TIMESTAMP = 2**64 - 1  # DBN's "no time" (uint64 max)
 MULTIPLIER = 20.0  # dollars per index point per contract
 SMALL_TICK = 50_000_000  # 0.05
 LARGE_TICK = 250_000_000  # 0.25

@@ -2,18 +2,23 @@
 
 Reports are files under ``<data>/reports/`` that open from the file system without a server or
 the internet: plotly.js is written once beside them (``PLOTLY_JS``), never fetched from a CDN. A
-page of synthetic data says so at the top, in red, before any number.
+page of synthetic data says so at the top, in red, before any number. The page shell and tables
+are Jinja2 templates (``reports/templates/``, autoescaped); column labels and number formats come
+from ``reports/labels.py``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
 from pathlib import Path
 
+import jinja2
 import plotly.graph_objects as go
 import polars as pl
+from markupsafe import Markup
 from plotly.offline import get_plotlyjs
+
+from reports.labels import column_format, column_meaning, format_cell, is_numeric
 
 __all__ = [
     "PLOTLY_JS",
@@ -40,25 +45,26 @@ def reports_dir(data_dir: Path) -> Path:
     return d
 
 
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+    autoescape=True,  # every title, label and cell is text; sections are marked safe below
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+)
+
+
 def page_html(title: str, synthetic: bool, sections: list[str]) -> str:
-    """A whole page from ready HTML sections; the SYNTHETIC banner comes before any of them."""
-    banner = (
-        '<p class="synthetic">SYNTHETIC DATA: simulated market. Nothing on this page is evidence '
-        "about real markets.</p>"
-        if synthetic
-        else ""
+    """A whole page from ready HTML sections; the SYNTHETIC banner comes before any of them.
+
+    The shell is templates/page.html.j2; sections are HTML this kit (or plotly) made, passed
+    through as is, and everything else is escaped."""
+    return _ENV.get_template("page.html.j2").render(
+        title=title,
+        synthetic=synthetic,
+        plotly_js=PLOTLY_JS,
+        generated=f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M}",
+        sections=[Markup(s) for s in sections],
     )
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<script src="{PLOTLY_JS}"></script>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}
-.synthetic{{color:#b00;font-weight:bold;font-size:1.2em;border:2px solid #b00;padding:.5em}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
-th{{background:#f3f3f3}}</style></head>
-<body><h1>{html.escape(title)}</h1>{banner}
-<p>Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.</p>
-{"".join(sections)}
-</body></html>"""
 
 
 def figure_html(fig: go.Figure) -> str:
@@ -67,22 +73,30 @@ def figure_html(fig: go.Figure) -> str:
 
 
 def table_html(df: pl.DataFrame, title: str) -> str:
-    """A frame as an HTML table under an ``<h2>`` title, every cell escaped."""
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
-    rows = []
-    for r in df.iter_rows():
-        cells = "".join(f"<td>{html.escape(format_value(v))}</td>" for v in r)
-        rows.append(f"<tr>{cells}</tr>")
-    return f"<h2>{html.escape(title)}</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
+    """A frame as an HTML table under an ``<h2>`` title (templates/table.html.j2): headers by
+    their human label (reports/labels.py) with the column's meaning as a tooltip, values
+    formatted by kind (percent, currency, counts), numbers right-aligned, every text escaped;
+    wide tables scroll inside their box under a sticky header."""
+    formats = [column_format(c) for c in df.columns]
+    headers = [
+        {"label": f.label, "meaning": column_meaning(c), "numeric": t.is_numeric()}
+        for c, f, t in zip(df.columns, formats, df.dtypes, strict=True)
+    ]
+    rows = [
+        [
+            {"text": format_cell(v, f.kind), "numeric": is_numeric(v)}
+            for v, f in zip(r, formats, strict=True)
+        ]
+        for r in df.iter_rows()
+    ]
+    return _ENV.get_template("table.html.j2").render(title=title, headers=headers, rows=rows)
 
 
-def format_value(v: object) -> str:
-    """One table cell: a dash for null, 4 significant digits below 1,000, whole numbers above."""
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.0f}"
-    return str(v)
+def format_value(v: object, column: str | None = None) -> str:
+    """One table cell: a dash for null; with a ``column`` name, written as that column's kind
+    (reports/labels.py: "62.5%", "$1,234.50"); without one, 4 significant digits below 1,000
+    and whole numbers above, thousands separated."""
+    return format_cell(v, column_format(column).kind if column else "auto")
 
 
 def write_page(data_dir: Path, name: str, title: str, synthetic: bool, sections: list[str]) -> Path:

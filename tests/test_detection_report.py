@@ -111,7 +111,8 @@ def _table_rows(page: str, title_prefix: str) -> list[str]:
     """The body rows (<tr>…</tr>) of the table under the <h2> that starts with title_prefix."""
     start = page.index(f"<h2>{title_prefix}")
     table = page[start : page.index("</table>", start)]
-    return re.findall(r"<tr>(.*?)</tr>", table)[1:]
+    rows = re.findall(r"<tr>(.*?)</tr>", table)[1:]
+    return [re.sub(r"<td [^>]*>", "<td>", r) for r in rows]  # numbers carry class="num"
 
 
 def _lake_signals(lake: Lake, day: dt.date) -> pl.DataFrame:

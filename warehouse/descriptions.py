@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from warehouse.decoded import DECODED, RAW, view_name
 from warehouse.tables import TABLES
 
 NS_UTC = "integer nanoseconds since the Unix epoch, UTC"
@@ -604,6 +605,38 @@ def column_doc(table: str, column: str) -> str | None:
     if table in BOOKKEEPING:
         return BOOKKEEPING[table][1].get(column)
     return None
+
+
+def _decoded_view(table: str) -> View:
+    """``<table>_decoded``: the raw view's meanings, restated for the decoded values, and the
+    raw integers under ``<column>_raw`` (warehouse/decoded.py)."""
+    d = DECODED[table]
+    cols: dict[str, str] = {}
+    for c in d.fixed:
+        raw = column_doc(table, c) or c
+        meaning = raw.replace(f", {FIXED}.", ".").replace(" (fixed-point 1e-9)", "")
+        meaning = meaning.replace(", fixed-point 1e-9.", ".")
+        cols[c] = (
+            f"{meaning.rstrip('.')}, as a decimal: {c}{RAW} / 1e9 (DOUBLE; NULL for DBN's "
+            "undefined price)."
+        )
+        cols[c + RAW] = raw
+    for c in d.instants:
+        raw = column_doc(table, c) or c
+        cols[c] = raw.replace(
+            NS_UTC,
+            f"TIMESTAMPTZ, UTC (microseconds: {c}{RAW} keeps the nanoseconds; NULL when undefined)",
+        )
+        cols[c + RAW] = raw
+    return View(
+        f"`{table}` for people: prices in points (DOUBLE) and instants as TIMESTAMPTZ under the "
+        f"same names, the raw integers beside them as <column>{RAW}.",
+        (table,),
+        cols,
+    )
+
+
+VIEWS.update({view_name(t): _decoded_view(t) for t in DECODED})
 
 
 def view_doc(name: str) -> str | None:

@@ -37,6 +37,15 @@ A Parquet lake plus a DuckDB catalog of views over it (see docs/lake.md).
 * The `trades` lake table holds MBO `T` records (`schema = 'mbo'`) and records of trades/tbbo files.
   The `trades` view keeps one source per (date, instrument): mbo, else trades, else tbbo, so the
   same prints are never counted twice; `trades_all` shows every row.
+* **Decoded views for people** (the counterpart of Databento's `price_type="float"` and
+  `pretty_ts`): every market-data view has a `<table>_decoded` twin (`mbo_decoded`,
+  `trades_decoded`, `instruments_decoded`, `statistics_decoded`, `open_interest_decoded`,
+  `settlements_decoded`, `bbo_decoded`, `ohlcv_decoded`, `status_decoded`) with the same columns
+  under the same names, prices in points as DOUBLE (DBN's undefined price `UNDEF_PRICE` as NULL)
+  and instants as `TIMESTAMPTZ` in UTC (microseconds; DBN's undefined time as NULL), and the raw
+  integers beside them as `<column>_raw` (exact, nanoseconds; join the raw views on these):
+  `ifd sql "SELECT ts_event, price, size, side FROM trades_decoded ORDER BY ts_event_raw LIMIT 5"`.
+  `ifd sql` shows instants in UTC whatever the machine's time zone.
 
 ## Migrations
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import duckdb
 
 from warehouse.cost_views import create_cost_views
+from warehouse.decoded import create_decoded_views
 from warehouse.descriptions import apply_comments, fingerprint
 from warehouse.lake import Lake
 from warehouse.tables import TABLES
@@ -254,6 +255,11 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (10, "lake snapshots: views read lake/<table>/*/*.parquet", _snapshot_views),
     (11, "windows carry buy_size_sq/sell_size_sq (older files read them as null)", _windows_sq),
     (12, "signal episodes: episode_id on signals and outcomes; signal_episodes", _signal_episodes),
+    (
+        13,
+        "decoded views <table>_decoded: prices in points, instants as TIMESTAMPTZ",
+        create_decoded_views,
+    ),
 ]
 LATEST = max(v for v, _, _ in MIGRATIONS)
 ALL_VERSIONS = frozenset(v for v, _, _ in MIGRATIONS)

@@ -38,6 +38,9 @@ _POLL_S = 0.05
 # reads the allowed directories (and its own temp directory, <catalog>.tmp in the data root), and
 # refuses every other path, URL, INSTALL/LOAD, getenv(). The lock comes last.
 LOCK_DOWN = (
+    # TIMESTAMPTZ values (the decoded views' instants) print in UTC, as every IFD instant is
+    # stated, whatever the machine's zone; a notebook's own connection keeps its zone.
+    "SET TimeZone = 'UTC'",
     "SET enable_external_access = false",
     # A query on http:// or s3:// fails at once: httpfs is never downloaded nor loaded.
     "SET autoinstall_known_extensions = false",
