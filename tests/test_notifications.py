@@ -55,12 +55,21 @@ def test_an_alert_row_becomes_an_event_the_trigger_can_match():
 
 
 def test_without_an_api_the_alert_is_stored_and_a_warning_says_so_once(lake, monkeypatch, caplog):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    # The session's Prefect test server sets PREFECT_API_URL in Prefect's settings context, not
+    # only in the environment: both must be empty for this case.
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    # Only this listener: a flow run earlier in the session registers the process-wide one.
+    monkeypatch.setattr("warehouse.ops_events._ALERT_LISTENERS", [])
     listener = PrefectAlertEvents()
     add_alert_listener(listener)
     try:
         store = AlertStore(lake, get_settings())
-        with caplog.at_level(logging.WARNING, logger="flows.notifications"):
+        with (
+            temporary_settings(restore_defaults={PREFECT_API_URL}),
+            caplog.at_level(logging.WARNING, logger="flows.notifications"),
+        ):
             store.observe([("latency.decision_p95", "live", 900.0, "")], T0)
             store.observe([("latency.decision_p95", "other", 900.0, "")], T0)
     finally:
