@@ -9,15 +9,28 @@ notification automations watch (flows/notifications.py; docs/operations.md §Not
 
 from __future__ import annotations
 
+import logging
+
 from flows.notifications import install_alert_events
 from flows.secrets import apply_secret_blocks
-from ifd_core.logs import configure_logging
+from ifd_core.logs import configure_logging, plain_handler
 from ifd_core.settings import Settings, get_settings
+
+
+def prefect_console_on_root() -> bool:
+    """True in a process where Prefect set up logging (a flow run): its console handler on the
+    root logger already prints IFD's records, and ``prefect.toml``'s ``extra_loggers`` send them
+    to the run's logs in the UI (docs/operations.md, "Logs")."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    return any(isinstance(h, PrefectConsoleHandler) for h in logging.getLogger().handlers)
 
 
 def flow_settings() -> Settings:
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(
+        settings.log_level, make_handler=None if prefect_console_on_root() else plain_handler
+    )
     apply_secret_blocks(settings)
     install_alert_events()
     return settings

@@ -41,12 +41,14 @@ def plain_handler() -> logging.Handler:
 
 
 def configure_logging(
-    level: str, make_handler: Callable[[], logging.Handler] = plain_handler
+    level: str, make_handler: Callable[[], logging.Handler] | None = plain_handler
 ) -> int:
     """Set IFD's loggers to ``level`` (a name from ``LEVELS``); returns the numeric level.
 
     One handler from ``make_handler`` on each IFD logger, added once: calling again with the
-    same factory only changes the level, with another one replaces the handler.
+    same factory only changes the level, with another one replaces the handler. ``None``: no
+    handler of IFD's own, records go to the root logger's (a Prefect flow run's console handler
+    prints them once, in Prefect's format, instead of twice).
     """
     name = level.upper()
     if name not in LEVELS:
@@ -58,8 +60,12 @@ def configure_logging(
         ours = [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]
         if ours and all(getattr(h, "ifd_factory", None) is make_handler for h in ours):
             continue
+        if not ours and make_handler is None:
+            continue
         for old in ours:
             logger.removeHandler(old)
+        if make_handler is None:
+            continue
         handler = make_handler()
         handler.set_name(_HANDLER_NAME)
         handler.ifd_factory = make_handler  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -25,3 +26,50 @@ def test_a_flow_run_logs_at_the_configured_level(monkeypatch, restore_levels, le
     assert settings.log_level == level
     for name in IFD_LOGGERS:
         assert logging.getLogger(name).getEffectiveLevel() == getattr(logging, level)
+
+
+def test_a_flow_runs_ifd_logs_reach_the_ui_once_and_print_once(
+    prefect_server, restore_levels, monkeypatch, capfd
+):
+    """prefect.toml's extra_loggers attach Prefect's API handler to IFD's loggers, and in a flow
+    run IFD adds no console handler of its own: the record is in the run's logs (the UI) and
+    on stderr exactly once."""
+    import anyio
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter
+    from prefect.client.schemas.filters import LogFilterFlowRunId
+    from prefect.logging import get_run_logger
+
+    monkeypatch.setenv("IFD_LOG_LEVEL", "INFO")
+
+    @flow
+    def logs_from_a_job() -> str:
+        flow_settings()
+        logging.getLogger("jobs.logs_probe").warning("probe-from-a-job")
+        get_run_logger().info("done")
+        from prefect.runtime import flow_run
+
+        return flow_run.id
+
+    run_id = logs_from_a_job()
+
+    async def read():
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+            )
+            assert runs
+            return await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]))
+            )
+
+    # Logs are sent in batches: poll until they are written.
+    messages: list[tuple[str, str]] = []
+    for _ in range(40):
+        messages = [(log.name, log.message) for log in anyio.run(read)]
+        if ("jobs.logs_probe", "probe-from-a-job") in messages:
+            break
+        time.sleep(0.25)
+    assert ("jobs.logs_probe", "probe-from-a-job") in messages
+    assert capfd.readouterr().err.count("probe-from-a-job") == 1
