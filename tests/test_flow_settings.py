@@ -37,8 +37,12 @@ def test_a_flow_runs_ifd_logs_reach_the_ui_once_and_print_once(
     import anyio
     from prefect import flow
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter
-    from prefect.client.schemas.filters import LogFilterFlowRunId
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
     from prefect.logging import get_run_logger
 
     monkeypatch.setenv("IFD_LOG_LEVEL", "INFO")
