@@ -638,6 +638,38 @@ class ReportsSettings(_Group):
         return v.strip().rstrip("/")
 
 
+class ComputeSettings(_Group):
+    """Where independent days and files run (docs/operations.md, "Scaling out"): one at a time
+    in this process, on a local process pool, or on a Dask cluster. Results never depend on it."""
+
+    runner: Literal["inline", "processes", "dask"] = Field(
+        default="inline",
+        description="inline: one day/file after another in this process (the default); "
+        "processes: a local process pool of `workers`; dask: the Dask scheduler at "
+        "`dask_address`, or a local Dask cluster of `workers` processes when it is unset.",
+    )
+    workers: int = Field(
+        default=2,
+        ge=1,
+        description="Processes of the local pool or local Dask cluster (ignored by inline and "
+        "by an existing Dask scheduler, whose workers are its own).",
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="An existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (runner dask). "
+        "None: start a local cluster for the run.",
+    )
+
+    @field_validator("dask_address")
+    @classmethod
+    def _scheduler(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        if not re.match(r"(tcp|tls|inproc|ucx)://\S+", v.strip()):
+            raise ValueError(f"compute.dask_address must look like tcp://host:8786, not {v!r}")
+        return v.strip()
+
+
 LIVE_OPERATIONAL = (
     "stale_after_s",
     "heartbeat_interval_s",
@@ -690,6 +722,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
     reports: ReportsSettings = Field(default_factory=ReportsSettings)
+    compute: ComputeSettings = Field(default_factory=ComputeSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -760,6 +793,8 @@ class Settings(BaseSettings):
                 "simulator": True,
                 # Where reports are linked from, not what they hold.
                 "reports": True,
+                # Where days and files run, not what they compute: results never depend on it.
+                "compute": True,
                 "profile": True,
                 "data_dir": True,
             },

@@ -93,6 +93,7 @@ SPECIAL: dict[tuple, list[dict]] = {
     ],
     ("rollout", "challenger"): ["v1"],
     ("rollout", "incumbent"): ["v3"],
+    ("compute", "dask_address"): ["tcp://127.0.0.1:8786"],
 }
 
 
@@ -502,6 +503,25 @@ def _profile(s: Settings):
     return _engine(s), _executor(s)
 
 
+def _task_runners(s: Settings):
+    # Each key configures the runner it belongs to: workers the process pool and the local Dask
+    # cluster, dask_address the Dask runner; runner picks one of them.
+    from flows.fanout import task_runner_for
+
+    built = []
+    for runner in ("inline", "processes", "dask"):
+        r = task_runner_for(s.compute.model_copy(update={"runner": runner}))
+        built.append(
+            (
+                type(r).__name__,
+                getattr(r, "_max_workers", None),
+                getattr(r, "address", None),
+                str(getattr(r, "cluster_kwargs", None)),
+            )
+        )
+    return s.compute.runner, built
+
+
 def _report_link(s: Settings):
     from flows.report_links import report_link
 
@@ -536,6 +556,7 @@ BUILDERS: dict[str, list[Callable[[Settings], Any]]] = {
     "alerts": [_alerts],
     "simulator": [_simulator],
     "reports": [_report_link],
+    "compute": [_task_runners],
 }
 
 # Read only inside long-running loops that no small constructor exposes: the attribute must be
