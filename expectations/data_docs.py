@@ -100,6 +100,7 @@ def publish_data_docs(data_dir: Path) -> DataDocs:
         for key in keys:
             disk.set(key, memory.get(key))
             memory.remove_key(key)  # bounded memory: the site's store holds them now
+        keys += _take_stashed(site_dir)
         # Only the new pages (and the suites' pages, a few): without identifiers GX re-renders
         # every result the store ever held.
         ctx.build_data_docs(
@@ -107,3 +108,55 @@ def publish_data_docs(data_dir: Path) -> DataDocs:
         )
     suites = tuple(sorted({k.expectation_suite_identifier.name for k in keys}))
     return DataDocs(site_dir / "index.html", len(keys), suites)
+
+
+PENDING_SUBDIR = "pending"  # keys of results stashed by workers, not rendered yet
+
+
+def stash_results(data_dir: Path) -> int:
+    """Move this process's validation results into the site's store without rendering: a
+    worker of a fanned-out ingest (another process or machine) does it after each file, and the
+    run's ``publish_data_docs`` renders them. Returns how many were stashed.
+
+    Each result is its own file in the store and each worker writes its own pending list, by
+    rename, so workers never overwrite each other's (docs/operations.md, "Scaling out")."""
+    import json
+    import os
+    import uuid
+
+    from expectations.runner import _context
+
+    site_dir = data_docs_dir(data_dir)
+    with _lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ctx, _ = _context()
+        _configure(ctx, site_dir)
+        memory, disk = ctx.validation_results_store, ctx.stores[STORE]
+        keys = memory.list_keys()
+        for key in keys:
+            disk.set(key, memory.get(key))
+            memory.remove_key(key)
+    if keys:
+        pending = site_dir / PENDING_SUBDIR
+        pending.mkdir(parents=True, exist_ok=True)
+        name = uuid.uuid4().hex
+        tmp = pending / f".{name}.tmp"
+        tmp.write_text(json.dumps([list(k.to_tuple()) for k in keys]))
+        os.replace(tmp, pending / f"{name}.json")
+    return len(keys)
+
+
+def _take_stashed(site_dir: Path) -> list:
+    """The keys workers stashed (their lists are removed: rendered once)."""
+    import json
+
+    from great_expectations.data_context.types.resource_identifiers import (
+        ValidationResultIdentifier,
+    )
+
+    keys = []
+    pending = site_dir / PENDING_SUBDIR
+    for f in sorted(pending.glob("*.json")) if pending.is_dir() else []:
+        keys += [ValidationResultIdentifier.from_tuple(tuple(k)) for k in json.loads(f.read_text())]
+        f.unlink()
+    return keys

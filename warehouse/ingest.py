@@ -17,7 +17,7 @@ import datetime as dt
 import json
 import shutil
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +128,25 @@ class KnownInstruments:
         return tick_table(frame)
 
 
+# The shape of jobs/fanout.py's mappers (warehouse may not import jobs: docs/architecture.md).
+FileMapper = Callable[[Callable[["FileJob"], FileResult], Sequence["FileJob"]], list[FileResult]]
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """One file of a run, as a worker (another process or machine) gets it: plain values only,
+    the worker opens its own Lake from ``data_dir`` (the same path on every machine)."""
+
+    path: Path
+    data_dir: Path
+    run_id: str
+    origin: str | None
+    limits: DecodeLimits | None
+
+    def __str__(self) -> str:  # names the Prefect task run: ingest-file-job-<file name>
+        return self.path.name
+
+
 def ingest_files(
     paths: Iterable[Path | str],
     lake: Lake,
@@ -136,6 +155,7 @@ def ingest_files(
     progress: Callable[[FileResult], None] | None = None,
     limits: DecodeLimits | None = None,
     stage: Callable[[str], None] | None = None,
+    mapper: FileMapper | None = None,
 ) -> IngestReport:
     """Ingest files in dependency order (definitions, statistics, then market data).
 
@@ -143,9 +163,15 @@ def ingest_files(
     (``DecodeLimits.from_settings``; the defaults of the settings when None). ``stage`` is told
     what the run is doing before each file and during the setup before the first one (the
     warehouse schema, then Great Expectations, whose start takes most of it); ``progress``
-    gets each file's result."""
-    from expectations.runner import prepare, validate
+    gets each file's result.
 
+    ``mapper`` (jobs/fanout.py: a process pool, Dask, or Prefect tasks) runs the files side by
+    side: the definitions (and mixed files, which may hold some) first, one after another,
+    since their instruments are what the other files are checked against; then every other
+    file at once, each worker opening its own Lake. One run id for the run, the results in the
+    order a sequential run gives, and the same lake rows: concurrent commits of one date are
+    serialised by the lake (docs/lake.md, "Several writers"). Without ``mapper`` the files run
+    here one after another, as they always did."""
     say = stage or (lambda _what: None)
     if origin is not None and origin not in ORIGINS:
         raise ValueError(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
@@ -153,25 +179,81 @@ def ingest_files(
     ensure_migrated(lake)
     lake.clean_staging()  # transactions of a dead writer are rolled back
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-    known = KnownInstruments(lake)
     say("setup: reading the files' schemas (definitions load first)")
-    ordered = ingest_order(paths)
+    peeked = [(Path(p), _peek_schema(Path(p))) for p in paths]
+    peeked.sort(key=lambda ps: _ORDER.get(ps[1], 2))  # stable: as ingest_order sorts
+    ordered = [p for p, _ in peeked]
+    if mapper is None:
+        return IngestReport(
+            run_id, _sequential(ordered, lake, run_id, origin, limits, say, progress)
+        )
+    jobs = [(FileJob(p, lake.root, run_id, origin, limits), schema) for p, schema in peeked]
+    first = [j for j, schema in jobs if schema in _FIRST]
+    rest = [j for j, schema in jobs if schema not in _FIRST]
+    results: list[FileResult] = []
+    for job in first:
+        say(f"{job.path.name}")
+        results += _reported(mapper(ingest_file_job, [job]), progress)
+    if rest:
+        say(f"{len(rest)} files side by side")
+        results += _reported(mapper(ingest_file_job, rest), progress)
+    return IngestReport(run_id, results)
+
+
+# Files whose instruments the others are checked against, ingested before them one at a time
+# (a mixed file, schema None, may hold definitions: a live capture).
+_FIRST = {"definition", "None"}
+
+
+def _reported(results: list[FileResult], progress) -> list[FileResult]:
+    for r in results:
+        if progress:
+            progress(r)
+    return results
+
+
+def _sequential(ordered, lake, run_id, origin, limits, say, progress) -> list[FileResult]:
+    from expectations.runner import prepare, validate
+
+    known = KnownInstruments(lake)
     if ordered:
         say("setup: starting Great Expectations (the validation engine, once per process)")
         prepare()
     results = []
     for path in ordered:
         say(f"{path.name}")
-        try:
-            result = _ingest_one(path, lake, run_id, origin, known, validate, limits)
-        except Exception as exc:  # never a traceback mid-run: this file fails, the others go on
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            reason = f"{path.name}: could not be ingested ({type(exc).__name__}: {first})"
-            result = FileResult(path, "refused", reason)
+        result = _guarded(path, lake, run_id, origin, known, validate, limits)
         results.append(result)
         if progress:
             progress(result)
-    return IngestReport(run_id, results)
+    return results
+
+
+def _guarded(path, lake, run_id, origin, known, validate, limits) -> FileResult:
+    try:
+        return _ingest_one(path, lake, run_id, origin, known, validate, limits)
+    except Exception as exc:  # never a traceback mid-run: this file fails, the others go on
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        reason = f"{path.name}: could not be ingested ({type(exc).__name__}: {first})"
+        return FileResult(path, "refused", reason)
+
+
+def ingest_file_job(job: FileJob) -> FileResult:
+    """A worker's part of a run: one file into the lake at ``job.data_dir``.
+
+    The instruments known are the lake's (the run's definitions committed before this file was
+    handed out). The Great Expectations results go to the Data Docs' store on disk, where the
+    run's ``publish_data_docs`` finds them (they would die with this worker's memory)."""
+    from expectations.data_docs import stash_results
+    from expectations.runner import prepare, validate
+
+    lake = Lake(job.data_dir)
+    prepare()
+    result = _guarded(
+        job.path, lake, job.run_id, job.origin, KnownInstruments(lake), validate, job.limits
+    )
+    stash_results(job.data_dir)
+    return result
 
 
 def _ingest_one(

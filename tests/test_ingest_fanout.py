@@ -1,0 +1,108 @@
+"""A multi-file ingest fanned out over processes lands exactly what a sequential one does, and
+several processes writing one lake at once (a fresh data root: the migrations race) lose and
+double nothing (docs/operations.md, "Scaling out"; docs/lake.md, "Several writers")."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import lake_tables
+from warehouse.ingest import ingest_files
+from warehouse.lake import Lake
+
+MARKET = ["instruments", "statistics", "open_interest", "settlements", "mbo", "trades"]
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    """Two SYNTHETIC sessions (6 files), ingested once one after another: the reference."""
+    from ifd_core.simulator.market import simulate_market
+
+    root = tmp_path_factory.mktemp("synthetic-fanout")
+    summary = simulate_market(root / "sim", 2, 11, scale=0.02)  # SYNTHETIC
+    done: list[str] = []
+    report = ingest_files(summary.files, Lake(root / "seq"), progress=lambda r: done.append(r))
+    assert report.ok and len(done) == len(summary.files)
+    return {"root": root, "files": summary.files, "seq": report}
+
+
+def _summary(report) -> list[tuple]:
+    return [(r.path.name, r.status, r.rows, r.duplicates, len(r.dq)) for r in report.files]
+
+
+def test_fanned_out_ingest_lands_what_the_sequential_one_does(market, tmp_path):
+    from expectations.data_docs import publish_data_docs
+    from jobs.fanout import process_pool_mapper
+
+    publish_data_docs(tmp_path / "other-runs")  # the reference run's results stay out of it
+    seen = []
+    with process_pool_mapper(2) as mapper:
+        par = ingest_files(
+            market["files"], Lake(tmp_path / "par"), mapper=mapper, progress=seen.append
+        )
+    assert par.ok
+    assert _summary(par) == _summary(market["seq"])  # same files, order, rows, checks
+    assert [r.path for r in seen] == [r.path for r in par.files]  # progress once per file
+    assert {r.run_id for r in [par]} and all(
+        row["run_id"] == par.run_id for r in par.files for row in r.dq
+    )  # one run id for the run, whichever process validated
+    ref, got = lake_tables(market["root"] / "seq"), lake_tables(tmp_path / "par")
+    for t in ref:
+        assert ref[t].equals(got[t]), t
+    log = Lake(tmp_path / "par").scan("ingest_log").collect()
+    assert log["run_id"].unique().to_list() == [par.run_id]
+    # The workers' Great Expectations results reach the run's Data Docs (stashed on disk).
+    docs = publish_data_docs(tmp_path / "par")
+    assert docs.published == sum(len({row["dataset"] for row in r.dq}) for r in par.files)
+
+
+def _ingest_alone(job: tuple[list[str], str]) -> list[tuple]:
+    """One independent writer process: its own ingest run of ``paths`` into ``data_dir``."""
+    paths, data_dir = job
+    report = ingest_files(paths, Lake(Path(data_dir)))
+    return [(r.path.name, r.status, r.reason, r.rows, r.duplicates) for r in report.files]
+
+
+@pytest.mark.slow
+def test_three_writers_at_once_on_a_fresh_root_lose_and_double_nothing(market, tmp_path):
+    """Three processes start on an empty data root at once (each migrates the catalog), then
+    three write the same and different dates at once, one file twice (LakeConflict retries)."""
+    files = {Path(f).name: str(f) for f in market["files"]}
+    defs = [n for n in files if ".definition." in n]
+    rest = [n for n in files if n not in defs]
+    data = str(tmp_path / "many")
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(3, mp_context=ctx) as pool:
+        first = list(pool.map(_ingest_alone, [([files[d]], data) for d in defs] + [([], data)]))
+        mbo = next(n for n in rest if ".mbo." in n)
+        second = list(
+            pool.map(
+                _ingest_alone,
+                [
+                    ([files[rest[0]], files[rest[1]]], data),
+                    ([files[n] for n in rest[2:]], data),
+                    ([files[mbo]], data),
+                ],
+            )
+        )
+    results = [r for run in first + second for r in run]
+    assert all(status == "loaded" for _, status, *_ in results), results
+    ref = lake_tables(market["root"] / "seq", MARKET)
+    got = lake_tables(tmp_path / "many", MARKET)
+    for t in MARKET:
+        assert ref[t].equals(got[t]), t  # nothing lost, nothing doubled
+    twice = [r for r in results if r[0] == mbo]
+    assert len(twice) == 2
+    assert sorted(sum(r[3].values()) for r in twice)[0] == 0  # the later copy added nothing
+    log = Lake(tmp_path / "many").scan("ingest_log").collect()
+    assert log.height == len(files) + 1
+    added = sum(sum(json.loads(x).values()) for x in log["rows"])
+    assert added == sum(sum(r.rows.values()) for r in market["seq"].files)
+    from warehouse.migrations import ALL_VERSIONS, current_state
+
+    assert current_state(Lake(tmp_path / "many"))[0] == ALL_VERSIONS
