@@ -45,9 +45,12 @@ def task_runner_for(compute: ComputeSettings, workers: int | None = None):
 
 
 @contextlib.contextmanager
-def prefect_mapper(compute: ComputeSettings, workers: int | None = None) -> Iterator[Mapper]:
+def prefect_mapper(
+    compute: ComputeSettings, workers: int | None = None, **task_options: Any
+) -> Iterator[Mapper]:
     """Inside a flow run: map each item to a task run of ``fn`` on the chosen task runner;
-    results come back in the order of the items, and the first failure raises."""
+    results come back in the order of the items, and the first failure raises.
+    ``task_options`` go to ``prefect.task`` (retries, cache policy, ...)."""
     from prefect import task
 
     with task_runner_for(compute, workers) as runner:
@@ -55,7 +58,8 @@ def prefect_mapper(compute: ComputeSettings, workers: int | None = None) -> Iter
         def mapper(fn: Callable[[Any], R], items: Sequence[Any], /) -> list[R]:
             name = getattr(fn, "__name__", "item").replace("_", "-")
             param = next(iter(inspect.signature(fn).parameters))  # the item's parameter
-            as_task = task(fn, name=name, task_run_name=f"{name}-{{{param}}}")
+            options = {"name": name, "task_run_name": f"{name}-{{{param}}}", **task_options}
+            as_task = task(fn, **options)
             futures = [runner.submit(as_task, parameters={param: x}) for x in items]
             return [f.result() for f in futures]
 

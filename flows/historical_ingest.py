@@ -1,6 +1,7 @@
 """Prefect flow `historical_ingest`: DBN files of a trading day (or given paths) into the lake.
 
-Thin by design: it picks the files, calls warehouse.ingest one task per file (definitions first),
+Thin by design: it picks the files, calls warehouse.ingest with one task per file (definitions
+first, then the others side by side on the runner of the compute settings),
 and publishes what landed and the data-quality results as artifacts: the files, a summary, the
 DQ results per dataset/expectation/column (from ``dq_results``), a link to the DQ report and one
 to the Great Expectations Data Docs, built once per flow run (docs/operations.md). A
@@ -13,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
@@ -35,20 +36,12 @@ def day_files(source_dir: Path, day: dt.date) -> list[Path]:
     return sorted(p for p in source_dir.glob(stem + "*") if p.name.endswith((".dbn", ".dbn.zst")))
 
 
-@task(
-    name="ingest-file",
-    cache_policy=NO_CACHE,
-    task_run_name="ingest {path.name}",
-    **SAFE_RETRY,  # a loaded file adds nothing the second time (flows/retries.py)
-)
-def ingest_file(path: Path, data_dir: str, origin: str | None) -> dict:
-    from ifd_core.marketdata.dbn_files import DecodeLimits
-    from warehouse.ingest import ingest_files
-    from warehouse.lake import Lake
+# Each file is one task run on the runner compute settings choose (flows/fanout.py); a retry is
+# safe: a loaded file adds nothing the second time (flows/retries.py).
+FILE_TASK = {"name": "ingest-file", "cache_policy": NO_CACHE, **SAFE_RETRY}
 
-    limits = DecodeLimits.from_settings(flow_settings())
-    report = ingest_files([path], Lake(Path(data_dir)), origin=origin, limits=limits)
-    r = report.files[0]
+
+def _row(r, run_id: str) -> dict:
     return {
         "file": r.path.name,
         "status": r.status,
@@ -60,7 +53,7 @@ def ingest_file(path: Path, data_dir: str, origin: str | None) -> dict:
         "checks_passed": sum(x["success"] for x in r.dq),
         "checks": len(r.dq),
         "reason": r.reason,
-        "run_id": report.run_id,
+        "run_id": run_id,
     }
 
 
@@ -112,14 +105,23 @@ def historical_ingest(
             raise FileNotFoundError(f"no DBN files for {trade_date} in {folder}")
     else:
         raise ValueError("give either paths or trade_date")
-    from warehouse.ingest import ingest_order
+    from flows.fanout import prefect_mapper
+    from ifd_core.marketdata.dbn_files import DecodeLimits
+    from warehouse.ingest import ingest_files
+    from warehouse.lake import Lake
 
-    rows = []
-    for path in ingest_order(
-        files
-    ):  # sequential: definitions must land before the data they define
-        rows.append(ingest_file(path, data_dir, origin))
-        logger.info("%s: %s", path.name, rows[-1]["status"])
+    # Definitions first, then the other files side by side as task runs (docs/operations.md,
+    # "Scaling out"); one ingest run id for the flow run.
+    with prefect_mapper(settings.compute, **FILE_TASK) as mapper:
+        report = ingest_files(
+            files,
+            Lake(Path(data_dir)),
+            origin=origin,
+            limits=DecodeLimits.from_settings(settings),
+            mapper=mapper,
+            progress=lambda r: logger.info("%s: %s", r.path.name, r.status),
+        )
+    rows = [_row(r, report.run_id) for r in report.files]
     create_table_artifact(
         key="historical-ingest-files", table=rows, description="Files handled by this run"
     )

@@ -125,6 +125,14 @@ def ingest(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Ingest files side by side on N workers (a local process pool, or Dask with "
+            "IFD_COMPUTE__RUNNER=dask). Default: compute.workers of the settings' runner.",
+        ),
+    ] = None,
 ) -> None:
     """Load DBN files into the lake, validating every file (batch) before it is published.
 
@@ -143,7 +151,7 @@ def ingest(
             err.print(f"skipped (not a DBN file): {s}", highlight=False, soft_wrap=True)
     lake = open_lake()
     try:
-        report = _run_ingest(files, lake, origin)
+        report = _run_ingest(files, lake, origin, workers)
     except CatalogBusy as exc:
         raise fail(str(exc), EXIT_BUSY) from None
     except ValueError as exc:
@@ -206,12 +214,15 @@ def _expand(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     return files, skipped
 
 
-def _run_ingest(files: list[Path], lake, origin: str | None):
+def _run_ingest(files: list[Path], lake, origin: str | None, workers: int | None = None):
     from ifd_core.marketdata.dbn_files import DecodeLimits
+    from jobs.fanout import inline_map, mapper_for
     from warehouse.ingest import ingest_files
 
-    limits = DecodeLimits.from_settings(load_settings(None))
-    with progress_bar() as prog:
+    settings = load_settings(None)
+    limits = DecodeLimits.from_settings(settings)
+    # docs/operations.md, "Scaling out": one worker is this process, file after file.
+    with mapper_for(settings.compute, workers) as mapper, progress_bar() as prog:
         # The bar says what the run does, its setup included: before the first file it checks
         # the schema and starts Great Expectations (most of the wait; measured ~10-20 s).
         task = prog.add_task("setup", total=len(files))
@@ -222,6 +233,7 @@ def _run_ingest(files: list[Path], lake, origin: str | None):
             progress=lambda r: prog.advance(task),
             limits=limits,
             stage=lambda what: prog.update(task, description=esc(what)),
+            mapper=None if mapper is inline_map else mapper,
         )
 
 

@@ -29,9 +29,13 @@ def test_only_outside_failures_are_retried(exc, retried):
 
 
 def test_the_idempotent_tasks_retry_and_the_others_do_not():
-    from flows.demo import evaluate_days, simulate
-    from flows.historical_ingest import ingest_file
+    from prefect import task as make_task
 
+    from flows.demo import evaluate_days, simulate
+    from flows.historical_ingest import FILE_TASK
+    from warehouse.ingest import ingest_file_job
+
+    ingest_file = make_task(ingest_file_job, **FILE_TASK)  # as flows/fanout.py makes it
     for task in (ingest_file, evaluate_days):
         assert task.retries == RETRIES and task.retry_condition_fn is transient_failure
         assert task.retry_delay_seconds
