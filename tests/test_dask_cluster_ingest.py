@@ -37,12 +37,12 @@ def cluster(tmp_path):
 
 
 def test_ingest_on_a_dask_cluster_equals_the_in_process_run(market, cluster, tmp_path, monkeypatch):
-    from ifd_core.settings import load_settings
+    from ifd_core.settings import get_settings
     from jobs.fanout import mapper_for
 
     monkeypatch.setenv("IFD_COMPUTE__RUNNER", "dask")
     monkeypatch.setenv("IFD_COMPUTE__DASK_ADDRESS", cluster.address)
-    compute = load_settings(None).compute
+    compute = get_settings(None).compute
     with mapper_for(compute) as mapper:
         report = ingest_files(market["files"], Lake(tmp_path / "dask-lake"), mapper=mapper)
     assert report.ok
