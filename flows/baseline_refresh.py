@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import State
 
 from flows.calendar_gate import no_session, skipped, today_ny
+from flows.fanout import prefect_mapper
 from flows.run_names import run_name
 from flows.settings import flow_settings
 
@@ -42,9 +43,15 @@ def baseline_refresh(trade_date: dt.date | None = None) -> dict | State:
     settings = flow_settings()
     lake = Lake(settings.data_dir)
     ensure_migrated(lake)
-    base, present = refresh_baselines(
-        lake, trade_date, settings, progress=lambda d: log.info("windows of %s", d)
-    )
+    # Sessions without stored windows are computed as task runs on compute.runner, side by side.
+    with prefect_mapper(settings.compute) as mapper:
+        base, present = refresh_baselines(
+            lake,
+            trade_date,
+            settings,
+            progress=lambda d: log.info("windows of %s", d),
+            mapper=mapper,
+        )
     wanted = settings.analysis.v3.lookback_days
     rows = [{"bucket_table": name, "rows": df.height} for name, df in sorted((base or {}).items())]
     create_table_artifact(

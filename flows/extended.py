@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 
 from flows.calendar_gate import skip_scheduled_holiday
+from flows.fanout import prefect_mapper
 from flows.run_names import run_name, span
 from flows.settings import flow_settings
 from flows.trading_reports import publish
@@ -47,14 +48,17 @@ def extended_test(
         return skip
     log = get_run_logger()
     settings = flow_settings()
-    res = run_extended(
-        Lake(settings.data_dir),
-        settings,
-        start=start,
-        end=end,
-        realtime_test_id=realtime_test_id,
-        progress=log.info,
-    )
+    # The days' detection pass as task runs on compute.runner (docs/operations.md, "Scaling out").
+    with prefect_mapper(settings.compute) as mapper:
+        res = run_extended(
+            Lake(settings.data_dir),
+            settings,
+            start=start,
+            end=end,
+            realtime_test_id=realtime_test_id,
+            progress=log.info,
+            mapper=mapper,
+        )
     report = write_extended_report(settings.data_dir, res)
     lines = [
         f"{len(res.days)} sessions ({res.mode}), complete: {res.complete}.",

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from ifd_core.settings import ComputeSettings
-from jobs.fanout import Mapper
+from jobs.fanout import Done, Mapper, in_order
 
 R = TypeVar("R")
 
@@ -52,15 +52,18 @@ def prefect_mapper(
     results come back in the order of the items, and the first failure raises.
     ``task_options`` go to ``prefect.task`` (retries, cache policy, ...)."""
     from prefect import task
+    from prefect.futures import as_completed
 
     with task_runner_for(compute, workers) as runner:
 
-        def mapper(fn: Callable[[Any], R], items: Sequence[Any], /) -> list[R]:
+        def mapper(
+            fn: Callable[[Any], R], items: Sequence[Any], /, done: Done | None = None
+        ) -> list[R]:
             name = getattr(fn, "__name__", "item").replace("_", "-")
             param = next(iter(inspect.signature(fn).parameters))  # the item's parameter
             options = {"name": name, "task_run_name": f"{name}-{{{param}}}", **task_options}
             as_task = task(fn, **options)
             futures = [runner.submit(as_task, parameters={param: x}) for x in items]
-            return [f.result() for f in futures]
+            return in_order(futures, as_completed, done)
 
         yield mapper

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 
 from flows.calendar_gate import skip_scheduled_holiday
+from flows.fanout import prefect_mapper
 from flows.run_names import run_name, span
 from flows.settings import flow_settings
 from flows.trading_reports import publish
@@ -48,7 +49,9 @@ def nightly_backtest(
     if not days:
         raise ValueError("no stored sessions to backtest: ingest data first")
     days = days[-sessions:] if not start else days
-    ab = run_ab(lake, settings, days[0], days[-1], progress=log.info)
+    # The days' detection pass as task runs on compute.runner (docs/operations.md, "Scaling out").
+    with prefect_mapper(settings.compute) as mapper:
+        ab = run_ab(lake, settings, days[0], days[-1], progress=log.info, mapper=mapper)
     bt = ab.backtest
     metrics = metrics_of(bt)
     report = write_backtest_report(settings.data_dir, bt, metrics)

@@ -38,6 +38,17 @@ EndDate = Annotated[
 ]
 
 
+# Days' detection side by side (jobs/fanout.py; docs/operations.md, "Scaling out").
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Days detected side by side: overrides compute.workers (IFD_COMPUTE__WORKERS); "
+        "with runner inline, more than 1 means a local process pool. Results do not change.",
+    ),
+]
+
+
 def _metrics_for(result):
     from jobs.backtest import metrics_of
 
@@ -101,6 +112,7 @@ def backtest(
         bool, typer.Option("--walk-forward", help="Tune min confidence on rolling windows.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    workers: Workers = None,
 ) -> None:
     """Backtest stored days: the FlowEngine and the paper executor, labels, metrics, Monte Carlo.
 
@@ -110,6 +122,7 @@ def backtest(
     """
     from ifd_core.trading.halt import EmergencyStop
     from jobs.backtest import run_backtest
+    from jobs.fanout import mapper_for
     from reports.trading import write_backtest_report
     from warehouse.lake import Lake
 
@@ -120,8 +133,8 @@ def backtest(
     stop = EmergencyStop(settings.data_dir)
     halted_at_start = stop.state()
     try:
-        with progress_bar() as prog:
-            task = prog.add_task("backtest days", total=None)
+        with progress_bar() as prog, mapper_for(settings.compute, workers) as mapper:
+            task = prog.add_task("backtest days (detection, then account)", total=None)
             result = run_backtest(
                 lake,
                 settings,
@@ -131,6 +144,7 @@ def backtest(
                 walk_forward=walk_forward,
                 progress=note,
                 days_done=lambda done, total: prog.update(task, completed=done, total=total),
+                mapper=mapper,
             )
     except ValueError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
@@ -212,20 +226,22 @@ def ab(
     end: EndDate,
     profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    workers: Workers = None,
 ) -> None:
     """A/B test v3 against v1 on the same record stream: paired signals, the accuracy test
     (Fisher exact for small cells), a bootstrap CI of the daily P&L difference, and a verdict
     that says how many more resolved episodes are needed when the sample cannot decide. The
     unit is the signal episode: one flow seen in several windows is one outcome."""
     from jobs.ab import run_ab
+    from jobs.fanout import mapper_for
     from reports.trading import write_ab_report
     from warehouse.lake import Lake
 
     check_range(start, end)
     settings = load_settings(profile)
     try:
-        with progress_bar() as prog:
-            task = prog.add_task("A/B days", total=None)
+        with progress_bar() as prog, mapper_for(settings.compute, workers) as mapper:
+            task = prog.add_task("A/B days (detection, then account)", total=None)
             res = run_ab(
                 Lake(settings.data_dir),
                 settings,
@@ -233,6 +249,7 @@ def ab(
                 end,
                 progress=note,
                 days_done=lambda done, total: prog.update(task, completed=done, total=total),
+                mapper=mapper,
             )
     except ValueError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
@@ -278,26 +295,30 @@ def extended_test(
     ] = None,
     profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    workers: Workers = None,
 ) -> None:
     """The two-week extended test: daily rows per algorithm, weekly and final reports pooled
     from counts, and PASS / FAIL(reasons) / INCONCLUSIVE(reasons) against settings.extended."""
     import polars as pl
 
     from jobs.extended import run_extended
+    from jobs.fanout import mapper_for
     from reports.trading import write_extended_report
     from warehouse.lake import Lake
 
     check_range(start, end)
     settings = load_settings(profile)
     try:
-        res = run_extended(
-            Lake(settings.data_dir),
-            settings,
-            start=start,
-            end=end,
-            realtime_test_id=realtime,
-            progress=note,
-        )
+        with mapper_for(settings.compute, workers) as mapper:
+            res = run_extended(
+                Lake(settings.data_dir),
+                settings,
+                start=start,
+                end=end,
+                realtime_test_id=realtime,
+                progress=note,
+                mapper=mapper,
+            )
     except ValueError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     doc = res.to_dict()

@@ -27,6 +27,7 @@ from ifd_core.trading.ab_stats import (
 )
 from ifd_core.trading.metrics import accuracy_stats
 from jobs.backtest import BacktestResult, run_backtest
+from jobs.fanout import Mapper, inline_map
 from warehouse.lake import Lake
 
 PAIR_COLS = ["signal_id", "underlying_id", "view", "strike", "decision_ts"]
@@ -75,7 +76,10 @@ def run_ab(
     end: dt.date,
     progress: Callable[[str], None] | None = None,
     days_done: Callable[[int, int], None] | None = None,
+    mapper: Mapper = inline_map,
 ) -> ABResult:
+    """Both algorithms backtested on the same days (``mapper``: the days' detection pass side
+    by side, jobs/fanout.py), then the paired comparison."""
     bt = run_backtest(
         lake,
         settings,
@@ -85,6 +89,7 @@ def run_ab(
         mode="ab",
         progress=progress,
         days_done=days_done,
+        mapper=mapper,
     )
     return ab_of(bt, settings)
 

@@ -15,23 +15,28 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from ifd_core.analysis.episodes import first_per_episode
-from ifd_core.calendar import streaming_period
-from ifd_core.marketdata.record_source import FileReplaySource
+from ifd_core.analysis.wiring import engine_params
+from ifd_core.calendar import sessions_before, streaming_period
+from ifd_core.marketdata.record_source import FileReplaySource, RecordBatch
 from ifd_core.settings import Settings
 from ifd_core.trading.halt import EmergencyStop
 from ifd_core.trading.labels import BarrierParams
 from ifd_core.trading.paper import PaperExecutor, executor_from_settings
 from jobs.detect import (
     engine_pass,
+    ensure_windows,
     lake_origin,
     outcomes_of,
     raw_files_for,
     refresh_baselines,
 )
+from jobs.fanout import Mapper, inline_map
 from warehouse.lake import Lake
 from warehouse.migrations import ensure_migrated
 from warehouse.tables import TABLES
@@ -75,6 +80,86 @@ def trading_days(lake: Lake, start: dt.date, end: dt.date) -> list[dt.date]:
     return [d for d in days if start <= d <= end and raw_files_for(lake, d)]
 
 
+@dataclass
+class DayJob:
+    """One trade date's detection pass, as a worker gets it: plain values that pickle (the data
+    root, not an open lake)."""
+
+    data_dir: str
+    settings: Settings
+    day: dt.date
+    algos: tuple[str, ...]
+
+    def __str__(self) -> str:  # the Prefect task run's name
+        return self.day.isoformat()
+
+
+@dataclass
+class DayDetection:
+    """What the account pass needs of a day: its signals and labels, and of its records only
+    those of the instruments a signal names (all the executors replay, batch by batch)."""
+
+    day: dt.date
+    origin: str
+    records: int
+    signals: pl.DataFrame
+    labels: pl.DataFrame | None
+    batches: list[RecordBatch]
+    session_close_ns: int | None  # None: not a session (nothing was read)
+
+
+def detect_for_backtest(job: DayJob) -> DayDetection:
+    """The independent part of a backtest day, runnable in any process: read the records,
+    baselines from the sessions before, the engine with the detectors, the triple-barrier
+    labels. Depends on nothing of the other days of the run, so days run side by side."""
+    day, settings = job.day, job.settings
+    period = streaming_period(day, "always_on")
+    if period is None:
+        return DayDetection(day, "", 0, pl.DataFrame(), None, [], None)
+    lake = Lake(Path(job.data_dir))
+    paths = raw_files_for(lake, day)
+    origin = lake_origin(lake, day)
+    batches = list(FileReplaySource(paths, batch_records=500_000).batches())
+    records = sum(len(b) for b in batches)
+    base, _ = refresh_baselines(lake, day, settings)
+    _, signals, _, _ = engine_pass(iter(batches), settings, day, base, job.algos)
+    signals = signals.with_columns(pl.lit(settings.config_version()).alias("config_version"))
+    barrier = BarrierParams.from_settings(settings)
+    labels = outcomes_of(lake, day, signals, barrier) if signals.height else None
+    return DayDetection(
+        day,
+        origin,
+        records,
+        signals,
+        labels,
+        _traded_records(batches, signals),
+        period.close_ns,
+    )
+
+
+def _traded_records(batches: list[RecordBatch], signals: pl.DataFrame) -> list[RecordBatch]:
+    """The MBO batches cut to the instruments any signal names (option and underlying): a
+    superset of what each executor keeps (``PaperExecutor.run_day`` filters the same way), in
+    the same batches, so the account pass gets the same records without reading the day."""
+    if signals.height == 0:
+        return []
+    ids = np.array(
+        sorted(set(signals["instrument_id"].to_list()) | set(signals["underlying_id"].to_list())),
+        dtype=np.uint32,
+    )
+    out = []
+    for b in batches:
+        if b.schema == "mbo" and len(b):
+            out.append(replace(b, records=b.records[np.isin(b.records["instrument_id"], ids)]))
+    return out
+
+
+def backtest_sessions(days: Sequence[dt.date], settings: Settings) -> list[dt.date]:
+    """Every session whose windows some day of the run builds its baselines from."""
+    _, _, bp = engine_params(settings)
+    return sorted({s for d in days for s in sessions_before(d, bp.lookback_sessions)})
+
+
 def run_backtest(
     lake: Lake,
     settings: Settings,
@@ -87,20 +172,29 @@ def run_backtest(
     mode: str = "backtest",
     progress: Callable[[str], None] | None = None,
     days_done: Callable[[int, int], None] | None = None,
+    mapper: Mapper = inline_map,
 ) -> BacktestResult:
     """The backtest entry point: the production FlowEngine and paper executor over the stored
     trade dates ``start``..``end`` for each of ``algos``, with labels, metrics, Monte Carlo and
     (``walk_forward``) out-of-sample folds; ``write`` puts the ledger into the lake.
 
+    Two passes: the detection pass (``detect_for_backtest``, one day per item of ``mapper``,
+    side by side when the mapper runs them so), then the account pass over the days in order
+    (each algorithm's executor carried day to day, its daily stops, the walk-forward variants).
+    The missing windows of the baseline sessions are computed first, also through ``mapper``,
+    so no two days compute the same session. Results do not depend on the mapper.
+
     ``progress`` gets a line per day (and the emergency stop's warning); ``days_done`` gets
-    (days done, days in the run), from (0, n) before the first day, for a progress bar."""
+    (steps done, steps), two steps a day (its detection, then its account pass), from (0, 2n)
+    before the first, for a progress bar."""
     ensure_migrated(lake)
     say = progress or (lambda msg: None)
     count = days_done or (lambda done, total: None)
     days = trading_days(lake, start, end)
     if not days:
         raise ValueError(f"no ingested trading days between {start} and {end}")
-    count(0, len(days))
+    steps = 2 * len(days)
+    count(0, steps)
     algos = tuple(algos)
     run_id = f"bt-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     halt = EmergencyStop(settings.data_dir)
@@ -117,35 +211,38 @@ def run_backtest(
     executors = {a: make(a) for a in algos}
     grid = list(settings.backtest.confidence_grid) if walk_forward else []
     variants = {(a, c): make(a, c) for a in algos for c in grid}
-    barrier = BarrierParams.from_settings(settings)
-    config_version = settings.config_version()
     t0 = time.perf_counter()
+    ensure_windows(lake, backtest_sessions(days, settings), settings, mapper=mapper)
+    detected = 0
+
+    def one_detected(i: int, det: DayDetection) -> None:
+        nonlocal detected
+        detected += 1
+        count(detected, steps)
+
+    jobs = [DayJob(str(lake.root), settings, d, algos) for d in days]
+    detections = mapper(detect_for_backtest, jobs, done=one_detected)
     records = 0
     synthetic = False
     origins: dict[dt.date, str] = {}
     daily_rows: list[dict] = []
     variant_rows: list[dict] = []
     outcomes, ledgers, all_signals = [], {t: [] for t in LEDGER}, []
-    for n, day in enumerate(days, 1):
-        period = streaming_period(day, "always_on")
-        if period is None:
-            count(n, len(days))
+    for n, det in enumerate(detections, 1):
+        day = det.day
+        if det.session_close_ns is None:
+            count(len(days) + n, steps)
             continue
-        paths = raw_files_for(lake, day)
-        origins[day] = lake_origin(lake, day)
-        synthetic |= origins[day] == "synthetic"
-        batches = list(FileReplaySource(paths, batch_records=500_000).batches())
-        records += sum(len(b) for b in batches)
-        base, _ = refresh_baselines(lake, day, settings)
-        _, signals, _, _ = engine_pass(iter(batches), settings, day, base, algos)
-        signals = signals.with_columns(pl.lit(config_version).alias("config_version"))
-        labels = outcomes_of(lake, day, signals, barrier) if signals.height else None
+        origins[day] = det.origin
+        synthetic |= det.origin == "synthetic"
+        records += det.records
+        signals, labels, batches = det.signals, det.labels, det.batches
         all_signals.append(signals)
         for algo in algos:
             sig = signals.filter(pl.col("algo") == algo)
             ex = executors[algo]
             equity0 = ex.equity
-            led = ex.run_day(batches, sig, period.close_ns)
+            led = ex.run_day(batches, sig, det.session_close_ns)
             for t in LEDGER:
                 ledgers[t] += [{"date": day, **r} for r in getattr(led, t)]
             lab = (
@@ -163,12 +260,12 @@ def run_backtest(
             for c in grid:
                 v = variants[(algo, c)]
                 before = v.equity
-                v.run_day(batches, sig, period.close_ns)
+                v.run_day(batches, sig, det.session_close_ns)
                 variant_rows.append(
                     {"date": day, "algo": algo, "min_confidence": c, "net_pnl": v.equity - before}
                 )
         say(f"{day}: {n}/{len(days)} days, {signals.height} signals")
-        count(n, len(days))
+        count(len(days) + n, steps)
     seconds = time.perf_counter() - t0
 
     def with_origin(df: pl.DataFrame) -> pl.DataFrame:

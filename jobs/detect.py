@@ -34,6 +34,7 @@ from ifd_core.marketdata.record_source import FileReplaySource, RecordBatch
 from ifd_core.settings import Settings
 from ifd_core.trading.labels import BarrierParams, extend_tape, label_signals, price_sources
 from ifd_core.units import NS, ns_to_utc
+from jobs.fanout import Mapper
 from warehouse.lake import Lake
 from warehouse.migrations import ensure_migrated
 from warehouse.tables import TABLES
@@ -286,19 +287,59 @@ def ensure_windows(
     days: Iterable[dt.date],
     settings: Settings,
     progress: Callable[[dt.date], None] | None = None,
+    mapper: Mapper | None = None,
 ) -> list[dt.date]:
     """Compute the windows of each day whose stored windows are missing or stale; returns the
-    days that have windows (days without ingested data are skipped, not invented)."""
-    have = []
+    days that have windows (days without ingested data are skipped, not invented).
+
+    ``mapper`` None: one day after another here, ``progress`` told of each as it is ready.
+    With a mapper the stale days run side by side (jobs/fanout.py), each writing its own
+    date's files in its own commit, and ``progress`` hears of each as it finishes."""
+    days = list(days)
+    if mapper is None:
+        have = []
+        for day in days:
+            paths = raw_files_for(lake, day)
+            if paths:
+                if not _up_to_date(lake, day, source_key(paths)):
+                    run_engine(lake, day, settings)
+                have.append(day)
+            if progress:
+                progress(day)
+        return have
+    have, stale = [], []
     for day in days:
         paths = raw_files_for(lake, day)
         if paths:
-            if not _up_to_date(lake, day, source_key(paths)):
-                run_engine(lake, day, settings)
             have.append(day)
-        if progress:
-            progress(day)
+            if not _up_to_date(lake, day, source_key(paths)):
+                stale.append(day)
+    if progress:  # nothing to compute for these: ready now
+        for day in days:
+            if day not in stale:
+                progress(day)
+    jobs = [WindowsJob(str(lake.root), settings, d) for d in stale]
+    mapper(windows_of_day, jobs, done=(lambda i, _: progress(stale[i])) if progress else None)
     return have
+
+
+@dataclass(frozen=True)
+class WindowsJob:
+    """One date's engine pass for its windows, as a worker gets it: plain values that pickle."""
+
+    data_dir: str
+    settings: Settings
+    day: dt.date
+
+    def __str__(self) -> str:  # the Prefect task run's name
+        return self.day.isoformat()
+
+
+def windows_of_day(job: WindowsJob) -> dt.date:
+    """A worker's part of :func:`ensure_windows`: the windows, rollup and run row of one date,
+    committed from the worker's own handle on the lake."""
+    run_engine(Lake(Path(job.data_dir)), job.day, job.settings)
+    return job.day
 
 
 def _up_to_date(lake: Lake, day: dt.date, key: str) -> bool:
@@ -323,12 +364,14 @@ def refresh_baselines(
     settings: Settings,
     progress: Callable[[dt.date], None] | None = None,
     store: bool = True,
+    mapper: Mapper | None = None,
 ) -> tuple[dict[str, pl.DataFrame], list[dt.date]]:
     """Baselines for judging ``day`` from the N sessions before it; stored in ``baselines``
-    (unless ``store`` is false: detection stores them in its own commit)."""
+    (unless ``store`` is false: detection stores them in its own commit). ``mapper``: the
+    sessions' missing windows are computed side by side (``ensure_windows``)."""
     _, _, bp = engine_params(settings)
     sessions = sessions_before(day, bp.lookback_sessions)
-    present = ensure_windows(lake, sessions, settings, progress)
+    present = ensure_windows(lake, sessions, settings, progress, mapper)
     history = (
         lake.scan("pressure_windows")
         .filter(pl.col("date").is_in(present))

@@ -20,6 +20,7 @@ import polars as pl
 from ifd_core.settings import Settings
 from ifd_core.trading.extended import DAILY_SCHEMA, Criteria, Verdict, final, verdict, weekly
 from jobs.backtest import BacktestResult, run_backtest, trading_days
+from jobs.fanout import Mapper, inline_map
 from warehouse.lake import Lake
 from warehouse.slis import day_slis, latency_p95_by_day
 
@@ -66,11 +67,14 @@ def run_extended(
     end: dt.date | None = None,
     realtime_test_id: str | None = None,
     progress: Callable[[str], None] | None = None,
+    mapper: Mapper = inline_map,
 ) -> ExtendedResult:
+    """The extended test; ``mapper`` runs the days' detection pass side by side
+    (jobs/fanout.py), the daily rows do not depend on it."""
     n = settings.extended.sessions
     stored = trading_days(lake, dt.date(1900, 1, 1), dt.date(2999, 12, 31))
     if realtime_test_id:
-        return _realtime(lake, settings, realtime_test_id, stored, progress)
+        return _realtime(lake, settings, realtime_test_id, stored, progress, mapper)
     if start or end:
         days = [d for d in stored if (not start or d >= start) and (not end or d <= end)]
     else:
@@ -78,14 +82,21 @@ def run_extended(
     if not days:
         raise ValueError("no stored sessions to run the extended test on")
     bt = run_backtest(
-        lake, settings, days[0], days[-1], ("v3", "v1"), mode="extended", progress=progress
+        lake,
+        settings,
+        days[0],
+        days[-1],
+        ("v3", "v1"),
+        mode="extended",
+        progress=progress,
+        mapper=mapper,
     )
     daily = daily_rows(lake, bt)
     test_id = f"ext-{bt.run_id.removeprefix('bt-')}"
     return _result(test_id, "historical", daily, settings, bt, complete=len(bt.days) >= n)
 
 
-def _realtime(lake, settings, test_id, stored, progress) -> ExtendedResult:
+def _realtime(lake, settings, test_id, stored, progress, mapper) -> ExtendedResult:
     path = Path(settings.data_dir) / "extended" / test_id / "daily.parquet"
     have = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=DAILY_SCHEMA)
     if "episodes" not in have.columns:
@@ -101,7 +112,14 @@ def _realtime(lake, settings, test_id, stored, progress) -> ExtendedResult:
     if new and have["date"].n_unique() < n:
         day = new[0]
         bt = run_backtest(
-            lake, settings, day, day, ("v3", "v1"), mode="extended", progress=progress
+            lake,
+            settings,
+            day,
+            day,
+            ("v3", "v1"),
+            mode="extended",
+            progress=progress,
+            mapper=mapper,
         )
         have = pl.concat([have, daily_rows(lake, bt)], how="diagonal_relaxed")
         path.parent.mkdir(parents=True, exist_ok=True)

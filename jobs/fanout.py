@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Protocol, TypeVar
 
 from ifd_core.settings import ComputeSettings
@@ -23,13 +23,38 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+Done = Callable[[int, Any], None]
+"""``done(index, result)``: called in the caller's process as each item finishes, in the order
+of completion (a progress bar counts them; the returned list keeps the order of the items)."""
+
+
 class Mapper(Protocol):
-    def __call__(self, fn: Callable[[Any], R], items: Sequence[Any], /) -> list[R]: ...
+    def __call__(
+        self, fn: Callable[[Any], R], items: Sequence[Any], /, done: Done | None = None
+    ) -> list[R]: ...
 
 
-def inline_map(fn: Callable[[T], R], items: Sequence[T], /) -> list[R]:
+def inline_map(fn: Callable[[T], R], items: Sequence[T], /, done: Done | None = None) -> list[R]:
     """One after another in this process: what runs by default."""
-    return [fn(x) for x in items]
+    out = []
+    for i, x in enumerate(items):
+        out.append(fn(x))
+        if done:
+            done(i, out[-1])
+    return out
+
+
+def in_order(futures: list, wait_each: Callable, done: Done | None) -> list:
+    """Results of ``futures`` in their order, ``done`` told of each as ``wait_each`` yields it
+    finished; the first failure raises (the others are left to the pool's shutdown)."""
+    index = {id(f): i for i, f in enumerate(futures)}
+    results: list = [None] * len(futures)
+    for f in wait_each(futures):
+        i = index[id(f)]
+        results[i] = f.result()
+        if done:
+            done(i, results[i])
+    return results
 
 
 @contextlib.contextmanager
@@ -39,8 +64,10 @@ def process_pool_mapper(workers: int) -> Iterator[Mapper]:
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
 
-        def mapper(fn: Callable[[T], R], items: Sequence[T], /) -> list[R]:
-            return list(pool.map(fn, items))
+        def mapper(
+            fn: Callable[[T], R], items: Sequence[T], /, done: Done | None = None
+        ) -> list[R]:
+            return in_order([pool.submit(fn, x) for x in items], as_completed, done)
 
         yield mapper
 
@@ -50,6 +77,7 @@ def dask_mapper(address: str | None, workers: int) -> Iterator[Mapper]:
     """The Dask scheduler at ``address``, or a local cluster of ``workers`` single-threaded
     processes for the run. A task whose worker dies is rescheduled by Dask; one that fails
     raises here, and the caller publishes nothing."""
+    import distributed
     from distributed import Client, LocalCluster
 
     with contextlib.ExitStack() as stack:
@@ -66,9 +94,11 @@ def dask_mapper(address: str | None, workers: int) -> Iterator[Mapper]:
             )
             client = stack.enter_context(Client(cluster))
 
-        def mapper(fn: Callable[[T], R], items: Sequence[T], /) -> list[R]:
+        def mapper(
+            fn: Callable[[T], R], items: Sequence[T], /, done: Done | None = None
+        ) -> list[R]:
             futures = client.map(fn, list(items), pure=False)
-            return client.gather(futures)
+            return in_order(futures, distributed.as_completed, done)
 
         yield mapper
 

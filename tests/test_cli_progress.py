@@ -68,7 +68,8 @@ def test_backtest_counts_its_days_up_from_zero(market):
         write=False,
         days_done=lambda d, t: calls.append((d, t)),
     )
-    assert calls == [(n, len(days)) for n in range(len(days) + 1)]
+    steps = 2 * len(days)  # each day: its detection, then its account pass
+    assert calls == [(n, steps) for n in range(steps + 1)]
 
 
 def test_detect_reports_the_engines_records_as_they_grow(market):

@@ -1,0 +1,65 @@
+"""The fan-out mappers (jobs/fanout.py): results in the order of the items whatever the order
+of completion, ``done`` told of every item once with its result, the first failure raised, and
+``mapper_for`` choosing what the compute settings and ``--workers`` say."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ifd_core.settings import ComputeSettings
+from jobs.fanout import inline_map, mapper_for, process_pool_mapper
+
+
+def slow_square(x: int) -> int:
+    """Later items finish first: completion order is not item order."""
+    time.sleep(0.05 * (3 - x) if x < 3 else 0)
+    return x * x
+
+
+def fail_on_two(x: int) -> int:
+    if x == 2:
+        raise ValueError("item 2 is bad")
+    return x
+
+
+def _check(mapper) -> None:
+    heard: list[tuple[int, int]] = []
+    out = mapper(slow_square, [0, 1, 2, 3], done=lambda i, r: heard.append((i, r)))
+    assert out == [0, 1, 4, 9]
+    assert sorted(heard) == [(0, 0), (1, 1), (2, 4), (3, 9)]
+    with pytest.raises(ValueError, match="item 2 is bad"):
+        mapper(fail_on_two, [1, 2, 3])
+
+
+def test_inline_map_keeps_order_and_reports_each_item():
+    heard: list[int] = []
+    assert inline_map(slow_square, [2, 0], done=lambda i, r: heard.append(i)) == [4, 0]
+    assert heard == [0, 1]
+    _check(inline_map)
+
+
+def test_process_pool_keeps_order_reports_each_item_and_raises():
+    with process_pool_mapper(2) as mapper:
+        _check(mapper)
+
+
+@pytest.mark.slow
+def test_local_dask_cluster_keeps_order_reports_each_item_and_raises():
+    from jobs.fanout import dask_mapper
+
+    with dask_mapper(None, 2) as mapper:
+        _check(mapper)
+
+
+def test_mapper_for_follows_settings_and_workers():
+    with mapper_for(ComputeSettings()) as m:
+        assert m is inline_map  # the default: what ran before
+    with mapper_for(ComputeSettings(), workers=1) as m:
+        assert m is inline_map
+    with mapper_for(ComputeSettings(runner="processes", workers=1)) as m:
+        assert m is inline_map
+    with mapper_for(ComputeSettings(), workers=2) as m:  # --workers 2 means a process pool
+        assert m is not inline_map
+        assert m(slow_square, [1, 2]) == [1, 4]
