@@ -39,24 +39,38 @@ def tick_table(instruments: pl.DataFrame) -> pl.DataFrame:
 def _asof(df: pl.DataFrame, ticks: pl.DataFrame) -> pl.DataFrame:
     """Attach the definition in force on each row's date (latest def_date ≤ date).
 
-    The as-of join runs on the few distinct (date, instrument) pairs, then a hash join spreads
-    the result over the batch: millions of rows never go through a sort.
+    The as-of join runs on the few distinct (date, instrument) pairs, packed into one int64 key
+    (days << 32 | instrument id); each row then finds its pair by that one key and takes the
+    pair's columns by position: millions of rows never go through a sort or a two-column join.
     """
     cols = {"def_date": pl.Date, "variable_tick": pl.Boolean, "tick": pl.Int64}
-    pairs = df.select("date", "instrument_id").unique()
+    key = df.select(
+        (pl.col("date").cast(pl.Int64) * _ID_SPAN + pl.col("instrument_id").cast(pl.Int64))
+        .alias(_KEY)
+    ).to_series()
+    first = key.arg_unique()
+    pairs = df.select("date", "instrument_id")[first].with_columns(key.gather(first))
     if ticks.height == 0:
         found = pairs.with_columns(pl.lit(None, t).alias(c) for c, t in cols.items())
     else:
         ticks = ticks.unique(["instrument_id", "def_date"], keep="last").sort("def_date")
         found = pairs.sort("date").join_asof(
-            ticks,
+            ticks.with_columns(pl.col("instrument_id").cast(df.schema["instrument_id"])),
             left_on="date",
             right_on="def_date",
             by="instrument_id",
             strategy="backward",
             check_sortedness=False,
         )
-    return df.join(found, on=["date", "instrument_id"], how="left", maintain_order="left")
+    position = pl.int_range(pl.len(), dtype=pl.UInt32).alias("__pos")
+    at = key.to_frame().join(
+        found.select(_KEY, position), on=_KEY, how="left", maintain_order="left"
+    )["__pos"]
+    return df.with_columns(found[c].gather(at).cast(t) for c, t in cols.items())
+
+
+_ID_SPAN = 1 << 32  # instrument ids are uint32
+_KEY = "__date_instrument"
 
 
 def on_grid(price: pl.Expr) -> pl.Expr:
