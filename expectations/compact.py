@@ -89,10 +89,7 @@ def compact(frame: pl.DataFrame) -> Compact:
                 schema={c: pl.Boolean, COUNT: pl.Int64},
             )
     plans = [
-        frame.lazy()
-        .group_by(c)
-        .agg(pl.len().cast(pl.Int64).alias(COUNT))
-        .sort(c, nulls_last=True)
+        frame.lazy().group_by(c).agg(pl.len().cast(pl.Int64).alias(COUNT)).sort(c, nulls_last=True)
         for c in others
     ]
     distinct |= dict(zip(others, pl.collect_all(plans), strict=True))

@@ -45,8 +45,9 @@ def _asof(df: pl.DataFrame, ticks: pl.DataFrame) -> pl.DataFrame:
     """
     cols = {"def_date": pl.Date, "variable_tick": pl.Boolean, "tick": pl.Int64}
     key = df.select(
-        (pl.col("date").cast(pl.Int64) * _ID_SPAN + pl.col("instrument_id").cast(pl.Int64))
-        .alias(_KEY)
+        (pl.col("date").cast(pl.Int64) * _ID_SPAN + pl.col("instrument_id").cast(pl.Int64)).alias(
+            _KEY
+        )
     ).to_series()
     first = key.arg_unique()
     pairs = df.select("date", "instrument_id")[first].with_columns(key.gather(first))
