@@ -104,12 +104,13 @@ def _duplicates(df: pl.DataFrame, dataset: str) -> pl.Series:
     hashed = df.select(pl.struct(keys if len(keys) >= 3 else record_cols).hash()).to_series()
     ordered = hashed.sort()
     repeated = ordered.filter(ordered == ordered.shift(1))
-    dup = pl.Series("chk_duplicate", [False] * df.height, dtype=pl.Boolean)
-    if repeated.len():
-        candidates = hashed.is_in(repeated.unique().implode())
-        idx = candidates.arg_true()
-        exact = df[idx].select(pl.struct(record_cols).is_duplicated()).to_series()
-        dup = dup.scatter(idx, exact)
+    dup = pl.repeat(False, df.height, dtype=pl.Boolean, eager=True).alias("chk_duplicate")
+    if not repeated.len():
+        return dup
+    candidates = hashed.is_in(repeated.unique().implode())
+    idx = candidates.arg_true()
+    exact = df[idx].select(pl.struct(record_cols).is_duplicated()).to_series()
+    dup = dup.scatter(idx, exact)
     if dataset == "mbo":
         # Identical T/F records inside one event are separate matches (the real ESH4 sample fills
         # one resting order twice in a packet), so only book actions can be true duplicates.
