@@ -39,24 +39,39 @@ def tick_table(instruments: pl.DataFrame) -> pl.DataFrame:
 def _asof(df: pl.DataFrame, ticks: pl.DataFrame) -> pl.DataFrame:
     """Attach the definition in force on each row's date (latest def_date ≤ date).
 
-    The as-of join runs on the few distinct (date, instrument) pairs, then a hash join spreads
-    the result over the batch: millions of rows never go through a sort.
+    The as-of join runs on the few distinct (date, instrument) pairs, packed into one int64 key
+    (days << 32 | instrument id); each row then finds its pair by that one key and takes the
+    pair's columns by position: millions of rows never go through a sort or a two-column join.
     """
     cols = {"def_date": pl.Date, "variable_tick": pl.Boolean, "tick": pl.Int64}
-    pairs = df.select("date", "instrument_id").unique()
+    key = df.select(
+        (pl.col("date").cast(pl.Int64) * _ID_SPAN + pl.col("instrument_id").cast(pl.Int64)).alias(
+            _KEY
+        )
+    ).to_series()
+    first = key.arg_unique()
+    pairs = df.select("date", "instrument_id")[first].with_columns(key.gather(first))
     if ticks.height == 0:
         found = pairs.with_columns(pl.lit(None, t).alias(c) for c, t in cols.items())
     else:
         ticks = ticks.unique(["instrument_id", "def_date"], keep="last").sort("def_date")
         found = pairs.sort("date").join_asof(
-            ticks,
+            ticks.with_columns(pl.col("instrument_id").cast(df.schema["instrument_id"])),
             left_on="date",
             right_on="def_date",
             by="instrument_id",
             strategy="backward",
             check_sortedness=False,
         )
-    return df.join(found, on=["date", "instrument_id"], how="left", maintain_order="left")
+    position = pl.int_range(pl.len(), dtype=pl.UInt32).alias("__pos")
+    at = key.to_frame().join(
+        found.select(_KEY, position), on=_KEY, how="left", maintain_order="left"
+    )["__pos"]
+    return df.with_columns(found[c].gather(at).cast(t) for c, t in cols.items())
+
+
+_ID_SPAN = 1 << 32  # instrument ids are uint32
+_KEY = "__date_instrument"
 
 
 def on_grid(price: pl.Expr) -> pl.Expr:
@@ -74,8 +89,10 @@ def on_grid(price: pl.Expr) -> pl.Expr:
 def _duplicates(df: pl.DataFrame, dataset: str) -> pl.Series:
     """Rows identical to another row in every record column.
 
-    A 64-bit row hash finds candidates cheaply; only candidates are compared column by column, so
-    a hash collision can never report a false duplicate.
+    A 64-bit row hash finds candidates cheaply: the sorted hashes show in one pass whether any
+    value repeats (usually none, and then nothing else is done; a sort is cheaper than a hash
+    table over millions of rows). Only candidates are compared column by column, so a hash
+    collision can never report a false duplicate.
     """
     record_cols = [c for c in df.columns if c not in ("origin", "source_sha")]
     keys = [
@@ -83,15 +100,17 @@ def _duplicates(df: pl.DataFrame, dataset: str) -> pl.Series:
         for c in ("ts_recv", "ts_event", "order_id", "sequence", "instrument_id")
         if c in df.columns
     ]
-    if len(keys) >= 3:  # market records: a cheap key narrows the candidates
-        candidates = df.select(pl.struct(keys).is_duplicated()).to_series()
-    else:
-        candidates = df.select(pl.struct(record_cols).is_duplicated()).to_series()
-    dup = pl.Series("chk_duplicate", [False] * df.height, dtype=pl.Boolean)
-    if candidates.any():
-        idx = candidates.arg_true()
-        exact = df[idx].select(pl.struct(record_cols).is_duplicated()).to_series()
-        dup = dup.scatter(idx, exact)
+    # market records: a cheap key narrows the candidates
+    hashed = df.select(pl.struct(keys if len(keys) >= 3 else record_cols).hash()).to_series()
+    ordered = hashed.sort()
+    repeated = ordered.filter(ordered == ordered.shift(1))
+    dup = pl.repeat(False, df.height, dtype=pl.Boolean, eager=True).alias("chk_duplicate")
+    if not repeated.len():
+        return dup
+    candidates = hashed.is_in(repeated.unique().implode())
+    idx = candidates.arg_true()
+    exact = df[idx].select(pl.struct(record_cols).is_duplicated()).to_series()
+    dup = dup.scatter(idx, exact)
     if dataset == "mbo":
         # Identical T/F records inside one event are separate matches (the real ESH4 sample fills
         # one resting order twice in a packet), so only book actions can be true duplicates.

@@ -279,13 +279,16 @@ def _ingest_one(
             f"{path.name}: holds no records; nothing to ingest",
             sha256=batch.sha256,
         )
-    per_schema = {s: _frames(s, a, batch, batch_origin) for s, a in batch.arrays.items()}
-    tables = _merge(per_schema)
-    # Definitions in this very file count as known for its own records (live captures).
-    ticks = known.ticks(extra=tables.get("instruments"))
-    # Keyed by the decoded records, not the file's bytes: the same data as .dbn or .dbn.zst, in
-    # DBN v1, v2 or v3, or downloaded again, is one key.
-    key = f"{(batch.schema or 'mixed')}-{batch.content_key()}"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Keyed by the decoded records, not the file's bytes: the same data as .dbn or .dbn.zst,
+        # in DBN v1, v2 or v3, or downloaded again, is one key. The hash (hashlib releases the
+        # GIL) runs on the other core while the frames are built.
+        content = pool.submit(batch.content_key)
+        per_schema = {s: _frames(s, a, batch, batch_origin) for s, a in batch.arrays.items()}
+        tables = _merge(per_schema)
+        # Definitions in this very file count as known for its own records (live captures).
+        ticks = known.ticks(extra=tables.get("instruments"))
+        key = f"{(batch.schema or 'mixed')}-{content.result()}"
     for attempt in range(_CONFLICT_ATTEMPTS):
         try:
             result = _commit_batch(
