@@ -103,3 +103,30 @@ def test_nightly_flow_on_a_process_pool_writes_the_inline_ledger(
         assert stored(table).equals(sorted_frame(frame.select(stored(table).columns))), table
     daily = stored("pnl_daily")
     assert daily.equals(sorted_frame(inline.daily.select(daily.columns)))
+
+
+def test_a_loopback_dask_cluster_gives_the_inline_backtest(lakes, tmp_path, monkeypatch):
+    """`dask scheduler` and two `dask worker` processes on 127.0.0.1, reached through the
+    settings as an operator would (IFD_COMPUTE__RUNNER=dask, IFD_COMPUTE__DASK_ADDRESS)."""
+    from tests.fixtures.dask_cluster import start_cluster
+
+    a, days = lakes["a"], lakes["days"]
+    run = dict(start=days[1], end=days[-1], algos=("v3", "v1"), write=False)
+    inline = run_backtest(a, settings_for(a), mapper=inline_map, **run)
+    cluster = start_cluster(tmp_path / "dask")
+    try:
+        monkeypatch.setenv("IFD_COMPUTE__RUNNER", "dask")
+        monkeypatch.setenv("IFD_COMPUTE__DASK_ADDRESS", cluster.address)
+        compute = get_settings(None).compute
+        assert compute.runner == "dask" and compute.dask_address == cluster.address
+        from distributed import Client, get_task_stream
+
+        with Client(cluster.address) as watcher, get_task_stream(client=watcher) as stream:
+            with mapper_for(compute) as on_cluster:
+                remote = run_backtest(a, settings_for(a), mapper=on_cluster, **run)
+    finally:
+        cluster.stop()
+    assert_same(inline, remote)
+    # The days ran on the cluster's two workers, not in this process.
+    ran = [t for t in stream.data if t["key"].startswith("detect_for_backtest")]
+    assert len(ran) == len(remote.days) and len({t["worker"] for t in ran}) == 2
