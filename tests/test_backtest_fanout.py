@@ -121,9 +121,12 @@ def test_a_loopback_dask_cluster_gives_the_inline_backtest(lakes, tmp_path, monk
         assert compute.runner == "dask" and compute.dask_address == cluster.address
         from distributed import Client, get_task_stream
 
-        with Client(cluster.address) as watcher, get_task_stream(client=watcher) as stream:
-            with mapper_for(compute) as on_cluster:
-                remote = run_backtest(a, settings_for(a), mapper=on_cluster, **run)
+        with (
+            Client(cluster.address) as watcher,
+            get_task_stream(client=watcher) as stream,
+            mapper_for(compute) as on_cluster,
+        ):
+            remote = run_backtest(a, settings_for(a), mapper=on_cluster, **run)
     finally:
         cluster.stop()
     assert_same(inline, remote)
