@@ -26,11 +26,26 @@ def prefect_console_on_root() -> bool:
     return any(isinstance(h, PrefectConsoleHandler) for h in logging.getLogger().handlers)
 
 
+def attach_extra_loggers() -> None:
+    """Prefect gives the loggers of its ``logging.extra_loggers`` setting its API handler once,
+    when it sets up logging; whatever replaced a logger's handlers since (a test, a tool) would
+    cut IFD's records off the run's logs, so each flow run makes sure they are there."""
+    from prefect.settings import PREFECT_LOGGING_EXTRA_LOGGERS
+
+    extra = logging.getLogger("prefect.extra").handlers
+    for name in PREFECT_LOGGING_EXTRA_LOGGERS.value():
+        logger = logging.getLogger(name)
+        for handler in extra:
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
+
+
 def flow_settings() -> Settings:
     settings = get_settings()
     configure_logging(
         settings.log_level, make_handler=None if prefect_console_on_root() else plain_handler
     )
+    attach_extra_loggers()
     apply_secret_blocks(settings)
     install_alert_events()
     return settings
