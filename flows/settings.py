@@ -30,9 +30,12 @@ def attach_extra_loggers() -> None:
     """Prefect gives the loggers of its ``logging.extra_loggers`` setting its API handler once,
     when it sets up logging; whatever replaced a logger's handlers since (a test, a tool) would
     cut IFD's records off the run's logs, so each flow run makes sure they are there."""
+    from prefect.logging.handlers import APILogHandler
     from prefect.settings import PREFECT_LOGGING_EXTRA_LOGGERS
 
-    extra = logging.getLogger("prefect.extra").handlers
+    # Only the API handler: other handlers on ``prefect.extra`` (a test runner's capture) are
+    # not what the setting is about, and the console is the root logger's.
+    extra = [h for h in logging.getLogger("prefect.extra").handlers if isinstance(h, APILogHandler)]
     for name in PREFECT_LOGGING_EXTRA_LOGGERS.value():
         logger = logging.getLogger(name)
         for handler in extra:

@@ -39,7 +39,7 @@ def console_handlers_reached(name: str) -> list[logging.Handler]:
         out += [
             h
             for h in logger.handlers
-            if not isinstance(h, APILogHandler) and type(h).__name__ != "LogCaptureHandler"
+            if not isinstance(h, APILogHandler) and not type(h).__module__.startswith("_pytest")
         ]
         logger = logger.parent if logger.propagate else None
     return out
