@@ -215,14 +215,18 @@ def _expand(paths: list[Path]) -> tuple[list[Path], list[Path]]:
 
 
 def _run_ingest(files: list[Path], lake, origin: str | None, workers: int | None = None):
+    from contextlib import nullcontext
+
     from ifd_core.marketdata.dbn_files import DecodeLimits
     from jobs.fanout import inline_map, mapper_for
     from warehouse.ingest import ingest_files
 
     settings = load_settings(None)
     limits = DecodeLimits.from_settings(settings)
-    # docs/operations.md, "Scaling out": one worker is this process, file after file.
-    with mapper_for(settings.compute, workers) as mapper, progress_bar() as prog:
+    # docs/operations.md, "Scaling out": one worker is this process, file after file; one file
+    # (what `ifd fetch` ingests) has nothing to run side by side, so no pool or cluster starts.
+    fan_out = mapper_for(settings.compute, workers) if len(files) > 1 else nullcontext(inline_map)
+    with fan_out as mapper, progress_bar() as prog:
         # The bar says what the run does, its setup included: before the first file it checks
         # the schema and starts Great Expectations (most of the wait; measured ~10-20 s).
         task = prog.add_task("setup", total=len(files))
