@@ -106,3 +106,33 @@ def test_three_writers_at_once_on_a_fresh_root_lose_and_double_nothing(market, t
     from warehouse.migrations import ALL_VERSIONS, current_state
 
     assert current_state(Lake(tmp_path / "many"))[0] == ALL_VERSIONS
+
+
+def test_a_file_job_retried_after_its_commit_reports_the_first_attempt(market, tmp_path):
+    """A worker killed after committing a file but before returning it: the retried job (Dask
+    reschedules it, Prefect retries the task) reports what the first attempt added, and the
+    run's log still says so (a second "0 rows" row under the same key would erase it)."""
+    from warehouse.ingest import ingest_file_job
+
+    first_call: list = []
+
+    def mapper(fn, items):
+        out = [fn(j) for j in items]
+        if len(items) > 1 and not first_call:  # the side-by-side batch: one job runs again
+            first_call.append(items[-1])
+            out[-1] = fn(items[-1])
+        return out
+
+    report = ingest_files(market["files"], Lake(tmp_path / "retried"), mapper=mapper)
+    assert first_call and ingest_file_job  # the retry path ran
+    assert _summary(report) == _summary(market["seq"])
+    log = Lake(tmp_path / "retried").scan("ingest_log").collect()
+    assert log.height == len(market["files"])
+    added = sum(sum(json.loads(x).values()) for x in log["rows"])
+    assert added == sum(sum(r.rows.values()) for r in market["seq"].files) > 0
+
+
+def test_a_file_named_twice_is_ingested_once(market, tmp_path):
+    f = market["files"][0]
+    report = ingest_files([f, str(f)], Lake(tmp_path / "twice"))
+    assert [r.path for r in report.files] == [Path(f)]

@@ -14,6 +14,7 @@ same file again adds nothing and logs that it did (``rows`` 0, ``duplicates`` al
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import shutil
 import uuid
@@ -180,7 +181,8 @@ def ingest_files(
     lake.clean_staging()  # transactions of a dead writer are rolled back
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     say("setup: reading the files' schemas (definitions load first)")
-    peeked = [(Path(p), _peek_schema(Path(p))) for p in paths]
+    unique = dict.fromkeys(Path(p) for p in paths)  # a file named twice is ingested once
+    peeked = [(p, _peek_schema(p)) for p in unique]
     peeked.sort(key=lambda ps: _ORDER.get(ps[1], 2))  # stable: as ingest_order sorts
     ordered = [p for p, _ in peeked]
     if mapper is None:
@@ -279,6 +281,9 @@ def _ingest_one(
             f"{path.name}: holds no records; nothing to ingest",
             sha256=batch.sha256,
         )
+    committed = _committed_in_run(lake, run_id, batch.sha256, result)
+    if committed is not None:
+        return committed
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Keyed by the decoded records, not the file's bytes: the same data as .dbn or .dbn.zst,
         # in DBN v1, v2 or v3, or downloaded again, is one key. The hash (hashlib releases the
@@ -301,6 +306,32 @@ def _ingest_one(
             if attempt == _CONFLICT_ATTEMPTS - 1:
                 raise
     raise AssertionError  # unreachable
+
+
+def _committed_in_run(lake: Lake, run_id: str, sha256: str, result: FileResult):
+    """This file's result when this run already committed it, else None.
+
+    A file job retried within a run (a Dask worker killed after the commit but before it
+    returned, a Prefect task retry) must report what the first attempt added: ingesting again
+    would find every row present and log "0 rows" under the same key, erasing the record of
+    what was added. Reads the run's log row and its data-quality rows back from the lake."""
+    log = (
+        lake.scan("ingest_log")
+        .filter(pl.col("run_id") == run_id, pl.col("sha256") == sha256)
+        .filter(pl.col("source_file") == str(result.path), pl.col("status") == "loaded")
+        .collect()
+    )
+    if log.is_empty():
+        return None
+    row = log.row(0, named=True)
+    result.rows = json.loads(row["rows"])
+    result.duplicates = json.loads(row["duplicates"])
+    result.dates = json.loads(row["dates"])
+    dq = lake.scan("dq_results").filter(
+        pl.col("run_id") == run_id, pl.col("source_file") == result.path.name
+    )
+    result.dq = dq.drop("date").collect().to_dicts()
+    return result
 
 
 class _Quarantined(Exception):
@@ -337,7 +368,9 @@ def _commit_batch(
                 {str(d) for df in tables.values() for d in df["date"].unique().to_list()}
             )
             today = dt.datetime.now(dt.UTC).date()
-            log_key = f"{run_id}-{batch.sha256[:16]}"
+            # one log row per file of the run: two copies of one file are two rows
+            where = hashlib.sha256(str(path).encode()).hexdigest()[:8]
+            log_key = f"{run_id}-{batch.sha256[:16]}-{where}"
             if result.dq:
                 dq = pl.DataFrame(result.dq).with_columns(pl.lit(today).alias("date"))
                 tx.put("dq_results", dq, log_key)
