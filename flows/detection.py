@@ -17,6 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import State
 
 from flows.calendar_gate import skip_scheduled_holiday
+from flows.fanout import prefect_mapper
 from flows.report_links import publish_report_link
 from flows.run_names import run_name
 from flows.settings import flow_settings
@@ -65,7 +66,15 @@ def detection(
         if day is None:
             raise ValueError(f"no MBO data in the lake at {settings.data_dir}: ingest first")
         log.info("no date given: detecting on %s, the last date with MBO data", day)
-    run = detect_day(lake, day, settings, algos, progress=lambda d: log.debug("baseline %s", d))
+    with prefect_mapper(settings.compute) as mapper:  # earlier sessions' windows side by side
+        run = detect_day(
+            lake,
+            day,
+            settings,
+            algos,
+            progress=lambda d: log.debug("baseline %s", d),
+            mapper=mapper,
+        )
     report = write_detection_report(lake, settings.data_dir, day, algos)
     signals = day_signals(lake, day, algos)
     origins = sorted(day_origins(lake, day))

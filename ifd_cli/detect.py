@@ -72,13 +72,14 @@ def signal_json(row: dict) -> dict:
     }
 
 
-def _detect(lake, settings, day: dt.date, algos: tuple[str, ...]):
+def _detect(lake, settings, day: dt.date, algos: tuple[str, ...], workers: int | None = None):
     from ifd_core.calendar import sessions_before
     from jobs.detect import NoDataForDate, detect_day
+    from jobs.fanout import inline_map, mapper_for
     from warehouse.migrations import CatalogBusy
 
     lookback = settings.analysis.v3.lookback_days
-    with progress_bar() as prog:
+    with progress_bar() as prog, mapper_for(settings.compute, workers) as mapper:
         task = prog.add_task(f"baseline sessions for {day}", total=lookback)
         engine = prog.add_task(f"engine over {day} (records)", total=None, visible=False)
 
@@ -93,6 +94,7 @@ def _detect(lake, settings, day: dt.date, algos: tuple[str, ...]):
                 algos,
                 progress=lambda d: prog.advance(task),
                 records_done=records,
+                mapper=None if mapper is inline_map else mapper,
             )
         except NoDataForDate as exc:
             earlier = sessions_before(day, 1)
@@ -112,19 +114,29 @@ def detect(
     algo: Annotated[Algo, choice_option(Algo, "Detectors to run.")] = Algo.v3,
     profile: Annotated[str | None, typer.Option(help="Parameter profile.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of signals.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Earlier sessions whose windows are computed side by side: overrides "
+            "compute.workers (IFD_COMPUTE__WORKERS); with runner inline, more than 1 means a "
+            "local process pool. Results do not change.",
+        ),
+    ] = None,
 ) -> None:
     """Run the FlowEngine and the detectors over one trade date from warehouse data only.
 
     Baselines come from the sessions before the date (never the date itself); pressure windows
-    of those sessions are computed from the stored raw files when missing or stale. Signals are
-    written to the `signals` table and labelled into `signal_outcomes`.
+    of those sessions are computed from the stored raw files when missing or stale (side by
+    side with --workers). Signals are written to the `signals` table and labelled into
+    `signal_outcomes`.
     """
     day = date
     algos = parse_algos(algo)
     settings = load_settings(profile)
     from warehouse.lake import Lake
 
-    run = _detect(Lake(settings.data_dir), settings, day, algos)
+    run = _detect(Lake(settings.data_dir), settings, day, algos, workers)
     rows = [signal_json(r) for r in run.signals.sort("decision_ts", "algo").to_dicts()]
     if as_json:
         typer.echo(json.dumps(rows, indent=1))

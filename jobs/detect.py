@@ -415,18 +415,20 @@ def detect_day(
     algos: Iterable[str] = ALGOS,
     progress: Callable[[dt.date], None] | None = None,
     records_done: Callable[[int], None] | None = None,
+    mapper: Mapper | None = None,
 ) -> DayRun:
     """Baselines from earlier sessions, then the engine with the detectors over ``day``;
     writes signals (one file per algorithm) and their outcomes. ``progress`` gets each
     baseline session as it is ready, ``records_done`` the records of ``day`` the engine has
-    processed so far."""
+    processed so far. ``mapper``: the earlier sessions' missing windows are computed side by
+    side (``ensure_windows``; the day itself runs here)."""
     ensure_migrated(lake)
     algos = tuple(algos)
     if not raw_files_for(lake, day):
         raise NoDataForDate(f"no ingested MBO data for trade date {day}")
     # Earlier sessions' windows commit day by day (each a unit of its own, kept if we die);
     # the day's baselines, windows, rollup, run row, signals and outcomes commit as one.
-    base, present = refresh_baselines(lake, day, settings, progress, store=False)
+    base, present = refresh_baselines(lake, day, settings, progress, store=False, mapper=mapper)
     with lake.transaction(f"detect {day}"):
         if base is not None:
             _store_baselines(lake, day, base)

@@ -64,7 +64,7 @@ def test_a_worker_killed_mid_run_loses_and_doubles_nothing(market, cluster, tmp_
     killed = []
     with Client(cluster.address) as client:
 
-        def mapper(fn, items):
+        def mapper(fn, items, done=None):
             futures = client.map(fn, list(items), pure=False)
             if len(items) > 1:  # the side-by-side part: kill a worker once one file is in
                 next(as_completed(futures))

@@ -306,3 +306,28 @@ def test_a_lake_detected_before_episodes_gets_them_from_ifd_detect(env, v3_signa
         s["episode_id"] for s in v3_signals
     ]
     assert stored_signals(lake, day, "v3") is not None
+
+
+def test_detect_with_workers_computes_the_baseline_sessions_side_by_side_to_the_same_signals(
+    scenario, tmp_path
+):
+    """`ifd detect --workers 2`: the earlier sessions' windows are computed by a pool of two
+    processes; the windows and signals equal the one-process run's (the last 5 SYNTHETIC
+    sessions in two fresh lakes, so both compute every session)."""
+    days = scenario["summary"].days[-5:]
+    files = [
+        f for f in scenario["summary"].files if any(d.strftime("%Y%m%d") in f.name for d in days)
+    ]
+    out = {}
+    for name, extra in (("one", []), ("two", ["--workers", "2"])):
+        lake = Lake(tmp_path / name)
+        assert ingest_files(files, lake).ok
+        env = {"IFD_WAREHOUSE__DATA_DIR": str(lake.root)}
+        res = runner.invoke(
+            app, ["detect", "--date", days[-1].isoformat(), "--json", *extra], env=env
+        )
+        assert res.exit_code == 0, res.output + str(res.exception)
+        windows = lake.scan("pressure_windows").collect().drop("run_id", strict=False)
+        out[name] = (json.loads(res.output), windows.sort(windows.columns))
+    assert out["one"][0] == out["two"][0]
+    assert out["one"][1].height > 0 and out["one"][1].equals(out["two"][1])

@@ -47,7 +47,7 @@ def test_fanned_out_ingest_lands_what_the_sequential_one_does(market, tmp_path):
         )
     assert par.ok
     assert _summary(par) == _summary(market["seq"])  # same files, order, rows, checks
-    assert [r.path for r in seen] == [r.path for r in par.files]  # progress once per file
+    assert sorted(r.path for r in seen) == sorted(r.path for r in par.files)  # once per file
     assert {r.run_id for r in [par]} and all(
         row["run_id"] == par.run_id for r in par.files for row in r.dq
     )  # one run id for the run, whichever process validated
@@ -112,19 +112,19 @@ def test_a_file_job_retried_after_its_commit_reports_the_first_attempt(market, t
     """A worker killed after committing a file but before returning it: the retried job (Dask
     reschedules it, Prefect retries the task) reports what the first attempt added, and the
     run's log still says so (a second "0 rows" row under the same key would erase it)."""
-    from warehouse.ingest import ingest_file_job
+    from jobs.fanout import inline_map
 
     first_call: list = []
 
-    def mapper(fn, items):
-        out = [fn(j) for j in items]
+    def mapper(fn, items, done=None):
+        out = inline_map(fn, items, done=done)
         if len(items) > 1 and not first_call:  # the side-by-side batch: one job runs again
             first_call.append(items[-1])
             out[-1] = fn(items[-1])
         return out
 
     report = ingest_files(market["files"], Lake(tmp_path / "retried"), mapper=mapper)
-    assert first_call and ingest_file_job  # the retry path ran
+    assert first_call  # the retry path ran
     assert _summary(report) == _summary(market["seq"])
     log = Lake(tmp_path / "retried").scan("ingest_log").collect()
     assert log.height == len(market["files"])

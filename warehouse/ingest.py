@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import polars as pl
 
@@ -130,7 +131,15 @@ class KnownInstruments:
 
 
 # The shape of jobs/fanout.py's mappers (warehouse may not import jobs: docs/architecture.md).
-FileMapper = Callable[[Callable[["FileJob"], FileResult], Sequence["FileJob"]], list[FileResult]]
+# ``done(index, result)`` is told of each file as it finishes, in the order of completion.
+class FileMapper(Protocol):
+    def __call__(
+        self,
+        fn: Callable[[FileJob], FileResult],
+        items: Sequence[FileJob],
+        /,
+        done: Callable[[int, FileResult], None] | None = None,
+    ) -> list[FileResult]: ...
 
 
 @dataclass(frozen=True)
@@ -193,25 +202,19 @@ def ingest_files(
     first = [j for j, schema in jobs if schema in _FIRST]
     rest = [j for j, schema in jobs if schema not in _FIRST]
     results: list[FileResult] = []
+    told = (lambda _i, r: progress(r)) if progress else None  # as each file finishes
     for job in first:
         say(f"{job.path.name}")
-        results += _reported(mapper(ingest_file_job, [job]), progress)
+        results += mapper(ingest_file_job, [job], done=told)
     if rest:
         say(f"{len(rest)} files side by side")
-        results += _reported(mapper(ingest_file_job, rest), progress)
+        results += mapper(ingest_file_job, rest, done=told)
     return IngestReport(run_id, results)
 
 
 # Files whose instruments the others are checked against, ingested before them one at a time
 # (a mixed file, schema None, may hold definitions: a live capture).
 _FIRST = {"definition", "None"}
-
-
-def _reported(results: list[FileResult], progress) -> list[FileResult]:
-    for r in results:
-        if progress:
-            progress(r)
-    return results
 
 
 def _sequential(ordered, lake, run_id, origin, limits, say, progress) -> list[FileResult]:
