@@ -34,7 +34,7 @@ demo: setup
 
 # The whole test suite (slow tests included, as in CI). pytest's exit 5 (no tests) is a failure.
 test: setup browser
-	@$(UV) run pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests were collected"; exit 1; fi; exit $$rc
+	@$(UV) run pytest -q --durations=30; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests were collected"; exit 1; fi; exit $$rc
 
 test-fast: setup
 	$(UV) run pytest -q -m "not slow"
