@@ -17,6 +17,7 @@ from enum import StrEnum
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import polars as pl
 
 from ifd_core.units import NS
@@ -247,6 +248,30 @@ def _calendar_date(col: str) -> pl.Expr:
 def trade_date(col: str) -> pl.Expr:
     """Placeholder date column: ``snap_to_sessions`` moves it to a CME session afterwards."""
     return _calendar_date(col).alias("date")
+
+
+def calendar_dates(ts: np.ndarray) -> pl.Series:
+    """``trade_date``'s placeholder dates for a whole column of instants at once.
+
+    The same rule as the expression (the date of New York time + 7 h: a new date from each
+    17:00 New York), found by locating each instant among the few 17:00 boundaries its span
+    crosses (``searchsorted``) instead of converting millions of rows to New York time, which
+    was a third of turning a day's records into frames. 17:00 is a whole minute and no DST
+    switch falls between 17:00 and midnight, so it equals the expression on every instant
+    (tests/test_sessions.py pins it). ``snap_to_sessions`` still moves the dates to sessions.
+    """
+    ts = np.asarray(ts)
+    if ts.size == 0:
+        return pl.Series("date", [], dtype=pl.Date)
+    if ts.dtype.kind == "u" and int(ts.max()) > np.iinfo(np.int64).max:
+        raise ValueError("an instant beyond int64 nanoseconds has no trade date")
+    ts = ts.astype(np.int64, copy=False)
+    first, last = _ny_date(int(ts.min())), _ny_date(int(ts.max()))
+    days = [first + dt.timedelta(days=k) for k in range(-1, (last - first).days + 3)]
+    # boundaries[k]: the instant from which the placeholder date is days[k]
+    boundaries = np.array([et_to_ns(d - dt.timedelta(days=1), *GLOBEX_CLOSE_ET) for d in days])
+    index = np.searchsorted(boundaries, ts, side="right") - 1
+    return pl.Series("date", np.array(days, dtype="datetime64[D]")[index], dtype=pl.Date)
 
 
 def snap_to_sessions(df: pl.DataFrame) -> pl.DataFrame:

@@ -12,6 +12,7 @@ from ifd_core.calendar import (
     NS,
     SessionPolicy,
     StreamingPeriod,
+    calendar_dates,
     et_to_ns,
     next_period,
     period_at,
@@ -171,3 +172,21 @@ def test_trade_date_bounds_are_exactly_the_instants_of_the_trade_date(day):
     period = streaming_period(day, ALWAYS)
     assert start < period.open_ns and period.close_ns <= end
     assert trade_date_of(period.open_ns - 30 * 60 * NS) == day  # 17:30 pre-open
+
+
+def test_calendar_dates_of_a_column_equal_the_trade_date_expression():
+    """The searchsorted rule the frames use gives the expression's date on every instant:
+    random ones over three years, and each side of 17:00 New York on DST switch days."""
+    rng = np.random.default_rng(11)
+    start, end = utc_ns(2024, 1, 1), utc_ns(2027, 1, 1)
+    edges = [
+        et_to_ns(day, 17) + delta
+        for day in (D(2024, 3, 9), D(2024, 3, 10), D(2024, 11, 2), D(2024, 11, 3), D(2026, 3, 8))
+        for delta in (-1, 0, 1, -60 * NS, 60 * NS)
+    ]
+    ts = np.concatenate([rng.integers(start, end, 20_000), edges]).astype(np.uint64)
+    expected = pl.DataFrame({"ts": ts}).select(trade_date("ts"))["date"]
+    assert calendar_dates(ts).to_list() == expected.to_list()
+    assert calendar_dates(ts[:0]).dtype == pl.Date and calendar_dates(ts[:0]).len() == 0
+    with pytest.raises(ValueError, match="int64"):
+        calendar_dates(np.array([np.iinfo(np.uint64).max], dtype=np.uint64))

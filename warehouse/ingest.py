@@ -176,12 +176,12 @@ def ingest_files(
     gets each file's result.
 
     ``mapper`` (jobs/fanout.py: a process pool, Dask, or Prefect tasks) runs the files side by
-    side: the definitions (and mixed files, which may hold some) first, one after another,
-    since their instruments are what the other files are checked against; then every other
-    file at once, each worker opening its own Lake. One run id for the run, the results in the
-    order a sequential run gives, and the same lake rows: concurrent commits of one date are
-    serialised by the lake (docs/lake.md, "Several writers"). Without ``mapper`` the files run
-    here one after another, as they always did."""
+    side: the definition files first (side by side), then mixed files, which may hold some,
+    one after another, since their instruments are what the other files are checked against;
+    then every other file at once, each worker opening its own Lake. One run id for the run,
+    the same lake rows as a sequential run: concurrent commits of one date are serialised by
+    the lake (docs/lake.md, "Several writers"). Without ``mapper`` the files run here one
+    after another, as they always did."""
     say = stage or (lambda _what: None)
     if origin is not None and origin not in ORIGINS:
         raise ValueError(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
@@ -199,11 +199,17 @@ def ingest_files(
             run_id, _sequential(ordered, lake, run_id, origin, limits, say, progress)
         )
     jobs = [(FileJob(p, lake.root, run_id, origin, limits), schema) for p, schema in peeked]
-    first = [j for j, schema in jobs if schema in _FIRST]
+    definitions = [j for j, schema in jobs if schema == "definition"]
+    mixed = [j for j, schema in jobs if schema == "None"]
     rest = [j for j, schema in jobs if schema not in _FIRST]
     results: list[FileResult] = []
     told = (lambda _i, r: progress(r)) if progress else None  # as each file finishes
-    for job in first:
+    if definitions:
+        # Definition files depend on nothing: side by side, which also starts every worker
+        # (its imports and Great Expectations) before the large files arrive.
+        say(f"{len(definitions)} definition files side by side")
+        results += mapper(ingest_file_job, definitions, done=told)
+    for job in mixed:  # its market records may need the definitions of the one before
         say(f"{job.path.name}")
         results += mapper(ingest_file_job, [job], done=told)
     if rest:
@@ -212,8 +218,8 @@ def ingest_files(
     return IngestReport(run_id, results)
 
 
-# Files whose instruments the others are checked against, ingested before them one at a time
-# (a mixed file, schema None, may hold definitions: a live capture).
+# Files whose instruments the others are checked against, ingested before them: definition
+# files side by side, then mixed files (schema None, a live capture) one at a time.
 _FIRST = {"definition", "None"}
 
 

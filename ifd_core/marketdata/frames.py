@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from ifd_core.calendar import snap_to_sessions, trade_date
+from ifd_core.calendar import calendar_dates, snap_to_sessions
 from ifd_core.units import UNDEF_PRICE
 
 UNDEF_I32 = np.iinfo(np.int32).max
@@ -73,7 +73,7 @@ def mbo_frame(a: np.ndarray) -> pl.DataFrame:
     )
     cols["action"] = _char1(a["action"])
     cols["side"] = _char1(a["side"])
-    return pl.DataFrame(cols).with_columns(trade_date("ts_recv"))
+    return pl.DataFrame(cols).with_columns(calendar_dates(a["ts_recv"]))
 
 
 def trades_from_mbo(mbo: pl.DataFrame) -> pl.DataFrame:
@@ -98,7 +98,9 @@ def trades_from_mbo(mbo: pl.DataFrame) -> pl.DataFrame:
 def trades_frame(a: np.ndarray, schema: str) -> pl.DataFrame:
     cols = _base(a, ["ts_recv", "ts_event", "instrument_id", "price", "size", "flags", "sequence"])
     cols["side"] = _char1(a["side"])
-    df = pl.DataFrame(cols).with_columns(trade_date("ts_recv"), pl.lit(schema).alias("schema"))
+    df = pl.DataFrame(cols).with_columns(
+        calendar_dates(a["ts_recv"]), pl.lit(schema).alias("schema")
+    )
     return df
 
 
@@ -119,19 +121,23 @@ def bbo_frame(a: np.ndarray, schema: str) -> pl.DataFrame:
         ("ask_ct", "ask_ct_00"),
     ]:
         cols[ours] = a[theirs]
-    return pl.DataFrame(cols).with_columns(trade_date("ts_recv"), pl.lit(schema).alias("schema"))
+    return pl.DataFrame(cols).with_columns(
+        calendar_dates(a["ts_recv"]), pl.lit(schema).alias("schema")
+    )
 
 
 def ohlcv_frame(a: np.ndarray, schema: str) -> pl.DataFrame:
     cols = _base(a, ["ts_event", "instrument_id", "open", "high", "low", "close", "volume"])
-    return pl.DataFrame(cols).with_columns(trade_date("ts_event"), pl.lit(schema).alias("schema"))
+    return pl.DataFrame(cols).with_columns(
+        calendar_dates(a["ts_event"]), pl.lit(schema).alias("schema")
+    )
 
 
 def status_frame(a: np.ndarray) -> pl.DataFrame:
     cols = _base(a, ["ts_recv", "ts_event", "instrument_id", "action", "reason", "trading_event"])
     for c in ("is_trading", "is_quoting", "is_short_sell_restricted"):
         cols[c] = _char1(a[c])
-    return pl.DataFrame(cols).with_columns(trade_date("ts_recv"))
+    return pl.DataFrame(cols).with_columns(calendar_dates(a["ts_recv"]))
 
 
 def statistics_frame(a: np.ndarray) -> pl.DataFrame:
@@ -152,7 +158,7 @@ def statistics_frame(a: np.ndarray) -> pl.DataFrame:
             "stat_flags",
         ],
     )
-    return pl.DataFrame(cols).with_columns(trade_date("ts_recv"))
+    return pl.DataFrame(cols).with_columns(calendar_dates(a["ts_recv"]))
 
 
 def open_interest_frame(stats: pl.DataFrame) -> pl.DataFrame:
@@ -197,7 +203,9 @@ def instruments_frame(a: np.ndarray) -> pl.DataFrame:
         "ts_recv": a["ts_recv"],
     }
     df = pl.DataFrame(cols)
-    return df.with_columns(fixed_price("strike_price").alias("strike"), trade_date("ts_recv"))
+    return df.with_columns(
+        fixed_price("strike_price").alias("strike"), calendar_dates(a["ts_recv"])
+    )
 
 
 def tables_of(schema: str, a: np.ndarray) -> dict[str, pl.DataFrame]:
