@@ -9,7 +9,11 @@ times on the same file:
   (a) to_df       databento DBNStore.to_df() with defaults
   (b) objects     iterating the records as Python objects (for r in store), keeping 6 fields
 and prints records per second and ratios, with end to end against decode-only (goal ≥ 0.8×).
-Usage: uv run python bench/ingest.py [--scale 20]
+Then a multi-file ingest (goal ≥ 3 M records/s on the 2-core machine): `--days` SYNTHETIC days
+(definitions, statistics and MBO of each), every file of them ingested into a fresh lake once in
+this process and once on a local pool of 2 processes (start-up counted, as a command pays it),
+with the two lakes' row counts checked equal.
+Usage: uv run python bench/ingest.py [--scale 20] [--days 8]
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=20.0)
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--days", type=int, default=8, help="days of the multi-file ingest (0: skip)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
@@ -98,11 +103,51 @@ def main() -> None:
     for k, v in stages.items():
         print(f"  {k:40} {v:6.2f}s")
     results["stages_s"] = stages
+    if args.days:
+        results["multi_file"] = _multi_file(work, args.days, args.seed, args.scale)
     out = Path("bench/out")
     out.mkdir(parents=True, exist_ok=True)
     (out / "ingest.json").write_text(json.dumps({**results, "rates": rate}, indent=1))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _multi_file(work: Path, days: int, seed: int, scale: float) -> dict:
+    """Every file of ``days`` simulated days ingested inline and on 2 local processes."""
+    import polars as pl
+
+    from ifd_core.simulator.market import simulate_market
+    from jobs.fanout import process_pool_mapper
+    from warehouse.ingest import ingest_files
+    from warehouse.lake import Lake
+
+    summary = simulate_market(work / "multi", days, seed + 1, scale=scale)
+    n = sum(summary.records_by_schema.values())
+    print(f"\nmulti-file: {len(summary.files)} files of {days} SYNTHETIC days, {n:,} records")
+    out: dict = {"files": len(summary.files), "records": n}
+    counts = {}
+    for name, workers in (("inline", 1), ("processes_2", 2)):
+        lake = Lake(work / f"multi-{name}")
+        t0 = time.perf_counter()
+        if workers == 1:
+            report = ingest_files(summary.files, lake)
+        else:
+            with process_pool_mapper(workers) as mapper:
+                report = ingest_files(summary.files, lake, mapper=mapper)
+        seconds = time.perf_counter() - t0
+        assert report.ok, [f.reason for f in report.files if not f.ok]
+        counts[name] = {t: lake.scan(t).select(pl.len()).collect().item() for t in _COUNTED}
+        out[f"{name}_s"] = seconds
+        out[f"{name}_records_per_s"] = n / seconds
+        print(f"  {name:12} {seconds:7.2f}s {n / seconds:12,.0f} records/s")
+    if counts["inline"] != counts["processes_2"]:
+        raise SystemExit(f"the lakes differ: {counts}")
+    out["processes_2_vs_inline"] = out["inline_s"] / out["processes_2_s"]
+    print(f"  2 processes / inline: {out['processes_2_vs_inline']:.2f}x; goal >= 3 M records/s")
+    return out
+
+
+_COUNTED = ("mbo", "trades", "instruments", "statistics", "open_interest", "ingest_log")
 
 
 def _stages(mbo: Path, lake, empty) -> dict[str, float]:
