@@ -18,10 +18,8 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 
@@ -41,6 +39,16 @@ def _one(share: float, seed: int, grid_d: dict, root: str) -> dict:
     return result.to_dict()
 
 
+def _market(item: tuple[float, int, dict, str]) -> dict:
+    """One market, run where the mapper puts it; kept on disk as soon as it is done, so an
+    interrupted study resumes from it."""
+    share, seed, grid_d, root = item
+    market = _one(share, seed, grid_d, root)
+    path = Path(root) / "markets" / f"{share:g}-{seed}.json"
+    path.write_text(json.dumps({"grid": grid_d, "market": market}, default=str))
+    return market
+
+
 def _same_market(a: dict, b: dict) -> bool:
     """A kept market is reused when what shapes one market is equal (not the list of shares or
     seeds around it)."""
@@ -54,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from ifd_core.settings import get_settings
     from jobs.calibration import Grid
     from jobs.extended import criteria_from
+    from jobs.fanout import mapper_for
     from reports.calibration import markdown, summarize
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -66,16 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--v1-informed-share", type=float, default=None)
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--out", type=Path, default=OUT)
-    ap.add_argument("--one", help=argparse.SUPPRESS)  # share:seed, run by a worker process
-    ap.add_argument("--grid", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    if a.one:
-        share, seed = a.one.split(":")
-        grid_d = json.loads(a.grid)
-        market = _one(float(share), int(seed), grid_d, str(a.out))
-        path = a.out / "markets" / f"{float(share):g}-{int(seed)}.json"
-        path.write_text(json.dumps({"grid": grid_d, "market": market}, default=str))
-        return 0
     grid = Grid(
         shares=tuple(float(x) for x in a.shares.split(",")),
         seeds=tuple(int(x) for x in a.seeds.split(",")),
@@ -104,30 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{grid.days} sessions each, {a.jobs} worker(s)"
     )
 
-    def run(share: float, seed: int, path: Path) -> dict:
-        if a.jobs == 1:
-            market = _one(share, seed, grid_d, str(a.out))
-            path.write_text(json.dumps({"grid": grid_d, "market": market}, default=str))
-        else:  # a fresh interpreter per market: forked or spawned pool workers ran 20x slower
-            cmd = [
-                sys.executable,
-                __file__,
-                "--one",
-                f"{share}:{seed}",
-                "--grid",
-                json.dumps(grid_d),
-                "--out",
-                str(a.out),
-            ]
-            subprocess.run(cmd, check=True)
-        return json.loads(path.read_text())["market"]
-
-    with Progress() as bar, ThreadPoolExecutor(max_workers=a.jobs) as pool:
+    # The markets are independent: mapped by jobs/fanout.py like the flows' days (--jobs 2: a
+    # local pool of 2 processes; the compute settings can name a Dask cluster instead).
+    items = [(share, seed, grid_d, str(a.out)) for share, seed, _ in todo]
+    with Progress() as bar, mapper_for(get_settings().compute, workers=a.jobs) as mapper:
         task = bar.add_task("markets", total=len(todo))
-        futures = [pool.submit(run, s, seed, p) for s, seed, p in todo]
-        for fut in as_completed(futures):
-            results.append(fut.result())
-            bar.advance(task)
+        results += mapper(_market, items, done=lambda _i, _r: bar.advance(task))
+
     criteria = criteria_from(get_settings())
     summary = summarize(results, criteria)
     table = markdown(summary, grid_d)
