@@ -4,6 +4,8 @@ of completion, ``done`` told of every item once with its result, the first failu
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 
 import pytest
@@ -24,6 +26,20 @@ def fail_on_two(x: int) -> int:
     return x
 
 
+_WARMED_IN: int | None = None
+
+
+def mark_warm() -> None:
+    """A worker's ``warm``: notes the process it ran in."""
+    global _WARMED_IN
+    _WARMED_IN = os.getpid()
+
+
+def warmed_here(x: int) -> bool:
+    time.sleep(0.05)
+    return os.getpid() == _WARMED_IN
+
+
 def _check(mapper) -> None:
     heard: list[tuple[int, int]] = []
     out = mapper(slow_square, [0, 1, 2, 3], done=lambda i, r: heard.append((i, r)))
@@ -42,6 +58,14 @@ def test_inline_map_keeps_order_and_reports_each_item():
 
 def test_process_pool_keeps_order_reports_each_item_and_raises():
     with process_pool_mapper(2) as mapper:
+        _check(mapper)
+
+
+def test_a_process_pool_starts_its_workers_at_once_and_warms_each_first():
+    before = len(multiprocessing.active_children())
+    with process_pool_mapper(2, mark_warm) as mapper:
+        assert len(multiprocessing.active_children()) == before + 2  # before any item
+        assert mapper(warmed_here, list(range(6))) == [True] * 6
         _check(mapper)
 
 
