@@ -11,6 +11,7 @@ flows pass a mapper that runs each item as a Prefect task on the flow's task run
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
@@ -80,6 +81,12 @@ def process_pool_mapper(workers: int, warm: Callable[[], None] | None = None) ->
         yield mapper
 
 
+async def _warm_dask_worker(warm: Callable[[], None]) -> None:
+    """``warm`` on a Dask worker, in a thread: ``Client.run`` does not wait only for coroutines,
+    and the worker's event loop keeps answering its scheduler meanwhile."""
+    await asyncio.to_thread(warm)
+
+
 @contextlib.contextmanager
 def dask_mapper(
     address: str | None, workers: int, warm: Callable[[], None] | None = None
@@ -105,7 +112,7 @@ def dask_mapper(
             )
             client = stack.enter_context(Client(cluster))
         if warm is not None:  # on the workers there now, not waited for: it overlaps our work
-            client.run(warm, wait=False)
+            client.run(_warm_dask_worker, warm, wait=False)
 
         def mapper(
             fn: Callable[[T], R], items: Sequence[T], /, done: Done | None = None

@@ -77,6 +77,18 @@ def test_local_dask_cluster_keeps_order_reports_each_item_and_raises():
         _check(mapper)
 
 
+@pytest.mark.slow
+def test_a_local_dask_cluster_warms_its_workers():
+    from jobs.fanout import dask_mapper
+
+    with dask_mapper(None, 2, mark_warm) as mapper:
+        deadline = time.monotonic() + 60  # the warm-up is not waited for: it overlaps the caller
+        while not all(mapper(warmed_here, list(range(4)))):
+            assert time.monotonic() < deadline, "the workers were not warmed"
+            time.sleep(0.2)
+        _check(mapper)
+
+
 def test_mapper_for_follows_settings_and_workers():
     with mapper_for(ComputeSettings()) as m:
         assert m is inline_map  # the default: what ran before
