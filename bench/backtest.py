@@ -9,7 +9,9 @@ Measured in one run, on the same ingested days:
              backtest's own daily P&L (median of 5)
   fan-out    the same backtest with its detection pass on 1 and 2 local processes and on a local
              Dask cluster of 2 (issue 20): days per minute and the ratios to 1 process, in one run;
-             every run's fills and daily rows are checked equal to the inline run's
+             every run's fills and daily rows are checked equal to the inline run's. The pool or
+             cluster is started inside the timing and its workers warmed as the commands do it
+             (``jobs.backtest.warm_backtest``); run it under ``flock /tmp/ifd-bench.lock``
 
 The simulated days and their lake are kept under bench/out/backtest-sim/ so reruns skip the
 simulation and the ingest. The issue's goal: 20 days of 5-million-record days (--days 20
