@@ -9,7 +9,9 @@ Measured in one run, on the same ingested days:
              backtest's own daily P&L (median of 5)
   fan-out    the same backtest with its detection pass on 1 and 2 local processes and on a local
              Dask cluster of 2 (issue 20): days per minute and the ratios to 1 process, in one run;
-             every run's fills and daily rows are checked equal to the inline run's
+             every run's fills and daily rows are checked equal to the inline run's. The pool or
+             cluster is started inside the timing and its workers warmed as the commands do it
+             (``jobs.backtest.warm_backtest``); run it under ``flock /tmp/ifd-bench.lock``
 
 The simulated days and their lake are kept under bench/out/backtest-sim/ so reruns skip the
 simulation and the ingest. The issue's goal: 20 days of 5-million-record days (--days 20
@@ -98,13 +100,14 @@ def main() -> None:
         mc_times.append(mc.seconds)
     mc_s = statistics.median(mc_times)
 
+    from jobs.backtest import warm_backtest
     from jobs.fanout import dask_mapper, process_pool_mapper
 
     fan: dict[str, float] = {}
     for name, ctx in (
-        ("processes_1", process_pool_mapper(1)),
-        ("processes_2", process_pool_mapper(2)),
-        ("dask_local_2", dask_mapper(None, 2)),
+        ("processes_1", process_pool_mapper(1, warm_backtest)),
+        ("processes_2", process_pool_mapper(2, warm_backtest)),
+        ("dask_local_2", dask_mapper(None, 2, warm_backtest)),
     ):
         with ctx as mapper:  # pool start-up counted: a CLI run pays it too
             t = time.perf_counter()

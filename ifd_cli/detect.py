@@ -74,12 +74,12 @@ def signal_json(row: dict) -> dict:
 
 def _detect(lake, settings, day: dt.date, algos: tuple[str, ...], workers: int | None = None):
     from ifd_core.calendar import sessions_before
-    from jobs.detect import NoDataForDate, detect_day
+    from jobs.detect import NoDataForDate, detect_day, warm_engine
     from jobs.fanout import inline_map, mapper_for
     from warehouse.migrations import CatalogBusy
 
     lookback = settings.analysis.v3.lookback_days
-    with progress_bar() as prog, mapper_for(settings.compute, workers) as mapper:
+    with progress_bar() as prog, mapper_for(settings.compute, workers, warm_engine) as mapper:
         task = prog.add_task(f"baseline sessions for {day}", total=lookback)
         engine = prog.add_task(f"engine over {day} (records)", total=None, visible=False)
 

@@ -121,7 +121,7 @@ def backtest(
     data/reports/.
     """
     from ifd_core.trading.halt import EmergencyStop
-    from jobs.backtest import run_backtest
+    from jobs.backtest import run_backtest, warm_backtest
     from jobs.fanout import mapper_for
     from reports.trading import write_backtest_report
     from warehouse.lake import Lake
@@ -133,7 +133,7 @@ def backtest(
     stop = EmergencyStop(settings.data_dir)
     halted_at_start = stop.state()
     try:
-        with progress_bar() as prog, mapper_for(settings.compute, workers) as mapper:
+        with progress_bar() as prog, mapper_for(settings.compute, workers, warm_backtest) as mapper:
             task = prog.add_task("backtest days (detection, then account)", total=None)
             result = run_backtest(
                 lake,
@@ -233,6 +233,7 @@ def ab(
     that says how many more resolved episodes are needed when the sample cannot decide. The
     unit is the signal episode: one flow seen in several windows is one outcome."""
     from jobs.ab import run_ab
+    from jobs.backtest import warm_backtest
     from jobs.fanout import mapper_for
     from reports.trading import write_ab_report
     from warehouse.lake import Lake
@@ -240,7 +241,7 @@ def ab(
     check_range(start, end)
     settings = load_settings(profile)
     try:
-        with progress_bar() as prog, mapper_for(settings.compute, workers) as mapper:
+        with progress_bar() as prog, mapper_for(settings.compute, workers, warm_backtest) as mapper:
             task = prog.add_task("A/B days (detection, then account)", total=None)
             res = run_ab(
                 Lake(settings.data_dir),
@@ -301,6 +302,7 @@ def extended_test(
     from counts, and PASS / FAIL(reasons) / INCONCLUSIVE(reasons) against settings.extended."""
     import polars as pl
 
+    from jobs.backtest import warm_backtest
     from jobs.extended import run_extended
     from jobs.fanout import mapper_for
     from reports.trading import write_extended_report
@@ -309,7 +311,7 @@ def extended_test(
     check_range(start, end)
     settings = load_settings(profile)
     try:
-        with mapper_for(settings.compute, workers) as mapper:
+        with mapper_for(settings.compute, workers, warm_backtest) as mapper:
             res = run_extended(
                 Lake(settings.data_dir),
                 settings,

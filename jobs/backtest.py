@@ -35,6 +35,7 @@ from jobs.detect import (
     outcomes_of,
     raw_files_for,
     refresh_baselines,
+    warm_engine,
 )
 from jobs.fanout import Mapper, inline_map
 from warehouse.lake import Lake
@@ -152,6 +153,12 @@ def _traded_records(batches: list[RecordBatch], signals: pl.DataFrame) -> list[R
         if b.schema == "mbo" and len(b):
             out.append(replace(b, records=b.records[np.isin(b.records["instrument_id"], ids)]))
     return out
+
+
+def warm_backtest() -> None:
+    """:func:`jobs.detect.warm_engine` for a backtest's workers: passed from here, it imports
+    this module (and the paper executor) too, before the first day's job needs it."""
+    warm_engine()
 
 
 def backtest_sessions(days: Sequence[dt.date], settings: Settings) -> list[dt.date]:

@@ -27,7 +27,7 @@ from ifd_core.analysis.episodes import EpisodeTracker
 from ifd_core.analysis.flow_engine import FlowEngine
 from ifd_core.analysis.pressure_windows import WindowParams, pressure_measures
 from ifd_core.analysis.wiring import engine_params, episode_params
-from ifd_core.calendar import sessions_before
+from ifd_core.calendar import is_trading_day, sessions_before
 from ifd_core.failpoints import failpoint
 from ifd_core.marketdata.frames import PRICE_UNIT, fixed_price
 from ifd_core.marketdata.record_source import FileReplaySource, RecordBatch
@@ -140,6 +140,18 @@ def make_detectors(
         else:
             raise ValueError(f"unknown algorithm {algo!r}: v1 or v3")
     return detectors
+
+
+def warm_engine() -> None:
+    """A fan-out worker's start for detection days (``ifd detect``, a backtest): load the
+    engine's compiled kernels from numba's cache and the exchange calendar (with pandas, 1.2 s)
+    in a fresh process before the first day arrives, while the caller is still preparing, so no
+    day is charged for them. Passed as ``warm`` to jobs/fanout.py's mappers; this module is
+    imported with it."""
+    from ifd_core.analysis.order_book_fast import warm_up
+
+    is_trading_day(dt.date(2026, 1, 2))
+    warm_up()
 
 
 def engine_pass(

@@ -11,6 +11,7 @@ flows pass a mapper that runs each item as a Prefect task on the flow's task run
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
@@ -57,12 +58,20 @@ def in_order(futures: list, wait_each: Callable, done: Done | None) -> list:
     return results
 
 
+def _ready() -> None:
+    """A no-op task: submitting one per worker makes the pool start them all now."""
+
+
 @contextlib.contextmanager
-def process_pool_mapper(workers: int) -> Iterator[Mapper]:
+def process_pool_mapper(workers: int, warm: Callable[[], None] | None = None) -> Iterator[Mapper]:
     """A local pool of ``workers`` processes, started by ``spawn`` (a forked child would inherit
-    the parent's DuckDB and polars thread pools, which is unsafe)."""
+    the parent's DuckDB and polars thread pools, which is unsafe). The workers start at once
+    (not at the first item), each running ``warm`` first (``jobs.detect.warm_engine``), so
+    their start-up overlaps the caller's own preparation."""
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=warm) as pool:
+        for _ in range(workers):  # each submit to a pool with no idle worker starts one
+            pool.submit(_ready)
 
         def mapper(
             fn: Callable[[T], R], items: Sequence[T], /, done: Done | None = None
@@ -72,11 +81,20 @@ def process_pool_mapper(workers: int) -> Iterator[Mapper]:
         yield mapper
 
 
+async def _warm_dask_worker(warm: Callable[[], None]) -> None:
+    """``warm`` on a Dask worker, in a thread: ``Client.run`` does not wait only for coroutines,
+    and the worker's event loop keeps answering its scheduler meanwhile."""
+    await asyncio.to_thread(warm)
+
+
 @contextlib.contextmanager
-def dask_mapper(address: str | None, workers: int) -> Iterator[Mapper]:
+def dask_mapper(
+    address: str | None, workers: int, warm: Callable[[], None] | None = None
+) -> Iterator[Mapper]:
     """The Dask scheduler at ``address``, or a local cluster of ``workers`` single-threaded
     processes for the run. A task whose worker dies is rescheduled by Dask; one that fails
-    raises here, and the caller publishes nothing."""
+    raises here, and the caller publishes nothing. ``warm`` runs on each worker there at the
+    start (not on one that joins later), as in :func:`process_pool_mapper`."""
     import distributed
     from distributed import Client, LocalCluster
 
@@ -93,6 +111,8 @@ def dask_mapper(address: str | None, workers: int) -> Iterator[Mapper]:
                 )
             )
             client = stack.enter_context(Client(cluster))
+        if warm is not None:  # on the workers there now, not waited for: it overlaps our work
+            client.run(_warm_dask_worker, warm, wait=False)
 
         def mapper(
             fn: Callable[[T], R], items: Sequence[T], /, done: Done | None = None
@@ -104,10 +124,12 @@ def dask_mapper(address: str | None, workers: int) -> Iterator[Mapper]:
 
 
 @contextlib.contextmanager
-def mapper_for(compute: ComputeSettings, workers: int | None = None) -> Iterator[Mapper]:
+def mapper_for(
+    compute: ComputeSettings, workers: int | None = None, warm: Callable[[], None] | None = None
+) -> Iterator[Mapper]:
     """The mapper the ``compute`` settings choose; ``workers`` (the command line's
     ``--workers``) overrides ``compute.workers``, and more than one worker with runner
-    ``inline`` means a local process pool."""
+    ``inline`` means a local process pool. ``warm``: what each worker runs first."""
     n = workers or compute.workers
     runner = compute.runner
     if runner == "inline" and workers is not None and workers > 1:
@@ -115,8 +137,8 @@ def mapper_for(compute: ComputeSettings, workers: int | None = None) -> Iterator
     if runner == "inline" or (runner == "processes" and n == 1):
         yield inline_map
     elif runner == "processes":
-        with process_pool_mapper(n) as mapper:
+        with process_pool_mapper(n, warm) as mapper:
             yield mapper
     else:
-        with dask_mapper(compute.dask_address, n) as mapper:
+        with dask_mapper(compute.dask_address, n, warm) as mapper:
             yield mapper

@@ -4,6 +4,8 @@ of completion, ``done`` told of every item once with its result, the first failu
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 
 import pytest
@@ -22,6 +24,20 @@ def fail_on_two(x: int) -> int:
     if x == 2:
         raise ValueError("item 2 is bad")
     return x
+
+
+_WARMED_IN: int | None = None
+
+
+def mark_warm() -> None:
+    """A worker's ``warm``: notes the process it ran in."""
+    global _WARMED_IN
+    _WARMED_IN = os.getpid()
+
+
+def warmed_here(x: int) -> bool:
+    time.sleep(0.05)
+    return os.getpid() == _WARMED_IN
 
 
 def _check(mapper) -> None:
@@ -45,11 +61,31 @@ def test_process_pool_keeps_order_reports_each_item_and_raises():
         _check(mapper)
 
 
+def test_a_process_pool_starts_its_workers_at_once_and_warms_each_first():
+    before = len(multiprocessing.active_children())
+    with process_pool_mapper(2, mark_warm) as mapper:
+        assert len(multiprocessing.active_children()) == before + 2  # before any item
+        assert mapper(warmed_here, list(range(6))) == [True] * 6
+        _check(mapper)
+
+
 @pytest.mark.slow
 def test_local_dask_cluster_keeps_order_reports_each_item_and_raises():
     from jobs.fanout import dask_mapper
 
     with dask_mapper(None, 2) as mapper:
+        _check(mapper)
+
+
+@pytest.mark.slow
+def test_a_local_dask_cluster_warms_its_workers():
+    from jobs.fanout import dask_mapper
+
+    with dask_mapper(None, 2, mark_warm) as mapper:
+        deadline = time.monotonic() + 60  # the warm-up is not waited for: it overlaps the caller
+        while not all(mapper(warmed_here, list(range(4)))):
+            assert time.monotonic() < deadline, "the workers were not warmed"
+            time.sleep(0.2)
         _check(mapper)
 
 

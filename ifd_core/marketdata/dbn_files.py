@@ -20,14 +20,10 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import databento_dbn
 import numpy as np
 import zstandard
-from databento.common.constants import (
-    SCHEMA_STRUCT_MAP,
-    SCHEMA_STRUCT_MAP_V1,
-    SCHEMA_STRUCT_MAP_V2,
-)
-from databento_dbn import RType, Schema
+from databento_dbn import Metadata, RType, Schema, VersionUpgradePolicy
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZSTD_SKIPPABLE = range(0x184D2A50, 0x184D2A60)
@@ -130,7 +126,33 @@ class DbnBatch:
 MiB = 1024 * 1024
 _READ_SIZE = 1 * MiB  # compressed bytes read (hashed, followed) per step
 _OUT_SIZE = 8 * MiB  # decompressed bytes produced per step: the most held beside the buffer
-_STRUCTS = {1: SCHEMA_STRUCT_MAP_V1, 2: SCHEMA_STRUCT_MAP_V2, 3: SCHEMA_STRUCT_MAP}
+# The record class of each fixed schema, per DBN version: databento's SCHEMA_STRUCT_MAP(_V1,
+# _V2) for the schemas IFD keeps, taken from databento_dbn itself. Importing ``databento`` (its
+# client, pandas, aiohttp) costs each worker process 1.5 s; only mixed-schema files need it.
+_STRUCT_NAMES = {
+    "mbo": "MBOMsg",
+    "trades": "TradeMsg",
+    "tbbo": "MBP1Msg",
+    "mbp-1": "MBP1Msg",
+    "bbo-1s": "BBOMsg",
+    "bbo-1m": "BBOMsg",
+    "ohlcv-1s": "OHLCVMsg",
+    "ohlcv-1m": "OHLCVMsg",
+    "ohlcv-1h": "OHLCVMsg",
+    "ohlcv-1d": "OHLCVMsg",
+    "ohlcv-eod": "OHLCVMsg",
+    "definition": "InstrumentDefMsg",
+    "statistics": "StatMsg",
+    "status": "StatusMsg",
+}
+_STRUCTS = {
+    version: {
+        schema: getattr(module, cls)
+        for schema, cls in _STRUCT_NAMES.items()
+        if version == 3 or schema != "ohlcv-eod"  # databento maps EOD bars from DBN v3 only
+    }
+    for version, module in ((1, databento_dbn.v1), (2, databento_dbn.v2), (3, databento_dbn))
+}
 
 
 @dataclass(frozen=True)
@@ -494,8 +516,6 @@ def read_dbn(
     the memory a file may take while it decompresses (``DEFAULT_LIMITS`` when None; use
     ``DecodeLimits.from_settings`` for the configured ones).
     """
-    import databento as db
-
     path = Path(path)
     name = path.name
     limits = limits or DEFAULT_LIMITS
@@ -519,12 +539,15 @@ def read_dbn(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            # Header only: DBNStore reprs a bytes buffer it is built from (seconds for 5 M records).
-            header = db.DBNStore.from_bytes(bytes(raw[: 8 + meta_len]))
+            # The header as DBNStore decodes it (the same bytes, the same call), without
+            # importing databento for a fixed-schema file.
+            metadata = Metadata.decode(
+                bytes(raw[: 8 + meta_len]), upgrade_policy=VersionUpgradePolicy.AS_IS
+            )
         except Exception as exc:
             raise _decode_error(name, exc, "metadata") from exc
-        dataset = header.metadata.dataset
-        schema = str(header.schema) if header.schema is not None else None
+        dataset = metadata.dataset
+        schema = str(Schema(metadata.schema)) if metadata.schema else None
         if check_dataset and dataset != SUPPORTED_DATASET:
             raise DbnFileError(
                 f"{name}: dataset {dataset} is not supported; IFD handles CME Globex, "
@@ -542,8 +565,8 @@ def read_dbn(
             dataset=dataset,
             schema=schema,
             version=version,
-            symbols=list(header.metadata.symbols or []),
-            start_ns=int(header.metadata.start or 0),
+            symbols=list(metadata.symbols or []),
+            start_ns=int(metadata.start or 0),
         )
         if schema is not None:
             # The body is an array of fixed records: read in place, in the version's layout.
@@ -558,6 +581,8 @@ def read_dbn(
             return batch
         # A live capture mixes schemas: databento upgrades and sorts out its records. Built from
         # a BytesIO (from bytes, DBNStore would repr the whole buffer), decoded in memory.
+        import databento as db
+
         try:
             store = db.DBNStore.from_bytes(io.BytesIO(raw))
             # Keep ours, count (never silently drop) the rest.
