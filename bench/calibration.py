@@ -28,24 +28,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 OUT = Path("bench/out/calibration")
 
 
-def _one(share: float, seed: int, grid_d: dict, root: str) -> dict:
-    from ifd_core.settings import get_settings
-    from jobs.calibration import Grid, run_market
-
-    grid = Grid(**{**grid_d, "shares": tuple(grid_d["shares"]), "seeds": tuple(grid_d["seeds"])})
-    work = Path(root) / "work"
-    result = run_market(share, seed, grid, work, lambda d: get_settings(data_dir=str(d)))
-    shutil.rmtree(work / f"share{share:g}-seed{seed}", ignore_errors=True)  # keep the disk small
-    return result.to_dict()
+def _market_path(root: Path, share: float, seed: int) -> Path:
+    return root / "markets" / f"{share:g}-{seed}.json"
 
 
 def _market(item: tuple[float, int, dict, str]) -> dict:
     """One market, run where the mapper puts it; kept on disk as soon as it is done, so an
     interrupted study resumes from it."""
+    from ifd_core.settings import get_settings
+    from jobs.calibration import Grid, run_market
+
     share, seed, grid_d, root = item
-    market = _one(share, seed, grid_d, root)
-    path = Path(root) / "markets" / f"{share:g}-{seed}.json"
-    path.write_text(json.dumps({"grid": grid_d, "market": market}, default=str))
+    grid = Grid(**{**grid_d, "shares": tuple(grid_d["shares"]), "seeds": tuple(grid_d["seeds"])})
+    work = Path(root) / "work"
+    result = run_market(share, seed, grid, work, lambda d: get_settings(data_dir=str(d)))
+    shutil.rmtree(work / f"share{share:g}-seed{seed}", ignore_errors=True)  # keep the disk small
+    market = result.to_dict()
+    _market_path(Path(root), share, seed).write_text(
+        json.dumps({"grid": grid_d, "market": market}, default=str)
+    )
     return market
 
 
@@ -85,19 +86,18 @@ def main(argv: list[str] | None = None) -> int:
         scale=a.scale,
         v1_informed_share=a.v1_informed_share,
     )
-    markets_dir = a.out / "markets"
-    markets_dir.mkdir(parents=True, exist_ok=True)
+    (a.out / "markets").mkdir(parents=True, exist_ok=True)
     grid_d = asdict(grid)
     (a.out / "grid.json").write_text(json.dumps(grid_d, indent=2))
     todo, results = [], []
     for share in grid.shares:
         for seed in grid.seeds:
-            path = markets_dir / f"{share:g}-{seed}.json"
+            path = _market_path(a.out, share, seed)
             kept = json.loads(path.read_text()) if path.exists() else None
             if kept is not None and _same_market(kept.get("grid", {}), grid_d):
                 results.append(kept["market"])
             else:
-                todo.append((share, seed, path))
+                todo.append((share, seed, grid_d, str(a.out)))
     t0 = time.perf_counter()
     print(
         f"calibration (SYNTHETIC): {len(todo)} market(s) to run, {len(results)} kept, "
@@ -106,10 +106,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # The markets are independent: mapped by jobs/fanout.py like the flows' days (--jobs 2: a
     # local pool of 2 processes; the compute settings can name a Dask cluster instead).
-    items = [(share, seed, grid_d, str(a.out)) for share, seed, _ in todo]
     with Progress() as bar, mapper_for(get_settings().compute, workers=a.jobs) as mapper:
         task = bar.add_task("markets", total=len(todo))
-        results += mapper(_market, items, done=lambda _i, _r: bar.advance(task))
+        results += mapper(_market, todo, done=lambda _i, _r: bar.advance(task))
 
     criteria = criteria_from(get_settings())
     summary = summarize(results, criteria)
