@@ -5,3 +5,5 @@
 halt, resume) · ``research`` (backtest, ab, extended-test) · ``ops`` (status, repair, serve) ·
 ``demo`` · groups ``config``, ``cost``, ``rollout``, ``ib``.
 """
+
+import ifd_core  # noqa: F401  (first: polars' allocator settings, ifd_core/allocator.py)
