@@ -137,3 +137,39 @@ def test_a_file_named_twice_is_ingested_once(market, tmp_path):
     f = market["files"][0]
     report = ingest_files([f, str(f)], Lake(tmp_path / "twice"))
     assert [r.path for r in report.files] == [Path(f)]
+
+
+def test_the_next_file_is_read_while_this_one_commits(market, tmp_path, monkeypatch):
+    """In one process the next file decompresses on another thread while this one is validated
+    and written (warehouse/ingest.py, ``_sequential``); the commits keep their order."""
+    import threading
+
+    import warehouse.ingest as ingest
+
+    files = [p for p in market["files"] if ".mbo." in p.name]
+    assert len(files) == 2
+    read_second, events = threading.Event(), []
+    read_dbn, commit_batch = ingest.read_dbn, ingest._commit_batch
+
+    def reading(path, **kw):
+        events.append(("read", Path(path).name))
+        if Path(path) == files[1]:
+            read_second.set()
+        return read_dbn(path, **kw)
+
+    def committing(lake, path, *args):
+        if path == files[0]:  # without the read-ahead the second read would never come
+            assert read_second.wait(30), "the next file was not read during this commit"
+        events.append(("commit", path.name))
+        return commit_batch(lake, path, *args)
+
+    monkeypatch.setattr(ingest, "read_dbn", reading)
+    monkeypatch.setattr(ingest, "_commit_batch", committing)
+    lake = Lake(tmp_path / "ahead")
+    assert ingest_files([p for p in market["files"] if p not in files], lake).ok
+    events.clear()
+    report = ingest_files(files, lake)
+    assert report.ok
+    names = [p.name for p in files]
+    assert [e for e in events if e[0] == "commit"] == [("commit", n) for n in names]
+    assert events.index(("read", names[1])) < events.index(("commit", names[0]))

@@ -231,18 +231,28 @@ def _sequential(ordered, lake, run_id, origin, limits, say, progress) -> list[Fi
         say("setup: starting Great Expectations (the validation engine, once per process)")
         prepare()
     results = []
-    for path in ordered:
-        say(f"{path.name}")
-        result = _guarded(path, lake, run_id, origin, known, validate, limits)
-        results.append(result)
-        if progress:
-            progress(result)
+    # Read-ahead: the next file is decompressed and framed on another thread while this one is
+    # validated and written (zstd and hashlib release the GIL), filling the core that the
+    # commit leaves idle. It only reads the file, so the order of commits is unchanged; at most
+    # two files are in memory, each within ``limits``.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ifd-read-ahead") as reader:
+        ahead = [reader.submit(read_dbn, p, limits=limits) for p in ordered[:1]]
+        for i, path in enumerate(ordered):
+            current = ahead.pop()
+            if i + 1 < len(ordered):
+                ahead.append(reader.submit(read_dbn, ordered[i + 1], limits=limits))
+            say(f"{path.name}")
+            result = _guarded(path, lake, run_id, origin, known, validate, limits, current.result)
+            del current  # the batch is freed with its frames, not kept until the next file ends
+            results.append(result)
+            if progress:
+                progress(result)
     return results
 
 
-def _guarded(path, lake, run_id, origin, known, validate, limits) -> FileResult:
+def _guarded(path, lake, run_id, origin, known, validate, limits, read=None) -> FileResult:
     try:
-        return _ingest_one(path, lake, run_id, origin, known, validate, limits)
+        return _ingest_one(path, lake, run_id, origin, known, validate, limits, read)
     except Exception as exc:  # never a traceback mid-run: this file fails, the others go on
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         reason = f"{path.name}: could not be ingested ({type(exc).__name__}: {first})"
@@ -268,10 +278,18 @@ def ingest_file_job(job: FileJob) -> FileResult:
 
 
 def _ingest_one(
-    path: Path, lake: Lake, run_id: str, origin, known: KnownInstruments, validate, limits
+    path: Path,
+    lake: Lake,
+    run_id: str,
+    origin,
+    known: KnownInstruments,
+    validate,
+    limits,
+    read: Callable[[], DbnBatch] | None = None,
 ) -> FileResult:
+    """``read`` gives the decoded file when it was read ahead (``_sequential``)."""
     try:
-        batch = read_dbn(path, limits=limits)
+        batch = read() if read else read_dbn(path, limits=limits)
         batch_origin = _origin_of(batch, origin)
     except DbnFileError as exc:
         return FileResult(path, "refused", str(exc))
