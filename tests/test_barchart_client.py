@@ -281,3 +281,15 @@ def test_scrub_removes_the_key_and_any_apikey_parameter():
     assert bc.scrub(text, "s3cret") == (
         "GET /getFuturesOptions.json?apikey=***&root=NQ failed; key ***; apikey=***"
     )
+
+
+def test_a_profile_may_not_hold_the_barchart_key(tmp_path, monkeypatch):
+    from ifd_core import settings as st
+
+    (tmp_path / "leaky.toml").write_text('[barchart]\napi_key = "bc-in-a-file"\n')
+    monkeypatch.setattr(st, "PROFILES_DIR", tmp_path)
+    with pytest.raises(st.ProfileError, match=r"barchart\.api_key"):
+        st.load_profile("leaky")
+    assert (
+        st.get_settings(barchart={"api_key": "k"}).masked()["barchart"]["api_key"] == "**********"
+    )
