@@ -57,6 +57,38 @@ class DatabentoSettings(_Group):
     )
 
 
+class BarchartSettings(_Group):
+    """Barchart OnDemand, an optional cross-check of open interest and settlements
+    (docs/operations.md, "Barchart OnDemand (optional)"). Off while ``api_key`` is empty."""
+
+    api_key: SecretStr = SecretStr("")
+    base_url: str = Field(
+        default="https://ondemand.websol.barchart.com",
+        description="OnDemand base URL (the paid service; the free sandbox was "
+        "https://marketdata.websol.barchart.com).",
+    )
+    root: str = Field(default="NQ", description="Barchart's option root of the chain fetched.")
+    requests_per_minute: int = Field(
+        default=10, ge=1, description="Plan limit: requests beyond it wait for the minute."
+    )
+    requests_per_day: int = Field(
+        default=200, ge=1, description="Plan limit (UTC day): requests beyond it are refused."
+    )
+    timeout_s: float = Field(default=30.0, gt=0.0, description="Per request (connect and read).")
+    cache: bool = Field(
+        default=True,
+        description="Keep each day's raw answer under <data>/barchart/ and reuse it instead of "
+        "asking again.",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not re.match(r"https?://[^/\s]+", v.strip()):
+            raise ValueError(f"barchart.base_url must be an http(s):// URL, not {v!r}")
+        return v.strip().rstrip("/")
+
+
 class WarehouseSettings(_Group):
     data_dir: Path = Field(default=Path("data"), validate_default=True)
     max_decompressed_bytes: int = Field(
@@ -704,6 +736,7 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="Level of IFD's loggers (ifd_core.logs).")
     databento: DatabentoSettings = Field(default_factory=DatabentoSettings)
+    barchart: BarchartSettings = Field(default_factory=BarchartSettings)
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     costs: CostSettings = Field(default_factory=CostSettings)
@@ -776,6 +809,10 @@ class Settings(BaseSettings):
             mode="json",
             exclude={
                 "databento": {"api_key"},
+                # Where a cross-check's data comes from and how often it may be asked, not what a
+                # detector computes. (A key that changes results, such as an OI fallback, must
+                # come out of this exclusion.)
+                "barchart": True,
                 "warehouse": True,
                 # How the live run operates, not what it computes: a signal streamed with a
                 # different flush cadence or reconnect policy is the same signal.
@@ -844,8 +881,9 @@ def load_profile(name: str) -> dict[str, Any]:
         raise ProfileError(f"unknown profile {name!r}; available: {available}")
     data = tomllib.loads(path.read_text())
     data.pop("description", None)
-    if "databento" in data and "api_key" in data["databento"]:
-        raise ProfileError(f"profile {name!r} holds a secret (databento.api_key); use the env")
+    for group in ("databento", "barchart"):
+        if "api_key" in data.get(group, {}):
+            raise ProfileError(f"profile {name!r} holds a secret ({group}.api_key); use the env")
     return data
 
 

@@ -229,6 +229,16 @@ def _historical_client(s: Settings):
     return c.key, c.gateway
 
 
+def _barchart_client(s: Settings):
+    """What the Barchart client was built with: the key and URL it would send, the root it asks
+    for, its timeout, its throttle and where it caches."""
+    from ifd_core.marketdata.barchart import make_client
+
+    c = make_client(s)
+    lim = c.limiter
+    return c._key, c.base_url, c.root, c.timeout_s, lim.per_minute, lim.per_day, c.cache_dir
+
+
 def _live_params(s: Settings):
     from jobs.live.runner import live_params
 
@@ -535,6 +545,7 @@ BUILDERS: dict[str, list[Callable[[Settings], Any]]] = {
     "databento.api_key": [_historical_client, _live_params],
     "databento.dataset": [_live_params],
     "databento.historical_gateway": [_historical_client],
+    "barchart": [_barchart_client],
     "warehouse.data_dir": [_lake_root],
     "warehouse.max_": [_decode_limits],
     "budget": [_budget],
