@@ -231,7 +231,7 @@ def _sequential(ordered, lake, run_id, origin, limits, say, progress) -> list[Fi
         say("setup: starting Great Expectations (the validation engine, once per process)")
         prepare()
     results = []
-    # Read-ahead: the next file is decompressed and framed on another thread while this one is
+    # Read-ahead: the next file is decompressed and hashed on another thread while this one is
     # validated and written (zstd and hashlib release the GIL), filling the core that the
     # commit leaves idle. It only reads the file, so the order of commits is unchanged; at most
     # two files are in memory, each within ``limits``.
