@@ -263,3 +263,37 @@ def test_cli_exit_codes(barchart_server, data_dir, lake, monkeypatch):
     barchart_server.set_mode("malformed")
     bad = _cli(data_dir, barchart_server, monkeypatch)
     assert bad.exit_code == 5 and "malformed JSON" in bad.output
+
+
+@pytest.mark.slow
+def test_flow_checks_and_publishes_artifacts(barchart_server, data_dir, lake, monkeypatch):
+    import anyio
+    from prefect.client.orchestration import get_client
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.barchart_check import barchart_check
+    from tests.servers.barchart_http import TEST_API_KEY
+
+    options = [(*o[:4], o[4] + 50, o[5]) if o[0] == 203 else o for o in AGREEING]
+    write_databento(lake, options)
+    monkeypatch.setenv("IFD_WAREHOUSE__DATA_DIR", str(data_dir))
+    monkeypatch.setenv("IFD_BARCHART__BASE_URL", barchart_server.url)
+    monkeypatch.delenv("IFD_BARCHART__API_KEY", raising=False)
+    with prefect_test_harness(server_startup_timeout=120):
+        off = barchart_check(trade_date=DAY, return_state=True)  # optional: no key, skipped
+        assert off.is_completed() and off.message.startswith("skipped: Barchart is not")
+        assert barchart_server.count() == 0
+        monkeypatch.setenv("IFD_BARCHART__API_KEY", TEST_API_KEY)
+        state = barchart_check(trade_date=DAY, return_state=True)
+        assert state.is_completed()
+        doc = state.result()
+
+        async def artifacts():
+            async with get_client() as client:
+                return await client.read_artifacts()
+
+        arts = {a.key: a for a in anyio.run(artifacts)}
+    assert doc["disagreements"] == 1 and doc["failed"]["chk_oi_agrees"] == 1
+    assert {"barchart-check-rules", "barchart-check-summary"} <= set(arts)
+    assert "**1 disagree**" in arts["barchart-check-summary"].data
+    assert _alerts(data_dir)["state"].to_list() == ["FIRING"]
