@@ -163,3 +163,65 @@ def with_checks(dataset: str, df: pl.DataFrame, ticks: pl.DataFrame) -> pl.DataF
             .alias("chk_oi_nonnegative")
         )
     return out.drop("def_date", "variable_tick", "tick")
+
+
+# ------------------------------------------------------------- Databento against Barchart
+KEYS = ("expiration", "strike", "right")
+CROSS_CHECKS = ("chk_oi_agrees", "chk_settlement_agrees", "chk_in_databento", "chk_in_barchart")
+_EPS = 1e-9  # a float settlement equal to the tolerance agrees
+
+
+def cross_check(
+    databento: pl.DataFrame,
+    barchart: pl.DataFrame,
+    oi_tolerance: int,
+    settlement_tolerance: float,
+) -> pl.DataFrame:
+    """Databento's and Barchart's options of one date joined per (expiration, strike, right),
+    with the ``chk_*`` columns of the ``barchart_check`` suite.
+
+    Both frames carry ``expiration`` (date), ``strike``, ``right``, ``open_interest`` and
+    ``settlement`` (points). Only expirations both sides list are compared: each side may carry
+    roots the other does not ask for (Barchart one root, the lake every root ingested), and
+    an expiration absent on one side says which roots were fetched, not that strikes are missing.
+    A rule is null where it does not apply (a value one side does not give, a strike one side
+    lacks), so it is neither passed nor failed there.
+    """
+    common = set(databento["expiration"].to_list()) & set(barchart["expiration"].to_list())
+    scope = pl.col("expiration").is_in(sorted(common))
+    d = databento.filter(scope).select(
+        *KEYS,
+        pl.lit(True).alias("_in_d"),
+        pl.col("open_interest").cast(pl.Int64).alias("oi_databento"),
+        pl.col("settlement").cast(pl.Float64).alias("settlement_databento"),
+    )
+    b = barchart.filter(scope).select(
+        *KEYS,
+        pl.lit(True).alias("_in_b"),
+        "symbol",
+        pl.col("open_interest").cast(pl.Int64).alias("oi_barchart"),
+        pl.col("settlement").cast(pl.Float64).alias("settlement_barchart"),
+    )
+    joined = d.join(b, on=list(KEYS), how="full", coalesce=True)
+    in_d = pl.col("_in_d").fill_null(False)
+    in_b = pl.col("_in_b").fill_null(False)
+    oi_gap = (pl.col("oi_databento") - pl.col("oi_barchart")).abs()
+    px_gap = (pl.col("settlement_databento") - pl.col("settlement_barchart")).abs()
+    return (
+        joined.with_columns(
+            (pl.when(oi_gap.is_not_null()).then(oi_gap <= oi_tolerance)).alias("chk_oi_agrees"),
+            (pl.when(px_gap.is_not_null()).then(px_gap <= settlement_tolerance + _EPS)).alias(
+                "chk_settlement_agrees"
+            ),
+            pl.when(in_b).then(in_d).alias("chk_in_databento"),
+            pl.when(in_d).then(in_b).alias("chk_in_barchart"),
+        )
+        .drop("_in_d", "_in_b")
+        .sort(*KEYS)
+    )
+
+
+def disagreements(checked: pl.DataFrame) -> int:
+    """Options (expiration, strike, right) failing at least one cross-check rule."""
+    failed = pl.any_horizontal(pl.col(c).not_() for c in CROSS_CHECKS).fill_null(False)
+    return checked.filter(failed).height

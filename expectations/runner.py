@@ -208,6 +208,12 @@ def _describe(dataset: str, row: dict, checked: pl.DataFrame) -> str:
         "chk_trade_size": "trades or fills with size 0",
         "chk_sorted": "records out of ts_recv order",
         "chk_bar_order": "bars out of ts_event order",
+        "chk_oi_agrees": "options whose open interest differs from Barchart's beyond "
+        "barchart.oi_tolerance",
+        "chk_settlement_agrees": "options whose settlement differs from Barchart's beyond "
+        "barchart.settlement_tolerance",
+        "chk_in_databento": "of Barchart's options missing from Databento's statistics",
+        "chk_in_barchart": "of Databento's options missing from Barchart's chain",
     }.get(col, f"unexpected values in {col}")
     detail = f" (e.g. {row['partial_unexpected']})" if not col.startswith("chk_") else ""
     return f"{dataset}: {n} {what}{detail} [{row['expectation']}]"

@@ -32,6 +32,7 @@ AUTOMATIONS = (FLOW_FAILED_AUTOMATION, CRITICAL_ALERT_AUTOMATION)
 # The flow names of IFD (each flow's ``@flow(name=...)``; tests/test_notifications.py checks the
 # list against flows/): only their runs notify, so a shared server's other flows stay quiet.
 IFD_FLOWS = (
+    "barchart_check",
     "baseline_refresh",
     "cost_report",
     "demo",

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from ifd_cli import (
+    barchart,
     config,
     cost,
     data,
@@ -110,6 +111,7 @@ app.add_typer(rollout.commands, name="rollout")
 app.add_typer(ib.commands, name="ib")
 app.add_typer(notify.commands, name="notify")
 app.add_typer(secret_blocks.commands, name="secrets")
+app.add_typer(barchart.commands, name="barchart")
 
 
 def main() -> None:

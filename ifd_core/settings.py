@@ -80,6 +80,18 @@ class BarchartSettings(_Group):
         description="Keep each day's raw answer under <data>/barchart/ and reuse it instead of "
         "asking again.",
     )
+    oi_tolerance: int = Field(
+        default=0,
+        ge=0,
+        description="Cross-check: open interest agrees when Databento's and Barchart's differ "
+        "by at most this many contracts.",
+    )
+    settlement_tolerance: float = Field(
+        default=0.05,
+        ge=0.0,
+        description="Cross-check: settlements agree when they differ by at most this many index "
+        "points (0.05: one small option tick).",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -646,6 +658,10 @@ class AlertSettings(_Group):
     daily_cost_critical: float = 10.0
     budget_warning: float = 0.80
     budget_critical: float = 0.95
+    # Options (expiration, strike, right) on which Databento and Barchart disagree in one day's
+    # cross-check (`ifd barchart check`): more than warning fires, more than critical escalates.
+    barchart_disagreements_warning: float = 0.0
+    barchart_disagreements_critical: float = 20.0
 
 
 class ReportsSettings(_Group):

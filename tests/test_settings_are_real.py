@@ -239,6 +239,31 @@ def _barchart_client(s: Settings):
     return c._key, c.base_url, c.root, c.timeout_s, lim.per_minute, lim.per_day, c.cache_dir
 
 
+def _barchart_check(s: Settings):
+    """The cross-check's rule columns over a SYNTHETIC grid of differences between Databento's
+    and Barchart's open interest and settlements (jobs/barchart_check.py's own call)."""
+    from expectations.derive import CROSS_CHECKS, cross_check
+
+    exp = dt.date(2026, 6, 18)
+    n = 400
+    keys = {"expiration": [exp] * n, "strike": [20_000.0 + 25 * i for i in range(n)]}
+    d = pl.DataFrame(
+        {**keys, "right": ["C"] * n, "open_interest": [1_000] * n, "settlement": [100.0] * n}
+    )
+    b = pl.DataFrame(
+        {
+            **keys,
+            "right": ["C"] * n,
+            "symbol": [f"S{i}" for i in range(n)],
+            "open_interest": [1_000 + i for i in range(n)],
+            "settlement": [100.0 + 0.0005 * i for i in range(n)],
+        }
+    )
+    b = b.with_columns(pl.col("open_interest").cast(pl.Int64))
+    checked = cross_check(d, b, s.barchart.oi_tolerance, s.barchart.settlement_tolerance)
+    return checked.select(*CROSS_CHECKS).rows()
+
+
 def _live_params(s: Settings):
     from jobs.live.runner import live_params
 
@@ -545,7 +570,7 @@ BUILDERS: dict[str, list[Callable[[Settings], Any]]] = {
     "databento.api_key": [_historical_client, _live_params],
     "databento.dataset": [_live_params],
     "databento.historical_gateway": [_historical_client],
-    "barchart": [_barchart_client],
+    "barchart": [_barchart_client, _barchart_check],
     "warehouse.data_dir": [_lake_root],
     "warehouse.max_": [_decode_limits],
     "budget": [_budget],

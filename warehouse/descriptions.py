@@ -209,9 +209,12 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
     },
     "dq_results": {
         "date": "UTC day the batch was validated.",
-        "run_id": "Id of the ingest run that validated the batch.",
+        "run_id": "Id of the ingest run (or Barchart cross-check run) that validated the batch.",
         "validated_at": "When the batch was validated, UTC.",
-        "dataset": "Which data set of the batch was validated (e.g. mbo, definition).",
+        "dataset": "Which data set of the batch was validated (e.g. mbo, definition; "
+        "barchart_check: Databento's open interest and settlements against Barchart's chain).",
+        "source_file": "Name of the raw file as given to ingest; barchart:<root>:<date> for the "
+        "Barchart cross-check.",
         "suite": "Expectation suite (ifd_<dataset>).",
         "expectation": "Great Expectations expectation type.",
         "column": "Column the expectation checks (empty for table-level checks).",
@@ -385,6 +388,17 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "operator": "Who decided (a person, or the controller).",
         "config_version": "Settings hash the decision was made with.",
         "run_id": "Run that made the decision.",
+    },
+    "barchart_chain": {
+        "date": "Trade date of the chain (Barchart's price date; one session).",
+        "root": "Barchart's option root the chain was asked for (setting barchart.root, e.g. NQ).",
+        "symbol": "Barchart's option symbol: contract, strike, C or P (the pattern is inferred).",
+        "expiration": "Option's expiration date, as Barchart gives it.",
+        "open_interest": "Open interest as Barchart reports it, contracts (NULL: not given).",
+        "volume": "Contracts traded in the session, as Barchart reports it (NULL: not given).",
+        "settlement": "Settlement price in index points: Barchart's settlement field, else its "
+        "last price when flagged settled ('s'); NULL when not settled.",
+        "origin": "barchart (Barchart OnDemand's web API).",
     },
     "alerts": {
         "date": "UTC day of ts.",

@@ -655,6 +655,26 @@ TABLES: dict[str, Table] = {
             provenance=False,
         ),
         _t(
+            "barchart_chain",
+            "one option (expiration, strike, right) of one root in Barchart's chain of one date",
+            "Barchart OnDemand's options chain (getFuturesOptions), an optional cross-check of "
+            "Databento's open interest and settlements (docs/operations.md, \"Barchart OnDemand "
+            '(optional)"): open interest, volume and settlement per strike as Barchart served '
+            "them, origin 'barchart'. One file per root and date; a re-fetch replaces it.",
+            {
+                "root": S,
+                "symbol": S,
+                "expiration": pl.Date,
+                "strike": F64,
+                "right": S,
+                "open_interest": I64,
+                "volume": I64,
+                "settlement": F64,
+                "origin": S,
+            },
+            provenance=False,
+        ),
+        _t(
             "alerts",
             "one state change of one alert episode",
             "Alert episodes per rule and subject, deduplicated: FIRING when a condition starts, "

@@ -131,6 +131,13 @@ def rules_from(s: AlertSettings) -> dict[str, AlertRule]:
             math.inf,
             unit="%",
         ),
+        # Databento's open interest and settlements against Barchart's chain (subject: the root).
+        AlertRule(
+            "barchart.disagreements",
+            "options on which Databento and Barchart disagree",
+            s.barchart_disagreements_warning,
+            s.barchart_disagreements_critical,
+        ),
         # A dependency's circuit breaker not closed (1 = open or half-open).
         AlertRule("breaker.open", "circuit breaker not closed", 0.5, 0.5),
     ]
