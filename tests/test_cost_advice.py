@@ -9,13 +9,14 @@ lake so the expected records, bytes, signals and savings can be computed by hand
   5 sessions: 95 records, 5,320 bytes of flow.
 * ledger: a historical mbo pull of the five days, $53.20 for 5,320 billable bytes; a repeat of
   [06-04, 06-06) ($8.00, 800 bytes) and a pull of [06-05, 06-09) ($12.00, 1,200 bytes), half
-  of it new. Over the period: $73.20 / 7,320 bytes = $0.01 a byte.
+  of it new. Over the period: $73.20 / 7,320 bytes = $0.01 a byte. And a trades pull ($3.00) of
+  two of the symbols over [06-03, 06-05), which the mbo pull already carries.
 * signals: v3 on the near call 06-05 10:00 (recent); v3 on the far call 06-02 10:00, twice, one
   episode (older than the last 3 sessions).
 
 With X = 5 % and N = 3 sessions: far strikes 35 records, 1,960 bytes, $19.60 avoided, costing 2
 signals in 1 episode; 19:00 idle: 25 records, 1,400 bytes, $14.00, no signal lost; the repeat
-$8.00 (all of it); the partial repeat $12.00 less the get_cost of [06-07, 06-09).
+$8.00 (all of it); the partial repeat $12.00 less the get_cost of [06-07, 06-09); the trades pull $3.00.
 """
 
 from __future__ import annotations
@@ -28,7 +29,13 @@ import pytest
 from typer.testing import CliRunner
 
 from ifd_cli.app import app
-from ifd_core.ops.cost_advice import AdviceParams, advise
+from ifd_core.ops.cost_advice import (
+    SIGNAL_COLUMNS,
+    USAGE_COLUMNS,
+    AdviceParams,
+    advise,
+    apply_quotes,
+)
 from ifd_core.settings import get_settings
 from jobs.cost_advice import cost_advice, signals, usage
 from tests.servers.historical_http import COST, TEST_API_KEY, HistoricalServer
@@ -143,7 +150,15 @@ def _signal(sid, eid, algo, iid, day, hour_utc, minute=0) -> dict:
 PULL_SYMBOLS = ",".join(SYMBOLS[i] for i in (FUT, NEAR, FAR_C, FAR_P))
 
 
-def _pull(ts_day: int, start: str, end: str, amount: float, nbytes: int) -> dict:
+def _pull(
+    ts_day: int,
+    start: str,
+    end: str,
+    amount: float,
+    nbytes: int,
+    schema: str = "mbo",
+    symbols: str = PULL_SYMBOLS,
+) -> dict:
     return {
         "entry_id": f"syn-pull-{ts_day}-{start}",
         "ts": dt.datetime(2025, 6, ts_day, 20, tzinfo=dt.UTC),
@@ -153,8 +168,8 @@ def _pull(ts_day: int, start: str, end: str, amount: float, nbytes: int) -> dict
         "status": "spent",
         "reason": "SYNTHETIC",
         "dataset": "GLBX.MDP3",
-        "schema": "mbo",
-        "symbols": PULL_SYMBOLS,
+        "schema": schema,
+        "symbols": symbols,
         "stype_in": "raw_symbol",
         "range_start": f"{start}T00:00:00+00:00",
         "range_end": f"{end}T00:00:00+00:00",
@@ -170,6 +185,8 @@ def _ledger(lake: Lake, repeats: bool = True) -> None:
         rows += [
             _pull(4, "2025-06-04", "2025-06-06", 8.00, 800),
             _pull(5, "2025-06-05", "2025-06-09", 12.00, 1_200),
+            # trades of two of the symbols, inside the mbo pull: paid twice
+            _pull(3, "2025-06-03", "2025-06-05", 3.00, 480, "trades", "NQM5,NQM5 C22000"),
         ]
     LakeCostLedger(lake).append(rows)
 
@@ -207,7 +224,10 @@ def test_advice_on_the_synthetic_lake_without_quotes(lake) -> None:
     s = get_settings(costs={"advice_strike_band_pct": 5.0, "advice_quiet_sessions": 3})
     report = cost_advice(lake, s, START, END)  # no API key: alternatives not quoted
     kinds = _by_kind(report)
-    assert sorted(kinds) == ["far_strikes", "idle_hours", "repeated_pull"]
+    assert sorted(kinds) == ["far_strikes", "idle_hours", "redundant_schema", "repeated_pull"]
+    (red,) = kinds["redundant_schema"]
+    assert red.saving_usd == pytest.approx(3.00) and not red.alternatives
+    assert "derive it from mbo" in red.action and red.bytes == 480
 
     far = kinds["far_strikes"][0]
     assert (far.records, far.bytes) == (35, 1_960)
@@ -230,6 +250,7 @@ def test_advice_on_the_synthetic_lake_without_quotes(lake) -> None:
         "far_strikes",
         "idle_hours",
         "repeated_pull",
+        "redundant_schema",
         "repeated_pull",
     ]
     assert report.advice[-1] is part
@@ -389,3 +410,35 @@ def test_cost_report_carries_the_advice(lake, data_dir, monkeypatch) -> None:
     assert "Cost advice 2025-06-01 to 2025-06-06" in page
     assert "strikes beyond ±5 % of the underlying" in page
     assert "Records and bytes per schema, root, band" in page
+
+
+def test_partly_redundant_schema_quotes_only_the_range_mbo_misses() -> None:
+    # SYNTHETIC ledger: mbo of A,B over [06-02, 06-04); trades of A over [06-03, 06-05)
+    ledger = _frame(
+        "cost_ledger",
+        [
+            {**_pull(2, "2025-06-02", "2025-06-04", 5.0, 500, "mbo", "A,B"), "date": START},
+            {
+                **_pull(3, "2025-06-03", "2025-06-05", 2.0, 200, "trades", "A"),
+                "date": dt.date(2025, 6, 3),
+            },
+        ],
+    )
+    none = pl.DataFrame(schema=USAGE_COLUMNS)
+    nosig = pl.DataFrame(schema=SIGNAL_COLUMNS)
+    report = advise(none, nosig, ledger, AdviceParams(), START, END, "GLBX.MDP3")
+    (red,) = report.advice
+    assert red.kind == "redundant_schema" and red.saving_usd is None
+    (alt,) = red.alternatives
+    assert (alt.schema, alt.symbols) == ("trades", ("A",))
+    assert (alt.start, alt.end) == ("2025-06-04T00:00:00+00:00", "2025-06-05T00:00:00+00:00")
+    priced = apply_quotes(report, {alt: 0.4})
+    assert priced.advice[0].saving_usd == pytest.approx(1.6)
+    # the trades pull of a symbol the mbo pull did not buy is not redundant
+    other = ledger.with_columns(
+        pl.when(pl.col("schema") == "trades")
+        .then(pl.lit("C"))
+        .otherwise("symbols")
+        .alias("symbols")
+    )
+    assert advise(none, nosig, other, AdviceParams(), START, END, "GLBX.MDP3").advice == []

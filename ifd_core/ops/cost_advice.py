@@ -46,6 +46,9 @@ FLOW_SCHEMAS: tuple[str, ...] = ("mbo", "trades")
 MBO_ALGOS: tuple[str, ...] = ("v3",)
 """Algorithms that need the order book (v1 reads trades only; see ``costs.allocate``)."""
 SPEND_PULLS: tuple[str, ...] = ("historical_spend", "backfill")
+FROM_MBO: tuple[str, ...] = ("trades", "tbbo", "mbp-1")
+"""Schemas IFD derives from mbo of the same instruments (trades are its T records; the top of
+book is its order book): a pull of one of them where mbo was pulled too is paid twice."""
 USAGE_COLUMNS = {
     "date": pl.Date,
     "schema": pl.String,
@@ -118,7 +121,7 @@ class Advice:
     """One recommended change with its measured effect."""
 
     kind: str
-    """far_strikes | far_strikes_trades | idle_hours | repeated_pull"""
+    """far_strikes | far_strikes_trades | idle_hours | repeated_pull | redundant_schema"""
     action: str
     records: int
     bytes: int
@@ -444,6 +447,7 @@ def advise(
         )
 
     advice += _repeated_pulls(ledger, start, end)
+    advice += _redundant_schemas(ledger, start, end)
     advice.sort(key=_order)
 
     by_band = (
@@ -504,25 +508,18 @@ def _uncovered(
 def _repeated_pulls(ledger: pl.DataFrame, start: dt.date, end: dt.date) -> list[Advice]:
     """Historical pulls spent in the period that fetched, wholly or partly, the same dataset,
     schema and symbols over a time range an earlier pull had already bought."""
-    pulls = ledger.filter(
-        pl.col("entry_type").is_in(list(SPEND_PULLS))
-        & (pl.col("status") == "spent")
-        & pl.col("range_start").is_not_null()
-        & pl.col("range_end").is_not_null()
-    ).sort("ts", "entry_id")
     out: list[Advice] = []
     seen: list[dict[str, Any]] = []
-    for row in pulls.iter_rows(named=True):
-        r0, r1 = _utc(row["range_start"]), _utc(row["range_end"])
-        symbols = set((row.get("symbols") or "").split(","))
+    for row in _pull_rows(ledger):
+        r0, r1, symbols = row["r0"], row["r1"], row["symbol_set"]
         same = [
             p
             for p in seen
             if (p["dataset"], p["schema"], p["stype_in"])
             == (row["dataset"], row["schema"], row["stype_in"])
-            and symbols <= p["symbols"]
+            and symbols <= p["symbol_set"]
         ]
-        seen.append({**row, "symbols": symbols, "r0": r0, "r1": r1})
+        seen.append(row)
         if not same or not start <= row["date"] <= end:
             continue
         gaps = _uncovered(r0, r1, [(p["r0"], p["r1"]) for p in same])
@@ -556,6 +553,78 @@ def _repeated_pulls(ledger: pl.DataFrame, start: dt.date, end: dt.date) -> list[
                 avoided_usd=float(row["amount_usd"]),
                 basis=f"ledger: spend row {row['entry_id']} ${row['amount_usd']:,.2f}"
                 + ("; less get_cost of the new range" if gaps else ""),
+                signals_lost=0,
+                episodes_lost=0,
+                alternatives=alts,
+            )
+        )
+    return out
+
+
+def _pull_rows(ledger: pl.DataFrame) -> list[dict[str, Any]]:
+    pulls = ledger.filter(
+        pl.col("entry_type").is_in(list(SPEND_PULLS))
+        & (pl.col("status") == "spent")
+        & pl.col("range_start").is_not_null()
+        & pl.col("range_end").is_not_null()
+    ).sort("ts", "entry_id")
+    return [
+        {
+            **row,
+            "symbol_set": set((row.get("symbols") or "").split(",")),
+            "r0": _utc(row["range_start"]),
+            "r1": _utc(row["range_end"]),
+        }
+        for row in pulls.iter_rows(named=True)
+    ]
+
+
+def _redundant_schemas(ledger: pl.DataFrame, start: dt.date, end: dt.date) -> list[Advice]:
+    """Pulls spent in the period of a schema IFD derives from mbo (``FROM_MBO``) over symbols
+    and a time range that mbo pulls of the same dataset bought too (before or after)."""
+    rows = _pull_rows(ledger)
+    out: list[Advice] = []
+    for row in rows:
+        if row["schema"] not in FROM_MBO or not start <= row["date"] <= end:
+            continue
+        mbo = [
+            p
+            for p in rows
+            if p["schema"] == "mbo"
+            and (p["dataset"], p["stype_in"]) == (row["dataset"], row["stype_in"])
+            and row["symbol_set"] <= p["symbol_set"]
+        ]
+        r0, r1 = row["r0"], row["r1"]
+        gaps = _uncovered(r0, r1, [(p["r0"], p["r1"]) for p in mbo])
+        if not mbo or gaps == [(r0, r1)]:
+            continue
+        alts = tuple(
+            AltRequest(
+                row["dataset"],
+                row["schema"],
+                tuple(sorted(row["symbol_set"])),
+                g0.isoformat(),
+                g1.isoformat(),
+                row["stype_in"] or "raw_symbol",
+            )
+            for g0, g1 in gaps
+        )
+        what = f"{row['dataset']} {row['schema']} {_short(row['symbols'])} [{r0}, {r1})"
+        out.append(
+            Advice(
+                kind="redundant_schema",
+                action=(
+                    f"The pull of {what} on {row['date']} bought {row['schema']} that the mbo "
+                    f"of the same symbols already carries ({'all' if not gaps else 'part'} of "
+                    "its range): derive it from mbo"
+                    + (" and pull only the range mbo does not cover." if gaps else ".")
+                ),
+                records=int(row.get("record_count") or 0),
+                bytes=int(row.get("billable_bytes") or 0),
+                share_of_bytes=0.0,
+                avoided_usd=float(row["amount_usd"]),
+                basis=f"ledger: spend row {row['entry_id']} ${row['amount_usd']:,.2f}"
+                + ("; less get_cost of the range mbo does not cover" if gaps else ""),
                 signals_lost=0,
                 episodes_lost=0,
                 alternatives=alts,
