@@ -260,9 +260,10 @@ def advice_lines(report: AdviceReport) -> list[str]:
         f"±{report.params.strike_band_pct:g} %, quiet = no signal in the last "
         f"{report.params.quiet_sessions} sessions."
     )
+    notes = [f"- Note: {n}." for n in report.notes]
     if not report.advice:
-        return [head, "- No advice: nothing qualifies."]
-    lines = [head]
+        return [head, *notes, "- No advice: nothing qualifies."]
+    lines = [head, *notes]
     for a in report.advice:
         saving = usd(a.saving_usd)
         if a.alternatives:

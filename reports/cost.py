@@ -146,6 +146,7 @@ def advice_sections(report: AdviceReport) -> list[str]:
         "from the ledger's $ per byte or Databento's get_cost for the alternative request, and "
         "overlap (they are not additive).</p>"
     )
+    head += "".join(f"<p>Note: {html.escape(n)}.</p>" for n in report.notes)
     if not report.advice:
         body = "<p>No advice: nothing qualifies.</p>"
     else:

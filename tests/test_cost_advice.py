@@ -442,3 +442,13 @@ def test_partly_redundant_schema_quotes_only_the_range_mbo_misses() -> None:
         .alias("symbols")
     )
     assert advise(none, nosig, other, AdviceParams(), START, END, "GLBX.MDP3").advice == []
+
+
+def test_without_signals_no_band_or_hour_advice_and_a_note(lake) -> None:
+    # SYNTHETIC lake with its signals removed: detection did not run, so nothing is "idle"
+    build_lake(lake)
+    lake.remove(lake.files("signals"))
+    s = get_settings(costs={"advice_quiet_sessions": 3})
+    report = cost_advice(lake, s, START, END)
+    assert {a.kind for a in report.advice} == {"repeated_pull", "redundant_schema"}
+    assert report.notes and "no signals in the period" in report.notes[0]

@@ -187,6 +187,8 @@ class AdviceReport:
     """Records, bytes and signals per New York hour."""
     rates: dict[str, Rate]
     advice: list[Advice]
+    notes: list[str] = field(default_factory=list)
+    """Why some advice could not be given (e.g. no signals to weigh the data against)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -209,6 +211,7 @@ class AdviceReport:
             "by_band": self.by_band.to_dicts(),
             "by_hour": self.by_hour.to_dicts(),
             "advice": [a.to_dict() for a in self.advice],
+            "notes": self.notes,
         }
 
 
@@ -361,10 +364,19 @@ def advise(
         return n / flow_bytes if flow_bytes else 0.0
 
     advice: list[Advice] = []
+    notes: list[str] = []
+    # Without any signal in the period the detectors probably did not run over it: advising to
+    # drop every strike and hour would read an absence of output as an absence of value.
+    weigh = signals.height > 0
+    if not weigh and flow.height:
+        notes.append(
+            "no signals in the period (has `ifd detect` run over it?): no strike-band or hour "
+            "advice, which weighs data against the signals it produced"
+        )
     far = flow.filter(far_u)
     far_sig = signals.filter(pl.col("away_pct") > x)
     recent_far = recent_sig.filter(pl.col("away_pct") > x)
-    if far.height and recent:
+    if weigh and far.height and recent:
         roots = ", ".join(sorted(r for r in far["root"].unique().to_list() if r)) or "option"
         n_ins = far["instrument_id"].n_unique()
         if recent_far.height == 0:
@@ -423,7 +435,7 @@ def advise(
 
     active_hours = set(recent_sig["hour"].drop_nulls().to_list())
     idle = flow.filter(~pl.col("hour").is_in(sorted(active_hours)))
-    if idle.height and recent:
+    if weigh and idle.height and recent:
         hours = sorted(idle["hour"].unique().to_list())
         usd, unpriced, basis = _price(idle, rates)
         nb = int(idle["bytes"].sum())
@@ -475,6 +487,7 @@ def advise(
         by_hour=by_hour,
         rates=rates,
         advice=advice,
+        notes=notes,
     )
 
 
