@@ -270,8 +270,9 @@ def advice_lines(report: AdviceReport) -> list[str]:
             alt = usd(a.alternative_usd) if a.alternative_usd is not None else a.quote_error
             saving += f" (avoided {usd(a.avoided_usd)} less alternative {alt})"
         lines.append(
-            f"- [{a.kind}] {a.action} Saving {saving}; {a.bytes:,} bytes "
-            f"({a.share_of_bytes:.1%} of flow bytes); would have cost {a.signals_lost} signals "
-            f"in {a.episodes_lost} episodes. Basis: {a.basis}."
+            f"- [{a.kind}] {a.action} Saving {saving}; {a.bytes:,} bytes"
+            + (f" ({a.share_of_bytes:.1%} of flow bytes)" if a.share_of_bytes is not None else "")
+            + f"; would have cost {a.signals_lost} signals in {a.episodes_lost} episodes. "
+            f"Basis: {a.basis}."
         )
     return lines

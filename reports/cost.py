@@ -158,7 +158,9 @@ def advice_sections(report: AdviceReport) -> list[str]:
                 "avoided_usd": a.avoided_usd,
                 "alternative_usd": a.alternative_usd,
                 "bytes": a.bytes,
-                "share_of_flow_bytes": round(a.share_of_bytes, 4),
+                "share_of_flow_bytes": (
+                    None if a.share_of_bytes is None else round(a.share_of_bytes, 4)
+                ),
                 "signals_lost": a.signals_lost,
                 "episodes_lost": a.episodes_lost,
                 "basis": a.basis + (f" ({a.quote_error})" if a.quote_error else ""),

@@ -125,8 +125,9 @@ class Advice:
     action: str
     records: int
     bytes: int
-    share_of_bytes: float
-    """Of all the flow bytes received in the period (0 for a repeated pull: ledger bytes)."""
+    share_of_bytes: float | None
+    """Of all the flow bytes received in the period (None for a pull: its bytes are the
+    ledger's, not the lake's)."""
     avoided_usd: float | None
     """What the avoided data cost, from the ledger (None: no ledger row prices it)."""
     basis: str
@@ -158,7 +159,7 @@ class Advice:
             "action": self.action,
             "records": self.records,
             "bytes": self.bytes,
-            "share_of_bytes": round(self.share_of_bytes, r),
+            "share_of_bytes": _round(self.share_of_bytes, r),
             "avoided_usd": _round(self.avoided_usd, r),
             "alternative_usd": _round(self.alternative_usd, r),
             "saving_usd": _round(self.saving_usd, r),
@@ -562,7 +563,7 @@ def _repeated_pulls(ledger: pl.DataFrame, start: dt.date, end: dt.date) -> list[
                 ),
                 records=int(row.get("record_count") or 0),
                 bytes=int(row.get("billable_bytes") or 0),
-                share_of_bytes=0.0,
+                share_of_bytes=None,
                 avoided_usd=float(row["amount_usd"]),
                 basis=f"ledger: spend row {row['entry_id']} ${row['amount_usd']:,.2f}"
                 + ("; less get_cost of the new range" if gaps else ""),
@@ -634,7 +635,7 @@ def _redundant_schemas(ledger: pl.DataFrame, start: dt.date, end: dt.date) -> li
                 ),
                 records=int(row.get("record_count") or 0),
                 bytes=int(row.get("billable_bytes") or 0),
-                share_of_bytes=0.0,
+                share_of_bytes=None,
                 avoided_usd=float(row["amount_usd"]),
                 basis=f"ledger: spend row {row['entry_id']} ${row['amount_usd']:,.2f}"
                 + ("; less get_cost of the range mbo does not cover" if gaps else ""),
