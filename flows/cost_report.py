@@ -1,6 +1,6 @@
 """Prefect flow `cost_report`: book the month's subscription days, then the month-to-date cost
-against the budget (docs/operations.md §Costs) as table, markdown and link artifacts and an HTML
-report.
+against the budget and the cost advice from measured usage (docs/operations.md §Costs) as table,
+markdown and link artifacts and an HTML report.
 
 Runs daily after the close and on the last day of each month (prefect.yaml). The day is a UTC
 calendar date because the ledger's months are UTC months; the daily run at 18:15 New York falls
@@ -35,6 +35,7 @@ def cost_report(day: str | None = None) -> dict:
             today in UTC, the ledger's calendar.
     """
     from ifd_core.ops.costs import NO_PRICES
+    from jobs.cost_advice import advice_lines, cost_advice
     from jobs.cost_report import month_to_date, summary_lines
     from reports.cost import write_cost_report
     from warehouse.cost_ledger import LakeCostLedger
@@ -46,7 +47,8 @@ def cost_report(day: str | None = None) -> dict:
     d = dt.date.fromisoformat(day) if day else dt.datetime.now(dt.UTC).date()
     booked = LakeCostLedger(lake, settings.costs).book_subscriptions(d)
     mc = month_to_date(lake, settings, d)
-    report = write_cost_report(settings.data_dir, mc)
+    advice = cost_advice(lake, settings, d.replace(day=1), d)
+    report = write_cost_report(settings.data_dir, mc, advice=advice)
     from warehouse.ops_events import evaluate_daily_alerts
 
     for a in evaluate_daily_alerts(lake, settings, mc, d):
@@ -75,7 +77,7 @@ def cost_report(day: str | None = None) -> dict:
     table += [{"figure": f"data cost: {k}", "value": v} for k, v in doc["by_type"].items()]
     table += [{"figure": f"signals: {k}", "value": v} for k, v in mc.actionable_signals.items()]
     create_table_artifact(key=f"{KEY}-figures", table=table, description=title)
-    md = [f"# {title}", "", *summary_lines(mc), ""]
+    md = [f"# {title}", "", *summary_lines(mc), "", "## Cost advice", "", *advice_lines(advice), ""]
     md += [f"Booked {len(booked)} subscription entries this run.", "", f"Report: `{report}`"]
     create_markdown_artifact(key=f"{KEY}-summary", markdown="\n".join(md), description=title)
     publish_report_link(f"{KEY}-report", report, title, settings)
@@ -84,4 +86,5 @@ def cost_report(day: str | None = None) -> dict:
         "report": str(report),
         "booked_subscription_entries": len(booked),
         "month_end": month_end,
+        "advice": advice.to_dict()["advice"],
     }

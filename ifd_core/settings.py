@@ -204,6 +204,18 @@ class CostSettings(_Group):
         "silently blinds the system, so an exhausted budget escalates instead"
         " (docs/operations.md §Costs).",
     )
+    advice_strike_band_pct: float = Field(
+        default=5.0,
+        gt=0.0,
+        description="`ifd cost advise`: option strikes farther than this many percent from the "
+        "underlying are the far band whose data the advice weighs against its signals.",
+    )
+    advice_quiet_sessions: int = Field(
+        default=10,
+        ge=1,
+        description="`ifd cost advise`: a band, schema or hour is advised away only when it "
+        "produced no signal in this many most recent sessions with data.",
+    )
 
     @field_validator("prices")
     @classmethod

@@ -12,6 +12,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import polars as pl
 
+from ifd_core.ops.cost_advice import AdviceReport
 from ifd_core.ops.costs import DATA_COST_TYPES, NO_PRICES, MonthCost
 from reports.kit import figure_html, table_html, write_page
 
@@ -134,9 +135,51 @@ def _summary(mc: MonthCost) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=["figure", "value"], orient="row")
 
 
-def write_cost_report(data_dir: Path, mc: MonthCost, title: str | None = None) -> Path:
+def advice_sections(report: AdviceReport) -> list[str]:
+    """The cost advice (``ifd cost advise``): each change with its saving and the signals it
+    would have cost, then the records and bytes per schema, root and strike band."""
+    head = (
+        f"<h2>Cost advice {report.start} to {report.end}</h2>"
+        f"<p>{report.sessions} sessions, {report.records:,} records, {report.bytes:,} bytes "
+        f"received; far band beyond ±{report.params.strike_band_pct:g} % of the underlying; "
+        f"quiet = no signal in the last {report.params.quiet_sessions} sessions. Savings come "
+        "from the ledger's $ per byte or Databento's get_cost for the alternative request, and "
+        "overlap (they are not additive).</p>"
+    )
+    head += "".join(f"<p>Note: {html.escape(n)}.</p>" for n in report.notes)
+    if not report.advice:
+        body = "<p>No advice: nothing qualifies.</p>"
+    else:
+        rows = [
+            {
+                "kind": a.kind,
+                "action": a.action,
+                "saving_usd": a.saving_usd,
+                "avoided_usd": a.avoided_usd,
+                "alternative_usd": a.alternative_usd,
+                "bytes": a.bytes,
+                "share_of_flow_bytes": (
+                    None if a.share_of_bytes is None else round(a.share_of_bytes, 4)
+                ),
+                "signals_lost": a.signals_lost,
+                "episodes_lost": a.episodes_lost,
+                "basis": a.basis + (f" ({a.quote_error})" if a.quote_error else ""),
+            }
+            for a in report.advice
+        ]
+        body = table_html(pl.DataFrame(rows), "Recommended changes")
+    return [head, body, table_html(report.by_band, "Records and bytes per schema, root, band")]
+
+
+def write_cost_report(
+    data_dir: Path,
+    mc: MonthCost,
+    title: str | None = None,
+    advice: AdviceReport | None = None,
+) -> Path:
     """``<data>/reports/cost-<month>.html``: the summary, daily spend vs the daily budget,
-    cumulative spend vs budget with the projection, cost per signal vs target, the ledger rows."""
+    cumulative spend vs budget with the projection, cost per signal vs target, the cost advice
+    (when given), the ledger rows."""
     sections = []
     if not mc.prices_configured:
         sections.append(f'<p class="synthetic">{html.escape(NO_PRICES)}</p>')
@@ -160,6 +203,8 @@ def write_cost_report(data_dir: Path, mc: MonthCost, title: str | None = None) -
     if mc.per_algo:
         per = pl.DataFrame([{"algo": a, **d} for a, d in mc.per_algo.items()])
         sections.append(table_html(per, f"Per algorithm ({mc.allocation} allocation)"))
+    if advice is not None:
+        sections += advice_sections(advice)
     cols = ["date", "entry_type", "category", "amount_usd", "status", "decision", "entry_id"]
     sections.append(table_html(mc.entries.select(cols), f"Ledger rows of {mc.month} ({mc.as_of})"))
     return write_page(

@@ -123,6 +123,8 @@ def test_flow_books_reports_and_publishes_artifacts(priced, data_dir) -> None:
         arts = {a.key: a for a in anyio.run(artifacts)}
 
     assert doc["month_end"] is True and doc["booked_subscription_entries"] == 30
+    assert doc["advice"] == []  # an empty lake: nothing qualifies
+    assert "## Cost advice" in arts["cost-report-summary"].data
     assert doc["spent"] == pytest.approx(LICENCE)
     assert {"cost-report-figures", "cost-report-summary", "cost-report-report"} <= set(arts)
     assert "Month-end cost report 2025-06" in arts["cost-report-summary"].data

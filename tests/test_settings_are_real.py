@@ -293,6 +293,60 @@ def _prices(s: Settings):
     return st.price_on(s, dt.date(2026, 6, 1))
 
 
+def _cost_advice(s: Settings):
+    """The pure cost advice over a SYNTHETIC grid: strikes every 0.1 % from the underlying out
+    to 20 %, each traded in its own New York hour band, and one far-strike signal per session
+    going back 30 sessions, each a step farther out (so both the band and the quiet window
+    move what is advised)."""
+    from ifd_core.ops.cost_advice import AdviceParams, advise
+    from warehouse.tables import TABLES
+
+    days = [dt.date(2026, 1, 1) + dt.timedelta(days=i) for i in range(30)]
+    usage = pl.DataFrame(
+        [
+            {
+                "date": d,
+                "schema": "mbo",
+                "origin": "historical",
+                "instrument_id": k,
+                "raw_symbol": f"S{k}",
+                "root": "NQ",
+                "strike": 100.0 * (1 + k / 1000),
+                "underlying_price": 100.0,
+                "hour": k % 24,
+                "records": 1 + k % 7,
+                "bytes": 56 * (1 + k % 7),
+            }
+            for d in days
+            for k in range(200)
+        ]
+    )
+    sig = pl.DataFrame(
+        [
+            {
+                "date": d,
+                "algo": "v3",
+                "signal_id": f"x{i}",
+                "episode_id": None,
+                "strike": 100.0 * (1 + (60 + 5 * (29 - i)) / 1000),
+                "underlying_price": 100.0,
+                "hour": (60 + 5 * (29 - i)) % 24,
+            }
+            for i, d in enumerate(days)
+        ]
+    )
+    r = advise(
+        usage,
+        sig,
+        TABLES["cost_ledger"].empty(),
+        AdviceParams.from_settings(s.costs),
+        days[0],
+        days[-1],
+        "GLBX.MDP3",
+    )
+    return r.to_dict()
+
+
 def _alerts(s: Settings):
     from ifd_core.ops.alerts import rules_from
 
@@ -575,6 +629,7 @@ BUILDERS: dict[str, list[Callable[[Settings], Any]]] = {
     "warehouse.max_": [_decode_limits],
     "budget": [_budget],
     "costs.prices": [_prices],
+    "costs.advice_": [_cost_advice],
     "analysis": [_engine],
     "analysis.v1": [_v1],
     "labels": [_labels],
