@@ -150,6 +150,7 @@ LIVE_TABLES = ["gaps", "incidents", "signal_latency"]
 LEDGER_TABLES = ["orders", "fills", "positions", "pnl_daily"]
 OPS_TABLES = ["rollout_events", "alerts"]
 IB_TABLES = ["underlying_ticks"]
+MASSIVE_TABLES = ["massive_option_trades"]
 
 
 def _ib_prices(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
@@ -240,7 +241,13 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
             [
                 t
                 for t in TABLES
-                if t not in ANALYTICS_TABLES + LIVE_TABLES + LEDGER_TABLES + OPS_TABLES + IB_TABLES
+                if t
+                not in ANALYTICS_TABLES
+                + LIVE_TABLES
+                + LEDGER_TABLES
+                + OPS_TABLES
+                + IB_TABLES
+                + MASSIVE_TABLES
             ]
         ),
     ),
@@ -259,6 +266,11 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
         13,
         "decoded views <table>_decoded: prices in points, instants as TIMESTAMPTZ",
         create_decoded_views,
+    ),
+    (
+        14,
+        "massive_option_trades: QQQ/NDX options trades from Massive (optional)",
+        _tables_and_views(MASSIVE_TABLES),
     ),
 ]
 LATEST = max(v for v, _, _ in MIGRATIONS)

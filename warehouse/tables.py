@@ -568,6 +568,34 @@ TABLES: dict[str, Table] = {
             provenance=False,
         ),
         _t(
+            "massive_option_trades",
+            "one QQQ or NDX options trade from Massive, signed by the quote in force",
+            "Equity-index options trades from Massive (formerly Polygon.io; optional, "
+            "`IFD_MASSIVE__API_KEY`) for the cross-asset confirmation of v3 episodes: each trade "
+            "with the bid and ask in force at its SIP time and its aggressor (B at/above the ask, "
+            "S at/below the bid, N otherwise). `origin` is massive; `source_sha` hashes the "
+            "answers the fetch was built from. Prices in USD per share.",
+            {
+                "underlying": S,
+                "ticker": S,
+                "expiration": pl.Date,
+                "strike": F64,
+                "right": S,
+                "shares_per_contract": F64,
+                "ts": U64,
+                "sequence": I64,
+                "exchange": I32,
+                "correction": I32,
+                "price": F64,
+                "size": F64,
+                "premium": F64,
+                "bid": F64,
+                "ask": F64,
+                "quote_ts": U64,
+                "aggressor": S,
+            },
+        ),
+        _t(
             "gaps",
             "one disconnect of the live feed",
             "Every live-feed gap [start_ns, end_ns) in exchange time (last ts_event before the "
