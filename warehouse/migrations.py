@@ -150,7 +150,7 @@ LIVE_TABLES = ["gaps", "incidents", "signal_latency"]
 LEDGER_TABLES = ["orders", "fills", "positions", "pnl_daily"]
 OPS_TABLES = ["rollout_events", "alerts"]
 IB_TABLES = ["underlying_ticks"]
-MASSIVE_TABLES = ["massive_option_trades"]
+MASSIVE_TABLES = ["massive_option_trades", "cross_asset_confirmations"]
 
 
 def _ib_prices(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
@@ -269,7 +269,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     ),
     (
         14,
-        "massive_option_trades: QQQ/NDX options trades from Massive (optional)",
+        "Massive (optional): massive_option_trades, cross_asset_confirmations",
         _tables_and_views(MASSIVE_TABLES),
     ),
 ]

@@ -596,6 +596,31 @@ TABLES: dict[str, Table] = {
             },
         ),
         _t(
+            "cross_asset_confirmations",
+            "one v3 signal episode on one trade date",
+            "The QQQ/NDX options flow in the minutes of each v3 episode (Massive, optional; "
+            "jobs/cross_asset.py): premium bullish (calls bought, puts sold), bearish (puts "
+            "bought, calls sold) and unsigned, the same-direction and opposite premium relative "
+            "to the episode's view, and `confirmation` = same / (same + opposite). Stored beside "
+            "the signals; it changes no signal. `source_sha` hashes the fetches it read.",
+            {
+                "episode_id": S,
+                "algo": S,
+                "view": S,
+                "start_ns": U64,
+                "end_ns": U64,
+                "trades": I64,
+                "bullish_premium": F64,
+                "bearish_premium": F64,
+                "unsigned_premium": F64,
+                "same_premium": F64,
+                "opposite_premium": F64,
+                "net_premium": F64,
+                "confirmation": F64,
+                "underlyings": S,
+            },
+        ),
+        _t(
             "gaps",
             "one disconnect of the live feed",
             "Every live-feed gap [start_ns, end_ns) in exchange time (last ts_event before the "

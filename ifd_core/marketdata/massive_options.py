@@ -339,6 +339,22 @@ class MassiveOptionsClient:
             underlyings=list(self.underlyings),
         )
 
+    def last_trade_price(self, ticker: str, before_ns: int) -> float:
+        """The price of ``ticker``'s last trade at or before ``before_ns`` (one request): the
+        reference of its options' strike band when the caller has none (QQQ; an index such as
+        NDX has no trades, its reference comes from elsewhere)."""
+        if not self.enabled:
+            raise MassiveError(f"no Massive API key: set {API_KEY_ENV}")
+        rows, _ = self._get(
+            "last", ticker, {"timestamp_lte": before_ns}, None, lambda r, i: _trade(r, i, ticker), 0
+        )
+        if not rows:
+            raise MassiveEmpty(
+                f"Massive has no {ticker} trade at or before {before_ns} ns to centre the strike "
+                "band on; give a reference price"
+            )
+        return float(rows[0]["price"])
+
     # -- internals ----------------------------------------------------------------------------
 
     def _contracts(self, underlying: str, day: dt.date, ref: float | None) -> list[dict]:
@@ -405,6 +421,10 @@ class MassiveOptionsClient:
 
     def _call(self, what: str, subject: str, args: dict[str, Any], params: dict | None) -> Any:
         rest = self._client()
+        if what == "last":
+            return rest.list_trades(
+                subject, raw=True, limit=1, order="desc", sort="timestamp", **args
+            )
         if params is None:
             extra: dict[str, Any] = {"params": None}
             if what != "contracts":

@@ -4,12 +4,13 @@
 ``/v3/quotes/{optionsTicker}`` in the documented envelope ``{"status": "OK", "request_id": ...,
 "results": [...], "next_url": ...}``, filtered by the query parameters the official client sends
 (``underlying_ticker``, ``expiration_date.gte/lte``, ``strike_price.gte/lte``,
-``timestamp.gte/lt``, ``limit``) and paginated: a page holds ``limit`` rows and ``next_url``
+``timestamp.gte/lt/lte``, ``order``, ``limit``) and paginated: a page holds ``limit`` rows and ``next_url``
 carries an opaque ``cursor``. As Massive's does, ``next_url`` names the production host
 (``https://api.massive.com``), so a client that followed it blindly would leave the loopback.
 
 The market is SYNTHETIC: five made-up QQQ and NDX contracts of 2026-03-20/23 with a few trades
-and quotes around 14:30 UTC chosen so each trade's aggressor is known by hand (tests).
+and quotes around 14:30 UTC chosen so each trade's aggressor is known by hand (tests), and a few
+trades of QQQ itself (``/v3/trades/QQQ``).
 
 By ``mode`` the bad answers the client must survive:
 
@@ -155,6 +156,12 @@ def synthetic_trades() -> dict[str, list[dict[str, Any]]]:
             _trade(T0 + 5 * S, 40.0, 1, 1),  # the first quote is at +50 s: no quote, unsigned
             _trade(T0 + 60 * S, 38.0, 3, 2),  # at the bid 38.0: sold (a put: bullish)
         ],
+        # The ETF itself (not an option): its last trade before a window centres the strike band.
+        "QQQ": [
+            _trade(T0 - 90 * S, 477.90, 100, 1),
+            _trade(T0 - 2 * S, 478.10, 200, 2),
+            _trade(T0 + 5 * S, 478.30, 100, 3),
+        ],
     }
 
 
@@ -285,9 +292,12 @@ class MassiveServer:
             if path.startswith(prefix):
                 rows = table.get(unquote(path[len(prefix) :]), [])
                 lo, lt = q.get("timestamp.gte"), q.get("timestamp.lt")
+                lte = q.get("timestamp.lte")
                 rows = [r for r in rows if lo is None or r["sip_timestamp"] >= int(lo)]
                 rows = [r for r in rows if lt is None or r["sip_timestamp"] < int(lt)]
-                return sorted(rows, key=lambda r: r["sip_timestamp"])
+                rows = [r for r in rows if lte is None or r["sip_timestamp"] <= int(lte)]
+                desc = q.get("order") == "desc"
+                return sorted(rows, key=lambda r: r["sip_timestamp"], reverse=desc)
         return None
 
 
