@@ -101,6 +101,75 @@ class BarchartSettings(_Group):
         return v.strip().rstrip("/")
 
 
+class MassiveSettings(_Group):
+    """Massive (formerly Polygon.io): QQQ and NDX options trades and quotes, an optional
+    cross-asset confirmation of v3 episodes (docs/operations.md, "Massive (optional)"). Off while
+    ``api_key`` is empty."""
+
+    api_key: SecretStr = SecretStr("")
+    base_url: str = Field(
+        default="https://api.massive.com", description="REST base URL of the official client."
+    )
+    underlyings: list[str] = Field(
+        default_factory=lambda: ["QQQ", "NDX"],
+        min_length=1,
+        description="Underlying tickers whose options are fetched (equity-index options on the "
+        "index NQ tracks).",
+    )
+    expiry_days: int = Field(
+        default=2,
+        ge=0,
+        description="Contracts expiring within this many calendar days of the window's day "
+        "(0: same-day expiries only).",
+    )
+    strike_band_pct: float = Field(
+        default=3.0,
+        gt=0.0,
+        description="Contracts with strikes within this % of the reference price given per "
+        "underlying (none given: every strike).",
+    )
+    max_contracts: int = Field(
+        default=300,
+        ge=1,
+        description="More contracts than this per underlying is an error before any trade is "
+        "asked for (each contract costs requests): narrow the band or the expiries.",
+    )
+    page_limit: int = Field(
+        default=50_000,
+        ge=1,
+        le=50_000,
+        description="Results per page of trades and quotes (Massive's maximum is 50 000).",
+    )
+    max_pages: int = Field(
+        default=200,
+        ge=1,
+        description="Pages per listing; more is an error, never a silently cut result.",
+    )
+    quote_lookback_s: float = Field(
+        default=60.0,
+        ge=0.0,
+        description="Quotes asked for from this long before the window, so the first trades "
+        "find the quote in force; a trade without one stays unsigned.",
+    )
+    timeout_s: float = Field(default=30.0, gt=0.0, description="Per request (connect and read).")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not re.match(r"https?://[^/\s]+$", v.strip().rstrip("/")):
+            raise ValueError(f"massive.base_url must be an http(s)://host URL, not {v!r}")
+        return v.strip().rstrip("/")
+
+    @field_validator("underlyings")
+    @classmethod
+    def _tickers(cls, v: list[str]) -> list[str]:
+        out = [t.strip().upper() for t in v]
+        bad = [t for t in out if not re.fullmatch(r"[A-Z][A-Z0-9.]{0,9}", t)]
+        if bad or len(set(out)) != len(out):
+            raise ValueError(f"massive.underlyings must be distinct tickers, not {v!r}")
+        return out
+
+
 class WarehouseSettings(_Group):
     data_dir: Path = Field(default=Path("data"), validate_default=True)
     max_decompressed_bytes: int = Field(
@@ -765,6 +834,7 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="Level of IFD's loggers (ifd_core.logs).")
     databento: DatabentoSettings = Field(default_factory=DatabentoSettings)
     barchart: BarchartSettings = Field(default_factory=BarchartSettings)
+    massive: MassiveSettings = Field(default_factory=MassiveSettings)
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     costs: CostSettings = Field(default_factory=CostSettings)
@@ -841,6 +911,10 @@ class Settings(BaseSettings):
                 # detector computes. (A key that changes results, such as an OI fallback, must
                 # come out of this exclusion.)
                 "barchart": True,
+                # The same for Massive: it feeds a cross-asset confirmation stored beside v3's
+                # signals, not what v3 computes (a setting that lets it change v3's confidence
+                # must come out of this exclusion).
+                "massive": True,
                 "warehouse": True,
                 # How the live run operates, not what it computes: a signal streamed with a
                 # different flush cadence or reconnect policy is the same signal.
@@ -909,7 +983,7 @@ def load_profile(name: str) -> dict[str, Any]:
         raise ProfileError(f"unknown profile {name!r}; available: {available}")
     data = tomllib.loads(path.read_text())
     data.pop("description", None)
-    for group in ("databento", "barchart"):
+    for group in ("databento", "barchart", "massive"):
         if "api_key" in data.get(group, {}):
             raise ProfileError(f"profile {name!r} holds a secret ({group}.api_key); use the env")
     return data

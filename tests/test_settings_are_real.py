@@ -264,6 +264,26 @@ def _barchart_check(s: Settings):
     return checked.select(*CROSS_CHECKS).rows()
 
 
+def _massive_client(s: Settings):
+    """What the Massive client was built with: the key and URL, the underlyings, the contract
+    filters and limits, the pagination, the quote lookback and the timeout."""
+    from ifd_core.marketdata.massive_options import make_client
+
+    c = make_client(s)
+    return (
+        c._key,
+        c.base_url,
+        c.underlyings,
+        c.expiry_days,
+        c.strike_band_pct,
+        c.max_contracts,
+        c.page_limit,
+        c.max_pages,
+        c.quote_lookback_ns,
+        c.timeout_s,
+    )
+
+
 def _live_params(s: Settings):
     from jobs.live.runner import live_params
 
@@ -625,6 +645,7 @@ BUILDERS: dict[str, list[Callable[[Settings], Any]]] = {
     "databento.dataset": [_live_params],
     "databento.historical_gateway": [_historical_client],
     "barchart": [_barchart_client, _barchart_check],
+    "massive": [_massive_client],
     "warehouse.data_dir": [_lake_root],
     "warehouse.max_": [_decode_limits],
     "budget": [_budget],

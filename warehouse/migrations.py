@@ -151,6 +151,7 @@ LEDGER_TABLES = ["orders", "fills", "positions", "pnl_daily"]
 OPS_TABLES = ["rollout_events", "alerts"]
 IB_TABLES = ["underlying_ticks"]
 CROSS_CHECK_TABLES = ["barchart_chain"]
+MASSIVE_TABLES = ["massive_option_trades", "cross_asset_confirmations"]
 
 
 def _ib_prices(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
@@ -248,6 +249,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
                 + OPS_TABLES
                 + IB_TABLES
                 + CROSS_CHECK_TABLES
+                + MASSIVE_TABLES
             ]
         ),
     ),
@@ -271,6 +273,11 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
         14,
         "barchart_chain: Barchart OnDemand's options chain (optional OI cross-check)",
         _tables_and_views(CROSS_CHECK_TABLES),
+    ),
+    (
+        15,
+        "Massive (optional): massive_option_trades, cross_asset_confirmations",
+        _tables_and_views(MASSIVE_TABLES),
     ),
 ]
 LATEST = max(v for v, _, _ in MIGRATIONS)

@@ -568,6 +568,59 @@ TABLES: dict[str, Table] = {
             provenance=False,
         ),
         _t(
+            "massive_option_trades",
+            "one QQQ or NDX options trade from Massive, signed by the quote in force",
+            "Equity-index options trades from Massive (formerly Polygon.io; optional, "
+            "`IFD_MASSIVE__API_KEY`) for the cross-asset confirmation of v3 episodes: each trade "
+            "with the bid and ask in force at its SIP time and its aggressor (B at/above the ask, "
+            "S at/below the bid, N otherwise). `origin` is massive; `source_sha` hashes the "
+            "answers the fetch was built from. Prices in USD per share.",
+            {
+                "underlying": S,
+                "ticker": S,
+                "expiration": pl.Date,
+                "strike": F64,
+                "right": S,
+                "shares_per_contract": F64,
+                "ts": U64,
+                "sequence": I64,
+                "exchange": I32,
+                "correction": I32,
+                "price": F64,
+                "size": F64,
+                "premium": F64,
+                "bid": F64,
+                "ask": F64,
+                "quote_ts": U64,
+                "aggressor": S,
+            },
+        ),
+        _t(
+            "cross_asset_confirmations",
+            "one v3 signal episode on one trade date",
+            "The QQQ/NDX options flow in the minutes of each v3 episode (Massive, optional; "
+            "jobs/cross_asset.py): premium bullish (calls bought, puts sold), bearish (puts "
+            "bought, calls sold) and unsigned, the same-direction and opposite premium relative "
+            "to the episode's view, and `confirmation` = same / (same + opposite). Stored beside "
+            "the signals; it changes no signal. `source_sha` hashes the fetches it read.",
+            {
+                "episode_id": S,
+                "algo": S,
+                "view": S,
+                "start_ns": U64,
+                "end_ns": U64,
+                "trades": I64,
+                "bullish_premium": F64,
+                "bearish_premium": F64,
+                "unsigned_premium": F64,
+                "same_premium": F64,
+                "opposite_premium": F64,
+                "net_premium": F64,
+                "confirmation": F64,
+                "underlyings": S,
+            },
+        ),
+        _t(
             "gaps",
             "one disconnect of the live feed",
             "Every live-feed gap [start_ns, end_ns) in exchange time (last ts_event before the "
