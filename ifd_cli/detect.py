@@ -48,6 +48,7 @@ def _iso_ns(ns: int | None) -> str | None:
 
 def signal_json(row: dict) -> dict:
     """The public signal contract (README "Signals"): stable keys, ISO-8601 UTC times."""
+    features = json.loads(row["features"])
     return {
         "signal_id": row["signal_id"],
         "algo": row["algo"],
@@ -67,8 +68,10 @@ def signal_json(row: dict) -> dict:
         "underlying_price": row["underlying_price"],
         "volume": row["volume"],
         "premium": round(row["premium"], 2),
-        "features": json.loads(row["features"]),
+        "features": features,
         "episode_id": row.get("episode_id"),
+        # v1: where its open interest came from (databento, or barchart as the fallback).
+        "oi_source": features.get("oi_source"),
     }
 
 

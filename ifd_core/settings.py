@@ -92,6 +92,13 @@ class BarchartSettings(_Group):
         description="Cross-check: settlements agree when they differ by at most this many index "
         "points (0.05: one small option tick).",
     )
+    oi_fallback: bool = Field(
+        default=False,
+        description="When a trade date's Databento open interest is missing for every option, "
+        "v1 uses Barchart's chain of that date (lake table barchart_chain) instead; each v1 "
+        "signal says which source it used (feature oi_source). Changes results: part of "
+        "config_version when on.",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -908,9 +915,14 @@ class Settings(BaseSettings):
             exclude={
                 "databento": {"api_key"},
                 # Where a cross-check's data comes from and how often it may be asked, not what a
-                # detector computes. (A key that changes results, such as an OI fallback, must
-                # come out of this exclusion.)
-                "barchart": True,
+                # detector computes; except the OI fallback, which changes v1's results. Off, it
+                # is left out too: results are then those of before the key existed, and so is
+                # the hash (signals stored earlier keep matching).
+                "barchart": (
+                    {k for k in BarchartSettings.model_fields if k != "oi_fallback"}
+                    if self.barchart.oi_fallback
+                    else True
+                ),
                 # The same for Massive: it feeds a cross-asset confirmation stored beside v3's
                 # signals, not what v3 computes (a setting that lets it change v3's confidence
                 # must come out of this exclusion).

@@ -38,6 +38,7 @@ from jobs.detect import (
     warm_engine,
 )
 from jobs.fanout import Mapper, inline_map
+from jobs.oi_fallback import fallback_for_day
 from warehouse.lake import Lake
 from warehouse.migrations import ensure_migrated
 from warehouse.tables import TABLES
@@ -123,7 +124,10 @@ def detect_for_backtest(job: DayJob) -> DayDetection:
     batches = list(FileReplaySource(paths, batch_records=500_000).batches())
     records = sum(len(b) for b in batches)
     base, _ = refresh_baselines(lake, day, settings)
-    _, signals, _, _ = engine_pass(iter(batches), settings, day, base, job.algos)
+    fallback = fallback_for_day(lake, day, settings) if "v1" in job.algos else None
+    _, signals, _, _ = engine_pass(
+        iter(batches), settings, day, base, job.algos, fallback_oi=fallback
+    )
     signals = signals.with_columns(pl.lit(settings.config_version()).alias("config_version"))
     barrier = BarrierParams.from_settings(settings)
     labels = outcomes_of(lake, day, signals, barrier) if signals.height else None

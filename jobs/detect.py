@@ -35,6 +35,7 @@ from ifd_core.settings import Settings
 from ifd_core.trading.labels import BarrierParams, extend_tape, label_signals, price_sources
 from ifd_core.units import NS, ns_to_utc
 from jobs.fanout import Mapper
+from jobs.oi_fallback import fallback_for_day
 from warehouse.lake import Lake
 from warehouse.migrations import ensure_migrated
 from warehouse.tables import TABLES
@@ -118,8 +119,11 @@ def make_detectors(
     day: dt.date,
     baselines: dict[str, pl.DataFrame] | None,
     algos: Iterable[str],
+    fallback_oi: pl.DataFrame | None = None,
 ) -> list:
-    """The detectors of ``algos`` for judging ``day`` (v3 with that day's baselines)."""
+    """The detectors of ``algos`` for judging ``day``: v3 with that day's baselines, v1 with
+    ``fallback_oi`` (Barchart's open interest on a date without Databento's,
+    jobs/oi_fallback.py)."""
     wp, v3p, _ = engine_params(settings)
     ep = episode_params(settings)
     detectors = []
@@ -135,7 +139,12 @@ def make_detectors(
             )
         elif algo == "v1":
             detectors.append(
-                V1Detector(settings.analysis.v1, wp.grace_s, episodes=EpisodeTracker(ep))
+                V1Detector(
+                    settings.analysis.v1,
+                    wp.grace_s,
+                    episodes=EpisodeTracker(ep),
+                    fallback_oi=fallback_oi,
+                )
             )
         else:
             raise ValueError(f"unknown algorithm {algo!r}: v1 or v3")
@@ -161,12 +170,15 @@ def engine_pass(
     baselines: dict[str, pl.DataFrame] | None,
     algos: Iterable[str],
     records_done: Callable[[int], None] | None = None,
+    fallback_oi: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, FlowEngine, float]:
     """The FlowEngine with the detectors of ``algos`` over one day's batches: (the day's windows,
     its signals, the engine, seconds). Writes nothing: detection and backtests share it.
-    ``records_done`` gets the records processed so far after each batch (a progress bar)."""
+    ``records_done`` gets the records processed so far after each batch (a progress bar);
+    ``fallback_oi``: v1's open interest on a date without Databento's (jobs/oi_fallback.py)."""
     wp, _, _ = engine_params(settings)
-    engine = FlowEngine(wp, detectors=make_detectors(settings, day, baselines, algos))
+    detectors = make_detectors(settings, day, baselines, algos, fallback_oi)
+    engine = FlowEngine(wp, detectors=detectors)
     t0 = time.perf_counter()
     wins, sigs = [], []
     done = 0
@@ -202,8 +214,9 @@ def run_engine(
     if not paths:
         raise NoDataForDate(f"no ingested MBO data for trade date {day}")
     batches = FileReplaySource(paths, batch_records=batch_records).batches()
+    fallback = fallback_for_day(lake, day, settings) if "v1" in algos else None
     windows, signals, engine, seconds = engine_pass(
-        batches, settings, day, baselines, algos, records_done
+        batches, settings, day, baselines, algos, records_done, fallback
     )
     key = source_key(paths)
     origin = lake_origin(lake, day)

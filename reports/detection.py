@@ -53,18 +53,20 @@ def day_origins(lake: Lake, day: dt.date) -> set[str]:
 
 
 def day_signals(lake: Lake, day: dt.date, algos: Sequence[str] = ("v3", "v1")) -> pl.DataFrame:
-    """The day's signals of ``algos`` with their outcome label (null until labelled)."""
+    """The day's signals of ``algos`` with their outcome label (null until labelled) and, for
+    v1, the source of the open interest it used (``oi_source`` feature; null for v3)."""
     sig = query(
         lake,
         """
         SELECT signal_id, algo, raw_symbol, option_type, strike, expiration, direction, view,
                window_start, window_end, decision_ts, confidence, tier, volume, premium,
-               underlying_id, underlying_price, label, move_at_horizon
+               underlying_id, underlying_price, label, move_at_horizon, features
         FROM signals_with_outcomes WHERE date = ?
         ORDER BY decision_ts, algo, signal_id""",
         [day],
     )
-    return sig.filter(pl.col("algo").is_in(list(algos)))
+    source = pl.col("features").str.json_path_match("$.oi_source").alias("oi_source")
+    return sig.filter(pl.col("algo").is_in(list(algos))).with_columns(source).drop("features")
 
 
 def underlying_prices(lake: Lake, day: dt.date, underlying_ids: Sequence[int]) -> pl.DataFrame:
@@ -145,6 +147,7 @@ def _hover(r: dict) -> str:
             f"decision {r['decision']:%H:%M:%S} New York",
             f"confidence {r['confidence']:.3f}, tier {r['tier'] or '—'}",
             f"volume {r['volume']}, premium ${r['premium']:,.0f}",
+            *([f"open interest from {r['oi_source']}"] if r.get("oi_source") else []),
             f"outcome: {label}",
             f"id {r['signal_id']}",
         ]
@@ -290,6 +293,7 @@ def signals_frame(signals: pl.DataFrame) -> pl.DataFrame:
         "volume",
         "premium",
         "underlying_price",
+        pl.col("oi_source").alias("OI source"),
         pl.col("label").fill_null("not labelled").alias("outcome"),
         "move_at_horizon",
         "signal_id",
@@ -326,6 +330,13 @@ def write_detection_report(
         f"Signals: {', '.join(f'{a} {n}' for a, n in counts.items())}"
         f"{f' (outcomes: {html.escape(outcome)})' if outcome else ''}. Times are New York.</p>"
     )
+    fallback = signals.filter(pl.col("oi_source") == "barchart").height
+    if fallback:
+        intro += (
+            f"<p><b>Open interest fallback: {fallback} v1 signal(s) used Barchart's open "
+            "interest</b> (<code>barchart.oi_fallback</code>; Databento's statistics of this "
+            "date held none), see the OI source column.</p>"
+        )
     if prices.height == 0:
         intro += "<p><b>No price of the underlying future in the lake for this date.</b></p>"
     if grid.height == 0:

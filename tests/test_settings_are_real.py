@@ -284,6 +284,36 @@ def _massive_client(s: Settings):
     )
 
 
+def _oi_fallback(s: Settings):
+    """v1's open interest source on a SYNTHETIC date without Databento's statistics: what
+    jobs/oi_fallback.py hands the v1 detector (None: v1 gets no open interest that day)."""
+    from jobs.oi_fallback import choose_fallback
+
+    day = dt.date(2026, 3, 10)
+    exp = int(dt.datetime(2026, 3, 20, 20, tzinfo=dt.UTC).timestamp()) * 10**9
+    defs = pl.DataFrame(
+        {"instrument_id": [1], "expiration": [exp], "strike": [21000.0], "instrument_class": ["C"]},
+        schema={
+            "instrument_id": pl.UInt32,
+            "expiration": pl.UInt64,
+            "strike": pl.Float64,
+            "instrument_class": pl.String,
+        },
+    )
+    chain = pl.DataFrame(
+        {
+            "date": [day],
+            "root": [s.barchart.root],
+            "expiration": [dt.date(2026, 3, 20)],
+            "strike": [21000.0],
+            "right": ["C"],
+            "open_interest": [40],
+        }
+    )
+    got = choose_fallback(s, day, False, chain, defs)
+    return None if got is None else got.rows()
+
+
 def _live_params(s: Settings):
     from jobs.live.runner import live_params
 
@@ -646,6 +676,7 @@ BUILDERS: dict[str, list[Callable[[Settings], Any]]] = {
     "databento.historical_gateway": [_historical_client],
     "barchart": [_barchart_client, _barchart_check],
     "massive": [_massive_client],
+    "barchart.oi_fallback": [_oi_fallback],
     "warehouse.data_dir": [_lake_root],
     "warehouse.max_": [_decode_limits],
     "budget": [_budget],

@@ -327,7 +327,8 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
         "underlying_price": "Underlying future's price at the window's end, index points.",
         "volume": "Contracts traded in the window.",
         "premium": "Premium traded in the window, USD.",
-        "features": "Detector features behind the decision, JSON object.",
+        "features": "Detector features behind the decision, JSON object (v1: `oi_source`, "
+        "databento or barchart, where its open interest came from).",
         "detected_at": "When the detector wrote the signal, UTC.",
     },
     "signal_outcomes": {

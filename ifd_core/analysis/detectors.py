@@ -22,6 +22,7 @@ from ifd_core.analysis.baselines import add_bucket_keys, score
 from ifd_core.analysis.episodes import EpisodeTracker
 from ifd_core.analysis.ifd_v1 import detect_v1
 from ifd_core.analysis.ifd_v3 import V3Params, score_v3
+from ifd_core.analysis.oi_fallback import with_oi_source
 from ifd_core.settings import V1Settings
 from ifd_core.units import NS
 
@@ -79,7 +80,15 @@ V3_FEATURES = (
     "volume_ratio",
     "mm_factor",
 )
-V1_FEATURES = ("vol_oi_ratio", "open_interest", "new_strike", "buy_volume", "sell_volume")
+# oi_source: which source the open interest came from (analysis/oi_fallback.py).
+V1_FEATURES = (
+    "vol_oi_ratio",
+    "open_interest",
+    "new_strike",
+    "buy_volume",
+    "sell_volume",
+    "oi_source",
+)
 # v1 has tiers, not probabilities: a fixed, monotone map so rankings and thresholds can compare
 # it with v3. It is a convention, not a calibration.
 V1_TIER_CONFIDENCE = {"EXTREME": 0.95, "VERY_HIGH": 0.85, "HIGH": 0.75, "MODERATE": 0.6}
@@ -212,12 +221,17 @@ def _no_baseline(keyed: pl.DataFrame) -> pl.DataFrame:
 @dataclass
 class V1Detector:
     """Dead Simple v1: the session's signed volume so far against open interest known at the
-    decision; one signal per option per session, at the first window where it passes."""
+    decision; one signal per option per session, at the first window where it passes.
+
+    ``fallback_oi`` (``instrument_id, ts_recv, quantity``): open interest from a second source
+    for a date without Databento's (jobs/oi_fallback.py); it fills only what Databento left
+    unknown, and every signal's ``oi_source`` feature says which one it used."""
 
     params: V1Settings = field(default_factory=V1Settings)
     grace_s: int = 30
     name: str = "v1"
     episodes: EpisodeTracker = field(default_factory=EpisodeTracker)
+    fallback_oi: pl.DataFrame | None = None
     _session: pl.DataFrame | None = None
     _fired: set = field(default_factory=set)
 
@@ -247,7 +261,9 @@ class V1Detector:
             )
         )
         # Unknown open interest is not zero open interest: no v1 decision without it.
-        flow = context.open_interest_at(flow).filter(pl.col("open_interest").is_not_null())
+        flow = with_oi_source(context.open_interest_at(flow), self.fallback_oi).filter(
+            pl.col("open_interest").is_not_null()
+        )
         hits = detect_v1(flow.drop("volume", "_new"), self.params)
         if hits.height == 0:
             return empty_signals()
