@@ -367,6 +367,15 @@ class MassiveOptionsClient:
             )
         return float(rows[0]["price"])
 
+    @property
+    def breaker(self) -> str:
+        """The name of this host's breaker in the process's registry."""
+        return f"massive:{self.host}"
+
+    def breaker_state(self) -> str:
+        """``closed``, ``open`` or ``half_open``: what an alert on this source observes."""
+        return breakers(self.settings).get(self.breaker, exclude=(_Permanent,)).state
+
     # -- internals ----------------------------------------------------------------------------
 
     def _contracts(self, underlying: str, day: dt.date, ref: float | None) -> list[dict]:
@@ -464,7 +473,7 @@ class MassiveOptionsClient:
         Parsing is part of the attempt, so a malformed answer or a row of the wrong types is
         the failure the breaker counts (not a success followed by an error)."""
         s = self.settings
-        breaker = breakers(s).get(f"massive:{self.host}", exclude=(_Permanent,))
+        breaker = breakers(s).get(self.breaker, exclude=(_Permanent,))
         retrying = retrying_reads(
             s.resilience.retry, retry_on=(MassiveTransient,), sleep=self._sleep
         )
