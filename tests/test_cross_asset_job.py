@@ -206,3 +206,70 @@ def test_cli_exit_codes(massive_server, data_dir, lake, monkeypatch):
     massive_server.set_mode("auth")
     bad = _cli(data_dir, massive_server, monkeypatch)
     assert bad.exit_code == 5 and "not authorised" in bad.output
+
+
+# ---------------------------------------------------------------------- where it shows
+def _confirmation_row(episode_id: str, same: float, opposite: float) -> pl.DataFrame:
+    """A hand-built SYNTHETIC row of cross_asset_confirmations for DAY."""
+    from warehouse.tables import conform
+
+    return conform(
+        TABLE,
+        pl.DataFrame(
+            {
+                "date": [DAY],
+                "episode_id": [episode_id],
+                "view": ["BULLISH"],
+                "algo": ["v3"],
+                "trades": [3],
+                "same_premium": [same],
+                "opposite_premium": [opposite],
+                "confirmation": [same / (same + opposite)],
+                "origin": ["massive"],
+                "start_ns": [T0],
+                "end_ns": [T0 + 300 * S],
+                "bullish_premium": [same],
+                "bearish_premium": [opposite],
+                "unsigned_premium": [0.0],
+                "net_premium": [same - opposite],
+                "underlyings": ["QQQ,NDX"],
+                "source_sha": ["synthetic"],
+            }
+        ),
+    )
+
+
+def test_the_report_and_detect_json_show_stored_confirmations_only(data_dir, lake):
+    from ifd_cli.detect import with_cross_asset
+    from reports.detection import NO_CROSS_ASSET, cross_asset_section, day_signals
+
+    ensure_migrated(lake)
+    _store(
+        lake,
+        _signals(
+            [
+                ("a1", "v3", "BULLISH", T0, T0 + 300 * S),
+                ("b1", "v3", "BEARISH", T0 + 600 * S, T0 + 900 * S),
+                ("c1", "v1", "BEARISH", T0, T0 + 300 * S),
+            ]
+        ),
+    )
+    lake.replace_day(TABLE, DAY, _confirmation_row("ep-a", 3000.0, 1000.0), "massive")
+    page = cross_asset_section(lake, DAY, day_signals(lake, DAY))  # the report's section
+    assert "Cross-asset confirmation" in page and "ep-a" in page and "0.75" in page
+    assert "3000" in page and "1000" in page
+    assert NO_CROSS_ASSET in page.split("ep-b", 1)[1].split("</tr>", 1)[0]  # ep-b has no row
+    rows = [
+        {"algo": "v3", "episode_id": "ep-a"},
+        {"algo": "v3", "episode_id": "ep-b"},
+        {"algo": "v1", "episode_id": "ep-c"},
+    ]
+    got = with_cross_asset(lake, DAY, rows)
+    assert got[0]["cross_asset"] == {
+        "status": "stored",
+        "same_premium": 3000.0,
+        "opposite_premium": 1000.0,
+        "confirmation": 0.75,
+    }
+    assert got[1]["cross_asset"] == {"status": "no cross-asset data"}
+    assert "cross_asset" not in got[2]
