@@ -29,6 +29,8 @@ from tests.servers.barchart_http import (
     barchart_server_fixture,  # noqa: F401 - provides the `barchart_server` fixture
 )
 
+CLOCK_START = dt.datetime(2026, 3, 20, 22, 0, tzinfo=dt.UTC).timestamp()  # after the close
+
 
 def settings_for(
     server: BarchartServer | None,
@@ -56,7 +58,7 @@ def settings_for(
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock(dt.datetime(2026, 3, 20, 22, 0, tzinfo=dt.UTC).timestamp())
+    return FakeClock(CLOCK_START)
 
 
 @pytest.fixture
