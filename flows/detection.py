@@ -3,7 +3,11 @@ lake (jobs.detect.detect_day: baselines from the sessions before it, windows, si
 and their outcomes), then the detection report and three artifacts: a markdown summary (the
 data's origin said first), the signals as a table and a link to the static HTML report.
 
-The date defaults to the last trade date with MBO records in the lake.
+The date defaults to the last trade date with MBO records in the lake. With v3 and a Massive
+key (``IFD_MASSIVE__API_KEY``), the cross-asset confirmation of the day's v3 episodes runs after
+detection (jobs.cross_asset.run_confirmation), before the report; without a key it is skipped
+with a log line, and a Massive failure is logged and recorded as an incident while the
+detection's signals stand (docs/operations.md, "Massive (optional)").
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ def detection(
         algo: Detector: v3 (pressure against 20-session baselines), v1 (the simpler rules), or
             both side by side.
     """
+    from jobs.cross_asset import run_confirmation
     from jobs.detect import detect_day
     from reports.detection import day_origins, day_signals, write_detection_report
     from warehouse.lake import Lake
@@ -75,6 +80,13 @@ def detection(
             progress=lambda d: log.debug("baseline %s", d),
             mapper=mapper,
         )
+    cross_asset = None
+    if "v3" in algos:
+        cross_asset = run_confirmation(settings, lake, day, run_id=f"{KEY}-{day.isoformat()}")
+        if cross_asset.status == "failed":
+            log.warning("cross-asset confirmation failed (signals stand): %s", cross_asset.error)
+        elif cross_asset.status == "skipped":
+            log.info("cross-asset confirmation skipped: %s", cross_asset.error)
     report = write_detection_report(lake, settings.data_dir, day, algos)
     signals = day_signals(lake, day, algos)
     origins = sorted(day_origins(lake, day))
@@ -125,4 +137,5 @@ def detection(
         "synthetic": synthetic,
         "records": run.records,
         "report": str(report),
+        "cross_asset": cross_asset.status if cross_asset is not None else "not run (no v3)",
     }

@@ -19,6 +19,7 @@ from ifd_cli import (
     barchart,
     config,
     cost,
+    crossasset,
     data,
     demo,
     detect,
@@ -112,6 +113,7 @@ app.add_typer(ib.commands, name="ib")
 app.add_typer(notify.commands, name="notify")
 app.add_typer(secret_blocks.commands, name="secrets")
 app.add_typer(barchart.commands, name="barchart")
+app.add_typer(crossasset.commands, name="crossasset")
 
 
 def main() -> None:

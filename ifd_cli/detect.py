@@ -75,6 +75,24 @@ def signal_json(row: dict) -> dict:
     }
 
 
+def with_cross_asset(lake, day: dt.date, rows: list[dict]) -> list[dict]:
+    """Each v3 signal with ``cross_asset``: its episode's stored QQQ/NDX same-direction and
+    opposite premium and confirmation, or ``{"status": "no cross-asset data"}``; v1 unchanged."""
+    from reports.detection import CROSS_ASSET_COLUMNS, cross_asset_by_episode
+
+    ids = [r["episode_id"] for r in rows if r["algo"] == "v3"]
+    conf = {r["episode_id"]: r for r in cross_asset_by_episode(lake, day, ids).to_dicts()}
+    for r in rows:
+        if r["algo"] != "v3":
+            continue
+        c = conf.get(r["episode_id"])
+        if c is None or c["trades"] is None:
+            r["cross_asset"] = {"status": "no cross-asset data"}
+        else:
+            r["cross_asset"] = {"status": "stored", **{k: c[k] for k in CROSS_ASSET_COLUMNS}}
+    return rows
+
+
 def _detect(lake, settings, day: dt.date, algos: tuple[str, ...], workers: int | None = None):
     from ifd_core.calendar import sessions_before
     from jobs.detect import NoDataForDate, detect_day, warm_engine
@@ -139,10 +157,11 @@ def detect(
     settings = load_settings(profile)
     from warehouse.lake import Lake
 
-    run = _detect(Lake(settings.data_dir), settings, day, algos, workers)
+    lake = Lake(settings.data_dir)
+    run = _detect(lake, settings, day, algos, workers)
     rows = [signal_json(r) for r in run.signals.sort("decision_ts", "algo").to_dicts()]
     if as_json:
-        typer.echo(json.dumps(rows, indent=1))
+        typer.echo(json.dumps(with_cross_asset(lake, day, rows), indent=1))
         return
     import polars as pl
 

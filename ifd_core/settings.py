@@ -159,6 +159,12 @@ class MassiveSettings(_Group):
         "find the quote in force; a trade without one stays unsigned.",
     )
     timeout_s: float = Field(default=30.0, gt=0.0, description="Per request (connect and read).")
+    requests_per_minute: int = Field(
+        default=5,
+        ge=1,
+        description="Plan limit (5 on the free tier): requests beyond it wait for the minute, "
+        "counted in <data>/massive/requests/ and shared by processes.",
+    )
 
     @field_validator("base_url")
     @classmethod

@@ -16,18 +16,30 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import polars as pl
 
 from ifd_core.analysis.cross_asset import cross_asset_confirmation, episode_spans
-from ifd_core.marketdata.massive_options import ORIGIN, MassiveOptionsClient, make_client
+from ifd_core.marketdata.historical import add_breaker_sink
+from ifd_core.marketdata.massive_options import (
+    API_KEY_ENV,
+    ORIGIN,
+    MassiveError,
+    MassiveOptionsClient,
+    make_client,
+)
 from ifd_core.settings import Settings
 from jobs.massive_options import TABLE as TRADES
 from jobs.massive_options import fetch_window
 from warehouse.lake import Lake
+from warehouse.migrations import ensure_migrated
+from warehouse.ops_events import AlertStore, BreakerIncidents, write_incident_rows
 from warehouse.tables import TABLES, conform
+
+log = logging.getLogger(__name__)
 
 TABLE = "cross_asset_confirmations"
 KEY = "massive"
@@ -121,4 +133,83 @@ def confirm_day(
     return ConfirmSummary(day, rows.height, len(windows), int(conf["trades"].sum()), requests)
 
 
-__all__ = ["TABLE", "ConfirmSummary", "confirm_day", "merged_windows"]
+INCIDENT_KIND = "massive:cross_asset"
+
+
+@dataclass(frozen=True)
+class ConfirmOutcome:
+    """What the optional step did: ``ok`` (``summary`` set), ``skipped`` (no key) or ``failed``
+    (Massive could not serve; ``error`` is its one-line message, nothing was replaced)."""
+
+    day: dt.date
+    status: str
+    summary: ConfirmSummary | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["day"] = self.day.isoformat()
+        if self.summary is not None:
+            d["summary"]["day"] = self.summary.day.isoformat()
+        return d
+
+
+def run_confirmation(
+    settings: Settings,
+    lake: Lake,
+    day: dt.date,
+    *,
+    run_id: str = "",
+    client: MassiveOptionsClient | None = None,
+    now: dt.datetime | None = None,
+) -> ConfirmOutcome:
+    """``confirm_day`` as an optional step after detection: skipped without a key, and a Massive
+    failure is an outcome, not an exception, so the day's signals stand. As for the other outside
+    sources, the breaker's transitions become incident rows, a failure is one open ``warning``
+    incident (``massive:cross_asset``) and the ``breaker.open`` alert observes the breaker."""
+    client = client or make_client(settings)
+    if not client.enabled:
+        log.info(
+            "cross-asset confirmation skipped: %s is not set (Massive is optional)", API_KEY_ENV
+        )
+        return ConfirmOutcome(day, "skipped", error=f"{API_KEY_ENV} is not set")
+    ensure_migrated(lake)
+    run_id = run_id or f"crossasset-{day.isoformat()}"
+    add_breaker_sink(str(lake.root), BreakerIncidents(lake, run_id))
+    try:
+        summary = confirm_day(settings, lake, day, client=client)
+        outcome = ConfirmOutcome(day, "ok", summary=summary)
+    except MassiveError as exc:
+        at = now or dt.datetime.now(dt.UTC)
+        log.warning("cross-asset confirmation of %s failed; the signals stand: %s", day, exc)
+        write_incident_rows(
+            lake,
+            [
+                {
+                    "run_id": run_id,
+                    "kind": INCIDENT_KIND,
+                    "state": "open",
+                    "severity": "warning",
+                    "opened_at": at,
+                    "resolved_at": None,
+                    "detail": f"{day}: {exc}",
+                }
+            ],
+        )
+        outcome = ConfirmOutcome(day, "failed", error=str(exc))
+    state = client.breaker_state()
+    AlertStore(lake, settings, run_id).observe(
+        [("breaker.open", client.breaker, float(state != "closed"), outcome.error or "")], ts=now
+    )
+    return outcome
+
+
+__all__ = [
+    "INCIDENT_KIND",
+    "TABLE",
+    "ConfirmOutcome",
+    "ConfirmSummary",
+    "confirm_day",
+    "merged_windows",
+    "run_confirmation",
+]

@@ -27,6 +27,9 @@ PRICE_UNIT = 1e-9
 SIGNALS_TITLE = "Signals over the underlying"
 HEATMAP_TITLE = "Net aggressor pressure by strike and time"
 TABLE_TITLE = "Signals"
+CROSS_ASSET_TITLE = "Cross-asset confirmation (v3 episodes)"
+NO_CROSS_ASSET = "no cross-asset data"
+CROSS_ASSET_COLUMNS = ("same_premium", "opposite_premium", "confirmation")
 DIRECTION_COLOURS = {"BUY": "#1a9850", "SELL": "#d73027"}
 ALGO_SYMBOLS = {"v3": "circle", "v1": "diamond"}
 
@@ -60,13 +63,60 @@ def day_signals(lake: Lake, day: dt.date, algos: Sequence[str] = ("v3", "v1")) -
         """
         SELECT signal_id, algo, raw_symbol, option_type, strike, expiration, direction, view,
                window_start, window_end, decision_ts, confidence, tier, volume, premium,
-               underlying_id, underlying_price, label, move_at_horizon, features
+               underlying_id, underlying_price, label, move_at_horizon, features, episode_id
         FROM signals_with_outcomes WHERE date = ?
         ORDER BY decision_ts, algo, signal_id""",
         [day],
     )
     source = pl.col("features").str.json_path_match("$.oi_source").alias("oi_source")
     return sig.filter(pl.col("algo").is_in(list(algos))).with_columns(source).drop("features")
+
+
+def cross_asset_by_episode(lake: Lake, day: dt.date, episode_ids: Sequence[str]) -> pl.DataFrame:
+    """Per v3 episode of ``episode_ids`` (in that order, distinct): the QQQ/NDX same-direction and
+    opposite premium and the confirmation stored by ``ifd crossasset confirm`` (the
+    ``cross_asset_confirmations`` table), with ``cross_asset`` saying ``NO_CROSS_ASSET`` where
+    no row exists (never a zero that was not measured)."""
+    ids = list(dict.fromkeys(e for e in episode_ids if e is not None))
+    conf = (
+        lake.scan("cross_asset_confirmations")
+        .filter((pl.col("date") == day) & (pl.col("algo") == "v3"))
+        .select("episode_id", "view", *CROSS_ASSET_COLUMNS, "trades")
+        .collect()
+    )
+    base = pl.DataFrame({"episode_id": ids}, schema={"episode_id": pl.String})
+    return base.join(conf, on="episode_id", how="left", maintain_order="left").with_columns(
+        pl.when(pl.col("trades").is_null())
+        .then(pl.lit(NO_CROSS_ASSET))
+        .otherwise(pl.lit("stored"))
+        .alias("cross_asset")
+    )
+
+
+def cross_asset_section(lake: Lake, day: dt.date, signals: pl.DataFrame) -> str:
+    """The report's section: one row per v3 episode of the day, or why there is none."""
+    v3 = signals.filter(pl.col("algo") == "v3").sort("decision_ts")
+    head = (
+        f"<h2>{CROSS_ASSET_TITLE}</h2><p>Per v3 episode, the QQQ/NDX options premium (USD) in "
+        "its minutes that agrees with its view (<code>same_premium</code>: calls bought and "
+        "puts sold for BULLISH) and against it, and <code>confirmation = same / (same + "
+        "opposite)</code>, from <code>cross_asset_confirmations</code> (Massive, optional; "
+        f"docs/operations.md). <i>{NO_CROSS_ASSET}</i>: no confirmation stored for it.</p>"
+    )
+    if v3.height == 0:
+        return head + f"<p>No v3 episode on {day}.</p>"
+    rows = cross_asset_by_episode(lake, day, v3["episode_id"].to_list())
+    views = v3.unique("episode_id", keep="first").select("episode_id", pl.col("view").alias("v"))
+    shown = rows.join(views, on="episode_id", how="left", maintain_order="left").select(
+        "episode_id",
+        pl.col("v").alias("view"),
+        *[  # text, so an episode without data shows a dash, never a zero nobody measured
+            pl.col(c).round(2 if c != "confirmation" else 4).cast(pl.String).fill_null("—")
+            for c in CROSS_ASSET_COLUMNS
+        ],
+        "cross_asset",
+    )
+    return head + table_html(shown, f"{CROSS_ASSET_TITLE} on {day}")
 
 
 def underlying_prices(lake: Lake, day: dt.date, underlying_ids: Sequence[int]) -> pl.DataFrame:
@@ -361,6 +411,8 @@ def write_detection_report(
         if signals.height
         else f"<h2>{TABLE_TITLE}</h2><p>No signal of {', '.join(algos)} on {day}.</p>",
     ]
+    if "v3" in algos:
+        sections.append(cross_asset_section(lake, day, signals))
     title = title or f"Detection {day} ({', '.join(algos)})"
     suffix = "" if set(algos) == {"v3", "v1"} else "-" + "-".join(algos)
     name = f"detection-{day.isoformat()}{suffix}.html"

@@ -1,4 +1,5 @@
-"""Test helpers: a fingerprint of the whole lake, to prove a failed ingest changed nothing."""
+"""Test helpers: a fingerprint of the whole lake, to prove a failed ingest changed nothing; a
+fake wall clock for the request throttles."""
 
 from __future__ import annotations
 
@@ -56,3 +57,19 @@ def lake_tables(data_dir: Path, tables=None) -> dict:
         out[t] = df.sort(df.columns, nulls_last=True) if df.height else df
         assert isinstance(out[t], pl.DataFrame)
     return out
+
+
+class FakeClock:
+    """Wall time (seconds since the epoch) that moves only when the code under test sleeps;
+    every wait is recorded, so a throttle is checked without waiting."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds

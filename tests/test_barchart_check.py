@@ -18,11 +18,12 @@ from typer.testing import CliRunner
 from ifd_core.marketdata import barchart as bc
 from ifd_core.units import FIXED
 from jobs.barchart_check import NothingToCheck, run_check
+from tests.helpers import FakeClock
 from tests.servers.barchart_http import (
     DAY,
     barchart_server_fixture,  # noqa: F401 - provides the `barchart_server` fixture
 )
-from tests.test_barchart_client import EXPECTED, FakeClock, settings_for
+from tests.test_barchart_client import CLOCK_START, EXPECTED, settings_for
 from warehouse.lake import Lake
 from warehouse.tables import TABLES
 
@@ -99,7 +100,7 @@ def _settings(server, data_dir, **barchart):
 
 def _run(server, data_dir, **barchart):
     s = _settings(server, data_dir, **barchart)
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     return run_check(s, DAY, client=bc.make_client(s, clock=clock, sleep=clock.sleep))
 
 

@@ -20,6 +20,7 @@ from ifd_core.marketdata import barchart as bc
 from ifd_core.marketdata.historical import add_breaker_sink, breakers
 from ifd_core.ops.resilience import Transition
 from ifd_core.settings import get_settings
+from tests.helpers import FakeClock
 from tests.servers.barchart_http import (
     DAY,
     PATH,
@@ -28,20 +29,7 @@ from tests.servers.barchart_http import (
     barchart_server_fixture,  # noqa: F401 - provides the `barchart_server` fixture
 )
 
-
-class FakeClock:
-    """Wall time that moves only when the client sleeps; every wait is recorded."""
-
-    def __init__(self, start: dt.datetime = dt.datetime(2026, 3, 20, 22, 0, tzinfo=dt.UTC)):
-        self.now = start.timestamp()
-        self.waits: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
+CLOCK_START = dt.datetime(2026, 3, 20, 22, 0, tzinfo=dt.UTC).timestamp()  # after the close
 
 
 def settings_for(
@@ -70,7 +58,7 @@ def settings_for(
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(CLOCK_START)
 
 
 @pytest.fixture

@@ -113,6 +113,8 @@ def test_signal_json_contract(v3_signals):
     assert s["window_start"].endswith("Z") and 0.0 <= s["confidence"] <= 1.0
     assert dt.date.fromisoformat(s["expiration"]) and isinstance(s["strike"], float)
     assert {"f_size", "f_imbalance", "mm_likelihood", "data_quality"} <= set(s["features"])
+    # No Massive data for this SYNTHETIC day: every v3 signal says so rather than show zeros.
+    assert all(r["cross_asset"] == {"status": "no cross-asset data"} for r in v3_signals)
 
 
 def test_evaluate_reports_v1_beside_v3(env, v3_signals):

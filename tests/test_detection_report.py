@@ -307,6 +307,27 @@ def test_detection_flow_one_algorithm(world, prefect_server, tmp_path) -> None:
     assert v1.height > 0 and all(s not in page for s in v1["signal_id"])
 
 
+def test_a_massive_failure_does_not_fail_detection(world, prefect_server, tmp_path) -> None:
+    # A key, and a host that never answers: the cross-asset step fails, the flow completes, the
+    # signals stand, and the failure is an incident.
+    from flows.detection import detection
+    from jobs.cross_asset import INCIDENT_KIND
+
+    lake, day = _copy(world, tmp_path), world["day"]
+    with pytest.MonkeyPatch.context() as mp:
+        _environment(mp, lake.root)
+        mp.setenv("IFD_MASSIVE__API_KEY", "k-test")
+        mp.setenv("IFD_MASSIVE__BASE_URL", "https://127.0.0.1:1")
+        mp.setenv("IFD_RESILIENCE__RETRY__MAX_ATTEMPTS", "1")
+        state = detection(day=day, algo="v3", return_state=True)
+        assert state.is_completed(), state.message
+        doc = state.result()
+    assert doc["cross_asset"] == "failed" and doc["signals"]["v3"] > 0
+    assert _lake_signals(lake, day).filter(pl.col("algo") == "v3").height == doc["signals"]["v3"]
+    inc = lake.scan("incidents").collect().filter(pl.col("kind") == INCIDENT_KIND)
+    assert inc.height == 1 and "cannot reach" in inc["detail"][0]
+
+
 def test_historical_ingest_publishes_dq_table_and_report(prefect_server, data_dir, tmp_path):
     from flows.historical_ingest import historical_ingest
 

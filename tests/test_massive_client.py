@@ -19,6 +19,7 @@ from ifd_core.marketdata import massive_options as mo
 from ifd_core.marketdata.historical import add_breaker_sink, breakers
 from ifd_core.ops.resilience import Transition
 from ifd_core.settings import get_settings
+from tests.helpers import FakeClock
 from tests.servers.massive_http import (
     CONTRACTS,
     PRODUCTION,
@@ -47,6 +48,8 @@ def settings_for(
         "api_key": TEST_API_KEY,
         "base_url": server.url if server is not None else "https://127.0.0.1:1",
         "timeout_s": 5.0,
+        # Off here (retry waits are counted in ``sleeps``); the throttle's own tests set it.
+        "requests_per_minute": 10_000,
         **m,
     }
     return get_settings(
@@ -341,3 +344,42 @@ def test_the_quote_lookback_decides_which_first_trades_are_signed(massive_server
     assert (first["bid"], first["ask"], first["aggressor"]) == (None, None, "N")
     asked = [r for r in massive_server.requests if r.path.startswith("/v3/quotes/")]
     assert {int(r.params["timestamp.gte"]) for r in asked} == {START - 10 * S}
+
+
+def test_requests_beyond_the_minute_limit_wait(massive_server, data_dir):
+    # The free tier's 5 a minute: a fetch costs more than 5 requests (contracts per underlying,
+    # trades and quotes per contract); every one is booked and no minute holds more than 5.
+    clock = FakeClock(T0 / 1e9)
+    s = settings_for(massive_server, data_dir, requests_per_minute=5)
+    client = mo.make_client(s, clock=clock, sleep=clock.sleep)
+    got = client.fetch(START, END)
+    sent = client.limiter.count_today()
+    assert sent == got.requests == massive_server.count() > 5
+    assert clock.waits and all(0 < w <= 60.0 for w in clock.waits)
+    stamps = [
+        float(line.split()[0])
+        for line in next((data_dir / "massive" / "requests").glob("*.log")).read_text().splitlines()
+    ]
+    assert len(stamps) == sent
+    for t in stamps:
+        assert sum(1 for u in stamps if t - 60.0 < u <= t) <= 5
+
+
+def test_clients_share_the_minute(massive_server, data_dir):
+    # Each request from a new client (another process): the sixth waits for the first to age out.
+    clock = FakeClock(T0 / 1e9)
+    s = settings_for(massive_server, data_dir, requests_per_minute=5)
+    for i in range(6):
+        mo.make_client(s, clock=clock, sleep=clock.sleep).last_trade_price("QQQ", END)
+        clock.now += 1.0
+        assert len(clock.waits) == (1 if i == 5 else 0)
+    assert clock.waits[0] == pytest.approx(55.0)  # first sent at t, sixth asked at t + 5 s
+    assert massive_server.count() == 6
+
+
+def test_the_throttle_is_shared_code():
+    from ifd_core.marketdata import barchart
+    from ifd_core.ops.request_limits import RequestLimiter
+
+    assert type(mo.make_client(get_settings()).limiter) is RequestLimiter
+    assert not hasattr(barchart, "RequestLimiter") or barchart.RequestLimiter is RequestLimiter

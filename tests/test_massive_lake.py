@@ -29,7 +29,13 @@ def _settings(server, data_dir, **m):
 
     return get_settings(
         data_dir=str(data_dir),
-        massive={"api_key": TEST_API_KEY, "base_url": server.url, "timeout_s": 5.0, **m},
+        massive={
+            "api_key": TEST_API_KEY,
+            "base_url": server.url,
+            "timeout_s": 5.0,
+            "requests_per_minute": 10_000,  # the throttle is tested on a fake clock elsewhere
+            **m,
+        },
         resilience={"retry": {"max_attempts": 1}},
     )
 

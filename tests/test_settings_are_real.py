@@ -266,7 +266,7 @@ def _barchart_check(s: Settings):
 
 def _massive_client(s: Settings):
     """What the Massive client was built with: the key and URL, the underlyings, the contract
-    filters and limits, the pagination, the quote lookback and the timeout."""
+    filters and limits, the pagination, the quote lookback, the timeout and its throttle."""
     from ifd_core.marketdata.massive_options import make_client
 
     c = make_client(s)
@@ -281,6 +281,7 @@ def _massive_client(s: Settings):
         c.max_pages,
         c.quote_lookback_ns,
         c.timeout_s,
+        c.limiter.per_minute,
     )
 
 

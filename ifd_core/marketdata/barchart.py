@@ -25,8 +25,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,13 +34,9 @@ import polars as pl
 import requests
 
 from ifd_core.marketdata.historical import breakers
+from ifd_core.ops.request_limits import QuotaExhausted, RequestLimiter
 from ifd_core.ops.resilience import BreakerOpen, guarded_read, retrying_reads
 from ifd_core.settings import Settings
-
-try:  # POSIX: the request log is shared by processes under an advisory lock
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: one process at a time
-    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +83,7 @@ class BarchartRateLimited(BarchartBadAnswer):
     """Barchart said the plan's limit was exceeded (HTTP 429 or status code 429)."""
 
 
-class BarchartQuotaExhausted(BarchartError):
+class BarchartQuotaExhausted(BarchartError, QuotaExhausted):
     """The day's request budget (``barchart.requests_per_day``) is spent; nothing was sent."""
 
 
@@ -134,91 +129,6 @@ def _install_redaction() -> None:
         logger = logging.getLogger(name)
         if _REDACT not in logger.filters:
             logger.addFilter(_REDACT)
-
-
-# --------------------------------------------------------------------------- throttle
-class RequestLimiter:
-    """Counts requests in a per-UTC-day log file and keeps them within the plan's limits.
-
-    ``acquire`` books one request: it waits (``sleep``) while ``per_minute`` requests were made
-    in the last 60 s and raises ``BarchartQuotaExhausted`` once ``per_day`` were made today. The
-    log is shared by processes (an advisory lock around read-and-append), so two runs on one day
-    share one budget.
-    """
-
-    def __init__(
-        self,
-        directory: Path,
-        *,
-        per_minute: int,
-        per_day: int,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.directory = Path(directory)
-        self.per_minute = per_minute
-        self.per_day = per_day
-        self._clock = clock
-        self._sleep = sleep
-
-    def _path(self, now: float) -> Path:
-        day = dt.datetime.fromtimestamp(now, dt.UTC).date()
-        return self.directory / f"{day.isoformat()}.log"
-
-    def count_today(self) -> int:
-        """Requests booked in the current UTC day (by every process)."""
-        path = self._path(self._clock())
-        return len(_stamps(path)) if path.exists() else 0
-
-    @contextmanager
-    def _locked(self, path: Path) -> Iterator[Any]:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+") as fh:
-            if fcntl is not None:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield fh
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def acquire(self, what: str) -> None:
-        while True:
-            now = self._clock()
-            path = self._path(now)
-            with self._locked(path) as fh:
-                fh.seek(0)
-                stamps = _parse_stamps(fh.read())
-                if len(stamps) >= self.per_day:
-                    raise BarchartQuotaExhausted(
-                        f"Barchart request budget spent: {len(stamps)} of {self.per_day} requests "
-                        f"today (UTC); nothing was sent; raise IFD_BARCHART__REQUESTS_PER_DAY if "
-                        "the plan allows, or wait for tomorrow"
-                    )
-                recent = sorted(s for s in stamps if s > now - 60.0)
-                if len(recent) < self.per_minute:
-                    fh.seek(0, os.SEEK_END)
-                    fh.write(f"{now:.6f} {what}\n")
-                    fh.flush()
-                    return
-                wait = recent[len(recent) - self.per_minute] + 60.0 - now
-            log.info("barchart: %d requests in the last minute; waiting %.1f s", len(recent), wait)
-            self._sleep(max(wait, 0.001))
-
-
-def _parse_stamps(text: str) -> list[float]:
-    out = []
-    for line in text.splitlines():
-        head = line.split(" ", 1)[0]
-        try:
-            out.append(float(head))
-        except ValueError:
-            continue  # a torn line from a crash still counted nothing
-    return out
-
-
-def _stamps(path: Path) -> list[float]:
-    return _parse_stamps(path.read_text())
 
 
 # --------------------------------------------------------------------------- parsing
@@ -366,6 +276,9 @@ class BarchartClient:
             root_dir / "requests",
             per_minute=b.requests_per_minute,
             per_day=b.requests_per_day,
+            source="Barchart",
+            day_setting="IFD_BARCHART__REQUESTS_PER_DAY",
+            exhausted=BarchartQuotaExhausted,
             clock=clock,
             sleep=sleep,
         )
@@ -581,7 +494,6 @@ __all__ = [
     "BarchartRateLimited",
     "BarchartTransient",
     "ENDPOINT",
-    "RequestLimiter",
     "SCHEMA",
     "make_client",
     "parse_chain",

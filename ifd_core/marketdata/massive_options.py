@@ -29,6 +29,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -40,6 +41,7 @@ from urllib3.util.retry import Retry
 
 from ifd_core.calendar import NEW_YORK
 from ifd_core.marketdata.historical import breakers
+from ifd_core.ops.request_limits import RequestLimiter
 from ifd_core.ops.resilience import BreakerOpen, guarded_read, retrying_reads
 from ifd_core.settings import Settings
 
@@ -229,7 +231,9 @@ class MassiveFetch:
 class MassiveOptionsClient:
     """Fetches one window of options trades and quotes; see the module docstring.
 
-    ``rest`` (an official ``RESTClient``) and ``sleep`` are for tests.
+    ``rest`` (an official ``RESTClient``), ``clock`` and ``sleep`` are for tests. Every request
+    (each page, each attempt) is booked first in ``limiter``: beyond ``requests_per_minute`` in
+    the last minute it waits, so the plan's limit is kept here rather than met as a 429.
     """
 
     def __init__(
@@ -237,6 +241,7 @@ class MassiveOptionsClient:
         settings: Settings,
         *,
         rest: RESTClient | None = None,
+        clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         m = settings.massive
@@ -257,6 +262,13 @@ class MassiveOptionsClient:
         self._tap: _StatusTap | None = None
         self.requests = 0
         self._digest = hashlib.sha256()
+        self.limiter = RequestLimiter(
+            Path(settings.warehouse.data_dir) / "massive" / "requests",
+            per_minute=m.requests_per_minute,
+            source="Massive",
+            clock=clock,
+            sleep=sleep,
+        )
 
     @property
     def enabled(self) -> bool:
@@ -355,6 +367,15 @@ class MassiveOptionsClient:
             )
         return float(rows[0]["price"])
 
+    @property
+    def breaker(self) -> str:
+        """The name of this host's breaker in the process's registry."""
+        return f"massive:{self.host}"
+
+    def breaker_state(self) -> str:
+        """``closed``, ``open`` or ``half_open``: what an alert on this source observes."""
+        return breakers(self.settings).get(self.breaker, exclude=(_Permanent,)).state
+
     # -- internals ----------------------------------------------------------------------------
 
     def _contracts(self, underlying: str, day: dt.date, ref: float | None) -> list[dict]:
@@ -452,7 +473,7 @@ class MassiveOptionsClient:
         Parsing is part of the attempt, so a malformed answer or a row of the wrong types is
         the failure the breaker counts (not a success followed by an error)."""
         s = self.settings
-        breaker = breakers(s).get(f"massive:{self.host}", exclude=(_Permanent,))
+        breaker = breakers(s).get(self.breaker, exclude=(_Permanent,))
         retrying = retrying_reads(
             s.resilience.retry, retry_on=(MassiveTransient,), sleep=self._sleep
         )
@@ -490,6 +511,7 @@ class MassiveOptionsClient:
             raise MassiveError(f"Massive not attempted: {exc}") from None
 
     def _attempt(self, what: str, subject: str, args: dict[str, Any], params: dict | None) -> bytes:
+        self.limiter.acquire(f"{what} {subject}")
         self.requests += 1
         where = f"Massive {what} of {subject}"
         try:
@@ -626,7 +648,8 @@ def sign_trades(trades: pl.DataFrame, quotes: pl.DataFrame) -> pl.DataFrame:
 
 
 def make_client(settings: Settings, **kwargs: Any) -> MassiveOptionsClient:
-    """The client for ``settings`` (``kwargs``: an official ``rest`` client or ``sleep``)."""
+    """The client for ``settings`` (``kwargs``: an official ``rest`` client, ``clock``,
+    ``sleep``)."""
     return MassiveOptionsClient(settings, **kwargs)
 
 
