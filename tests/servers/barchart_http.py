@@ -29,25 +29,24 @@ Every request is recorded (path and query parameters) so a test can count what w
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
-import signal
-import ssl
-import sys
-import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.servers.historical_http import make_self_signed_cert
+from tests.servers.loopback_tls import (
+    ModalServer,
+    QuietHandler,
+    cli_parser,
+    query_fields,
+    serve_until_signal,
+)
 
 PATH = "/getFuturesOptions.json"
 TEST_API_KEY = "bc-ifdTestKey-0123456789abcdef"
@@ -178,86 +177,21 @@ class RecordedRequest:
     params: dict[str, str]
 
 
-class BarchartServer:
+class BarchartServer(ModalServer):
     """Barchart OnDemand on https://127.0.0.1:<port>; use as a context manager."""
 
+    name = "barchart"
+    MODES = MODES
+
     def __init__(self, api_key: str = TEST_API_KEY, *, day: dt.date = DAY, port: int = 0) -> None:
+        super().__init__(port=port)
         self.api_key = api_key
         self.day = day
-        self.requested_port = port
-        self.mode = "ok"
-        self.mode_times: int | None = None
-        self.delay_s = 1.0
         self.chain: list[dict[str, Any]] = synthetic_chain(day)
         self.requests: list[RecordedRequest] = []
-        self._lock = threading.Lock()
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.cert_path: Path | None = None
 
-    def start(self) -> BarchartServer:
-        self._tmp = tempfile.TemporaryDirectory(prefix="ifd-barchart-tls-")
-        self.cert_path, key_path = make_self_signed_cert(Path(self._tmp.name))
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.cert_path, key_path)
-        httpd = ThreadingHTTPServer(("127.0.0.1", self.requested_port), _handler_for(self))
-        httpd.daemon_threads = True
-        httpd.socket = ctx.wrap_socket(
-            httpd.socket, server_side=True, do_handshake_on_connect=False
-        )
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="barchart-server",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    def __enter__(self) -> BarchartServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        return f"https://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def set_mode(self, mode: str, times: int | None = None) -> None:
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
-        with self._lock:
-            self.mode, self.mode_times = mode, times
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.requests)
-
-    def _take(self, request: RecordedRequest) -> str:
-        with self._lock:
-            self.requests.append(request)
-            mode = self.mode
-            if self.mode_times is not None:
-                self.mode_times -= 1
-                if self.mode_times <= 0:
-                    self.mode, self.mode_times = "ok", None
-            return mode
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
 
 def _envelope(code: int, message: str, results: Any) -> dict[str, Any]:
@@ -265,26 +199,12 @@ def _envelope(code: int, message: str, results: Any) -> dict[str, Any]:
 
 
 def _handler_for(server: BarchartServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    class Handler(QuietHandler):
         server_version = "ifd-barchart-fixture/1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
-            pass  # requests are recorded instead
-
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _json(self, status: int, value: Any) -> None:
-            self._send(status, json.dumps(value).encode(), "application/json")
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
             url = urlsplit(self.path)
-            params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+            params = query_fields(url.query)
             mode = server._take(RecordedRequest("GET", url.path, params))
             if params.get("apikey") != server.api_key or mode == "auth":
                 self._send(401, b"API key is missing or not valid.", "text/html")
@@ -336,27 +256,16 @@ def barchart_server_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Barchar
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.servers.barchart_http",
-        description="Barchart OnDemand getFuturesOptions on https://127.0.0.1 (see docstring).",
+    parser = cli_parser(
+        "python -m tests.servers.barchart_http",
+        "Barchart OnDemand getFuturesOptions on https://127.0.0.1 (see docstring).",
+        TEST_API_KEY,
     )
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--api-key", default=TEST_API_KEY, help="the one key accepted")
     parser.add_argument("--mode", default="ok", choices=MODES)
     args = parser.parse_args(argv)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    with BarchartServer(args.api_key, port=args.port) as server:
-        server.set_mode(args.mode)
-        print(
-            f"Barchart test server on {server.url} (REQUESTS_CA_BUNDLE={server.cert_path}); "
-            "Ctrl-C stops",
-            file=sys.stdout,
-            flush=True,
-        )
-        stop.wait()
-    return 0
+    server = BarchartServer(args.api_key, port=args.port)
+    server.set_mode(args.mode)
+    return serve_until_signal(server, "Barchart test server")
 
 
 if __name__ == "__main__":
