@@ -45,6 +45,7 @@ from tests.servers.loopback_tls import (
     QuietHandler,
     cli_parser,
     query_fields,
+    serve_trusted,
     serve_until_signal,
 )
 
@@ -67,106 +68,43 @@ MODES = (
 )
 
 
+# The two futures the SYNTHETIC options are on: Barchart's contract name, month code, expiry.
+_FUTURES = {
+    "NQM26": ("Nasdaq 100 E-Mini Jun '26", "M", "2026-06-18"),
+    "NQH26": ("Nasdaq 100 E-Mini Mar '26", "H", "2026-03-20"),
+}
+
+
+def _row(date: str, contract: str, option: str, strike: Any, **values: Any) -> dict[str, Any]:
+    """One Barchart row for ``<contract>|<option>`` (``option`` like ``21000C``); ``values``
+    carries the prices, ``openInterest`` and ``volume`` as that row types them."""
+    name, month, expiry = _FUTURES[contract]
+    return {
+        "symbol": f"{contract}|{option}",
+        "root": "NQ",
+        "contract": contract,
+        "contractName": name,
+        "contractMonth": month,
+        "exchange": "CME",
+        "type": "Call" if option.endswith("C") else "Put",
+        "strike": strike,
+        "expirationDate": expiry,
+        "date": date,
+        **values,
+    }
+
+
 def synthetic_chain(day: dt.date = DAY) -> list[dict[str, Any]]:
     """SYNTHETIC: six NQ options of two expirations, as Barchart's rows (strings and numbers
     mixed as the documented types allow; settled rows carry ``flag`` "s" and ``last``)."""
     d = day.isoformat()
     return [
-        {
-            "symbol": "NQM26|21000C",
-            "root": "NQ",
-            "contract": "NQM26",
-            "contractName": "Nasdaq 100 E-Mini Jun '26",
-            "contractMonth": "M",
-            "exchange": "CME",
-            "type": "Call",
-            "strike": 21000,
-            "expirationDate": "2026-06-18",
-            "date": d,
-            "last": 812.25,
-            "flag": "s",
-            "openInterest": 1520,
-            "volume": 87,
-        },
-        {
-            "symbol": "NQM26|21000P",
-            "root": "NQ",
-            "contract": "NQM26",
-            "contractName": "Nasdaq 100 E-Mini Jun '26",
-            "contractMonth": "M",
-            "exchange": "CME",
-            "type": "Put",
-            "strike": 21000,
-            "expirationDate": "2026-06-18",
-            "date": d,
-            "last": 640.5,
-            "flag": "s",
-            "openInterest": 2210,
-            "volume": 143,
-        },
-        {
-            "symbol": "NQM26|21500C",
-            "root": "NQ",
-            "contract": "NQM26",
-            "contractName": "Nasdaq 100 E-Mini Jun '26",
-            "contractMonth": "M",
-            "exchange": "CME",
-            "type": "Call",
-            "strike": "21500.00",
-            "expirationDate": "2026-06-18",
-            "date": d,
-            "settlement": "575.75",
-            "openInterest": "980",
-            "volume": "0",
-        },
-        {
-            "symbol": "NQH26|20750P",
-            "root": "NQ",
-            "contract": "NQH26",
-            "contractName": "Nasdaq 100 E-Mini Mar '26",
-            "contractMonth": "H",
-            "exchange": "CME",
-            "type": "Put",
-            "strike": 20750.0,
-            "expirationDate": "2026-03-20",
-            "date": d,
-            "last": 3.5,
-            "flag": "s",
-            "openInterest": 4105,
-            "volume": 2230,
-        },
-        {
-            "symbol": "NQH26|20750C",
-            "root": "NQ",
-            "contract": "NQH26",
-            "contractName": "Nasdaq 100 E-Mini Mar '26",
-            "contractMonth": "H",
-            "exchange": "CME",
-            "type": "Call",
-            "strike": 20750.0,
-            "expirationDate": "2026-03-20",
-            "date": d,
-            "last": 98.0,
-            "flag": "",
-            "openInterest": None,
-            "volume": 12,
-        },
-        {
-            "symbol": "NQM26|22000C",
-            "root": "NQ",
-            "contract": "NQM26",
-            "contractName": "Nasdaq 100 E-Mini Jun '26",
-            "contractMonth": "M",
-            "exchange": "CME",
-            "type": "Call",
-            "strike": 22000,
-            "expirationDate": "2026-06-18",
-            "date": d,
-            "last": 301.0,
-            "flag": "s",
-            "openInterest": 0,
-            "volume": "",
-        },
+        _row(d, "NQM26", "21000C", 21000, last=812.25, flag="s", openInterest=1520, volume=87),
+        _row(d, "NQM26", "21000P", 21000, last=640.5, flag="s", openInterest=2210, volume=143),
+        _row(d, "NQM26", "21500C", "21500.00", settlement="575.75", openInterest="980", volume="0"),
+        _row(d, "NQH26", "20750P", 20750.0, last=3.5, flag="s", openInterest=4105, volume=2230),
+        _row(d, "NQH26", "20750C", 20750.0, last=98.0, flag="", openInterest=None, volume=12),
+        _row(d, "NQM26", "22000C", 22000, last=301.0, flag="s", openInterest=0, volume=""),
     ]
 
 
@@ -250,9 +188,7 @@ def _handler_for(server: BarchartServer) -> type[BaseHTTPRequestHandler]:
 def barchart_server_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[BarchartServer]:
     """A running server accepting ``TEST_API_KEY``, trusted via ``REQUESTS_CA_BUNDLE`` for one
     test; import this fixture into a test module to use it."""
-    with BarchartServer() as server:
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.cert_path))
-        yield server
+    yield from serve_trusted(BarchartServer(), monkeypatch)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -260,8 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "python -m tests.servers.barchart_http",
         "Barchart OnDemand getFuturesOptions on https://127.0.0.1 (see docstring).",
         TEST_API_KEY,
+        MODES,
     )
-    parser.add_argument("--mode", default="ok", choices=MODES)
     args = parser.parse_args(argv)
     server = BarchartServer(args.api_key, port=args.port)
     server.set_mode(args.mode)

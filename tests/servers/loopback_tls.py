@@ -6,7 +6,8 @@ certificate a test trusts through ``REQUESTS_CA_BUNDLE``. This module holds that
 ``make_self_signed_cert``, ``LoopbackTLSServer`` (start/stop, context manager, ``url``, request
 recording under a lock, handler errors kept in ``errors``), ``ModalServer`` (the ``mode`` /
 ``set_mode`` / ``mode_times`` switch for canned bad answers), ``QuietHandler`` (JSON replies, no
-log noise) and ``serve_until_signal`` for ``python -m tests.servers.<name> --port N``. What each
+log noise) and ``serve_trusted`` for fixtures and
+``serve_until_signal`` for ``python -m tests.servers.<name> --port N``. What each
 service answers stays in its own module.
 """
 
@@ -22,11 +23,17 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 from urllib.parse import parse_qs
+
+if TYPE_CHECKING:
+    import pytest
+
+
+S = TypeVar("S", bound="LoopbackTLSServer")
 
 
 def make_self_signed_cert(directory: Path) -> tuple[Path, Path]:
@@ -288,11 +295,24 @@ class ModalServer(LoopbackTLSServer):
             return mode
 
 
-def cli_parser(prog: str, description: str, api_key: str) -> argparse.ArgumentParser:
-    """The by-hand server's options every double takes: ``--port`` and ``--api-key``."""
+def serve_trusted(server: S, monkeypatch: pytest.MonkeyPatch) -> Iterator[S]:
+    """Run ``server`` for one test, trusted through ``REQUESTS_CA_BUNDLE`` (set with
+    ``monkeypatch``, never globally; requests reads it on every call). For fixtures:
+    ``yield from serve_trusted(MyServer(), monkeypatch)``."""
+    with server:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.cert_path))
+        yield server
+
+
+def cli_parser(
+    prog: str, description: str, api_key: str, modes: Sequence[str] = ()
+) -> argparse.ArgumentParser:
+    """The by-hand server's options: ``--port``, ``--api-key`` and, given ``modes``, ``--mode``."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--api-key", default=api_key, help="the one key accepted")
+    if modes:
+        parser.add_argument("--mode", default="ok", choices=modes)
     return parser
 
 
@@ -318,5 +338,6 @@ __all__ = [
     "cli_parser",
     "make_self_signed_cert",
     "query_fields",
+    "serve_trusted",
     "serve_until_signal",
 ]

@@ -56,6 +56,7 @@ from tests.servers.loopback_tls import (
     QuietHandler,
     cli_parser,
     query_fields,
+    serve_trusted,
     serve_until_signal,
 )
 
@@ -317,10 +318,8 @@ def _handler_for(server: MassiveServer) -> type[BaseHTTPRequestHandler]:
 def massive_server_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[MassiveServer]:
     """A running server accepting ``TEST_API_KEY``, trusted via ``REQUESTS_CA_BUNDLE`` (which
     the official client reads) for one test; import this fixture into a test module."""
-    with MassiveServer() as server:
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.cert_path))
-        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-        yield server
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    yield from serve_trusted(MassiveServer(), monkeypatch)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -328,8 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "python -m tests.servers.massive_http",
         "Massive options REST endpoints on https://127.0.0.1 (see docstring).",
         TEST_API_KEY,
+        MODES,
     )
-    parser.add_argument("--mode", default="ok", choices=MODES)
     args = parser.parse_args(argv)
     server = MassiveServer(args.api_key, port=args.port)
     server.set_mode(args.mode)
