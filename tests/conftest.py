@@ -68,6 +68,16 @@ def _fresh_historical_breakers():
     reset_breakers()
 
 
+@pytest.fixture
+def transitions() -> list:
+    """Every breaker transition of the test, in order (a sink on the Historical breakers)."""
+    from ifd_core.marketdata.historical import add_breaker_sink
+
+    seen: list = []
+    add_breaker_sink("test", seen.append)
+    return seen
+
+
 @pytest.fixture(scope="session")
 def prefect_server():
     """One temporary Prefect server (and database) for the session's flow-running tests: a

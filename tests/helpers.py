@@ -1,5 +1,6 @@
-"""Test helpers: a fingerprint of the whole lake, to prove a failed ingest changed nothing; a
-fake wall clock for the request throttles."""
+"""Test helpers: a fingerprint of the whole lake (to prove a failed ingest changed nothing), the
+lake's rows for comparisons, settings that point a service client at a loopback double, and
+a fake wall clock for the request throttles."""
 
 from __future__ import annotations
 
@@ -73,3 +74,31 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.waits.append(seconds)
         self.now += seconds
+
+
+CLOSED_PORT_URL = "https://127.0.0.1:1"
+"""Where a client is pointed when a test wants no server at all (nothing listens there)."""
+
+ONE_ATTEMPT = {"retry": {"max_attempts": 1}}
+"""Resilience for job tests: one try, the default breaker."""
+
+
+def client_resilience(failures: int = 1, attempts: int = 2) -> dict:
+    """Resilience for client tests: a breaker that opens after ``failures`` and short retries."""
+    return {
+        "breaker": {"consecutive_failures": failures, "cooldown_s": 30.0},
+        "retry": {"max_attempts": attempts, "base_s": 0.5, "cap_s": 1.0},
+    }
+
+
+def loopback_settings(
+    section: str, api_key: str, server, data_dir: Path, /, *, resilience, **values
+):
+    """Settings whose ``section`` (``barchart``, ``massive``) reaches ``server`` (a loopback
+    double from tests/servers, or None for a closed port) with ``api_key`` and a 5 s timeout;
+    ``values`` override any of these (a test may pass another ``api_key``) or set the rest."""
+    from ifd_core.settings import get_settings
+
+    base_url = server.url if server is not None else CLOSED_PORT_URL
+    section_values = {"api_key": api_key, "base_url": base_url, "timeout_s": 5.0, **values}
+    return get_settings(data_dir=str(data_dir), resilience=resilience, **{section: section_values})

@@ -17,10 +17,8 @@ import polars as pl
 import pytest
 
 from ifd_core.marketdata import barchart as bc
-from ifd_core.marketdata.historical import add_breaker_sink, breakers
-from ifd_core.ops.resilience import Transition
-from ifd_core.settings import get_settings
-from tests.helpers import FakeClock
+from ifd_core.marketdata.historical import breakers
+from tests.helpers import FakeClock, client_resilience, loopback_settings
 from tests.servers.barchart_http import (
     DAY,
     PATH,
@@ -40,32 +38,15 @@ def settings_for(
     attempts: int = 2,
     **barchart,
 ):
-    values = {
-        "api_key": TEST_API_KEY,
-        "base_url": server.url if server is not None else "https://127.0.0.1:1",
-        "timeout_s": 5.0,
-        **barchart,
-    }
-    return get_settings(
-        data_dir=str(data_dir),
-        barchart=values,
-        resilience={
-            "breaker": {"consecutive_failures": failures, "cooldown_s": 30.0},
-            "retry": {"max_attempts": attempts, "base_s": 0.5, "cap_s": 1.0},
-        },
+    resilience = client_resilience(failures, attempts)
+    return loopback_settings(
+        "barchart", TEST_API_KEY, server, data_dir, resilience=resilience, **barchart
     )
 
 
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(CLOCK_START)
-
-
-@pytest.fixture
-def transitions() -> list[Transition]:
-    seen: list[Transition] = []
-    add_breaker_sink("test", seen.append)
-    return seen
 
 
 def client_for(settings, clock: FakeClock) -> bc.BarchartClient:

@@ -11,6 +11,7 @@ import pytest
 
 from ifd_core.marketdata import massive_options as mo
 from jobs.cross_asset import TABLE, confirm_day, merged_windows
+from tests.helpers import ONE_ATTEMPT, loopback_settings
 from tests.servers.massive_http import (
     DAY,
     T0,
@@ -36,6 +37,7 @@ def _settings(server, data_dir, **m):
         },
         resilience={"retry": {"max_attempts": 1}},
     )
+    return loopback_settings("massive", TEST_API_KEY, server, data_dir, resilience=ONE_ATTEMPT, **m)
 
 
 def _signals(rows: list[tuple[str, str, str, int, int]]) -> pl.DataFrame:

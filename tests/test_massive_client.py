@@ -16,10 +16,9 @@ import polars as pl
 import pytest
 
 from ifd_core.marketdata import massive_options as mo
-from ifd_core.marketdata.historical import add_breaker_sink, breakers
-from ifd_core.ops.resilience import Transition
+from ifd_core.marketdata.historical import breakers
 from ifd_core.settings import get_settings
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, client_resilience, loopback_settings
 from tests.servers.massive_http import (
     CONTRACTS,
     PRODUCTION,
@@ -44,34 +43,14 @@ class Sleeps:
 def settings_for(
     server: MassiveServer | None, data_dir: Path, *, failures: int = 1, attempts: int = 2, **m
 ):
-    values = {
-        "api_key": TEST_API_KEY,
-        "base_url": server.url if server is not None else "https://127.0.0.1:1",
-        "timeout_s": 5.0,
-        # Off here (retry waits are counted in ``sleeps``); the throttle's own tests set it.
-        "requests_per_minute": 10_000,
-        **m,
-    }
-    return get_settings(
-        data_dir=str(data_dir),
-        massive=values,
-        resilience={
-            "breaker": {"consecutive_failures": failures, "cooldown_s": 30.0},
-            "retry": {"max_attempts": attempts, "base_s": 0.5, "cap_s": 1.0},
-        },
-    )
+    m = {"requests_per_minute": 10_000, **m}  # off here; the throttle's own tests set it
+    resilience = client_resilience(failures, attempts)
+    return loopback_settings("massive", TEST_API_KEY, server, data_dir, resilience=resilience, **m)
 
 
 @pytest.fixture
 def sleeps() -> Sleeps:
     return Sleeps()
-
-
-@pytest.fixture
-def transitions() -> list[Transition]:
-    seen: list[Transition] = []
-    add_breaker_sink("test", seen.append)
-    return seen
 
 
 def client_for(settings, sleeps: Sleeps) -> mo.MassiveOptionsClient:

@@ -12,6 +12,7 @@ import pytest
 
 from ifd_core.marketdata import massive_options as mo
 from jobs.massive_options import TABLE, fetch_window
+from tests.helpers import ONE_ATTEMPT, loopback_settings
 from tests.servers.massive_http import (
     DAY,
     T0,
@@ -38,6 +39,7 @@ def _settings(server, data_dir, **m):
         },
         resilience={"retry": {"max_attempts": 1}},
     )
+    return loopback_settings("massive", TEST_API_KEY, server, data_dir, resilience=ONE_ATTEMPT, **m)
 
 
 def test_a_window_lands_as_one_table_with_its_origin(massive_server, data_dir, lake):

@@ -29,25 +29,25 @@ Every request is recorded (path and query parameters) so a test can count what w
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
-import signal
-import ssl
-import sys
-import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.servers.historical_http import make_self_signed_cert
+from tests.servers.loopback_tls import (
+    ModalServer,
+    QuietHandler,
+    cli_parser,
+    query_fields,
+    serve_trusted,
+    serve_until_signal,
+)
 
 PATH = "/getFuturesOptions.json"
 TEST_API_KEY = "bc-ifdTestKey-0123456789abcdef"
@@ -68,106 +68,43 @@ MODES = (
 )
 
 
+# The two futures the SYNTHETIC options are on: Barchart's contract name, month code, expiry.
+_FUTURES = {
+    "NQM26": ("Nasdaq 100 E-Mini Jun '26", "M", "2026-06-18"),
+    "NQH26": ("Nasdaq 100 E-Mini Mar '26", "H", "2026-03-20"),
+}
+
+
+def _row(date: str, contract: str, option: str, strike: Any, **values: Any) -> dict[str, Any]:
+    """One Barchart row for ``<contract>|<option>`` (``option`` like ``21000C``); ``values``
+    carries the prices, ``openInterest`` and ``volume`` as that row types them."""
+    name, month, expiry = _FUTURES[contract]
+    return {
+        "symbol": f"{contract}|{option}",
+        "root": "NQ",
+        "contract": contract,
+        "contractName": name,
+        "contractMonth": month,
+        "exchange": "CME",
+        "type": "Call" if option.endswith("C") else "Put",
+        "strike": strike,
+        "expirationDate": expiry,
+        "date": date,
+        **values,
+    }
+
+
 def synthetic_chain(day: dt.date = DAY) -> list[dict[str, Any]]:
     """SYNTHETIC: six NQ options of two expirations, as Barchart's rows (strings and numbers
     mixed as the documented types allow; settled rows carry ``flag`` "s" and ``last``)."""
     d = day.isoformat()
     return [
-        {
-            "symbol": "NQM26|21000C",
-            "root": "NQ",
-            "contract": "NQM26",
-            "contractName": "Nasdaq 100 E-Mini Jun '26",
-            "contractMonth": "M",
-            "exchange": "CME",
-            "type": "Call",
-            "strike": 21000,
-            "expirationDate": "2026-06-18",
-            "date": d,
-            "last": 812.25,
-            "flag": "s",
-            "openInterest": 1520,
-            "volume": 87,
-        },
-        {
-            "symbol": "NQM26|21000P",
-            "root": "NQ",
-            "contract": "NQM26",
-            "contractName": "Nasdaq 100 E-Mini Jun '26",
-            "contractMonth": "M",
-            "exchange": "CME",
-            "type": "Put",
-            "strike": 21000,
-            "expirationDate": "2026-06-18",
-            "date": d,
-            "last": 640.5,
-            "flag": "s",
-            "openInterest": 2210,
-            "volume": 143,
-        },
-        {
-            "symbol": "NQM26|21500C",
-            "root": "NQ",
-            "contract": "NQM26",
-            "contractName": "Nasdaq 100 E-Mini Jun '26",
-            "contractMonth": "M",
-            "exchange": "CME",
-            "type": "Call",
-            "strike": "21500.00",
-            "expirationDate": "2026-06-18",
-            "date": d,
-            "settlement": "575.75",
-            "openInterest": "980",
-            "volume": "0",
-        },
-        {
-            "symbol": "NQH26|20750P",
-            "root": "NQ",
-            "contract": "NQH26",
-            "contractName": "Nasdaq 100 E-Mini Mar '26",
-            "contractMonth": "H",
-            "exchange": "CME",
-            "type": "Put",
-            "strike": 20750.0,
-            "expirationDate": "2026-03-20",
-            "date": d,
-            "last": 3.5,
-            "flag": "s",
-            "openInterest": 4105,
-            "volume": 2230,
-        },
-        {
-            "symbol": "NQH26|20750C",
-            "root": "NQ",
-            "contract": "NQH26",
-            "contractName": "Nasdaq 100 E-Mini Mar '26",
-            "contractMonth": "H",
-            "exchange": "CME",
-            "type": "Call",
-            "strike": 20750.0,
-            "expirationDate": "2026-03-20",
-            "date": d,
-            "last": 98.0,
-            "flag": "",
-            "openInterest": None,
-            "volume": 12,
-        },
-        {
-            "symbol": "NQM26|22000C",
-            "root": "NQ",
-            "contract": "NQM26",
-            "contractName": "Nasdaq 100 E-Mini Jun '26",
-            "contractMonth": "M",
-            "exchange": "CME",
-            "type": "Call",
-            "strike": 22000,
-            "expirationDate": "2026-06-18",
-            "date": d,
-            "last": 301.0,
-            "flag": "s",
-            "openInterest": 0,
-            "volume": "",
-        },
+        _row(d, "NQM26", "21000C", 21000, last=812.25, flag="s", openInterest=1520, volume=87),
+        _row(d, "NQM26", "21000P", 21000, last=640.5, flag="s", openInterest=2210, volume=143),
+        _row(d, "NQM26", "21500C", "21500.00", settlement="575.75", openInterest="980", volume="0"),
+        _row(d, "NQH26", "20750P", 20750.0, last=3.5, flag="s", openInterest=4105, volume=2230),
+        _row(d, "NQH26", "20750C", 20750.0, last=98.0, flag="", openInterest=None, volume=12),
+        _row(d, "NQM26", "22000C", 22000, last=301.0, flag="s", openInterest=0, volume=""),
     ]
 
 
@@ -178,86 +115,21 @@ class RecordedRequest:
     params: dict[str, str]
 
 
-class BarchartServer:
+class BarchartServer(ModalServer):
     """Barchart OnDemand on https://127.0.0.1:<port>; use as a context manager."""
 
+    name = "barchart"
+    MODES = MODES
+
     def __init__(self, api_key: str = TEST_API_KEY, *, day: dt.date = DAY, port: int = 0) -> None:
+        super().__init__(port=port)
         self.api_key = api_key
         self.day = day
-        self.requested_port = port
-        self.mode = "ok"
-        self.mode_times: int | None = None
-        self.delay_s = 1.0
         self.chain: list[dict[str, Any]] = synthetic_chain(day)
         self.requests: list[RecordedRequest] = []
-        self._lock = threading.Lock()
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.cert_path: Path | None = None
 
-    def start(self) -> BarchartServer:
-        self._tmp = tempfile.TemporaryDirectory(prefix="ifd-barchart-tls-")
-        self.cert_path, key_path = make_self_signed_cert(Path(self._tmp.name))
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.cert_path, key_path)
-        httpd = ThreadingHTTPServer(("127.0.0.1", self.requested_port), _handler_for(self))
-        httpd.daemon_threads = True
-        httpd.socket = ctx.wrap_socket(
-            httpd.socket, server_side=True, do_handshake_on_connect=False
-        )
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="barchart-server",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    def __enter__(self) -> BarchartServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        return f"https://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def set_mode(self, mode: str, times: int | None = None) -> None:
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
-        with self._lock:
-            self.mode, self.mode_times = mode, times
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.requests)
-
-    def _take(self, request: RecordedRequest) -> str:
-        with self._lock:
-            self.requests.append(request)
-            mode = self.mode
-            if self.mode_times is not None:
-                self.mode_times -= 1
-                if self.mode_times <= 0:
-                    self.mode, self.mode_times = "ok", None
-            return mode
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
 
 def _envelope(code: int, message: str, results: Any) -> dict[str, Any]:
@@ -265,26 +137,12 @@ def _envelope(code: int, message: str, results: Any) -> dict[str, Any]:
 
 
 def _handler_for(server: BarchartServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    class Handler(QuietHandler):
         server_version = "ifd-barchart-fixture/1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
-            pass  # requests are recorded instead
-
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _json(self, status: int, value: Any) -> None:
-            self._send(status, json.dumps(value).encode(), "application/json")
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
             url = urlsplit(self.path)
-            params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+            params = query_fields(url.query)
             mode = server._take(RecordedRequest("GET", url.path, params))
             if params.get("apikey") != server.api_key or mode == "auth":
                 self._send(401, b"API key is missing or not valid.", "text/html")
@@ -330,33 +188,20 @@ def _handler_for(server: BarchartServer) -> type[BaseHTTPRequestHandler]:
 def barchart_server_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[BarchartServer]:
     """A running server accepting ``TEST_API_KEY``, trusted via ``REQUESTS_CA_BUNDLE`` for one
     test; import this fixture into a test module to use it."""
-    with BarchartServer() as server:
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.cert_path))
-        yield server
+    yield from serve_trusted(BarchartServer(), monkeypatch)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.servers.barchart_http",
-        description="Barchart OnDemand getFuturesOptions on https://127.0.0.1 (see docstring).",
+    parser = cli_parser(
+        "python -m tests.servers.barchart_http",
+        "Barchart OnDemand getFuturesOptions on https://127.0.0.1 (see docstring).",
+        TEST_API_KEY,
+        MODES,
     )
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--api-key", default=TEST_API_KEY, help="the one key accepted")
-    parser.add_argument("--mode", default="ok", choices=MODES)
     args = parser.parse_args(argv)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    with BarchartServer(args.api_key, port=args.port) as server:
-        server.set_mode(args.mode)
-        print(
-            f"Barchart test server on {server.url} (REQUESTS_CA_BUNDLE={server.cert_path}); "
-            "Ctrl-C stops",
-            file=sys.stdout,
-            flush=True,
-        )
-        stop.wait()
-    return 0
+    server = BarchartServer(args.api_key, port=args.port)
+    server.set_mode(args.mode)
+    return serve_until_signal(server, "Barchart test server")
 
 
 if __name__ == "__main__":

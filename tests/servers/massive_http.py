@@ -39,26 +39,26 @@ recorded (path, query parameters, Authorization header) so a test can count what
 
 from __future__ import annotations
 
-import argparse
 import base64
 import datetime as dt
 import json
-import signal
-import ssl
-import sys
-import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 import pytest
 
-from tests.servers.historical_http import make_self_signed_cert
+from tests.servers.loopback_tls import (
+    ModalServer,
+    QuietHandler,
+    cli_parser,
+    query_fields,
+    serve_trusted,
+    serve_until_signal,
+)
 
 TEST_API_KEY = "ms-ifdTestKey-0123456789abcdef"
 """The one key this fixture accepts."""
@@ -189,87 +189,22 @@ class RecordedRequest:
     authorization: str | None
 
 
-class MassiveServer:
+class MassiveServer(ModalServer):
     """Massive's REST API on https://127.0.0.1:<port>; use as a context manager."""
 
+    name = "massive"
+    MODES = MODES
+
     def __init__(self, api_key: str = TEST_API_KEY, *, port: int = 0) -> None:
+        super().__init__(port=port)
         self.api_key = api_key
-        self.requested_port = port
-        self.mode = "ok"
-        self.mode_times: int | None = None
-        self.delay_s = 1.0
         self.contracts = synthetic_contracts()
         self.trades = synthetic_trades()
         self.quotes = synthetic_quotes()
         self.requests: list[RecordedRequest] = []
-        self._lock = threading.Lock()
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.cert_path: Path | None = None
 
-    def start(self) -> MassiveServer:
-        self._tmp = tempfile.TemporaryDirectory(prefix="ifd-massive-tls-")
-        self.cert_path, key_path = make_self_signed_cert(Path(self._tmp.name))
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.cert_path, key_path)
-        httpd = ThreadingHTTPServer(("127.0.0.1", self.requested_port), _handler_for(self))
-        httpd.daemon_threads = True
-        httpd.socket = ctx.wrap_socket(
-            httpd.socket, server_side=True, do_handshake_on_connect=False
-        )
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="massive-server",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    def __enter__(self) -> MassiveServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        return f"https://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def set_mode(self, mode: str, times: int | None = None) -> None:
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
-        with self._lock:
-            self.mode, self.mode_times = mode, times
-
-    def count(self, path_prefix: str = "") -> int:
-        with self._lock:
-            return sum(1 for r in self.requests if r.path.startswith(path_prefix))
-
-    def _take(self, request: RecordedRequest) -> str:
-        with self._lock:
-            self.requests.append(request)
-            mode = self.mode
-            if self.mode_times is not None:
-                self.mode_times -= 1
-                if self.mode_times <= 0:
-                    self.mode, self.mode_times = "ok", None
-            return mode
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     # -- the data ---------------------------------------------------------------------------
 
@@ -307,29 +242,15 @@ def _cursor(path: str, query: dict[str, str], offset: int) -> str:
 
 
 def _handler_for(server: MassiveServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    class Handler(QuietHandler):
         server_version = "ifd-massive-fixture/1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
-            pass  # requests are recorded instead
-
-        def _send(self, status: int, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _json(self, status: int, value: Any) -> None:
-            self._send(status, json.dumps(value).encode())
 
         def _error(self, status: int, state: str, text: str, field: str = "error") -> None:
             self._json(status, {"status": state, "request_id": "req-synthetic", field: text})
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
             url = urlsplit(self.path)
-            params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+            params = query_fields(url.query)
             auth = self.headers.get("Authorization")
             mode = server._take(RecordedRequest("GET", url.path, params, auth))
             key = (auth or "").removeprefix("Bearer ").strip() or params.get("apiKey", "")
@@ -397,34 +318,21 @@ def _handler_for(server: MassiveServer) -> type[BaseHTTPRequestHandler]:
 def massive_server_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[MassiveServer]:
     """A running server accepting ``TEST_API_KEY``, trusted via ``REQUESTS_CA_BUNDLE`` (which
     the official client reads) for one test; import this fixture into a test module."""
-    with MassiveServer() as server:
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.cert_path))
-        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-        yield server
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    yield from serve_trusted(MassiveServer(), monkeypatch)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.servers.massive_http",
-        description="Massive options REST endpoints on https://127.0.0.1 (see docstring).",
+    parser = cli_parser(
+        "python -m tests.servers.massive_http",
+        "Massive options REST endpoints on https://127.0.0.1 (see docstring).",
+        TEST_API_KEY,
+        MODES,
     )
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--api-key", default=TEST_API_KEY, help="the one key accepted")
-    parser.add_argument("--mode", default="ok", choices=MODES)
     args = parser.parse_args(argv)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    with MassiveServer(args.api_key, port=args.port) as server:
-        server.set_mode(args.mode)
-        print(
-            f"Massive test server on {server.url} (REQUESTS_CA_BUNDLE={server.cert_path}); "
-            "Ctrl-C stops",
-            file=sys.stdout,
-            flush=True,
-        )
-        stop.wait()
-    return 0
+    server = MassiveServer(args.api_key, port=args.port)
+    server.set_mode(args.mode)
+    return serve_until_signal(server, "Massive test server")
 
 
 if __name__ == "__main__":
