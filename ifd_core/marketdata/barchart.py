@@ -33,9 +33,10 @@ from urllib.parse import urlsplit
 import polars as pl
 import requests
 
-from ifd_core.marketdata.historical import breakers
+from ifd_core.marketdata.source_calls import SourceError, guarded_call
+from ifd_core.marketdata.source_calls import one_line as _one_line
+from ifd_core.marketdata.source_calls import scrub as _scrub
 from ifd_core.ops.request_limits import QuotaExhausted, RequestLimiter
-from ifd_core.ops.resilience import BreakerOpen, guarded_read, retrying_reads
 from ifd_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,12 +63,8 @@ SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-class BarchartError(RuntimeError):
+class BarchartError(SourceError):
     """Barchart could not serve the chain; the message is one line with what to do."""
-
-    def __init__(self, message: str, *, http_status: int | None = None) -> None:
-        super().__init__(" | ".join(p.strip() for p in message.splitlines() if p.strip()))
-        self.http_status = http_status
 
 
 class BarchartTransient(BarchartError):
@@ -91,23 +88,13 @@ class BarchartEmpty(BarchartError):
     """A well-formed answer without a single option: no rows, nothing cached."""
 
 
-class _Permanent(Exception):
-    """Carries an error that says nothing about Barchart's health past the breaker uncounted."""
-
-    def __init__(self, error: BarchartError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
 # --------------------------------------------------------------------------- secrets
 _APIKEY_PARAM = re.compile(r"(apikey=)[^&\s'\"]+", re.IGNORECASE)
 
 
 def scrub(text: str, key: str) -> str:
     """``text`` without the key: the value itself and any ``apikey=`` query parameter."""
-    if key:
-        text = text.replace(key, "***")
-    return _APIKEY_PARAM.sub(r"\1***", text)
+    return _scrub(text, key, _APIKEY_PARAM)
 
 
 class _RedactKey(logging.Filter):
@@ -132,11 +119,6 @@ def _install_redaction() -> None:
 
 
 # --------------------------------------------------------------------------- parsing
-def _one_line(text: str, limit: int = 200) -> str:
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
 def _date(value: Any, what: str) -> dt.date:
     """An ISO date (``2026-03-20``, optionally with a time part) or ``MM/DD/YYYY``."""
     if isinstance(value, str):
@@ -387,32 +369,21 @@ class BarchartClient:
         Parsing is part of the attempt, so a malformed answer is the one failure the breaker
         counts for it (not a success followed by an error).
         """
-        s = self.settings
-        breaker = breakers(s).get(f"barchart:{self.host}", exclude=(_Permanent,))
-        retrying = retrying_reads(
-            s.resilience.retry, retry_on=(BarchartTransient,), sleep=self._sleep
-        )
-
-        failed: list[BarchartError] = []
 
         def attempt() -> tuple[str, pl.DataFrame]:
-            try:
-                body = self._attempt()
-                return body, self._parse(body)
-            except (BarchartTransient, BarchartBadAnswer) as exc:
-                failed.append(exc)
-                raise
-            except BarchartError as exc:  # not a dependency failure: uncounted, not retried
-                raise _Permanent(exc) from None
+            body = self._attempt()
+            return body, self._parse(body)
 
-        try:
-            return guarded_read(breaker, retrying, attempt)
-        except _Permanent as exc:
-            raise exc.error from None
-        except BreakerOpen as exc:
-            if failed:  # this call's own failure opened it: that failure is the clear error
-                raise failed[-1] from None
-            raise BarchartError(f"Barchart OnDemand not attempted: {exc}") from None
+        return guarded_call(
+            self.settings,
+            f"barchart:{self.host}",
+            attempt,
+            error=BarchartError,
+            transient=BarchartTransient,
+            counted=(BarchartBadAnswer,),
+            sleep=self._sleep,
+            name="Barchart OnDemand",
+        )
 
     def _attempt(self) -> str:
         self.limiter.acquire(ENDPOINT)

@@ -40,9 +40,10 @@ from massive.exceptions import BadResponse
 from urllib3.util.retry import Retry
 
 from ifd_core.calendar import NEW_YORK
-from ifd_core.marketdata.historical import breakers
+from ifd_core.marketdata.source_calls import SourceError, breaker_state, guarded_call
+from ifd_core.marketdata.source_calls import one_line as _one_line
+from ifd_core.marketdata.source_calls import scrub as _scrub
 from ifd_core.ops.request_limits import RequestLimiter
-from ifd_core.ops.resilience import BreakerOpen, guarded_read, retrying_reads
 from ifd_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,12 +56,8 @@ _OK_STATUS = ("OK", "DELAYED")  # DELAYED: a plan with delayed data; the rows ar
 _RIGHTS = {"call": "C", "put": "P"}
 
 
-class MassiveError(RuntimeError):
+class MassiveError(SourceError):
     """Massive could not serve the window; the message is one line with what to do."""
-
-    def __init__(self, message: str, *, http_status: int | None = None) -> None:
-        super().__init__(" | ".join(p.strip() for p in message.splitlines() if p.strip()))
-        self.http_status = http_status
 
 
 class MassiveTransient(MassiveError):
@@ -79,28 +76,13 @@ class MassiveEmpty(MassiveError):
     """No contract matched the window's day and filters: no rows (a mistake of ours or the plan)."""
 
 
-class _Permanent(Exception):
-    """Carries an error that says nothing about Massive's health past the breaker uncounted."""
-
-    def __init__(self, error: MassiveError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
 # --------------------------------------------------------------------------- secrets
 _KEY_PARAM = re.compile(r"((?:apikey|api_key)=|Bearer\s+)[^&\s'\";,]+", re.IGNORECASE)
 
 
 def scrub(text: str, key: str) -> str:
     """``text`` without the key: the value itself, any ``apiKey=`` parameter or bearer token."""
-    if key:
-        text = text.replace(key, "***")
-    return _KEY_PARAM.sub(r"\1***", text)
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+    return _scrub(text, key, _KEY_PARAM)
 
 
 class _StatusTap:
@@ -374,7 +356,7 @@ class MassiveOptionsClient:
 
     def breaker_state(self) -> str:
         """``closed``, ``open`` or ``half_open``: what an alert on this source observes."""
-        return breakers(self.settings).get(self.breaker, exclude=(_Permanent,)).state
+        return breaker_state(self.settings, self.breaker)
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -472,43 +454,33 @@ class MassiveOptionsClient:
         """One page through the breaker and the retry policy: its parsed rows and next_url.
         Parsing is part of the attempt, so a malformed answer or a row of the wrong types is
         the failure the breaker counts (not a success followed by an error)."""
-        s = self.settings
-        breaker = breakers(s).get(self.breaker, exclude=(_Permanent,))
-        retrying = retrying_reads(
-            s.resilience.retry, retry_on=(MassiveTransient,), sleep=self._sleep
-        )
-        failed: list[MassiveError] = []
 
         def attempt() -> tuple[list[dict[str, Any]], str | None]:
+            body = self._attempt(what, subject, args, params)
             try:
-                body = self._attempt(what, subject, args, params)
-                try:
-                    results, nxt = _page(body)
-                    return [parse(r, offset + i) for i, r in enumerate(results)], nxt
-                except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                    raise MassiveBadAnswer(
-                        f"Massive {what} of {subject} answered with malformed JSON "
-                        f"({_one_line(str(exc), 80)}); no rows kept"
-                    ) from None
-                except ValueError as exc:
-                    raise MassiveBadAnswer(
-                        f"Massive {what} of {subject} is not the documented format: "
-                        f"{_one_line(scrub(str(exc), self._key))}; no rows kept"
-                    ) from None
-            except (MassiveTransient, MassiveBadAnswer) as exc:
-                failed.append(exc)
-                raise
-            except MassiveError as exc:  # ours or the plan's, not Massive's health
-                raise _Permanent(exc) from None
+                results, nxt = _page(body)
+                return [parse(r, offset + i) for i, r in enumerate(results)], nxt
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise MassiveBadAnswer(
+                    f"Massive {what} of {subject} answered with malformed JSON "
+                    f"({_one_line(str(exc), 80)}); no rows kept"
+                ) from None
+            except ValueError as exc:
+                raise MassiveBadAnswer(
+                    f"Massive {what} of {subject} is not the documented format: "
+                    f"{_one_line(scrub(str(exc), self._key))}; no rows kept"
+                ) from None
 
-        try:
-            return guarded_read(breaker, retrying, attempt)
-        except _Permanent as exc:
-            raise exc.error from None
-        except BreakerOpen as exc:
-            if failed:  # this call's own failure opened it: that failure is the clear error
-                raise failed[-1] from None
-            raise MassiveError(f"Massive not attempted: {exc}") from None
+        return guarded_call(
+            self.settings,
+            self.breaker,
+            attempt,
+            error=MassiveError,
+            transient=MassiveTransient,
+            counted=(MassiveBadAnswer,),
+            sleep=self._sleep,
+            name="Massive",
+        )
 
     def _attempt(self, what: str, subject: str, args: dict[str, Any], params: dict | None) -> bytes:
         self.limiter.acquire(f"{what} {subject}")
