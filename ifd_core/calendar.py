@@ -230,6 +230,17 @@ def _trade_date_of_minute(minute: int) -> dt.date:
     return snap_to_sessions(ts.select(trade_date("ts")))["date"][0]
 
 
+def new_york_date(col: str) -> pl.Expr:
+    """The New York calendar date of a column of ns UTC instants (an option's expiration, say)."""
+    return (
+        pl.col(col)
+        .cast(pl.Int64)
+        .cast(pl.Datetime("ns", "UTC"))
+        .dt.convert_time_zone("America/New_York")
+        .dt.date()
+    )
+
+
 # The lake's trade-date rule as polars expressions (docs/algorithms.md, "Trade dates").
 
 

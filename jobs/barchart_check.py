@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from ifd_core.calendar import new_york_date
 from ifd_core.marketdata.barchart import BarchartClient, make_client
 from ifd_core.ops.alerts import AlertEvent
 from ifd_core.settings import Settings
@@ -111,11 +112,7 @@ def databento_chain(lake: Lake, day: dt.date) -> pl.DataFrame:
         .unique("instrument_id", keep="last")
         .select(
             "instrument_id",
-            pl.from_epoch(pl.col("expiration").cast(pl.Int64), time_unit="ns")
-            .dt.replace_time_zone("UTC")
-            .dt.convert_time_zone("America/New_York")
-            .dt.date()
-            .alias("expiration"),
+            new_york_date("expiration").alias("expiration"),
             "strike",
             pl.col("instrument_class").alias("right"),
         )

@@ -13,6 +13,8 @@ import logging
 
 import polars as pl
 
+from ifd_core.calendar import new_york_date
+
 log = logging.getLogger(__name__)
 
 OI_DATABENTO = "databento"
@@ -41,11 +43,7 @@ def place_chain_oi(
         return pl.DataFrame(schema=FALLBACK_SCHEMA)
     defs = definitions.select(
         "instrument_id",
-        pl.from_epoch(pl.col("expiration").cast(pl.Int64), time_unit="ns")
-        .dt.replace_time_zone("UTC")
-        .dt.convert_time_zone("America/New_York")
-        .dt.date()
-        .alias("expiration"),
+        new_york_date("expiration").alias("expiration"),
         _strike_key("strike"),
         pl.col("instrument_class").alias("right"),
     ).unique("instrument_id", keep="last")
