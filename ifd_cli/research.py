@@ -364,4 +364,23 @@ def extended_test(
     print_frame(view, title="Final (pooled from daily counts)")
     out.print(_unit_line(units), highlight=False)
     out.print(f"[bold]verdict[/]: {res.verdict}", highlight=False)
+    if (eff := res.cross_asset_weight) is not None:
+        out.print(_weight_line(eff), highlight=False)
     out.print(f"report: {doc['report']}", highlight=False)
+
+
+def _weight_line(eff: dict) -> str:
+    """One line on massive.confidence_weight: its measured effect, or why it was not measured."""
+    if "episodes" not in eff:  # nothing counted (real-time mode)
+        return f"cross-asset weight {eff['weight']:g}: {eff['status']}"
+    head = (
+        f"cross-asset weight {eff['weight']:g}: {eff['episodes_confirmed']}/{eff['episodes']} "
+        f"{eff['algo']} episodes confirmed on {eff['days_with_confirmations']}/{eff['days']} days"
+    )
+    if eff["status"] != "measured":
+        return f"{head}; {eff['status']}"
+    w, wo = eff["with_weight"], eff["without_weight"]
+    return (
+        f"{head}; trades {w['trades']} vs {wo['trades']} without, net P&L "
+        f"${w['net_pnl']:,.2f} vs ${wo['net_pnl']:,.2f}, verdict {w['status']} vs {wo['status']}"
+    )

@@ -165,6 +165,16 @@ class MassiveSettings(_Group):
         description="Plan limit (5 on the free tier): requests beyond it wait for the minute, "
         "counted in <data>/massive/requests/ and shared by processes.",
     )
+    confidence_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="0: off. Above 0, a v3 signal whose episode has a stored cross-asset "
+        "confirmation is traded with confidence (1 - w) x confidence + w x confirmation in the "
+        "backtest and the extended test (not live: the confirmation exists only after the "
+        "episode's minutes are fetched); no confirmation: unchanged. Part of config_version "
+        "when on.",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -930,9 +940,13 @@ class Settings(BaseSettings):
                     else True
                 ),
                 # The same for Massive: it feeds a cross-asset confirmation stored beside v3's
-                # signals, not what v3 computes (a setting that lets it change v3's confidence
-                # must come out of this exclusion).
-                "massive": True,
+                # signals, not what v3 computes; except the confidence weight, which changes what
+                # v3's signals trade. Off (0), it is left out, and the hash is that of before.
+                "massive": (
+                    {k for k in MassiveSettings.model_fields if k != "confidence_weight"}
+                    if self.massive.confidence_weight > 0
+                    else True
+                ),
                 "warehouse": True,
                 # How the live run operates, not what it computes: a signal streamed with a
                 # different flush cadence or reconnect policy is the same signal.

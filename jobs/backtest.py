@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ifd_core.analysis.cross_asset import weighted_confidence
 from ifd_core.analysis.episodes import first_per_episode
 from ifd_core.analysis.wiring import engine_params
 from ifd_core.calendar import sessions_before, streaming_period
@@ -44,6 +45,40 @@ from warehouse.migrations import ensure_migrated
 from warehouse.tables import TABLES
 
 LEDGER = ("orders", "fills", "positions")
+WEIGHTED_ALGO = "v3"  # the algorithm whose episodes have cross-asset confirmations
+CONFIRMATIONS = "cross_asset_confirmations"
+
+
+@dataclass
+class CrossAssetWeighting:
+    """What ``massive.confidence_weight`` changed in a run: v3's daily rows as it would have
+    traded on its own confidence (a second executor over the same signals and records, its
+    ledger not written), and per day v3's episodes, those with a stored row (``stored``), those
+    whose row has a confirmation (``confirmed``: something signed traded), and those with a
+    signal that passes the min-confidence filter only with the weight (``gained``) or only
+    without it (``lost``)."""
+
+    weight: float
+    algo: str
+    unweighted_daily: pl.DataFrame
+    coverage: pl.DataFrame  # date, episodes, stored, confirmed, gained, lost
+
+
+def day_confirmations(lake: Lake, day: dt.date) -> pl.DataFrame:
+    """The stored cross-asset confirmations of ``day`` (none stored: no rows)."""
+    return lake.scan(CONFIRMATIONS).filter(pl.col("date") == day).collect()
+
+
+def _crossings(before: pl.DataFrame, after: pl.DataFrame, floor: float) -> tuple[int, int]:
+    """Episodes with a signal passing ``floor`` only after the weight / only before it."""
+    if before.height == 0:
+        return 0, 0
+    b = before.select("episode_id", (pl.col("confidence") >= floor).alias("b"))
+    a = after.select((pl.col("confidence") >= floor).alias("a"))
+    both = pl.concat([b, a], how="horizontal")
+    gained = both.filter(pl.col("a") & ~pl.col("b"))["episode_id"].n_unique()
+    lost = both.filter(~pl.col("a") & pl.col("b"))["episode_id"].n_unique()
+    return gained, lost
 
 
 @dataclass
@@ -63,6 +98,7 @@ class BacktestResult:
     seconds: float
     records: int
     walk_forward: dict | None = None
+    cross_asset: CrossAssetWeighting | None = None  # set when massive.confidence_weight > 0
     monte_carlo: dict[str, dict] = field(default_factory=dict)
     mc_paths: dict[str, object] = field(default_factory=dict)  # MonteCarloResult per algo
 
@@ -220,6 +256,17 @@ def run_backtest(
         return ex
 
     executors = {a: make(a) for a in algos}
+    weight = settings.massive.confidence_weight
+    weighted = weight > 0 and WEIGHTED_ALGO in algos
+    # Weighted: the second v3 account trades v3's own confidence, for the comparison.
+    plain = make(WEIGHTED_ALGO) if weighted else None
+    plain_rows: list[dict] = []
+    coverage_rows: list[dict] = []
+    if weighted:
+        say(
+            f"massive.confidence_weight={weight}: {WEIGHTED_ALGO} signals with a stored "
+            "cross-asset confirmation trade (1 - w) x confidence + w x confirmation"
+        )
     grid = list(settings.backtest.confidence_grid) if walk_forward else []
     variants = {(a, c): make(a, c) for a in algos for c in grid}
     t0 = time.perf_counter()
@@ -249,23 +296,40 @@ def run_backtest(
         records += det.records
         signals, labels, batches = det.signals, det.labels, det.batches
         all_signals.append(signals)
+        confirmations = day_confirmations(lake, day) if weighted else None
         for algo in algos:
             sig = signals.filter(pl.col("algo") == algo)
+            if confirmations is not None and algo == WEIGHTED_ALGO:
+                own = sig
+                sig = weighted_confidence(own, confirmations, weight, WEIGHTED_ALGO)
+                assert plain is not None
+                plain_equity0 = plain.equity
+                plain_led = plain.run_day(batches, own, det.session_close_ns)
+                plain_lab = _labels_of(labels, algo)
+                plain_rows.append(
+                    daily_row(day, algo, plain, plain_equity0, own, plain_led, plain_lab)
+                )
+                gained, lost = _crossings(own, sig, plain.cfg.min_confidence)
+                stored = confirmations.filter(
+                    pl.col("episode_id").is_in(own["episode_id"].implode())
+                )
+                confirmed = stored.filter(pl.col("confirmation").is_not_null())
+                coverage_rows.append(
+                    {
+                        "date": day,
+                        "episodes": own["episode_id"].n_unique() if own.height else 0,
+                        "stored": stored["episode_id"].n_unique(),
+                        "confirmed": confirmed["episode_id"].n_unique(),
+                        "gained": gained,
+                        "lost": lost,
+                    }
+                )
             ex = executors[algo]
             equity0 = ex.equity
             led = ex.run_day(batches, sig, det.session_close_ns)
             for t in LEDGER:
                 ledgers[t] += [{"date": day, **r} for r in getattr(led, t)]
-            lab = (
-                labels.filter(pl.col("algo") == algo)
-                if labels is not None
-                else pl.DataFrame(
-                    schema={
-                        c: OUTCOME_COLUMNS[c]
-                        for c in ("signal_id", "episode_id", "decision_ts", "label")
-                    }
-                )
-            )
+            lab = _labels_of(labels, algo)
             outcomes += [{"date": day, "algo": algo, **r} for r in lab.to_dicts()]
             daily_rows.append(daily_row(day, algo, ex, equity0, sig, led, lab))
             for c in grid:
@@ -311,9 +375,41 @@ def run_backtest(
     result.monte_carlo, result.mc_paths = _monte_carlo(result, settings)
     if walk_forward:
         result.walk_forward = _walk_forward(pl.DataFrame(variant_rows), days, settings)
+    if weighted:
+        result.cross_asset = CrossAssetWeighting(
+            weight=weight,
+            algo=WEIGHTED_ALGO,
+            unweighted_daily=with_origin(
+                pl.DataFrame(plain_rows).with_columns(
+                    pl.lit(run_id).alias("run_id"), pl.lit(mode).alias("mode")
+                )
+            )
+            if plain_rows
+            else daily.filter(pl.col("algo") == WEIGHTED_ALGO),
+            coverage=pl.DataFrame(
+                coverage_rows,
+                schema={
+                    "date": pl.Date,
+                    "episodes": pl.Int64,
+                    "stored": pl.Int64,
+                    "confirmed": pl.Int64,
+                    "gained": pl.Int64,
+                    "lost": pl.Int64,
+                },
+            ),
+        )
     if write:
         _write(lake, result)
     return result
+
+
+def _labels_of(labels: pl.DataFrame | None, algo: str) -> pl.DataFrame:
+    """The day's labels of ``algo`` (a day without signals: none)."""
+    if labels is not None:
+        return labels.filter(pl.col("algo") == algo)
+    return pl.DataFrame(
+        schema={c: OUTCOME_COLUMNS[c] for c in ("signal_id", "episode_id", "decision_ts", "label")}
+    )
 
 
 def daily_row(day, algo, ex: PaperExecutor, equity0, sig, led, labels) -> dict:

@@ -18,11 +18,24 @@ from pathlib import Path
 import polars as pl
 
 from ifd_core.settings import Settings
-from ifd_core.trading.extended import DAILY_SCHEMA, Criteria, Verdict, final, verdict, weekly
+from ifd_core.trading.extended import (
+    DAILY_SCHEMA,
+    Criteria,
+    Verdict,
+    final,
+    verdict,
+    weekly,
+    weight_effect,
+)
 from jobs.backtest import BacktestResult, run_backtest, trading_days
 from jobs.fanout import Mapper, inline_map
 from warehouse.lake import Lake
 from warehouse.slis import day_slis, latency_p95_by_day
+
+REALTIME_NOT_MEASURED = (
+    "not measured in real-time mode: its stored rows are those traded with the weight; the "
+    "historical extended test over the same days measures it"
+)
 
 
 @dataclass
@@ -37,8 +50,15 @@ class ExtendedResult:
     synthetic: bool
     complete: bool
     backtest: BacktestResult | None
+    # massive.confidence_weight > 0: its measured effect (ifd_core.trading.extended.weight_effect)
+    cross_asset_weight: dict | None = None
 
     def to_dict(self) -> dict:
+        extra = (
+            {}
+            if self.cross_asset_weight is None
+            else {"cross_asset_weight": self.cross_asset_weight}
+        )
         return {
             "test_id": self.test_id,
             "mode": self.mode,
@@ -51,6 +71,7 @@ class ExtendedResult:
             "final": self.final.to_dicts(),
             "weekly": self.weekly.to_dicts(),
             "daily": self.daily.to_dicts(),
+            **extra,
         }
 
 
@@ -93,7 +114,29 @@ def run_extended(
     )
     daily = daily_rows(lake, bt)
     test_id = f"ext-{bt.run_id.removeprefix('bt-')}"
-    return _result(test_id, "historical", daily, settings, bt, complete=len(bt.days) >= n)
+    res = _result(test_id, "historical", daily, settings, bt, complete=len(bt.days) >= n)
+    res.cross_asset_weight = _weight_effect(lake, settings, bt, daily)
+    return res
+
+
+def _weight_effect(
+    lake: Lake, settings: Settings, bt: BacktestResult, daily: pl.DataFrame
+) -> dict | None:
+    """The weight's effect over the run's days: the daily rows as traded against the same rows
+    with v3's traded as on its own confidence; None when the weight is off (0)."""
+    ca = bt.cross_asset
+    if ca is None:
+        return None
+    plain = _with_slis(lake, bt.days, ca.unweighted_daily)
+    without = pl.concat([daily.filter(pl.col("algo") != ca.algo), plain]).sort("date", "algo")
+    return weight_effect(
+        daily.sort("date", "algo"),
+        without,
+        ca.coverage,
+        ca.weight,
+        criteria_from(settings),
+        ca.algo,
+    )
 
 
 def _realtime(lake, settings, test_id, stored, progress, mapper) -> ExtendedResult:
@@ -129,7 +172,16 @@ def _realtime(lake, settings, test_id, stored, progress, mapper) -> ExtendedResu
     if have.height == 0:
         raise ValueError("no stored session yet for the real-time extended test")
     complete = have["date"].n_unique() >= n
-    return _result(test_id, "realtime", have, settings, bt, complete=complete)
+    res = _result(test_id, "realtime", have, settings, bt, complete=complete)
+    if settings.massive.confidence_weight > 0:
+        # The stored rows are those traded; the days before this run were not traded both ways.
+        res.cross_asset_weight = {
+            "weight": settings.massive.confidence_weight,
+            "algo": "v3",
+            "unit": "episodes",
+            "status": REALTIME_NOT_MEASURED,
+        }
+    return res
 
 
 def _result(test_id, mode, daily, settings, bt, complete: bool) -> ExtendedResult:
@@ -156,8 +208,12 @@ def _result(test_id, mode, daily, settings, bt, complete: bool) -> ExtendedResul
 
 def daily_rows(lake: Lake, bt: BacktestResult) -> pl.DataFrame:
     """The backtest's per-day results plus what the lake measured about each day."""
+    return _with_slis(lake, bt.days, bt.daily)
+
+
+def _with_slis(lake: Lake, days: list[dt.date], rows: pl.DataFrame) -> pl.DataFrame:
     extra = pl.DataFrame(
-        [day_slis(lake, d) for d in bt.days],
+        [day_slis(lake, d) for d in days],
         schema={
             "date": pl.Date,
             "data_cost": pl.Float64,
@@ -167,8 +223,8 @@ def daily_rows(lake: Lake, bt: BacktestResult) -> pl.DataFrame:
         },
         orient="row",
     )
-    lat = latency_p95_by_day(lake, bt.days)
-    daily = bt.daily.join(extra, on="date", how="left").join(lat, on=["date", "algo"], how="left")
+    lat = latency_p95_by_day(lake, days)
+    daily = rows.join(extra, on="date", how="left").join(lat, on=["date", "algo"], how="left")
     return daily.select(
         [
             pl.col(c).cast(t) if c in daily.columns else pl.lit(None, t).alias(c)

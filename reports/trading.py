@@ -164,6 +164,8 @@ def write_extended_report(data_dir: Path, res) -> Path:
         figure_html(accuracy_figure(res.daily)),
         table_html(res.daily, "Daily rows (daily figures, not cumulative)"),
     ]
+    if getattr(res, "cross_asset_weight", None) is not None:
+        sections.insert(2, weight_section(res.cross_asset_weight))
     return write_page(
         data_dir,
         f"extended-{res.test_id}.html",
@@ -171,3 +173,29 @@ def write_extended_report(data_dir: Path, res) -> Path:
         res.synthetic,
         sections,
     )
+
+
+def weight_section(effect: dict) -> str:
+    """The cross-asset confidence weight's measured effect: coverage in episodes and days, and
+    the candidate's metrics and verdict with and without it, or why it was not measured."""
+    title = (
+        f"<h2>Cross-asset confidence weight {effect['weight']:g} ({html.escape(effect['algo'])})"
+        "</h2>"
+    )
+    if "episodes" not in effect:  # nothing counted (real-time mode)
+        return title + f"<p><b>{html.escape(effect['status'])}</b></p>"
+    head = title + (
+        f"<p>{effect['episodes_confirmed']} of {effect['episodes']} episodes have a "
+        f"confirmation ({effect['episodes_stored']} stored rows), on "
+        f"{effect['days_with_confirmations']} of {effect['days']} days; "
+        f"{effect['episodes_gained']} episodes pass the min-confidence filter only with the "
+        f"weight, {effect['episodes_lost']} only without it. Accuracy counts every episode's "
+        "label, traded or not: the weight moves trades and P&amp;L only.</p>"
+    )
+    if effect["status"] != "measured":
+        return head + f"<p><b>{html.escape(effect['status'])}</b></p>"
+    rows = [
+        {"": name, **{k: v for k, v in effect[key].items() if k != "reasons"}}
+        for name, key in (("with the weight", "with_weight"), ("without", "without_weight"))
+    ]
+    return head + table_html(pl.DataFrame(rows), "Metrics and verdict with and without the weight")

@@ -13,6 +13,8 @@ from ifd_core.analysis.cross_asset import (
     CONFIRMATION_SCHEMA,
     cross_asset_confirmation,
     episode_spans,
+    live_weight_note,
+    weighted_confidence,
 )
 
 S = 10**9
@@ -139,3 +141,59 @@ def test_episode_spans_from_signals():
         episode_spans(mixed)
     with pytest.raises(ValueError, match="without an episode_id"):
         episode_spans(signals.with_columns(pl.lit(None, dtype=pl.Utf8).alias("episode_id")))
+
+
+# ---------------------------------------------------------------------- the confidence weight
+def _sigs() -> pl.DataFrame:
+    """SYNTHETIC signals: two v3 signals of episode e1, one of e2 (no confirmation row), one of
+    e3 (its row has no confirmation: nothing signed traded), one v1 signal of episode e1's id."""
+    return pl.DataFrame(
+        {
+            "signal_id": ["s1", "s2", "s3", "s4", "s5"],
+            "algo": ["v3", "v3", "v3", "v3", "v1"],
+            "episode_id": ["e1", "e1", "e2", "e3", "e1"],
+            "confidence": [0.60, 0.80, 0.70, 0.50, 0.40],
+        }
+    )
+
+
+def _confs(rows: list[tuple[str, float | None]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"episode_id": [r[0] for r in rows], "confirmation": [r[1] for r in rows]},
+        schema={"episode_id": pl.Utf8, "confirmation": pl.Float64},
+    )
+
+
+def test_weighted_confidence_by_hand():
+    out = weighted_confidence(_sigs(), _confs([("e1", 0.90), ("e3", None)]), 0.25)
+    # e1: 0.75 x 0.60 + 0.25 x 0.90 = 0.675; 0.75 x 0.80 + 0.25 x 0.90 = 0.825.
+    # e2 has no row, e3's row has no confirmation, s5 is v1: unchanged.
+    assert out["confidence"].to_list() == pytest.approx([0.675, 0.825, 0.70, 0.50, 0.40])
+    assert out.columns == _sigs().columns
+    assert out["signal_id"].to_list() == ["s1", "s2", "s3", "s4", "s5"]
+
+
+def test_a_disagreeing_confirmation_lowers_confidence_and_weight_one_replaces_it():
+    low = weighted_confidence(_sigs(), _confs([("e1", 0.20)]), 0.5)
+    # 0.5 x 0.60 + 0.5 x 0.20 = 0.40; 0.5 x 0.80 + 0.5 x 0.20 = 0.50
+    assert low["confidence"].to_list()[:2] == pytest.approx([0.40, 0.50])
+    full = weighted_confidence(_sigs(), _confs([("e1", 0.20)]), 1.0)
+    assert full["confidence"].to_list()[:3] == pytest.approx([0.20, 0.20, 0.70])
+
+
+def test_weight_zero_returns_the_signals_untouched():
+    sigs = _sigs()
+    assert weighted_confidence(sigs, _confs([("e1", 0.90)]), 0.0) is sigs
+
+
+def test_bad_weights_and_two_confirmations_for_one_episode_are_errors():
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        weighted_confidence(_sigs(), _confs([]), 1.5)
+    with pytest.raises(ValueError, match="e1 has several confirmations"):
+        weighted_confidence(_sigs(), _confs([("e1", 0.9), ("e1", 0.1)]), 0.5)
+
+
+def test_live_says_it_does_not_apply_the_weight():
+    assert live_weight_note(0.0) is None
+    note = live_weight_note(0.3)
+    assert note is not None and "not applied live" in note and "0.3" in note

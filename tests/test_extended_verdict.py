@@ -418,3 +418,77 @@ def test_criteria_count_episodes_and_say_so():
     assert v.reasons == [
         "resolved episodes 3 < 10 (need 7 more resolved episodes; 12 signals in 3 episodes)"
     ]
+
+
+# ---------------------------------------------------------------- the cross-asset weight's effect
+D1, D2 = dt.date(2026, 3, 2), dt.date(2026, 3, 3)
+
+
+def _coverage(rows: list[tuple]) -> pl.DataFrame:
+    return pl.DataFrame(
+        rows,
+        schema={
+            "date": pl.Date,
+            "episodes": pl.Int64,
+            "stored": pl.Int64,
+            "confirmed": pl.Int64,
+            "gained": pl.Int64,
+            "lost": pl.Int64,
+        },
+        orient="row",
+    )
+
+
+def _pair(extra_trade: bool) -> pl.DataFrame:
+    """SYNTHETIC daily rows: v3 with 120 resolved episodes (96 correct) over two days; with the
+    weight one more winning trade on D2 (+300) when ``extra_trade``; v1 70 of 120."""
+    w = 1 if extra_trade else 0
+    return frame(
+        [
+            row(D1, signals=60, resolved=60, correct=48, incorrect=12, trades=10, wins=7,
+                losses=3, gross_win=650.0, gross_loss=-300.0, net_pnl=350.0, latency_p95_ms=5.0),
+            row(D2, signals=60, resolved=60, correct=48, incorrect=12, trades=10 + w,
+                wins=7 + w, losses=3, gross_win=650.0 + 300 * w, gross_loss=-300.0,
+                net_pnl=350.0 + 300 * w, latency_p95_ms=5.0),
+            row(D1, "v1", signals=60, resolved=60, correct=35, incorrect=25, latency_p95_ms=5.0),
+            row(D2, "v1", signals=60, resolved=60, correct=35, incorrect=25, latency_p95_ms=5.0),
+        ]
+    )  # fmt: skip
+
+
+def test_the_weights_effect_is_measured_from_both_sets_of_rows():
+    from ifd_core.trading.extended import weight_effect
+
+    cov = _coverage([(D1, 60, 0, 0, 0, 0), (D2, 60, 5, 4, 1, 0)])
+    eff = weight_effect(_pair(True), _pair(False), cov, 0.5)
+    assert eff["status"] == "measured" and eff["unit"] == "episodes"
+    assert (eff["days"], eff["days_with_confirmations"]) == (2, 1)
+    assert (eff["episodes"], eff["episodes_stored"], eff["episodes_confirmed"]) == (120, 5, 4)
+    assert (eff["episodes_gained"], eff["episodes_lost"]) == (1, 0)
+    w, wo = eff["with_weight"], eff["without_weight"]
+    # By hand: 21 trades, 15 wins, 6 losses vs 20, 14, 6; net 1000 vs 700.
+    assert (w["trades"], w["wins"], w["losses"], w["net_pnl"]) == (21, 15, 6, 1000.0)
+    assert (wo["trades"], wo["wins"], wo["losses"], wo["net_pnl"]) == (20, 14, 6, 700.0)
+    assert eff["difference"] == {"trades": 1, "wins": 1, "losses": 0, "net_pnl": 300.0}
+    # count W/L 15/6 = 2.5 vs 14/6 = 2.33; payoff (1600/15)/(600/6) = 1.067 vs (1300/14)/100.
+    assert w["count_wl"] == pytest.approx(2.5) and wo["count_wl"] == pytest.approx(14 / 6)
+    assert w["payoff"] == pytest.approx(1600 / 15 / 100)
+    assert wo["payoff"] == pytest.approx(1300 / 14 / 100)
+    # Accuracy counts labels, not trades: 96 / 120 both ways.
+    assert w["accuracy"] == wo["accuracy"] == pytest.approx(0.8)
+    # Everything else met (accuracy 0.8, edge +21.7 pp over v1's 70/120, W/L above 1.8): the
+    # payoff decides, 1.07 passes and 0.93 < 1.0 fails.
+    assert (w["status"], w["reasons"]) == ("PASS", [])
+    assert wo["status"] == "FAIL" and wo["reasons"] == ["payoff 0.93 < 1.0"]
+
+
+def test_without_a_confirmed_episode_the_effect_is_not_measured():
+    from ifd_core.trading.extended import NOT_MEASURED, weight_effect
+
+    # Stored rows whose confirmation is null (nothing signed traded) do not count as data.
+    cov = _coverage([(D1, 60, 3, 0, 0, 0), (D2, 60, 0, 0, 0, 0)])
+    eff = weight_effect(_pair(False), _pair(False), cov, 0.5)
+    assert eff["status"] == NOT_MEASURED == "not measured: no cross-asset data"
+    assert "with_weight" not in eff and eff["episodes_stored"] == 3
+    empty = weight_effect(_pair(False), _pair(False), _coverage([]), 0.5)
+    assert empty["status"] == NOT_MEASURED and empty["days"] == 0

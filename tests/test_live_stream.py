@@ -121,6 +121,21 @@ def test_a_run_under_the_emergency_stop_warns_and_says_so_in_its_summary(world, 
     assert "WARNING: live run starts while the emergency stop is on" in res.stderr
 
 
+def test_live_says_it_trades_without_the_cross_asset_weight(world, caplog):
+    # massive.confidence_weight applies to the backtest and the extended test only: a live run
+    # with it on says so when it paper-trades the date (docs/operations.md "Massive (optional)").
+    lake = fresh_lake(world, "weighted")
+    env = {"IFD_MASSIVE__CONFIDENCE_WEIGHT": "0.5"}
+    with (
+        caplog.at_level("WARNING", logger="jobs.live.guard"),
+        ReplayGateway(world["sim"], [KEY]) as gw,
+    ):
+        res = live_cli(lake, gw.port, world["day"], env_extra=env)
+    assert res.exit_code == 0, res.output
+    said = [r.getMessage() for r in caplog.records if r.name == "jobs.live.guard"]
+    assert any("massive.confidence_weight=0.5 is not applied live" in m for m in said), said
+
+
 def drop_every_for(start: int, n: int, drops: int) -> int:
     """A --drop-every N whose multiples fall exactly ``drops`` times inside [start, start+n)."""
     for every in range(n // (drops + 1), n // drops + 1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from ifd_cli.app import EXIT_USAGE, app
@@ -59,6 +60,27 @@ def test_config_version_is_stable_and_sensitive():
         st.get_settings("conservative_testing").config_version()
         != st.get_settings().config_version()
     )
+
+
+def test_the_cross_asset_weight_is_in_config_version_only_when_on():
+    base = st.get_settings().config_version()
+    off = st.get_settings(massive={"confidence_weight": 0.0})
+    # Off: Massive stays wholly out of the hash, as before the key existed.
+    assert off.config_version() == base
+    assert st.get_settings(massive={"underlyings": ["QQQ"]}).config_version() == base
+    on = st.get_settings(massive={"confidence_weight": 0.3})
+    assert on.config_version() != base
+    assert st.get_settings(massive={"confidence_weight": 0.4}).config_version() not in (
+        base,
+        on.config_version(),
+    )
+    # On: only the weight comes in, the fetch settings stay out.
+    same = st.get_settings(
+        massive={"confidence_weight": 0.3, "underlyings": ["QQQ"], "api_key": "k", "max_pages": 3}
+    )
+    assert same.config_version() == on.config_version()
+    with pytest.raises(ValidationError):
+        st.get_settings(massive={"confidence_weight": 1.5})
 
 
 def test_config_version_ignores_how_the_live_run_operates():

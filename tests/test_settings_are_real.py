@@ -285,6 +285,16 @@ def _massive_client(s: Settings):
     )
 
 
+def _confidence_weight(s: Settings):
+    """The confidence a SYNTHETIC v3 signal (0.6) of an episode with a stored SYNTHETIC
+    confirmation (0.9) trades with: what run_backtest hands the v3 executor."""
+    from ifd_core.analysis.cross_asset import weighted_confidence
+
+    sig = pl.DataFrame({"algo": ["v3"], "episode_id": ["e1"], "confidence": [0.6]})
+    conf = pl.DataFrame({"episode_id": ["e1"], "confirmation": [0.9]})
+    return weighted_confidence(sig, conf, s.massive.confidence_weight)["confidence"].to_list()
+
+
 def _oi_fallback(s: Settings):
     """v1's open interest source on a SYNTHETIC date without Databento's statistics: what
     jobs/oi_fallback.py hands the v1 detector (None: v1 gets no open interest that day)."""
@@ -678,6 +688,7 @@ BUILDERS: dict[str, list[Callable[[Settings], Any]]] = {
     "barchart": [_barchart_client, _barchart_check],
     "massive": [_massive_client],
     "barchart.oi_fallback": [_oi_fallback],
+    "massive.confidence_weight": [_confidence_weight],
     "warehouse.data_dir": [_lake_root],
     "warehouse.max_": [_decode_limits],
     "budget": [_budget],

@@ -133,9 +133,61 @@ def cross_asset_confirmation(episodes: pl.DataFrame, trades: pl.DataFrame) -> pl
     )
 
 
+def weighted_confidence(
+    signals: pl.DataFrame, confirmations: pl.DataFrame, weight: float, algo: str = "v3"
+) -> pl.DataFrame:
+    """``signals`` with the confidence of ``algo``'s signals moved toward their episode's
+    cross-asset confirmation: ``(1 - weight) * confidence + weight * confirmation``.
+
+    A convex mix keeps the result in [0, 1] and equal to v3's own confidence at weight 0; a
+    confirmation of 0.5 (as much opposite as same premium) pulls a confident signal down, as the
+    flow elsewhere disagreed. A signal of another algorithm, without an ``episode_id``, whose
+    episode has no stored row or whose row's confirmation is null (nothing signed traded) keeps
+    its confidence: no cross-asset data is not evidence either way. Rows, their order and the
+    columns are those of ``signals``; weight 0 returns ``signals`` itself.
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"confidence weight must be in [0, 1], not {weight}")
+    if weight == 0.0 or signals.height == 0:
+        return signals
+    conf = (
+        confirmations.filter(pl.col("confirmation").is_not_null())
+        .select(pl.col("episode_id").cast(pl.Utf8), pl.col("confirmation").cast(pl.Float64))
+        .unique()
+    )
+    if conf["episode_id"].n_unique() != conf.height:  # the table is keyed by episode
+        dup = conf.filter(pl.col("episode_id").is_duplicated())["episode_id"][0]
+        raise ValueError(f"episode {dup} has several confirmations")
+    joined = signals.join(conf, on="episode_id", how="left", maintain_order="left")
+    mixed = (1.0 - weight) * pl.col("confidence") + weight * pl.col("confirmation")
+    apply = (pl.col("algo") == algo) & pl.col("confirmation").is_not_null()
+    return joined.with_columns(
+        pl.when(apply)
+        .then(mixed)
+        .otherwise(pl.col("confidence"))
+        .cast(signals.schema["confidence"])
+        .alias("confidence")
+    ).select(signals.columns)
+
+
+def live_weight_note(weight: float) -> str | None:
+    """The line live trading logs when the weight is on: it trades v3's own confidence, since an
+    episode's confirmation exists only after its minutes' QQQ/NDX trades are fetched (the
+    detection flow's cross-asset step, after the session). None when the weight is off."""
+    if weight <= 0:
+        return None
+    return (
+        f"massive.confidence_weight={weight:g} is not applied live: live trading uses v3's own "
+        "confidence (a cross-asset confirmation exists only after the episode's minutes are "
+        "fetched); it applies to the backtest and the extended test"
+    )
+
+
 __all__ = [
     "CONFIRMATION_SCHEMA",
+    "live_weight_note",
     "cross_asset_confirmation",
     "episode_spans",
     "trade_view",
+    "weighted_confidence",
 ]

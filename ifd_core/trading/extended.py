@@ -337,3 +337,74 @@ def _operational(r: dict, c: Criteria, fails: list[str], unknown: list[str]) -> 
 
 def _statistical(unknown: list[str]) -> Verdict:
     return Verdict("INCONCLUSIVE", unknown) if unknown else Verdict("PASS", [])
+
+
+NOT_MEASURED = "not measured: no cross-asset data"
+WEIGHT_METRICS = (
+    "episodes",
+    "resolved",
+    "correct",
+    "accuracy",
+    "trades",
+    "wins",
+    "losses",
+    "win_rate",
+    "count_wl",
+    "payoff",
+    "net_pnl",
+)
+
+
+def weight_effect(
+    with_weight: pl.DataFrame,
+    without_weight: pl.DataFrame,
+    coverage: pl.DataFrame,
+    weight: float,
+    criteria: Criteria = Criteria(),
+    candidate: str = "v3",
+) -> dict:
+    """The cross-asset confidence weight's effect on the extended test, measured: the candidate's
+    pooled metrics and the verdict from the daily rows as traded (``with_weight``) and as the
+    candidate trades on its own confidence (``without_weight``, the same rows otherwise).
+
+    ``coverage`` has one row per day (``date, episodes, stored, confirmed, gained, lost``: the
+    candidate's episodes, those with a stored confirmation row, those whose row has a
+    confirmation, those with a signal passing the min-confidence filter only with / only
+    without the weight). No confirmed episode on any day: ``NOT_MEASURED``, no metrics (the two
+    sets would be equal by construction, which says nothing). Accuracy counts every episode's
+    label whether traded or not, so the weight leaves it as it is; it moves trades and P&L.
+    """
+    cov = coverage.select(
+        pl.len().alias("days"),
+        (pl.col("confirmed") > 0).sum().alias("days_with_confirmations"),
+        pl.col("episodes").sum(),
+        pl.col("stored").sum().alias("episodes_stored"),
+        pl.col("confirmed").sum().alias("episodes_confirmed"),
+        pl.col("gained").sum().alias("episodes_gained"),
+        pl.col("lost").sum().alias("episodes_lost"),
+    ).row(0, named=True)
+    out: dict = {"weight": weight, "algo": candidate, "unit": "episodes", **cov}
+    if not cov["episodes_confirmed"]:
+        out["status"] = NOT_MEASURED
+        return out
+
+    def side(daily: pl.DataFrame) -> dict:
+        rows = final(daily).filter(pl.col("algo") == candidate)
+        r = rows.row(0, named=True) if rows.height else {}
+        v = verdict(daily, criteria, candidate)
+        return {
+            **{k: r.get(k) for k in WEIGHT_METRICS},
+            "verdict": str(v),
+            "status": v.status,
+            "reasons": list(v.reasons),
+        }
+
+    w, wo = side(with_weight), side(without_weight)
+    out["status"] = "measured"
+    out["with_weight"] = w
+    out["without_weight"] = wo
+    out["difference"] = {
+        k: (w[k] - wo[k]) if w[k] is not None and wo[k] is not None else None
+        for k in ("trades", "wins", "losses", "net_pnl")
+    }
+    return out

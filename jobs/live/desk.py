@@ -10,11 +10,13 @@ flatten and the ledger: docs/operations.md §Interactive Brokers.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable, Sequence
 
 import polars as pl
 
+from ifd_core.analysis.cross_asset import live_weight_note
 from ifd_core.broker.base import Broker, OptionContract, OrderRefused
 from ifd_core.broker.factory import trader_from_settings
 from ifd_core.broker.trader import SignalTrader
@@ -27,6 +29,7 @@ from warehouse.broker_ledger import write_trader_ledger
 from warehouse.lake import Lake
 from warehouse.tables import TABLES
 
+log = logging.getLogger(__name__)
 SETTLE_POLL_S = 0.1
 RECONNECT_EVERY_S = 5.0
 
@@ -66,6 +69,9 @@ class RealTimeDesk:
         self.day, self.run_id, self.origin = day, run_id, origin
         self.key = f"live-{broker.name}-{run_id}-{process_tag}"
         halt = EmergencyStop(settings.data_dir)
+        if note := live_weight_note(settings.massive.confidence_weight):
+            log.warning(note)
+            progress(note)
         self.traders: dict[str, SignalTrader] = {}
         for algo in algos:
             self.traders[algo] = trader_from_settings(

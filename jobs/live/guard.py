@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import polars as pl
 
+from ifd_core.analysis.cross_asset import live_weight_note
 from ifd_core.analysis.guarded_detector import GuardedDetector
 from ifd_core.marketdata.record_source import RecordBatch
 from ifd_core.ops.liveness import FeedLiveness, LatencyHistogram
@@ -189,6 +190,8 @@ class LiveGuard:
 
         chosen = self.executed(signals)
         halt = EmergencyStop(self.settings.data_dir)
+        if note := live_weight_note(self.settings.massive.confidence_weight):
+            log.warning(note)
         out: dict[str, int] = {}
         frames: dict[str, list[dict]] = {t: [] for t in LEDGER}
         daily = []
