@@ -540,39 +540,46 @@ def _repeated_pulls(ledger: pl.DataFrame, start: dt.date, end: dt.date) -> list[
         if gaps == [(r0, r1)]:
             continue
         earlier = ", ".join(sorted({str(p["date"]) for p in same if p["r0"] < r1 and p["r1"] > r0}))
-        what = f"{row['dataset']} {row['schema']} {_short(row['symbols'])} [{r0}, {r1})"
-        alts = tuple(
-            AltRequest(
-                row["dataset"],
-                row["schema"],
-                tuple(sorted(symbols)),
-                g0.isoformat(),
-                g1.isoformat(),
-                row["stype_in"] or "raw_symbol",
-            )
-            for g0, g1 in gaps
-        )
         part = "all of it" if not gaps else "part of it"
-        out.append(
-            Advice(
-                kind="repeated_pull",
-                action=(
-                    f"The pull of {what} on {row['date']} repeated {part}, already bought on "
-                    f"{earlier}: read the lake instead"
-                    + (" and pull only the new range." if gaps else ".")
-                ),
-                records=int(row.get("record_count") or 0),
-                bytes=int(row.get("billable_bytes") or 0),
-                share_of_bytes=None,
-                avoided_usd=float(row["amount_usd"]),
-                basis=f"ledger: spend row {row['entry_id']} ${row['amount_usd']:,.2f}"
-                + ("; less get_cost of the new range" if gaps else ""),
-                signals_lost=0,
-                episodes_lost=0,
-                alternatives=alts,
-            )
+        action = (
+            f"The pull of {_what(row)} on {row['date']} repeated {part}, already bought on "
+            f"{earlier}: read the lake instead" + (" and pull only the new range." if gaps else ".")
         )
+        out.append(_pull_advice(row, "repeated_pull", action, gaps, "the new range"))
     return out
+
+
+def _what(row: dict[str, Any]) -> str:
+    return f"{row['dataset']} {row['schema']} {_short(row['symbols'])} [{row['r0']}, {row['r1']})"
+
+
+def _pull_advice(row: dict[str, Any], kind: str, action: str, gaps: list, new_part: str) -> Advice:
+    """Advice against one ledger pull: it saves its own spend row, less (when ``gaps``) what
+    ``metadata.get_cost`` quotes for pulling only ``gaps`` (``new_part`` says which part)."""
+    alts = tuple(
+        AltRequest(
+            row["dataset"],
+            row["schema"],
+            tuple(sorted(row["symbol_set"])),
+            g0.isoformat(),
+            g1.isoformat(),
+            row["stype_in"] or "raw_symbol",
+        )
+        for g0, g1 in gaps
+    )
+    return Advice(
+        kind=kind,
+        action=action,
+        records=int(row.get("record_count") or 0),
+        bytes=int(row.get("billable_bytes") or 0),
+        share_of_bytes=None,
+        avoided_usd=float(row["amount_usd"]),
+        basis=f"ledger: spend row {row['entry_id']} ${row['amount_usd']:,.2f}"
+        + (f"; less get_cost of {new_part}" if gaps else ""),
+        signals_lost=0,
+        episodes_lost=0,
+        alternatives=alts,
+    )
 
 
 def _pull_rows(ledger: pl.DataFrame) -> list[dict[str, Any]]:
@@ -612,37 +619,14 @@ def _redundant_schemas(ledger: pl.DataFrame, start: dt.date, end: dt.date) -> li
         gaps = _uncovered(r0, r1, [(p["r0"], p["r1"]) for p in mbo])
         if not mbo or gaps == [(r0, r1)]:
             continue
-        alts = tuple(
-            AltRequest(
-                row["dataset"],
-                row["schema"],
-                tuple(sorted(row["symbol_set"])),
-                g0.isoformat(),
-                g1.isoformat(),
-                row["stype_in"] or "raw_symbol",
-            )
-            for g0, g1 in gaps
+        action = (
+            f"The pull of {_what(row)} on {row['date']} bought {row['schema']} that the mbo "
+            f"of the same symbols already carries ({'all' if not gaps else 'part'} of "
+            "its range): derive it from mbo"
+            + (" and pull only the range mbo does not cover." if gaps else ".")
         )
-        what = f"{row['dataset']} {row['schema']} {_short(row['symbols'])} [{r0}, {r1})"
         out.append(
-            Advice(
-                kind="redundant_schema",
-                action=(
-                    f"The pull of {what} on {row['date']} bought {row['schema']} that the mbo "
-                    f"of the same symbols already carries ({'all' if not gaps else 'part'} of "
-                    "its range): derive it from mbo"
-                    + (" and pull only the range mbo does not cover." if gaps else ".")
-                ),
-                records=int(row.get("record_count") or 0),
-                bytes=int(row.get("billable_bytes") or 0),
-                share_of_bytes=None,
-                avoided_usd=float(row["amount_usd"]),
-                basis=f"ledger: spend row {row['entry_id']} ${row['amount_usd']:,.2f}"
-                + ("; less get_cost of the range mbo does not cover" if gaps else ""),
-                signals_lost=0,
-                episodes_lost=0,
-                alternatives=alts,
-            )
+            _pull_advice(row, "redundant_schema", action, gaps, "the range mbo does not cover")
         )
     return out
 
