@@ -26,19 +26,7 @@ from warehouse.tables import TABLES
 
 
 def _settings(server, data_dir, **m):
-    from ifd_core.settings import get_settings
-
-    return get_settings(
-        data_dir=str(data_dir),
-        massive={
-            "api_key": TEST_API_KEY,
-            "base_url": server.url,
-            "timeout_s": 5.0,
-            "requests_per_minute": 10_000,  # the throttle is tested on a fake clock elsewhere
-            **m,
-        },
-        resilience={"retry": {"max_attempts": 1}},
-    )
+    m = {"requests_per_minute": 10_000, **m}  # the throttle is tested on a fake clock elsewhere
     return loopback_settings("massive", TEST_API_KEY, server, data_dir, resilience=ONE_ATTEMPT, **m)
 
 
