@@ -13,6 +13,7 @@ service answers stays in its own module.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import datetime as dt
 import ipaddress
@@ -174,7 +175,7 @@ class QuietHandler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(value).encode(), "application/json")
 
 
-class LoopbackTLSServer:
+class LoopbackTLSServer(abc.ABC):
     """A service double on https://127.0.0.1:<port>; use as a context manager.
 
     A subclass sets ``name`` (thread name, temp-dir prefix) and returns its request handler
@@ -194,8 +195,9 @@ class LoopbackTLSServer:
         self._thread: threading.Thread | None = None
         self.cert_path: Path | None = None
 
+    @abc.abstractmethod
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
-        raise NotImplementedError
+        """The request handler of this double (each server answers its own endpoints)."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
