@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -9,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from decimal import Decimal
@@ -444,14 +446,47 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
+# Ctrl-C as a terminal's foreground command gets it: SIGINT at its default action and not blocked.
+# A runner started in the background without job control (`cmd &` in a script) hands its children
+# SIGINT ignored, and `ifd sql` rightly ignores it then, as `nohup` asks; so reset it for the child.
+AT_A_TERMINAL = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); os.execvp(sys.argv[1], sys.argv[1:])",
+]
+
+
+def _why_still_running(proc: subprocess.Popen) -> str:
+    """Each descendant's signal state and where it waits, then the Python stacks (faulthandler
+    on SIGABRT): what a hang after Ctrl-C needs to be understood from a CI log."""
+    lines = []
+    for pid in _descendants(proc.pid):
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{pid}/status").read_text().splitlines()
+            keep = [x for x in status if x.split(":")[0] in ("Name", "State", "SigBlk", "SigIgn")]
+            lines.append(
+                f"{pid}: " + "; ".join(keep) + f"; wchan {Path(f'/proc/{pid}/wchan').read_text()}"
+            )
+    for pid in _descendants(proc.pid):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGABRT)
+    try:
+        _, err = proc.communicate(timeout=10)  # faulthandler writes, the process dies
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+    return "\n".join(lines) + "\n" + err[-6000:]
+
+
 @pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc to see the query run")
 @pytest.mark.skipif(shutil.which("uv") is None, reason="needs uv on PATH")
 def test_ctrl_c_stops_the_query_with_exit_130(data_dir):
     lake = Lake(data_dir)
     ensure_migrated(lake)  # so that the catalog is opened only by the query's connection
-    env = {**os.environ, "IFD_WAREHOUSE__DATA_DIR": str(data_dir)}
+    env = {**os.environ, "IFD_WAREHOUSE__DATA_DIR": str(data_dir), "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen(
-        ["uv", "run", "--no-sync", "ifd", "sql", SLOW],
+        [*AT_A_TERMINAL, "uv", "run", "--no-sync", "ifd", "sql", SLOW],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -468,7 +503,12 @@ def test_ctrl_c_stops_the_query_with_exit_130(data_dir):
         time.sleep(0.3)  # well inside DuckDB's execution by now
         t0 = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-        out, err = proc.communicate(timeout=30)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"no exit 30 s after Ctrl-C:\n{_why_still_running(proc)}"
+            ) from None
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
