@@ -32,12 +32,16 @@ browser:
 demo: setup
 	$(UV) run ifd demo
 
+# Test processes (pytest-xdist): one per core of the 2-core project machine. Each test file runs
+# whole in one process (--dist loadfile), so its module fixtures are built once.
+TEST_WORKERS ?= 2
+
 # The whole test suite (slow tests included, as in CI). pytest's exit 5 (no tests) is a failure.
 test: setup browser
-	@$(UV) run pytest -q --durations=30; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests were collected"; exit 1; fi; exit $$rc
+	@$(UV) run pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=30; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests were collected"; exit 1; fi; exit $$rc
 
 test-fast: setup
-	$(UV) run pytest -q -m "not slow"
+	$(UV) run pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 lint: setup
 	$(UV) run ruff check . && $(UV) run ruff format --check . && $(UV) run lint-imports

@@ -47,7 +47,10 @@ def _child(req: dict) -> None:
 
 def main() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    import expectations.runner  # noqa: F401 - the slow imports, paid once
+    import databento  # noqa: F401 - the slow imports, paid once (IFD imports these two lazily)
+    import great_expectations  # noqa: F401
+
+    import expectations.runner  # noqa: F401
     import ifd_cli.app  # noqa: F401
     import jobs.detect  # noqa: F401
     import warehouse.compaction  # noqa: F401
